@@ -1,0 +1,56 @@
+"""fastdrop: dropout at memory speed, with one bit-identical mask everywhere.
+
+Importing fastdrop compiles nothing and imports no optional dependency:
+Numba kernels are built on first use, CUDA and the framework adapters are
+imported only when used.
+
+Examples
+--------
+>>> import numpy as np
+>>> import fastdrop
+>>> y = fastdrop.dropout(np.ones(8, np.float32), p=0.5, rng=0)
+>>> y
+array([2., 0., 2., 2., 2., 2., 2., 2.], dtype=float32)
+"""
+
+from ._api import apply_mask, dropout, dropout_backward, dropout_mask, unpack_mask
+from ._config import get_num_threads, set_num_threads
+from ._dispatch import get_backends
+from ._generator import Generator
+
+__version__ = "0.1.0"
+
+#: Version of the mask stream definition (DESIGN.md §1) these kernels implement.
+MASK_STREAM_VERSION = 1
+
+__all__ = [
+    "dropout",
+    "dropout_mask",
+    "unpack_mask",
+    "apply_mask",
+    "dropout_backward",
+    "Generator",
+    "get_backends",
+    "get_num_threads",
+    "set_num_threads",
+    "openmp_enabled",
+    "MASK_STREAM_VERSION",
+]
+
+
+def openmp_enabled():
+    """Whether the compiled Cython kernels were built with OpenMP.
+
+    Returns False when the extension is missing or was built without it.
+
+    Examples
+    --------
+    >>> import fastdrop
+    >>> fastdrop.openmp_enabled() in (True, False)
+    True
+    """
+    try:
+        from ._cython import _kernels
+    except ImportError:
+        return False
+    return bool(_kernels.openmp_enabled())

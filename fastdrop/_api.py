@@ -1,0 +1,522 @@
+"""The NumPy-style front end: argument checks, rng/state, shapes, out=, dispatch.
+
+Every public function validates all of its arguments before it writes
+anything, so a call that raises leaves ``out`` (and any Generator) untouched.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import operator
+
+import numpy as np
+
+from . import _dispatch
+from ._generator import resolve_rng, resolve_state
+from .reference import threshold
+
+__all__ = ["dropout", "dropout_mask", "unpack_mask", "apply_mask", "dropout_backward"]
+
+_FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
+_MODES = ("inverted", "classic")
+
+
+# ----------------------------------------------------------------------------
+# argument checks (shared with the CUDA front end)
+# ----------------------------------------------------------------------------
+
+def check_p(p):
+    """``p`` as a float in [0, 1]; ValueError for NaN or out of range."""
+    if isinstance(p, (bool, np.bool_)) or not isinstance(p, numbers.Real):
+        raise TypeError(f"p must be a real number, got {type(p).__name__}")
+    p = float(p)
+    if not 0.0 <= p <= 1.0:  # also catches NaN
+        raise ValueError(f"p must be in [0, 1], got {p}")
+    return p
+
+
+def check_mode(mode):
+    if mode not in _MODES:
+        raise ValueError(f"mode must be 'inverted' or 'classic', got {mode!r}")
+    return mode
+
+
+def check_float_dtype(dtype, name="x"):
+    dtype = np.dtype(dtype)
+    if dtype not in _FLOAT_DTYPES:
+        raise TypeError(
+            f"{name} must have a floating dtype (float16, float32 or float64), "
+            f"got dtype {dtype}")
+    return dtype
+
+
+def as_float_array(x, name="x"):
+    """``np.asarray(x)`` (no copy for arrays) with a floating dtype check."""
+    arr = np.asarray(x)
+    check_float_dtype(arr.dtype, name)
+    return arr
+
+
+def check_return_mask(return_mask):
+    if return_mask is False or return_mask is None:
+        return None
+    if return_mask is True or return_mask == "bool":
+        return "bool"
+    if return_mask == "packed":
+        return "packed"
+    raise ValueError(f"return_mask must be False, True, 'bool' or 'packed', got {return_mask!r}")
+
+
+def normalize_shape(shape, name="shape"):
+    if isinstance(shape, numbers.Integral) and not isinstance(shape, bool):
+        shape = (shape,)
+    try:
+        shape = tuple(operator.index(s) for s in shape)
+    except TypeError:
+        raise TypeError(f"{name} must be an int or a tuple of ints, got {shape!r}") from None
+    if any(s < 0 for s in shape):
+        raise ValueError(f"{name} must not have negative entries, got {shape}")
+    return shape
+
+
+def mask_geometry(shape, noise_shape):
+    """Mask shape ``M``, per-axis mask strides and mask size for an input of
+    ``shape`` (DESIGN.md §1, "Logical index").
+
+    ``noise_shape`` has the input's ndim; each entry equals the input's
+    extent or is 1 (shared along that axis); ``None`` entries mean "the
+    input's extent".
+    """
+    shape = tuple(shape)
+    if noise_shape is None:
+        M = shape
+    else:
+        if isinstance(noise_shape, numbers.Integral):
+            noise_shape = (noise_shape,)
+        ns = tuple(noise_shape)
+        if len(ns) != len(shape):
+            raise ValueError(
+                f"noise_shape {ns} must have the same number of axes as x "
+                f"(shape {shape})")
+        M = []
+        for k, (m, s) in enumerate(zip(ns, shape)):
+            m = s if m is None else operator.index(m)
+            if m != s and m != 1:
+                raise ValueError(
+                    f"noise_shape {ns} is not broadcastable to x's shape {shape}: "
+                    f"axis {k} must be 1 or {s}")
+            M.append(m)
+        M = tuple(M)
+    mstrides = [0] * len(M)
+    acc = 1
+    for k in range(len(M) - 1, -1, -1):
+        mstrides[k] = acc if M[k] == shape[k] and M[k] != 1 else 0
+        acc *= M[k]
+    return M, tuple(mstrides), math.prod(M)
+
+
+def prepare_out(x, out, name="out"):
+    """Validate ``out`` against ``x`` or allocate it (same layout as ``x``)."""
+    if out is None:
+        return np.empty_like(x)
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(out).__name__}")
+    if out.shape != x.shape:
+        raise ValueError(f"{name} has shape {out.shape}, expected {x.shape}")
+    if out.dtype != x.dtype:
+        raise TypeError(f"{name} has dtype {out.dtype}, expected {x.dtype}")
+    if not out.flags.writeable:
+        raise ValueError(f"{name} is read-only")
+    identical = (out.__array_interface__["data"][0] == x.__array_interface__["data"][0]
+                 and out.strides == x.strides)
+    if not identical and np.may_share_memory(x, out) and np.shares_memory(x, out):
+        raise ValueError(
+            f"{name} partly overlaps x; pass out=x for in-place, or a separate array")
+    return out
+
+
+def scale_for(p, mode):
+    """The factor kept elements are multiplied by in training (float64)."""
+    if mode == "classic" or p >= 1.0:
+        return 1.0
+    return 1.0 / (1.0 - p)
+
+
+def select_backend(backend, x):
+    """(name, kernel module) for a host array."""
+    if backend == "auto":
+        return _dispatch.choose_cpu_backend(x.size)
+    if backend == "cuda" and backend in _dispatch.BACKENDS:
+        raise TypeError(
+            "backend='cuda' needs a GPU array (CuPy, torch CUDA tensor or Numba "
+            "device array); fastdrop never copies a NumPy array to the GPU "
+            "silently: move it first, e.g. with cupy.asarray(x)")
+    return backend, _dispatch.get_backend(backend)
+
+
+def _is_device_array(x):
+    return not isinstance(x, np.ndarray) and hasattr(x, "__cuda_array_interface__")
+
+
+def _device(op):
+    from ._cuda import frontend  # imported only for GPU arrays
+
+    return getattr(frontend, op)
+
+
+def _fill_mask(keep_out, packed_out, n, value):
+    if keep_out is not None:
+        keep_out[...] = value
+    if packed_out is not None:
+        packed_out[...] = 0xFF if value else 0
+        if value and n % 8:
+            packed_out[-1] = (1 << (n % 8)) - 1
+
+
+def _alloc_mask(kind, M, n):
+    keep = np.empty(M, dtype=bool) if kind == "bool" else None
+    packed = np.empty((n + 7) // 8, dtype=np.uint8) if kind == "packed" else None
+    return keep, packed
+
+
+def _run(kern, x, out, p, seed, offset, T, scale, M, mstrides, n, keep, packed):
+    """Training-mode masked scaling with a generated mask; writes the mask
+    outputs too."""
+    keep_flat = keep.reshape(-1) if keep is not None else None
+    if p == 0.0:
+        if out is not x:
+            np.copyto(out, x)
+        _fill_mask(keep_flat, packed, n, True)
+    elif p == 1.0:
+        out[...] = 0
+        _fill_mask(keep_flat, packed, n, False)
+    elif keep is None and packed is None:
+        kern.forward(x, out, seed, offset, T, scale, mstrides)
+    elif M == x.shape:
+        kern.forward(x, out, seed, offset, T, scale, mstrides,
+                     keep_out=keep_flat, packed_out=packed)
+    else:
+        kern.mask(n, seed, offset, T, keep_out=keep_flat, packed_out=packed)
+        kern.apply_mask(x, out, mstrides, scale, keep=keep_flat, packed=packed)
+
+
+def _eval(x, out, p, mode):
+    from . import reference
+
+    if mode == "classic" and p == 1.0:
+        out[...] = 0
+    elif mode == "classic" and p != 0.0:
+        reference.scale(x, out, 1.0 - p)
+    elif out is not x:
+        np.copyto(out, x)
+
+
+# ----------------------------------------------------------------------------
+# public functions
+# ----------------------------------------------------------------------------
+
+def dropout(x, p=0.5, *, training=True, mode="inverted", rng=None, noise_shape=None,
+            out=None, return_mask=False, backend="auto"):
+    """Dropout: zero each element with probability ``p`` and scale the rest.
+
+    The mask is fastdrop's mask stream v1 (DESIGN.md §1): element ``i`` of
+    the mask (its C-order logical index) is decided by Philox4x32-10 keyed by
+    the seed at stream position ``offset + i``, identically on every backend,
+    thread count and device.
+
+    Parameters
+    ----------
+    x : array_like of float16, float32 or float64
+        Input, any shape (0-d and empty too) and any strides.
+    p : float
+        Drop probability in [0, 1].
+    training : bool, default True
+        In evaluation (``False``) no mask is drawn: ``mode="inverted"``
+        returns a copy of ``x``, ``mode="classic"`` returns ``x * (1 - p)``.
+    mode : {"inverted", "classic"}
+        ``"inverted"`` scales kept elements by ``1 / (1 - p)`` in training;
+        ``"classic"`` keeps them unscaled.
+    rng : None, int, fastdrop.Generator or numpy.random.Generator
+        Where the mask comes from.  An int is a seed (offset 0: stateless
+        and repeatable); a :class:`fastdrop.Generator` is advanced by the
+        positions the mask uses; ``None`` draws fresh entropy.
+    noise_shape : tuple, optional
+        Mask shape, same ndim as ``x``, each entry 1 (mask shared along that
+        axis, as in Keras/Flax) or ``x``'s extent (``None`` means the extent).
+    out : ndarray, optional
+        Where to write the result: same shape and dtype as ``x``; may be
+        ``x`` itself (in-place) but must not partly overlap it.
+    return_mask : bool or {"bool", "packed"}
+        Also return the keep mask: a bool array of the mask shape (``True``
+        or ``"bool"``) or ``np.packbits(..., bitorder="little")`` bytes over
+        the logical index (``"packed"``).
+    backend : {"auto", "cython", "numba", "reference", "cuda"}
+        Which kernels to use.  All give identical results.
+
+    Returns
+    -------
+    out : ndarray
+        Same shape and dtype as ``x``; dropped elements are exactly ``+0.0``.
+    mask : ndarray
+        Only if ``return_mask``.
+
+    Raises
+    ------
+    ValueError
+        ``p`` NaN or outside [0, 1]; unknown mode or backend; bad
+        ``noise_shape``; ``out`` of the wrong shape, read-only or partly
+        overlapping ``x``.
+    TypeError
+        Non-floating ``x``; ``out`` of another dtype; bad ``rng``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastdrop
+    >>> x = np.ones((2, 4), dtype=np.float32)
+    >>> fastdrop.dropout(x, 0.5, rng=0)
+    array([[2., 0., 2., 2.],
+           [2., 2., 2., 2.]], dtype=float32)
+    >>> y, keep = fastdrop.dropout(x, 0.5, rng=0, noise_shape=(1, 4), return_mask=True)
+    >>> keep
+    array([[ True, False,  True,  True]])
+    >>> fastdrop.dropout(x, 0.5, training=False, mode="classic")[0, 0]
+    np.float32(0.5)
+    """
+    if _is_device_array(x):
+        return _device("dropout")(x, p, training=training, mode=mode, rng=rng,
+                                  noise_shape=noise_shape, out=out,
+                                  return_mask=return_mask, backend=backend)
+    p = check_p(p)
+    check_mode(mode)
+    kind = check_return_mask(return_mask)
+    x = as_float_array(x)
+    M, mstrides, n = mask_geometry(x.shape, noise_shape)
+    _, kern = select_backend(backend, x)
+    out = prepare_out(x, out)
+    if not training:
+        _eval(x, out, p, mode)
+        if kind is None:
+            return out
+        keep, packed = _alloc_mask(kind, M, n)
+        _fill_mask(keep, packed, n, True)
+        return out, (keep if kind == "bool" else packed)
+    seed, offset = resolve_rng(rng, n)
+    keep, packed = _alloc_mask(kind, M, n)
+    _run(kern, x, out, p, seed, offset, threshold(p), scale_for(p, mode),
+         M, mstrides, n, keep, packed)
+    if kind is None:
+        return out
+    return out, (keep if kind == "bool" else packed)
+
+
+def dropout_mask(shape, p, *, rng=None, packed=False, backend="auto"):
+    """The keep mask alone (True = kept), as bools or packed bits.
+
+    ``dropout_mask(x.shape, p, rng=s)`` is exactly the mask that
+    ``dropout(x, p, rng=s)`` applies.
+
+    Parameters
+    ----------
+    shape : int or tuple of int
+        Mask shape; its C-order flat index is the logical index.
+    p : float
+        Drop probability in [0, 1].
+    rng : None, int, fastdrop.Generator or numpy.random.Generator
+        As in :func:`dropout`.
+    packed : bool, default False
+        Return ``np.packbits(keep.ravel(), bitorder="little")`` bytes
+        (``ceil(n / 8)`` of them) instead of a bool array.
+    backend : str, default "auto"
+
+    Examples
+    --------
+    >>> import fastdrop
+    >>> fastdrop.dropout_mask(8, 0.5, rng=0).astype(int)
+    array([1, 0, 1, 1, 1, 1, 1, 1])
+    >>> fastdrop.dropout_mask(32, 0.5, rng=0, packed=True).tobytes().hex()
+    'fd630123'
+    """
+    p = check_p(p)
+    shape = normalize_shape(shape)
+    n = math.prod(shape)
+    if backend == "auto":
+        _, kern = _dispatch.choose_cpu_backend(n)
+    elif backend == "cuda":
+        raise TypeError("dropout_mask makes host arrays; backend='cuda' is for GPU arrays")
+    else:
+        kern = _dispatch.get_backend(backend)
+    seed, offset = resolve_rng(rng, n)
+    keep, packed_out = _alloc_mask("packed" if packed else "bool", shape, n)
+    keep_flat = keep.reshape(-1) if keep is not None else None
+    if p == 0.0 or p == 1.0:
+        _fill_mask(keep_flat, packed_out, n, p == 0.0)
+    else:
+        kern.mask(n, seed, offset, threshold(p), keep_out=keep_flat, packed_out=packed_out)
+    return packed_out if packed else keep
+
+
+def unpack_mask(packed, shape):
+    """Unpack a packed mask (``np.packbits`` layout, ``bitorder="little"``)
+    into a bool array of ``shape``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastdrop
+    >>> m = fastdrop.dropout_mask((3, 5), 0.3, rng=7)
+    >>> packed = fastdrop.dropout_mask((3, 5), 0.3, rng=7, packed=True)
+    >>> bool((fastdrop.unpack_mask(packed, (3, 5)) == m).all())
+    True
+    """
+    shape = normalize_shape(shape)
+    packed = _check_packed(packed, math.prod(shape))
+    n = math.prod(shape)
+    return np.unpackbits(packed, count=n, bitorder="little").view(bool).reshape(shape)
+
+
+def _check_packed(packed, n):
+    packed = np.asarray(packed)
+    if packed.dtype != np.uint8 or packed.ndim != 1:
+        raise TypeError(
+            f"a packed mask must be a 1-D uint8 array, got dtype {packed.dtype} "
+            f"with {packed.ndim} axes")
+    if packed.size != (n + 7) // 8:
+        raise ValueError(
+            f"packed mask has {packed.size} bytes, expected {(n + 7) // 8} for "
+            f"{n} mask elements")
+    return np.ascontiguousarray(packed)
+
+
+def _stored_mask(x_shape, mask, noise_shape):
+    """(M, mstrides, n, keep_flat, packed) for a stored bool or packed mask."""
+    mask = np.asarray(mask)
+    if mask.dtype == np.bool_:
+        if noise_shape is not None and tuple(noise_shape) != mask.shape:
+            raise ValueError(
+                f"mask has shape {mask.shape} but noise_shape is {tuple(noise_shape)}")
+        if mask.ndim != len(x_shape):
+            raise ValueError(
+                f"mask has shape {mask.shape}, which does not match x's shape "
+                f"{x_shape} (same number of axes, each 1 or x's extent)")
+        try:
+            M, mstrides, n = mask_geometry(x_shape, mask.shape)
+        except ValueError:
+            raise ValueError(
+                f"mask has shape {mask.shape}, which is not broadcastable to x's "
+                f"shape {x_shape}") from None
+        return M, mstrides, n, np.ascontiguousarray(mask).reshape(-1), None
+    if mask.dtype == np.uint8:
+        M, mstrides, n = mask_geometry(x_shape, noise_shape)
+        return M, mstrides, n, None, _check_packed(mask, n)
+    raise TypeError(
+        f"mask must be a bool array or a 1-D uint8 packed mask, got dtype {mask.dtype}")
+
+
+def apply_mask(x, mask, p, *, mode="inverted", noise_shape=None, out=None, backend="auto"):
+    """Masked scaling with a stored mask: ``out = mask ? x * scale : +0.0``.
+
+    This is the backward of dropout given the forward's mask, and the way to
+    re-apply a mask to another array.
+
+    Parameters
+    ----------
+    x : array_like of float16, float32 or float64
+    mask : ndarray of bool or packed uint8
+        A bool mask broadcastable to ``x`` (same ndim, each axis 1 or
+        ``x``'s extent), or packed bits over the logical index of the mask
+        shape ``noise_shape`` (default ``x.shape``).
+    p : float
+        The drop probability the mask was drawn with (sets the scale).
+    mode : {"inverted", "classic"}
+    noise_shape : tuple, optional
+        Only for packed masks: the mask's shape.
+    out : ndarray, optional
+    backend : str, default "auto"
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastdrop
+    >>> x = np.arange(4, dtype=np.float32)
+    >>> fastdrop.apply_mask(x, np.array([True, False, True, True]), 0.5)
+    array([0., 0., 4., 6.], dtype=float32)
+    """
+    if _is_device_array(x):
+        return _device("apply_mask")(x, mask, p, mode=mode, noise_shape=noise_shape,
+                                     out=out, backend=backend)
+    p = check_p(p)
+    check_mode(mode)
+    x = as_float_array(x)
+    M, mstrides, n, keep, packed = _stored_mask(x.shape, mask, noise_shape)
+    _, kern = select_backend(backend, x)
+    out = prepare_out(x, out)
+    if p == 1.0 and mode == "inverted":
+        out[...] = 0
+    else:
+        kern.apply_mask(x, out, mstrides, scale_for(p, mode), keep=keep, packed=packed)
+    return out
+
+
+def dropout_backward(grad, p, *, mask=None, state=None, training=True, mode="inverted",
+                     noise_shape=None, out=None, backend="auto"):
+    """Gradient of :func:`dropout`: the same mask and scale applied to ``grad``.
+
+    Give either the forward's stored ``mask`` (bool or packed), or the
+    ``state`` it was drawn from, and the mask is regenerated (nothing stored).
+
+    Parameters
+    ----------
+    grad : array_like of float16, float32 or float64
+        Gradient with respect to the dropout output.
+    p : float
+        The forward's drop probability.
+    mask : ndarray, optional
+        The forward's mask (``return_mask=True`` or ``"packed"``).
+    state : int, (seed, offset) or dict, optional
+        The forward's ``rng`` if it was an int seed, or the
+        ``Generator.state`` saved just before the forward call.
+    training : bool, default True
+        ``False`` gives the evaluation-mode gradient (identity or ``1 - p``).
+    mode, noise_shape, out, backend
+        As in :func:`dropout`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastdrop
+    >>> g = fastdrop.Generator(3)
+    >>> saved = g.state
+    >>> x = np.ones(6, np.float32)
+    >>> y = fastdrop.dropout(x, 0.5, rng=g)
+    >>> gx = fastdrop.dropout_backward(np.ones(6, np.float32), 0.5, state=saved)
+    >>> bool((gx == y).all())
+    True
+    """
+    if mask is not None and state is not None:
+        raise ValueError("give either mask or state, not both")
+    if not training:
+        return dropout(grad, p, training=False, mode=mode, noise_shape=noise_shape,
+                       out=out, backend=backend)
+    if mask is not None:
+        return apply_mask(grad, mask, p, mode=mode, noise_shape=noise_shape, out=out,
+                          backend=backend)
+    if state is None:
+        raise ValueError(
+            "dropout_backward needs the forward's mask (mask=) or the state it "
+            "was drawn from (state=)")
+    if _is_device_array(grad):
+        return _device("dropout_backward")(grad, p, state=state, mode=mode,
+                                           noise_shape=noise_shape, out=out,
+                                           backend=backend)
+    p = check_p(p)
+    check_mode(mode)
+    grad = as_float_array(grad, "grad")
+    M, mstrides, n = mask_geometry(grad.shape, noise_shape)
+    _, kern = select_backend(backend, grad)
+    seed, offset = resolve_state(state, n)
+    out = prepare_out(grad, out)
+    _run(kern, grad, out, p, seed, offset, threshold(p), scale_for(p, mode),
+         M, mstrides, n, None, None)
+    return out

@@ -1,0 +1,330 @@
+"""Pure-NumPy implementation of the mask stream v1 and masked scaling.
+
+This module is the executable form of DESIGN.md sections 1-2: every other
+backend must reproduce it bit for bit.  It is also the fallback backend
+(``backend="reference"``).  It works through large inputs in fixed-size
+chunks, so its working memory stays bounded (a few tens of MB) whatever the
+input size.
+
+The backend kernel interface (shared by every backend module) is three
+functions; their argument conventions are documented in
+:mod:`fastdrop._dispatch`:
+
+- :func:`forward` -- masked scaling with the mask generated on the fly;
+- :func:`mask` -- the keep mask only, as bools and/or packed bits;
+- :func:`apply_mask` -- masked scaling with a stored bool or packed mask.
+
+Examples
+--------
+>>> from fastdrop import reference
+>>> k0, k1, k2, k3 = reference.philox4x32_10(0, 0, 0, 0, 0, 0)
+>>> [hex(int(v)) for v in (k0, k1, k2, k3)]
+['0x6627e8d5', '0xe169c58d', '0xbc57ac4c', '0x9b00dbd8']
+>>> keep = reference.keep_range(seed=0, start=0, count=8, T=reference.threshold(0.5))
+>>> keep.astype(int).tolist()
+[1, 0, 1, 1, 1, 1, 1, 1]
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = [
+    "philox4x32_10",
+    "threshold",
+    "keep_range",
+    "forward",
+    "mask",
+    "apply_mask",
+    "CHUNK",
+]
+
+#: Elements per chunk: bounds the working memory of every reference routine.
+CHUNK = 1 << 18
+
+_M0 = np.uint64(0xD2511F53)
+_M1 = np.uint64(0xCD9E8D57)
+_W0 = 0x9E3779B9
+_W1 = 0xBB67AE85
+_LO32 = np.uint64(0xFFFFFFFF)
+_S32 = np.uint64(32)
+_TWO32 = 1 << 32
+
+
+def philox4x32_10(c0, c1, c2, c3, k0, k1):
+    """Philox4x32-10 on arrays of counters (Random123), vectorised.
+
+    Parameters
+    ----------
+    c0, c1, c2, c3 : array_like of uint32 values
+        Counter words; they broadcast against each other.
+    k0, k1 : int
+        Key words (uint32).
+
+    Returns
+    -------
+    tuple of 4 ndarray of uint64
+        The four output words (each < 2**32).
+
+    Examples
+    --------
+    >>> out = philox4x32_10(0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF,
+    ...                     0xFFFFFFFF, 0xFFFFFFFF)
+    >>> [f"{int(v):08x}" for v in out]
+    ['408f276d', '41c83b0e', 'a20bc7c6', '6d5451fd']
+    """
+    c0 = np.asarray(c0, dtype=np.uint64)
+    c1 = np.asarray(c1, dtype=np.uint64)
+    c2 = np.asarray(c2, dtype=np.uint64)
+    c3 = np.asarray(c3, dtype=np.uint64)
+    k0 = int(k0) & 0xFFFFFFFF
+    k1 = int(k1) & 0xFFFFFFFF
+    for r in range(10):
+        if r:
+            k0 = (k0 + _W0) & 0xFFFFFFFF
+            k1 = (k1 + _W1) & 0xFFFFFFFF
+        p0 = c0 * _M0
+        p1 = c2 * _M1
+        c0, c1, c2, c3 = (
+            (p1 >> _S32) ^ c1 ^ np.uint64(k0),
+            p1 & _LO32,
+            (p0 >> _S32) ^ c3 ^ np.uint64(k1),
+            p0 & _LO32,
+        )
+    return c0, c1, c2, c3
+
+
+def threshold(p):
+    """The integer threshold ``T = rint(p * 2**32)`` of DESIGN.md section 1.
+
+    Examples
+    --------
+    >>> threshold(0.5), threshold(0.0), threshold(1.0)
+    (2147483648, 0, 4294967296)
+    """
+    return int(np.rint(np.float64(p) * np.float64(_TWO32)))
+
+
+def _lanes(seed, blocks, c2):
+    """16-bit lanes of Philox((b_lo, b_hi, c2, 0), key) for each block b.
+
+    Returns a uint16 array of shape ``(len(blocks), 8)``: lane ``l`` of a block
+    is the lane of stream position ``8 * b + l`` (word ``l >> 1``, low half for
+    even ``l``, high half for odd ``l``).
+    """
+    words = philox4x32_10(blocks & _LO32, blocks >> _S32, c2, 0,
+                          seed & 0xFFFFFFFF, seed >> 32)
+    w = np.empty((blocks.shape[0], 4), dtype="<u4")
+    for k in range(4):
+        w[:, k] = words[k]
+    return w.view("<u2")
+
+
+def keep_range(seed, start, count, T, out=None):
+    """Keep decisions for stream positions ``start .. start + count - 1``.
+
+    Parameters
+    ----------
+    seed : int
+        uint64 seed (key ``k0 = seed & 0xFFFFFFFF``, ``k1 = seed >> 32``).
+    start, count : int
+        First stream position and number of positions
+        (``start + count <= 2**64``).
+    T : int
+        Threshold from :func:`threshold`, in ``[0, 2**32]``.
+    out : ndarray of bool, optional
+        Where to write; ``count`` elements.  Must not exceed :data:`CHUNK`
+        elements when called directly by a hot loop, but any size works.
+
+    Returns
+    -------
+    ndarray of bool
+        True where the element is kept.
+
+    Examples
+    --------
+    >>> keep_range(42, 5, 6, threshold(0.1)).astype(int).tolist()
+    [0, 1, 1, 1, 1, 1]
+    """
+    seed = int(seed)
+    start = int(start)
+    count = int(count)
+    if out is None:
+        out = np.empty(count, dtype=bool)
+    if count == 0:
+        return out
+    if T <= 0:
+        out[...] = True
+        return out
+    if T >= _TWO32:
+        out[...] = False
+        return out
+    Th = T >> 16
+    Tl = T & 0xFFFF
+    for pos in range(0, count, CHUNK):
+        n = min(CHUNK, count - pos)
+        s = start + pos
+        b0 = s >> 3
+        b1 = (s + n - 1) >> 3
+        blocks = np.arange(b1 - b0 + 1, dtype=np.uint64) + np.uint64(b0)
+        first = s & 7
+        hi = _lanes(seed, blocks, 0).reshape(-1)[first:first + n]
+        dst = out[pos:pos + n]
+        np.greater(hi, Th, out=dst)
+        ties = np.flatnonzero(hi == Th)
+        if ties.size:
+            j = ties.astype(np.uint64) + np.uint64(s)
+            lanes_lo = _lanes(seed, j >> np.uint64(3), 1)
+            lo = lanes_lo[np.arange(ties.size), (j & np.uint64(7)).astype(np.intp)]
+            dst[ties] = lo >= Tl
+    return out
+
+
+def _compute_type(dtype):
+    return np.float64 if dtype == np.float64 else np.float32
+
+
+def _chunks(shape):
+    """Yield index tuples that cover ``shape`` in C order, each at most CHUNK
+    elements, together with the logical start indices of the chunk."""
+    ndim = len(shape)
+    if ndim == 0:
+        yield (), (), ()
+        return
+    if 0 in shape:
+        return
+    # smallest k such that the axes after k hold at most CHUNK elements
+    inner = 1
+    k = ndim - 1
+    while k > 0 and inner * shape[k] <= CHUNK:
+        inner *= shape[k]
+        k -= 1
+    if inner * shape[k] <= CHUNK:
+        rows = shape[k]
+    else:
+        rows = max(1, CHUNK // inner)
+    for lead in np.ndindex(*shape[:k]):
+        for a in range(0, shape[k], rows):
+            b = min(shape[k], a + rows)
+            yield lead + (slice(a, b),), lead + (a,), (b - a,) + tuple(shape[k + 1:])
+
+
+def _chunk_index(start, sub_shape, mstrides):
+    """Mask indices (int64 array of the chunk's shape) for a chunk whose first
+    element has logical index ``start`` (a tuple over the leading axes)."""
+    nlead = len(start) - 1 if start else 0
+    base = 0
+    for i, ms in zip(start, mstrides):
+        base += int(i) * int(ms)
+    idx = np.array(base, dtype=np.int64)
+    for length, ms in zip(sub_shape, mstrides[nlead:]):
+        idx = idx[..., None] + np.arange(length, dtype=np.int64) * np.int64(ms)
+    return idx
+
+
+def _masked_scale(x, out, mstrides, scale, keep_of):
+    """out = keep ? x * scale : +0.0, chunk by chunk; ``keep_of(idx)`` gives
+    the keep bools for an int64 array of mask indices."""
+    ct = _compute_type(x.dtype)
+    s = ct(scale)
+    zero = x.dtype.type(0)
+    with np.errstate(all="ignore"):
+        for sl, start, sub in _chunks(x.shape):
+            idx = _chunk_index(start, sub, mstrides)
+            keep = keep_of(idx)
+            xv = x[sl]
+            y = (xv.astype(ct) * s).astype(x.dtype, copy=False)
+            out[sl] = np.where(keep, y, zero)
+
+
+def forward(x, out, seed, offset, T, scale, mstrides, keep_out=None, packed_out=None):
+    """Dropout forward: ``out[idx] = keep(offset + i(idx)) ? x[idx] * scale : +0.0``.
+
+    See :mod:`fastdrop._dispatch` for the argument conventions.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.ones(8, dtype=np.float32)
+    >>> out = np.empty_like(x)
+    >>> forward(x, out, 0, 0, threshold(0.5), 2.0, (1,))
+    >>> out.tolist()
+    [2.0, 0.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0]
+    """
+    if keep_out is not None or packed_out is not None:
+        n = keep_out.size if keep_out is not None else x.size
+        full = keep_out if keep_out is not None else np.empty(n, dtype=bool)
+        mask(n, seed, offset, T, keep_out=full, packed_out=packed_out)
+        apply_mask(x, out, mstrides, scale, keep=full)
+        return
+
+    def keep_of(idx):
+        lo = int(idx.min())
+        hi = int(idx.max())
+        kr = keep_range(seed, offset + lo, hi - lo + 1, T)
+        return kr[idx - lo]
+
+    _masked_scale(x, out, mstrides, scale, keep_of)
+
+
+def mask(n, seed, offset, T, keep_out=None, packed_out=None):
+    """Keep mask for stream positions ``offset .. offset + n - 1``.
+
+    Writes bools (True = kept) to ``keep_out`` and/or packed bits
+    (``np.packbits(..., bitorder="little")`` layout, tail bits zero) to
+    ``packed_out``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> packed = np.empty(4, dtype=np.uint8)
+    >>> mask(32, 0, 0, threshold(0.5), packed_out=packed)
+    >>> packed.tobytes().hex()
+    'fd630123'
+    """
+    step = CHUNK  # a multiple of 8, so each chunk packs into whole bytes
+    for pos in range(0, n, step):
+        m = min(step, n - pos)
+        if keep_out is not None:
+            k = keep_range(seed, offset + pos, m, T, out=keep_out[pos:pos + m])
+        else:
+            k = keep_range(seed, offset + pos, m, T)
+        if packed_out is not None:
+            packed_out[pos // 8:(pos + m + 7) // 8] = np.packbits(k, bitorder="little")
+
+
+def apply_mask(x, out, mstrides, scale, keep=None, packed=None):
+    """Masked scaling with a stored mask: ``out[idx] = keep[i(idx)] ? x[idx] * scale : +0.0``.
+
+    ``keep`` is a C-contiguous bool array over the mask's logical indices;
+    ``packed`` the same as little-endian packed bits.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.arange(4, dtype=np.float64)
+    >>> out = np.empty_like(x)
+    >>> apply_mask(x, out, (1,), 2.0, keep=np.array([True, False, True, True]))
+    >>> out.tolist()
+    [0.0, 0.0, 4.0, 6.0]
+    """
+    if keep is not None:
+        flat = keep.reshape(-1)
+
+        def keep_of(idx):
+            return flat[idx]
+    else:
+        bits = packed.reshape(-1)
+
+        def keep_of(idx):
+            return ((bits[idx >> 3] >> (idx & 7).astype(np.uint8)) & 1).astype(bool)
+
+    _masked_scale(x, out, mstrides, scale, keep_of)
+
+
+def scale(x, out, factor):
+    """``out = x * factor`` in the compute type (evaluation of classic mode)."""
+    ct = _compute_type(x.dtype)
+    with np.errstate(all="ignore"):
+        for sl, _, _ in _chunks(x.shape):
+            out[sl] = (x[sl].astype(ct) * ct(factor)).astype(x.dtype, copy=False)
