@@ -1,0 +1,44 @@
+"""Shared fixtures: the CPU backends available here, input generators."""
+
+import os
+
+import numpy as np
+import pytest
+from hypothesis import settings
+
+import fastdrop
+
+settings.register_profile("ci", max_examples=40, deadline=None, derandomize=True)
+settings.register_profile("dev", max_examples=100, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+DTYPES = (np.float16, np.float32, np.float64)
+
+
+def cpu_backends():
+    """Available CPU backends (the reference is always one of them)."""
+    info = fastdrop.get_backends()
+    return [name for name, v in info.items() if v["available"] and name != "cuda"]
+
+
+@pytest.fixture(params=cpu_backends())
+def backend(request):
+    return request.param
+
+
+def special_values(shape, dtype, seed=0):
+    """Random normals with NaN, +-inf, -0.0 and negatives sprinkled in."""
+    rng = np.random.default_rng(seed)
+    n = int(np.prod(shape))
+    v = rng.standard_normal(n).astype(dtype)
+    specials = np.array([np.nan, np.inf, -np.inf, -0.0, 0.0, -1.5], dtype=dtype)
+    if n:
+        pos = rng.integers(0, n, size=max(1, n // 10))
+        v[pos] = specials[np.arange(pos.size) % specials.size]
+    return v.reshape(shape)
+
+
+def bits(a):
+    """View float data as unsigned ints so that -0.0 != +0.0 and NaNs compare."""
+    a = np.ascontiguousarray(a)
+    return a.view({2: np.uint16, 4: np.uint32, 8: np.uint64}[a.dtype.itemsize])
