@@ -18,6 +18,11 @@ from .reference import threshold
 
 __all__ = ["dropout", "dropout_mask", "unpack_mask", "apply_mask", "dropout_backward"]
 
+try:  # optional compiled fast path of dropout(); the package works without it
+    from ._cython._kernels import fast_dropout as _fast_dropout
+except ImportError:  # pragma: no cover - extension not built
+    _fast_dropout = None
+
 _FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
 _MODES = ("inverted", "classic")
 
@@ -156,7 +161,12 @@ def select_backend(backend, x):
 
 
 def _is_device_array(x):
-    return not isinstance(x, np.ndarray) and hasattr(x, "__cuda_array_interface__")
+    if isinstance(x, np.ndarray):
+        return False
+    try:
+        return hasattr(x, "__cuda_array_interface__")
+    except (TypeError, RuntimeError):  # torch CUDA tensors: requires_grad, bfloat16
+        return True
 
 
 def _device(op):
@@ -284,6 +294,12 @@ def dropout(x, p=0.5, *, training=True, mode="inverted", rng=None, noise_shape=N
     >>> fastdrop.dropout(x, 0.5, training=False, mode="classic")[0, 0]
     np.float32(0.5)
     """
+    if (_fast_dropout is not None and training is True and out is None
+            and noise_shape is None and return_mask is False and mode == "inverted"
+            and (backend == "auto" or backend == "cython")):
+        y = _fast_dropout(x, p, rng)  # compiled fast path for the common case
+        if y is not NotImplemented:
+            return y
     if _is_device_array(x):
         return _device("dropout")(x, p, training=training, mode=mode, rng=rng,
                                   noise_shape=noise_shape, out=out,

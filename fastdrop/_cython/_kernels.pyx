@@ -1,5 +1,26 @@
-# cython: language_level=3
-"""Cython kernels (placeholder until the Cython backend lands): build info."""
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Cython CPU kernels: drivers around the header-only C core (kernels.h).
+
+The drivers turn an array and its mask strides into "outer rows x inner
+axis" tasks of at most :data:`CHUNK` elements (DESIGN.md §1, "Logical
+index"), then run them with the GIL released, in parallel with OpenMP when
+the work is large.  A task's result depends only on its index, so results
+never depend on the number of threads.
+"""
+
+cimport numpy as cnp
+from cython.parallel cimport prange
+from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
+from libc.string cimport memcpy, memset
+
+import numpy as np
+
+from fastdrop import _config
+
+cnp.import_array()
+
+__all__ = ["forward", "mask", "apply_mask", "fast_dropout", "stream_scale",
+           "openmp_enabled", "omp_max_threads", "CHUNK"]
 
 cdef extern from *:
     """
@@ -15,12 +36,444 @@ cdef extern from *:
     int FASTDROP_HAVE_OPENMP
     int fastdrop_omp_max_threads() nogil
 
+cdef extern from "kernels.h" nogil:
+    int FD_MAXDIM
+    int FD_OP_FORWARD, FD_OP_APPLY, FD_OP_MASK
+    int FD_F16, FD_F32, FD_F64
+    ctypedef struct fd_task_t:
+        int op, dtype, nd
+        int64_t oshape[64]
+        int64_t oxs[64]
+        int64_t oys[64]
+        int64_t oms[64]
+        char *x
+        char *y
+        int64_t L, xs, ys, ms, chunk, cpr
+        uint64_t seed, offset
+        uint32_t Th, Tl
+        double scale
+        uint8_t *keep
+        uint8_t *packed
+        const uint8_t *mkeep
+        const uint8_t *mpacked
+    void fd_run_task(const fd_task_t *g, int64_t t)
+    void fd_stream_scale_f32(const float *x, float *y, int64_t n, float s)
+    uint64_t fd_threshold(double p)
+
+#: Elements per parallel task (a multiple of 8: packed bytes never straddle
+#: two tasks).  Arrays smaller than this run on the calling thread.
+CHUNK = 1 << 16
+cdef int64_t _CHUNK = 1 << 16
+cdef object _Generator = None
+
 
 def openmp_enabled():
-    """True if this extension was compiled with OpenMP."""
+    """True if this extension was compiled with OpenMP.
+
+    Examples
+    --------
+    >>> from fastdrop._cython import _kernels
+    >>> _kernels.openmp_enabled() in (True, False)
+    True
+    """
     return bool(FASTDROP_HAVE_OPENMP)
 
 
 def omp_max_threads():
-    """OpenMP's default thread count (1 without OpenMP)."""
+    """OpenMP's default thread count (1 without OpenMP).
+
+    Examples
+    --------
+    >>> from fastdrop._cython import _kernels
+    >>> _kernels.omp_max_threads() >= 1
+    True
+    """
     return fastdrop_omp_max_threads()
+
+
+cdef inline int _dtype_code(cnp.ndarray x) except -1:
+    cdef int t = cnp.PyArray_TYPE(x)
+    if t == cnp.NPY_FLOAT:
+        return FD_F32
+    if t == cnp.NPY_DOUBLE:
+        return FD_F64
+    if t == cnp.NPY_FLOAT16:
+        return FD_F16
+    raise TypeError(f"unsupported dtype {x.dtype}")
+
+
+cdef int _execute(fd_task_t *g, int64_t ntasks, int64_t total) except -1:
+    """Run tasks 0..ntasks-1, in parallel when there is enough work."""
+    cdef int nt = _config._num_threads
+    cdef int64_t t
+    if ntasks <= 0:
+        return 0
+    if nt <= 1 or ntasks == 1 or total < _CHUNK:
+        with nogil:
+            for t in range(ntasks):
+                fd_run_task(g, t)
+    else:
+        if nt > ntasks:
+            nt = <int>ntasks
+        with nogil:
+            for t in prange(ntasks, num_threads=nt, schedule="dynamic"):
+                fd_run_task(g, t)
+    return 0
+
+
+cdef int _geometry(fd_task_t *g, cnp.ndarray x, cnp.ndarray out, mstrides) except -1:
+    """Fill the task geometry; returns the number of elements (0: nothing)."""
+    cdef int nd = cnp.PyArray_NDIM(x)
+    cdef cnp.npy_intp *shape = cnp.PyArray_DIMS(x)
+    cdef cnp.npy_intp *xst = cnp.PyArray_STRIDES(x)
+    cdef cnp.npy_intp *yst = cnp.PyArray_STRIDES(out)
+    cdef int64_t sh[64]
+    cdef int64_t xs[64]
+    cdef int64_t ys[64]
+    cdef int64_t ms[64]
+    cdef int a, k = 0, i
+    cdef int64_t total = 1
+    if len(mstrides) != nd:
+        raise ValueError(f"mstrides has {len(mstrides)} entries, x has {nd} axes")
+    for a in range(nd):
+        if shape[a] == 0:
+            return 0
+        total *= shape[a]
+    # drop extent-1 axes, collapse adjacent axes from the innermost outwards
+    for a in range(nd - 1, -1, -1):
+        if shape[a] == 1:
+            continue
+        if (k > 0 and xst[a] == xs[k - 1] * sh[k - 1] and yst[a] == ys[k - 1] * sh[k - 1]
+                and <int64_t>mstrides[a] == ms[k - 1] * sh[k - 1]):
+            sh[k - 1] *= shape[a]
+            continue
+        sh[k] = shape[a]
+        xs[k] = xst[a]
+        ys[k] = yst[a]
+        ms[k] = <int64_t>mstrides[a]
+        k += 1
+    if k == 0:  # a single element
+        g.nd = 0
+        g.L = 1
+        g.xs = g.ys = cnp.PyArray_ITEMSIZE(x)
+        g.ms = 1
+    else:
+        # axes are stored innermost first: axis 0 is the inner one
+        g.nd = k - 1
+        g.L = sh[0]
+        g.xs = xs[0]
+        g.ys = ys[0]
+        g.ms = ms[0]
+        for i in range(1, k):
+            g.oshape[k - 1 - i] = sh[i]
+            g.oxs[k - 1 - i] = xs[i]
+            g.oys[k - 1 - i] = ys[i]
+            g.oms[k - 1 - i] = ms[i]
+    g.x = cnp.PyArray_BYTES(x)
+    g.y = cnp.PyArray_BYTES(out)
+    g.chunk = _CHUNK
+    g.cpr = (g.L + _CHUNK - 1) // _CHUNK
+    return 1 if total > 0 else 0
+
+
+cdef inline int64_t _ntasks(fd_task_t *g):
+    cdef int64_t rows = 1
+    cdef int i
+    for i in range(g.nd):
+        rows *= g.oshape[i]
+    return rows * g.cpr
+
+
+cdef inline void _set_threshold(fd_task_t *g, T):
+    cdef uint64_t t = <uint64_t>T
+    g.Th = <uint32_t>(t >> 16)
+    g.Tl = <uint32_t>(t & 0xFFFF)
+
+
+cdef bint _aligned(cnp.ndarray a):
+    return cnp.PyArray_ISALIGNED(a) and cnp.PyArray_ISNOTSWAPPED(a)
+
+
+def forward(x, out, seed, offset, T, scale, mstrides, keep_out=None, packed_out=None):
+    """Dropout forward with the mask generated on the fly (kernel interface).
+
+    ``out[idx] = x[idx] * scale`` if ``keep(offset + i(idx))`` else ``+0.0``,
+    with ``i(idx) = sum(idx * mstrides)``; see :mod:`fastdrop._dispatch`.
+
+    Parameters
+    ----------
+    x, out : ndarray
+        Same shape and float dtype, any strides; ``out`` may be ``x``.
+    seed, offset : int
+        uint64 key and first stream position.
+    T : int
+        Threshold ``rint(p * 2**32)`` in ``[0, 2**32]``.
+    scale : float
+        Factor for kept elements (cast once to the compute type).
+    mstrides : tuple of int
+        Mask strides per axis (0 on broadcast axes).
+    keep_out, packed_out : ndarray, optional
+        Bool / packed uint8 mask outputs (full mask only).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastdrop._cython import _kernels
+    >>> x = np.ones(8, dtype=np.float32)
+    >>> out = np.empty_like(x)
+    >>> _kernels.forward(x, out, 0, 0, 2**31, 2.0, (1,))
+    >>> out.tolist()
+    [2.0, 0.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0]
+    """
+    cdef fd_task_t g
+    cdef cnp.ndarray xa = x, ya = out
+    cdef int64_t n
+    if not (_aligned(xa) and _aligned(ya)):
+        from fastdrop import reference
+        return reference.forward(x, out, seed, offset, T, scale, mstrides,
+                                 keep_out=keep_out, packed_out=packed_out)
+    g.op = FD_OP_FORWARD
+    g.dtype = _dtype_code(xa)
+    if _geometry(&g, xa, ya, mstrides) == 0:
+        return
+    g.seed = <uint64_t>seed
+    g.offset = <uint64_t>offset
+    _set_threshold(&g, T)
+    g.scale = <double>scale
+    g.keep = NULL
+    g.packed = NULL
+    g.mkeep = NULL
+    g.mpacked = NULL
+    n = xa.size
+    if keep_out is not None or packed_out is not None:
+        if g.nd != 0 or g.ms != 1:
+            # strided layout: make the mask first, then apply it
+            full = keep_out if keep_out is not None else np.empty(n, dtype=bool)
+            mask(n, seed, offset, T, keep_out=full, packed_out=packed_out)
+            apply_mask(x, out, mstrides, scale, keep=full)
+            return
+        if keep_out is not None:
+            g.keep = <uint8_t *>cnp.PyArray_BYTES(<cnp.ndarray>keep_out)
+        if packed_out is not None:
+            g.packed = <uint8_t *>cnp.PyArray_BYTES(<cnp.ndarray>packed_out)
+    _execute(&g, _ntasks(&g), n)
+
+
+def mask(n, seed, offset, T, keep_out=None, packed_out=None):
+    """Keep bits of stream positions ``offset .. offset + n - 1`` (kernel interface).
+
+    Parameters
+    ----------
+    n : int
+        Number of mask elements.
+    seed, offset, T : int
+        Key, first stream position, threshold.
+    keep_out : ndarray of bool, optional
+        C-contiguous, ``n`` elements.
+    packed_out : ndarray of uint8, optional
+        C-contiguous, ``ceil(n / 8)`` bytes (tail bits are written as 0).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastdrop._cython import _kernels
+    >>> packed = np.empty(4, dtype=np.uint8)
+    >>> _kernels.mask(32, 0, 0, 2**31, packed_out=packed)
+    >>> packed.tobytes().hex()
+    'fd630123'
+    """
+    cdef fd_task_t g
+    g.op = FD_OP_MASK
+    g.dtype = FD_F32
+    g.nd = 0
+    g.L = n
+    g.xs = g.ys = g.ms = 1
+    g.x = g.y = NULL
+    g.chunk = _CHUNK
+    g.cpr = (g.L + _CHUNK - 1) // _CHUNK
+    g.seed = <uint64_t>seed
+    g.offset = <uint64_t>offset
+    _set_threshold(&g, T)
+    g.scale = 1.0
+    g.keep = <uint8_t *>cnp.PyArray_BYTES(<cnp.ndarray>keep_out) if keep_out is not None else NULL
+    g.packed = <uint8_t *>cnp.PyArray_BYTES(<cnp.ndarray>packed_out) if packed_out is not None else NULL
+    g.mkeep = NULL
+    g.mpacked = NULL
+    if n <= 0 or (g.keep == NULL and g.packed == NULL):
+        return
+    _execute(&g, g.cpr, n)
+
+
+def apply_mask(x, out, mstrides, scale, keep=None, packed=None):
+    """Masked scaling with a stored mask (kernel interface).
+
+    ``out[idx] = keep[i(idx)] ? x[idx] * scale : +0.0``; ``keep`` is a
+    C-contiguous bool array over the logical mask index, or ``packed`` its
+    little-endian packed bits (exactly one is given).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastdrop._cython import _kernels
+    >>> x = np.arange(4, dtype=np.float64)
+    >>> out = np.empty_like(x)
+    >>> _kernels.apply_mask(x, out, (1,), 2.0, keep=np.array([True, False, True, True]))
+    >>> out.tolist()
+    [0.0, 0.0, 4.0, 6.0]
+    """
+    cdef fd_task_t g
+    cdef cnp.ndarray xa = x, ya = out
+    if not (_aligned(xa) and _aligned(ya)):
+        from fastdrop import reference
+        return reference.apply_mask(x, out, mstrides, scale, keep=keep, packed=packed)
+    g.op = FD_OP_APPLY
+    g.dtype = _dtype_code(xa)
+    if _geometry(&g, xa, ya, mstrides) == 0:
+        return
+    g.seed = 0
+    g.offset = 0
+    g.Th = g.Tl = 0
+    g.scale = <double>scale
+    g.keep = NULL
+    g.packed = NULL
+    g.mkeep = <const uint8_t *>cnp.PyArray_BYTES(<cnp.ndarray>keep) if keep is not None else NULL
+    g.mpacked = <const uint8_t *>cnp.PyArray_BYTES(<cnp.ndarray>packed) if packed is not None else NULL
+    if g.mkeep == NULL and g.mpacked == NULL:
+        raise ValueError("apply_mask needs keep= or packed=")
+    _execute(&g, _ntasks(&g), xa.size)
+
+
+def fast_dropout(x, p, rng):
+    """Fast path of :func:`fastdrop.dropout` for the common case.
+
+    Handles a C-contiguous, aligned, native float16/32/64 ``numpy.ndarray``
+    with ``p`` a float (or int) in [0, 1] and ``rng`` an int seed or a
+    :class:`fastdrop.Generator`, in training with ``mode="inverted"``, no
+    ``noise_shape``, ``out`` or ``return_mask`` (the caller checks those).
+    Returns ``NotImplemented`` for anything else, before touching ``rng``,
+    so the caller falls back to the general path, which raises the proper
+    errors.  Results and the Generator advance are those of the general path.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastdrop._cython import _kernels
+    >>> _kernels.fast_dropout(np.ones(8, np.float32), 0.5, 0)
+    array([2., 0., 2., 2., 2., 2., 2., 2.], dtype=float32)
+    >>> _kernels.fast_dropout([1.0], 0.5, 0)
+    NotImplemented
+    """
+    global _Generator
+    cdef cnp.ndarray xa, ya
+    cdef double pd
+    cdef int64_t n
+    cdef uint64_t seed, offset, T
+    cdef fd_task_t g
+    if type(x) is not cnp.ndarray:
+        return NotImplemented
+    xa = <cnp.ndarray>x
+    if not (cnp.PyArray_IS_C_CONTIGUOUS(xa) and _aligned(xa)):
+        return NotImplemented
+    tcode = cnp.PyArray_TYPE(xa)
+    if tcode == cnp.NPY_FLOAT:
+        g.dtype = FD_F32
+    elif tcode == cnp.NPY_DOUBLE:
+        g.dtype = FD_F64
+    elif tcode == cnp.NPY_FLOAT16:
+        g.dtype = FD_F16
+    else:
+        return NotImplemented
+    if isinstance(p, float) or type(p) is int:
+        pd = p
+    else:
+        return NotImplemented
+    if not (pd >= 0.0 and pd <= 1.0):
+        return NotImplemented
+    n = cnp.PyArray_SIZE(xa)
+    if n == 0:
+        return NotImplemented
+    if type(rng) is int:
+        if rng < 0 or rng >= 18446744073709551616:
+            return NotImplemented
+        seed = rng
+        offset = 0
+        gen = None
+    else:
+        if _Generator is None:
+            from fastdrop._generator import Generator
+            _Generator = Generator
+        if type(rng) is not _Generator:
+            return NotImplemented
+        gen = rng
+    ya = cnp.PyArray_EMPTY(cnp.PyArray_NDIM(xa), cnp.PyArray_DIMS(xa), tcode, 0)
+    if gen is not None:
+        offset = gen.advance(n)
+        seed = gen._seed
+    if pd == 0.0:
+        memcpy(cnp.PyArray_DATA(ya), cnp.PyArray_DATA(xa), n * cnp.PyArray_ITEMSIZE(xa))
+        return ya
+    if pd == 1.0:
+        memset(cnp.PyArray_DATA(ya), 0, n * cnp.PyArray_ITEMSIZE(xa))
+        return ya
+    T = fd_threshold(pd)
+    g.op = FD_OP_FORWARD
+    g.nd = 0
+    g.L = n
+    g.xs = g.ys = cnp.PyArray_ITEMSIZE(xa)
+    g.ms = 1
+    g.x = cnp.PyArray_BYTES(xa)
+    g.y = cnp.PyArray_BYTES(ya)
+    g.chunk = _CHUNK
+    g.cpr = (n + _CHUNK - 1) // _CHUNK
+    g.seed = seed
+    g.offset = offset
+    g.Th = <uint32_t>(T >> 16)
+    g.Tl = <uint32_t>(T & 0xFFFF)
+    g.scale = 1.0 / (1.0 - pd)
+    g.keep = NULL
+    g.packed = NULL
+    g.mkeep = NULL
+    g.mpacked = NULL
+    _execute(&g, g.cpr, n)
+    return ya
+
+
+def stream_scale(x, out, s):
+    """Streaming reference kernel ``out = x * s`` (float32, same memory
+    traffic as out-of-place dropout), parallel over the same chunks and
+    threads as the dropout kernels: the ceiling the benchmarks compare with.
+
+    Parameters
+    ----------
+    x, out : ndarray of float32
+        C-contiguous, same size.
+    s : float
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastdrop._cython import _kernels
+    >>> y = np.empty(3, np.float32)
+    >>> _kernels.stream_scale(np.arange(3, dtype=np.float32), y, 2.0)
+    >>> y.tolist()
+    [0.0, 2.0, 4.0]
+    """
+    cdef cnp.ndarray xa = x, ya = out
+    if (xa.dtype != np.float32 or ya.dtype != np.float32 or xa.size != ya.size
+            or not cnp.PyArray_IS_C_CONTIGUOUS(xa) or not cnp.PyArray_IS_C_CONTIGUOUS(ya)):
+        raise TypeError("stream_scale needs C-contiguous float32 arrays of equal size")
+    cdef float *xp = <float *>cnp.PyArray_DATA(xa)
+    cdef float *yp = <float *>cnp.PyArray_DATA(ya)
+    cdef int64_t n = xa.size, ntasks = (n + _CHUNK - 1) // _CHUNK, t, a, b
+    cdef float sf = s
+    cdef int nt = _config._num_threads
+    if nt > ntasks:
+        nt = <int>max(ntasks, 1)
+    with nogil:
+        if nt <= 1:
+            fd_stream_scale_f32(xp, yp, n, sf)
+        else:
+            for t in prange(ntasks, num_threads=nt, schedule="dynamic"):
+                a = t * _CHUNK
+                b = min(n - a, _CHUNK)
+                fd_stream_scale_f32(xp + a, yp + a, b, sf)

@@ -1,0 +1,249 @@
+/*
+ * fastdrop: hand-vectorised AVX-512 (F, BW, VL) path for contiguous data,
+ * chosen at run time (fd_have_avx512) -- no -march=native needed.
+ *
+ * 32 Philox blocks (256 stream positions) per batch in two interleaved
+ * 16-lane vectors; vpmuludq for the 32x32->64 products; a register transpose
+ * to element order; 16-bit compares straight to mask registers, which are
+ * the little-endian packed bits; zero-masked multiplies for the select (a
+ * dropped element is +0.0 whatever x holds).  Ties (lane == Th) are rare and
+ * fixed with scalar code on the bit masks.
+ */
+#ifndef FASTDROP_AVX512_H
+#define FASTDROP_AVX512_H
+
+#include "philox.h"
+
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(FD_NO_AVX512)
+#include <immintrin.h>
+#define FD_HAVE_AVX512_PATH 1
+#define FD_T512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,f16c")))
+#define FD_ABATCH 256
+
+static int fd_avx512_state = -1;
+
+static inline int fd_have_avx512(void)
+{
+    int s = fd_avx512_state;
+    if (s < 0) {
+        __builtin_cpu_init();
+        s = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+            __builtin_cpu_supports("f16c");
+        fd_avx512_state = s;
+    }
+    return s;
+}
+
+/* (hi, lo) of the 32x32 -> 64 bit products a * m (m broadcast). */
+#define FD_MULHL(a, m, hi, lo) do {                                              \
+        __m512i e_ = _mm512_mul_epu32((a), (m));                                 \
+        __m512i o_ = _mm512_mul_epu32(_mm512_srli_epi64((a), 32), (m));          \
+        hi = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(e_, 32), o_);      \
+        lo = _mm512_mask_blend_epi32(0xAAAA, e_, _mm512_slli_epi64(o_, 32));      \
+    } while (0)
+
+/* 4 x 16 SoA words -> 4 vectors of 32 16-bit lanes in element order. */
+#define FD_TRANSPOSE(x0, x1, x2, x3, V0, V1, V2, V3) do {                        \
+        __m512i t0 = _mm512_unpacklo_epi32(x0, x1), t1 = _mm512_unpackhi_epi32(x0, x1); \
+        __m512i t2 = _mm512_unpacklo_epi32(x2, x3), t3 = _mm512_unpackhi_epi32(x2, x3); \
+        __m512i u0 = _mm512_unpacklo_epi64(t0, t2), u1 = _mm512_unpackhi_epi64(t0, t2); \
+        __m512i u2 = _mm512_unpacklo_epi64(t1, t3), u3 = _mm512_unpackhi_epi64(t1, t3); \
+        __m512i a_ = _mm512_shuffle_i32x4(u0, u1, 0x44), b_ = _mm512_shuffle_i32x4(u2, u3, 0x44); \
+        __m512i c_ = _mm512_shuffle_i32x4(u0, u1, 0xEE), d_ = _mm512_shuffle_i32x4(u2, u3, 0xEE); \
+        V0 = _mm512_shuffle_i32x4(a_, b_, 0x88); V1 = _mm512_shuffle_i32x4(a_, b_, 0xDD); \
+        V2 = _mm512_shuffle_i32x4(c_, d_, 0x88); V3 = _mm512_shuffle_i32x4(c_, d_, 0xDD); \
+    } while (0)
+
+/* Keep bits of positions j .. j + m - 1 (m <= 256) into bits[0..3]; bits at
+ * m and beyond are 0.  Needs Th <= 0xFFFF. */
+FD_T512 static inline void fd_bits256(uint64_t j, int m, uint64_t seed, uint32_t Th,
+                                      uint32_t Tl, uint64_t bits[4])
+{
+    const uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
+    const uint64_t b = j >> 3;
+    const int f = (int)(j & 7);
+    const __m512i M0 = _mm512_set1_epi64(FD_PHILOX_M0), M1 = _mm512_set1_epi64(FD_PHILOX_M1);
+    const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+    /* block counters b + i (i < 32) as (lo, hi) words; carry when lo wraps */
+    __m512i blo = _mm512_set1_epi32((int)(uint32_t)b), bhi = _mm512_set1_epi32((int)(uint32_t)(b >> 32));
+    __m512i a0 = _mm512_add_epi32(blo, lane);
+    __m512i c0 = _mm512_add_epi32(blo, _mm512_add_epi32(lane, _mm512_set1_epi32(16)));
+    __m512i a1 = _mm512_mask_add_epi32(bhi, _mm512_cmplt_epu32_mask(a0, blo), bhi, _mm512_set1_epi32(1));
+    __m512i c1 = _mm512_mask_add_epi32(bhi, _mm512_cmplt_epu32_mask(c0, blo), bhi, _mm512_set1_epi32(1));
+    __m512i a2 = _mm512_setzero_si512(), a3 = _mm512_setzero_si512();
+    __m512i c2 = _mm512_setzero_si512(), c3 = _mm512_setzero_si512();
+    uint32_t ka = k0, kb = k1;
+    for (int r = 0; r < 10; r++) {
+        __m512i K0 = _mm512_set1_epi32((int)ka), K1 = _mm512_set1_epi32((int)kb);
+        __m512i h0, l0, h1, l1, g0, m0, g1, m1;
+        FD_MULHL(a0, M0, h0, l0);
+        FD_MULHL(a2, M1, h1, l1);
+        FD_MULHL(c0, M0, g0, m0);
+        FD_MULHL(c2, M1, g1, m1);
+        a0 = _mm512_ternarylogic_epi32(h1, a1, K0, 0x96);
+        a2 = _mm512_ternarylogic_epi32(h0, a3, K1, 0x96);
+        a1 = l1; a3 = l0;
+        c0 = _mm512_ternarylogic_epi32(g1, c1, K0, 0x96);
+        c2 = _mm512_ternarylogic_epi32(g0, c3, K1, 0x96);
+        c1 = m1; c3 = m0;
+        ka += FD_PHILOX_W0;
+        kb += FD_PHILOX_W1;
+    }
+    __m512i V[8];
+    FD_TRANSPOSE(a0, a1, a2, a3, V[0], V[1], V[2], V[3]);
+    FD_TRANSPOSE(c0, c1, c2, c3, V[4], V[5], V[6], V[7]);
+    const __m512i TH = _mm512_set1_epi16((short)Th);
+    uint64_t w[5], t[5];
+    for (int q = 0; q < 4; q++) {
+        w[q] = (uint64_t)_mm512_cmpgt_epu16_mask(V[2 * q], TH) |
+               ((uint64_t)_mm512_cmpgt_epu16_mask(V[2 * q + 1], TH) << 32);
+        t[q] = (uint64_t)_mm512_cmpeq_epu16_mask(V[2 * q], TH) |
+               ((uint64_t)_mm512_cmpeq_epu16_mask(V[2 * q + 1], TH) << 32);
+    }
+    if (f) {
+        uint64_t bb = b + 32;
+        uint32_t c[4] = {(uint32_t)bb, (uint32_t)(bb >> 32), 0u, 0u};
+        fd_philox4x32_10(c, k0, k1);
+        uint64_t we = 0, te = 0;
+        for (int l = 0; l < 8; l++) {
+            uint32_t h = (c[l >> 1] >> (16 * (l & 1))) & 0xFFFFu;
+            we |= (uint64_t)(h > Th) << l;
+            te |= (uint64_t)(h == Th) << l;
+        }
+        w[4] = we; t[4] = te;
+        for (int q = 0; q < 4; q++) {
+            w[q] = (w[q] >> f) | (w[q + 1] << (64 - f));
+            t[q] = (t[q] >> f) | (t[q + 1] << (64 - f));
+        }
+    }
+    if (m < FD_ABATCH) {
+        for (int q = 0; q < 4; q++) {
+            int lo = 64 * q;
+            uint64_t keepm = m <= lo ? 0 : (m - lo >= 64 ? ~0ull : ((1ull << (m - lo)) - 1));
+            w[q] &= keepm;
+            t[q] &= keepm;
+        }
+    }
+    if (__builtin_expect((t[0] | t[1] | t[2] | t[3]) != 0, 0)) {
+        for (int q = 0; q < 4; q++) {
+            uint64_t tt = t[q];
+            while (tt) {
+                int e = __builtin_ctzll(tt);
+                tt &= tt - 1;
+                uint64_t bit = 1ull << e;
+                if (fd_lane16(seed, j + (uint64_t)(64 * q + e), 1) >= Tl) w[q] |= bit;
+                else w[q] &= ~bit;
+            }
+        }
+    }
+    bits[0] = w[0]; bits[1] = w[1]; bits[2] = w[2]; bits[3] = w[3];
+}
+
+/* keep bytes / packed bits outputs of one batch of m elements */
+FD_T512 static inline void fd_out_bits256(const uint64_t bits[4], int m, uint8_t *keep,
+                                          uint8_t *packed)
+{
+    if (keep) {
+        const __m512i one = _mm512_set1_epi8(1);
+        for (int q = 0; q < 4 && 64 * q < m; q++) {
+            __m512i v = _mm512_maskz_mov_epi8(bits[q], one);
+            int r = m - 64 * q;
+            if (r >= 64) _mm512_storeu_si512((void *)(keep + 64 * q), v);
+            else _mm512_mask_storeu_epi8(keep + 64 * q, (__mmask64)((1ull << r) - 1), v);
+        }
+    }
+    if (packed)
+        memcpy(packed, bits, (size_t)((m + 7) / 8));
+}
+
+#define FD_TAILMASK(r, w) ((r) >= (w) ? (uint32_t)((1ull << (w)) - 1) : (uint32_t)((1ull << (r)) - 1))
+
+FD_T512 static void fd_fwd_avx512_f32(const float *x, float *y, int64_t n, uint64_t j0,
+        uint64_t seed, uint32_t Th, uint32_t Tl, float s, uint8_t *keep, uint8_t *packed)
+{
+    const __m512 sv = _mm512_set1_ps(s);
+    uint64_t bits[4];
+    for (int64_t k = 0; k < n; k += FD_ABATCH) {
+        int m = (n - k < FD_ABATCH) ? (int)(n - k) : FD_ABATCH;
+        fd_bits256(j0 + (uint64_t)k, m, seed, Th, Tl, bits);
+        const float *xp = x + k;
+        float *yp = y + k;
+        if (m == FD_ABATCH) {
+            for (int q = 0; q < 16; q++) {
+                __mmask16 km = (__mmask16)(bits[q >> 2] >> (16 * (q & 3)));
+                _mm512_storeu_ps(yp + 16 * q, _mm512_maskz_mul_ps(km, _mm512_loadu_ps(xp + 16 * q), sv));
+            }
+        } else {
+            for (int q = 0; 16 * q < m; q++) {
+                __mmask16 km = (__mmask16)(bits[q >> 2] >> (16 * (q & 3)));
+                __mmask16 lm = (__mmask16)FD_TAILMASK(m - 16 * q, 16);
+                __m512 v = _mm512_maskz_mul_ps(km, _mm512_maskz_loadu_ps(lm, xp + 16 * q), sv);
+                _mm512_mask_storeu_ps(yp + 16 * q, lm, v);
+            }
+        }
+        if (keep || packed)
+            fd_out_bits256(bits, m, keep ? keep + k : NULL, packed ? packed + k / 8 : NULL);
+    }
+}
+
+FD_T512 static void fd_fwd_avx512_f64(const double *x, double *y, int64_t n, uint64_t j0,
+        uint64_t seed, uint32_t Th, uint32_t Tl, double s, uint8_t *keep, uint8_t *packed)
+{
+    const __m512d sv = _mm512_set1_pd(s);
+    uint64_t bits[4];
+    for (int64_t k = 0; k < n; k += FD_ABATCH) {
+        int m = (n - k < FD_ABATCH) ? (int)(n - k) : FD_ABATCH;
+        fd_bits256(j0 + (uint64_t)k, m, seed, Th, Tl, bits);
+        const double *xp = x + k;
+        double *yp = y + k;
+        for (int q = 0; 8 * q < m; q++) {
+            __mmask8 km = (__mmask8)(bits[q >> 3] >> (8 * (q & 7)));
+            __mmask8 lm = (__mmask8)FD_TAILMASK(m - 8 * q, 8);
+            __m512d v = _mm512_maskz_mul_pd(km, _mm512_maskz_loadu_pd(lm, xp + 8 * q), sv);
+            _mm512_mask_storeu_pd(yp + 8 * q, lm, v);
+        }
+        if (keep || packed)
+            fd_out_bits256(bits, m, keep ? keep + k : NULL, packed ? packed + k / 8 : NULL);
+    }
+}
+
+FD_T512 static void fd_fwd_avx512_f16(const uint16_t *x, uint16_t *y, int64_t n, uint64_t j0,
+        uint64_t seed, uint32_t Th, uint32_t Tl, float s, uint8_t *keep, uint8_t *packed)
+{
+    const __m512 sv = _mm512_set1_ps(s);
+    uint64_t bits[4];
+    for (int64_t k = 0; k < n; k += FD_ABATCH) {
+        int m = (n - k < FD_ABATCH) ? (int)(n - k) : FD_ABATCH;
+        fd_bits256(j0 + (uint64_t)k, m, seed, Th, Tl, bits);
+        const uint16_t *xp = x + k;
+        uint16_t *yp = y + k;
+        for (int q = 0; 16 * q < m; q++) {
+            __mmask16 km = (__mmask16)(bits[q >> 2] >> (16 * (q & 3)));
+            __mmask16 lm = (__mmask16)FD_TAILMASK(m - 16 * q, 16);
+            __m512 xf = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(lm, xp + 16 * q));
+            __m512 v = _mm512_maskz_mul_ps(km, xf, sv);
+            __m256i h = _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            _mm256_mask_storeu_epi16(yp + 16 * q, lm, h);
+        }
+        if (keep || packed)
+            fd_out_bits256(bits, m, keep ? keep + k : NULL, packed ? packed + k / 8 : NULL);
+    }
+}
+
+FD_T512 static void fd_mask_avx512(int64_t n, uint64_t j0, uint64_t seed, uint32_t Th,
+                                   uint32_t Tl, uint8_t *keep, uint8_t *packed)
+{
+    uint64_t bits[4];
+    for (int64_t k = 0; k < n; k += FD_ABATCH) {
+        int m = (n - k < FD_ABATCH) ? (int)(n - k) : FD_ABATCH;
+        fd_bits256(j0 + (uint64_t)k, m, seed, Th, Tl, bits);
+        fd_out_bits256(bits, m, keep ? keep + k : NULL, packed ? packed + k / 8 : NULL);
+    }
+}
+
+#else
+static inline int fd_have_avx512(void) { return 0; }
+#endif
+
+#endif /* FASTDROP_AVX512_H */

@@ -1,0 +1,34 @@
+"""The ``backend="cython"`` kernel module (see :mod:`fastdrop._dispatch`).
+
+Thin re-export of the compiled kernels in :mod:`fastdrop._cython._kernels`;
+importing this module fails (and the backend is reported unavailable) when
+the extension was not built.
+
+Examples
+--------
+>>> from fastdrop._cython import backend
+>>> backend.available()
+(True, '')
+"""
+
+from __future__ import annotations
+
+from ._kernels import apply_mask, forward, mask, omp_max_threads, openmp_enabled
+
+__all__ = ["forward", "mask", "apply_mask", "available", "DTYPES"]
+
+#: dtypes these kernels support.
+DTYPES = ("float16", "float32", "float64")
+
+
+def available():
+    """Whether the Cython backend can run here: ``(True, "")`` once the
+    extension imported (an import failure is reported by the dispatcher).
+
+    Examples
+    --------
+    >>> from fastdrop._cython import backend
+    >>> backend.available()[0]
+    True
+    """
+    return True, ""
