@@ -1,0 +1,407 @@
+"""Numba CPU backend: the kernel interface of :mod:`fastdrop._dispatch`.
+
+Importing this module imports neither Numba nor the kernels and compiles
+nothing.  The kernels (:mod:`fastdrop._numba.kernels`) are imported on the
+first call and each (operation, dtype) specialisation is compiled -- or
+loaded from Numba's disk cache -- on first use and memoised; the time each
+took is recorded for :func:`compile_report`.
+
+Layouts
+-------
+- ``forward`` on C-contiguous ``x``/``out`` with a full mask runs the 1-D
+  fast path (:func:`~fastdrop._numba.kernels.forward_contig`), which also
+  writes ``keep_out``/``packed_out`` in the same pass.
+- Anything else (strides, Fortran order, reversed or transposed views, noise
+  shapes, stored masks) runs :func:`~fastdrop._numba.kernels.forward_nd`:
+  length-1 axes are dropped, an inner axis is chosen (mask stride 1, or the
+  memory-contiguous axis if its mask stride is 0 or 1), compatible axes are
+  merged into it, and each outer index runs a 1-D strided inner loop on
+  "base index + per-axis mask strides".  Nothing is copied.
+
+Threads
+-------
+Each call sets ``numba.set_num_threads(min(fastdrop.get_num_threads(),
+numba.config.NUMBA_NUM_THREADS))`` in the calling thread (Numba's setting is
+thread-local).  Results never depend on it.  Parallel kernels may be called
+from several Python threads at once; if Numba picked its ``workqueue``
+threading layer (not thread-safe) the calls are serialised by a lock.
+
+Examples
+--------
+>>> import numpy as np
+>>> from fastdrop._numba import backend
+>>> from fastdrop.reference import threshold
+>>> x = np.ones(8, np.float32); out = np.empty_like(x)
+>>> backend.forward(x, out, 0, 0, threshold(0.5), 2.0, (1,))
+>>> out.tolist()
+[2.0, 0.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0]
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+
+from .._config import get_num_threads
+
+__all__ = ["DTYPES", "available", "forward", "mask", "apply_mask", "stream_scale",
+           "compile_report", "warmup"]
+
+#: dtypes this backend supports.
+DTYPES = ("float16", "float32", "float64")
+
+_build_lock = threading.Lock()   # first import of the kernels / compilation records
+_call_lock = threading.Lock()    # serialises parallel calls under 'workqueue'
+_K = None                        # the kernels module, once imported
+_numba = None                    # the numba module, once imported
+_layer = None                    # numba.threading_layer() after the first call
+_seen = {}                       # (kernel, type key) -> record dict
+_records = []                    # compile/load records, in order
+
+
+def available():
+    """Whether Numba can be imported (the backend's only requirement).
+
+    Returns
+    -------
+    (bool, str)
+        ``(True, "")`` or ``(False, reason)``.
+
+    Examples
+    --------
+    >>> from fastdrop._numba import backend
+    >>> backend.available()[0] in (True, False)
+    True
+    """
+    try:
+        import numba  # noqa: F401
+    except ImportError as e:  # pragma: no cover - numba is a dependency
+        return False, f"numba is not installed ({e})"
+    return True, ""
+
+
+def _kernels():
+    global _K, _numba
+    if _K is None:
+        with _build_lock:
+            if _K is None:
+                t0 = time.perf_counter()
+                import numba
+
+                from . import kernels
+                _numba = numba
+                _records.append({"kernel": "import", "types": "",
+                                 "seconds": time.perf_counter() - t0,
+                                 "source": "import"})
+                _K = kernels
+    return _K
+
+
+def _ensure(kernel, key, args):
+    """Compile (or load from the disk cache) ``kernel`` for ``args``' types
+    the first time ``key`` is seen, timing it."""
+    k = (kernel, key)
+    if k in _seen:
+        return
+    import numba
+
+    with _build_lock:
+        if k in _seen:
+            return
+        sig = tuple(numba.typeof(a) for a in args)
+        already = sig in kernel.overloads
+        hits = sum(kernel.stats.cache_hits.values())
+        t0 = time.perf_counter()
+        kernel.compile(sig)
+        dt = time.perf_counter() - t0
+        if already:
+            source = "memory"
+        elif sum(kernel.stats.cache_hits.values()) > hits:
+            source = "cache"
+        else:
+            source = "compiled"
+        rec = {"kernel": kernel.__name__, "types": str(key), "seconds": dt,
+               "source": source}
+        _records.append(rec)
+        _seen[k] = rec
+
+
+def _call(kernel, key, *args):
+    """Run a parallel kernel with fastdrop's thread count, safely."""
+    global _layer
+    numba = _numba
+    if (kernel, key) not in _seen:
+        _ensure(kernel, key, args)
+    numba.set_num_threads(min(get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+    if _layer is None or _layer == "workqueue":
+        with _call_lock:
+            kernel(*args)
+            if _layer is None:
+                try:
+                    _layer = numba.threading_layer()
+                except ValueError:  # pragma: no cover - no parallel run yet
+                    pass
+    else:
+        kernel(*args)
+
+
+def _storage(a):
+    """float16 arrays travel as their uint16 bits (no Numba CPU float16)."""
+    return a.view(np.uint16) if a.dtype == np.float16 else a
+
+
+def _scale(dtype, scale):
+    return np.float64(scale) if dtype == np.float64 else np.float32(scale)
+
+
+def _u64(v):
+    return np.uint64(int(v))
+
+
+def _readonly(a):
+    v = a.view()
+    v.flags.writeable = False
+    return v
+
+
+def _is_full(shape, mstrides):
+    """Whether the mask index is x's C-order flat index."""
+    acc = 1
+    for n, m in zip(reversed(shape), reversed(mstrides)):
+        if n != 1 and m != acc:
+            return False
+        acc *= n
+    return True
+
+
+def _flat_base(a, writeable):
+    """(1-D contiguous array over ``a``'s memory from its lowest address,
+    element offset of ``a[0, ..., 0]`` in it)."""
+    item = a.itemsize
+    lo = hi = 0
+    for n, st in zip(a.shape, a.strides):
+        ext = (n - 1) * (st // item)
+        if ext < 0:
+            lo += ext
+        else:
+            hi += ext
+    flip = tuple(slice(None, None, -1) if st < 0 else slice(None) for st in a.strides)
+    low = a[flip]
+    flat = np.lib.stride_tricks.as_strided(low, shape=(hi - lo + 1,), strides=(item,),
+                                           writeable=writeable)
+    return flat, -lo
+
+
+def _geometry(x, out, mstrides):
+    """Axes for the N-d kernel: (shape, xs, os, ms) as int64 arrays, inner
+    axis last, with length-1 axes dropped and mergeable axes merged."""
+    item = x.itemsize
+    axes = [(n, sx // item, so // item, int(m))
+            for n, sx, so, m in zip(x.shape, x.strides, out.strides, mstrides) if n != 1]
+    if not axes:
+        axes = [(1, 0, 0, 0)]
+    # inner axis: the memory-contiguous one if its mask stride is 0 or 1,
+    # else the one with mask stride 1 (batched Philox), else memory order
+    c_ax = min(range(len(axes)), key=lambda k: abs(axes[k][1]))
+    m_ax = [k for k in range(len(axes)) if axes[k][3] == 1]
+    inner = c_ax if axes[c_ax][3] in (0, 1) or not m_ax else m_ax[0]
+    # transposed layout (mask-contiguous axis far apart in memory, the
+    # memory-contiguous axis scattered in the mask): blocked kernel path
+    blocked = (inner != c_ax and abs(axes[inner][1]) > 8 and abs(axes[c_ax][1]) <= 2
+               and abs(axes[c_ax][2]) <= 2)
+    n_in, sx_in, so_in, sm_in = axes[inner]
+    pax = axes[c_ax] if blocked else None
+    axes = [a for k, a in enumerate(axes) if k != inner and not (blocked and k == c_ax)]
+    merged = True
+    while merged:
+        merged = False
+        for k, (n, sx, so, sm) in enumerate(axes):
+            if sx == sx_in * n_in and so == so_in * n_in and sm == sm_in * n_in:
+                n_in *= n
+                axes.pop(k)
+                merged = True
+                break
+    if blocked:
+        axes.append(pax)
+    axes.append((n_in, sx_in, so_in, sm_in))
+    cols = list(zip(*axes))
+    return tuple(np.array(c, dtype=np.int64) for c in cols), blocked
+
+
+def _aligned_strides(a):
+    return all(st % a.itemsize == 0 for st in a.strides)
+
+
+def _nd(x, out, mstrides, seed, offset, T, scale, keep, packed):
+    K = _kernels()
+    if not _aligned_strides(x):
+        x = np.ascontiguousarray(x)
+    if not _aligned_strides(out):  # pragma: no cover - exotic views
+        tmp = np.empty_like(x)
+        _nd(x, tmp, mstrides, seed, offset, T, scale, keep, packed)
+        out[...] = tmp
+        return
+    (shape, xs, os_, ms), blocked = _geometry(x, out, mstrides)
+    xf, x0 = _flat_base(_storage(x), False)
+    of, o0 = _flat_base(_storage(out), True)
+    s = _scale(x.dtype, scale)
+    args = (xf, np.int64(x0), of, np.int64(o0), shape, xs, os_, ms,
+            _u64(seed), _u64(offset), _u64(T), s,
+            keep if keep is not None else K.NO_BOOL,
+            packed if packed is not None else K.NO_BYTES, blocked)
+    _call(K.forward_nd, (x.dtype.char, xf.flags.aligned, of.flags.aligned), *args)
+
+
+def forward(x, out, seed, offset, T, scale, mstrides, keep_out=None, packed_out=None):
+    """Dropout forward; see :mod:`fastdrop._dispatch` for the conventions.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastdrop.reference import threshold
+    >>> x = np.ones((2, 4), np.float64); out = np.empty_like(x)
+    >>> forward(x, out, 0, 0, threshold(0.5), 2.0, (0, 1))  # noise_shape (1, 4)
+    >>> out.tolist()
+    [[2.0, 0.0, 2.0, 2.0], [2.0, 0.0, 2.0, 2.0]]
+    """
+    if x.size == 0:
+        return
+    K = _kernels()
+    if x.ndim == 0:
+        x, out, mstrides = x.reshape(1), out.reshape(1), (1,)
+    full = _is_full(x.shape, mstrides)
+    if full and x.flags.c_contiguous and out.flags.c_contiguous:
+        xs = _readonly(_storage(x).reshape(-1))
+        os_ = _storage(out).reshape(-1)
+        args = (xs, os_, _u64(seed), _u64(offset), _u64(T), _scale(x.dtype, scale),
+                keep_out if keep_out is not None else K.NO_BOOL,
+                packed_out if packed_out is not None else K.NO_BYTES)
+        _call(K.forward_contig, (x.dtype.char, xs.flags.aligned, os_.flags.aligned), *args)
+        return
+    if keep_out is not None or packed_out is not None:
+        mask(x.size, seed, offset, T, keep_out=keep_out, packed_out=packed_out)
+        if keep_out is not None:
+            _nd(x, out, mstrides, seed, offset, T, scale, keep_out, None)
+        else:
+            _nd(x, out, mstrides, seed, offset, T, scale, None, packed_out)
+        return
+    _nd(x, out, mstrides, seed, offset, T, scale, None, None)
+
+
+def mask(n, seed, offset, T, keep_out=None, packed_out=None):
+    """Keep bits of stream positions ``offset .. offset + n - 1``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastdrop.reference import threshold
+    >>> packed = np.empty(4, np.uint8)
+    >>> mask(32, 0, 0, threshold(0.5), packed_out=packed)
+    >>> packed.tobytes().hex()
+    'fd630123'
+    """
+    if n == 0 or (keep_out is None and packed_out is None):
+        return
+    K = _kernels()
+    args = (np.int64(n), _u64(seed), _u64(offset), _u64(T),
+            keep_out if keep_out is not None else K.NO_BOOL,
+            packed_out if packed_out is not None else K.NO_BYTES)
+    _call(K.mask_kernel, (), *args)
+
+
+def apply_mask(x, out, mstrides, scale, keep=None, packed=None):
+    """Masked scaling with a stored bool or packed mask.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.arange(4, dtype=np.float32); out = np.empty_like(x)
+    >>> apply_mask(x, out, (1,), 2.0, keep=np.array([True, False, True, True]))
+    >>> out.tolist()
+    [0.0, 0.0, 4.0, 6.0]
+    """
+    if x.size == 0:
+        return
+    if x.ndim == 0:
+        x, out, mstrides = x.reshape(1), out.reshape(1), (1,)
+    if keep is not None:
+        keep = np.ascontiguousarray(keep).reshape(-1)
+    else:
+        packed = np.ascontiguousarray(packed).reshape(-1)
+    _nd(x, out, mstrides, 0, 0, 0, scale, keep, packed)
+
+
+def stream_scale(x, out, factor):
+    """``out = x * factor`` with the parallel streaming kernel (same memory
+    traffic as dropout: the benchmark's bound).  1-D contiguous float32 or
+    float64 arrays.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.arange(3, dtype=np.float32); out = np.empty_like(x)
+    >>> stream_scale(x, out, 2.0)
+    >>> out.tolist()
+    [0.0, 2.0, 4.0]
+    """
+    K = _kernels()
+    s = x.dtype.type(factor)
+    _call(K.stream_scale, (x.dtype.char,), x, out, s)
+
+
+def warmup(dtypes=DTYPES):
+    """Compile (or load from cache) every kernel for ``dtypes`` now.
+
+    Returns
+    -------
+    dict
+        :func:`compile_report` after warming up.
+    """
+    from ..reference import threshold
+
+    T = threshold(0.5)
+    for dt in dtypes:
+        x = np.ones((4, 4), dtype=dt)
+        out = np.empty_like(x)
+        forward(x, out, 1, 0, T, 2.0, (4, 1))
+        forward(x, out, 1, 0, T, 2.0, (0, 1))
+    mask(8, 1, 0, T, keep_out=np.empty(8, bool), packed_out=np.empty(1, np.uint8))
+    return compile_report()
+
+
+def compile_report():
+    """First-use compile (or disk-cache load) times of the Numba kernels.
+
+    Returns
+    -------
+    dict
+        ``numba_version``, ``threading_layer`` (None before the first
+        parallel call), ``cache_dir`` (``NUMBA_CACHE_DIR`` or None for
+        Numba's default ``__pycache__`` next to the sources), ``entries``
+        (one dict per kernel specialisation: ``kernel``, ``types``,
+        ``seconds``, ``source`` = "compiled" | "cache" | "import"),
+        ``compile_seconds`` and ``cache_load_seconds`` (totals).
+
+    Examples
+    --------
+    >>> from fastdrop._numba import backend
+    >>> sorted(backend.compile_report())[:3]
+    ['cache_dir', 'cache_load_seconds', 'compile_seconds']
+    """
+    try:
+        import numba
+        version = numba.__version__
+        cache_dir = numba.config.CACHE_DIR or None
+    except ImportError:  # pragma: no cover
+        version, cache_dir = None, None
+    entries = [dict(r) for r in _records]
+    return {
+        "numba_version": version,
+        "threading_layer": _layer,
+        "cache_dir": cache_dir,
+        "entries": entries,
+        "compile_seconds": sum(r["seconds"] for r in entries if r["source"] == "compiled"),
+        "cache_load_seconds": sum(r["seconds"] for r in entries if r["source"] == "cache"),
+    }

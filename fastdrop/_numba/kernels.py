@@ -1,0 +1,508 @@
+"""Numba CPU kernels for the mask stream v1 (DESIGN.md sections 1-2).
+
+Importing this module imports Numba and *defines* the kernels, but compiles
+nothing: every kernel is a lazily compiled ``numba.njit`` dispatcher
+(``cache=True``, so later processes load the machine code from Numba's disk
+cache -- ``NUMBA_CACHE_DIR`` is honoured by Numba itself).  Only
+:mod:`fastdrop._numba.backend` imports this module, and only on first use.
+
+Work is split into fixed chunks of :data:`CHUNK` logical elements (a multiple
+of 8, so packed mask bytes never straddle chunks) and each chunk into tiles
+of :data:`TILE` elements.  Each tile first computes Philox for all of its
+blocks into a small scratch buffer (128 bits = eight 16-bit lanes per call;
+viewed as ``uint16`` the lanes are in stream order), then runs a branchless
+select over the elements, and only if some lane equals ``Th`` (probability
+2**-16 per element; detected with a vectorised SWAR test over the scratch)
+a separate tie-break pass.  Results depend only on the logical indices,
+never on the number of threads or the threading layer.
+
+The Philox functions come from :func:`fastdrop._numba.philox.make`, compiled
+with ``njit(inline="always")`` for the vectorised hot loops (Numba-IR
+inlining is what lets LLVM vectorise the loop over blocks: 8 blocks per
+AVX-512 iteration) and with plain ``njit`` for the scalar paths.
+
+:func:`forward_contig` is the 1-D fast path, :func:`forward_nd` the generic
+strided/broadcast path (with a blocked variant for transposed layouts),
+:func:`mask_kernel` the mask alone and :func:`stream_scale` the same-traffic
+streaming kernel ``out = x * s`` used as the benchmark bound (1-D contiguous
+``x``/``out``, ``s`` of ``x``'s dtype).
+
+float16 has no Numba CPU support: float16 arrays are passed as their
+``uint16`` bits and converted exactly (float16 -> float32 is exact,
+float32 -> float16 rounds to nearest even, NaN/inf as NumPy) in integer code.
+
+Examples
+--------
+>>> import numpy as np
+>>> from fastdrop._numba import kernels
+>>> x = np.ones(8, np.float32); out = np.empty_like(x)
+>>> kernels.forward_contig(x, out, np.uint64(0), np.uint64(0), np.uint64(2**31),
+...                        np.float32(2.0), kernels.NO_BOOL, kernels.NO_BYTES)
+>>> out.tolist()
+[2.0, 0.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0]
+"""
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.extending import intrinsic, overload
+
+from . import _cache
+from . import philox as _philox
+
+_cache.install()  # cached kernels are invalidated when philox.py changes
+
+__all__ = [
+    "CHUNK", "TILE", "NO_BOOL", "NO_BYTES",
+    "forward_contig", "forward_nd", "mask_kernel", "stream_scale",
+    "keep_tile", "philox4x32_10", "block_words", "lane", "keep_decision",
+]
+
+#: Logical elements per parallel work item (multiple of 8).
+CHUNK = 1 << 16
+#: Logical elements per inner tile (multiple of 8); the lane scratch of one
+#: tile (TILE // 8 + 2 Philox blocks) stays in L1.
+TILE = 256
+_TILE_WORDS = 4 * (TILE // 8 + 2)
+
+#: Empty placeholders for absent optional outputs (one type, one compilation).
+NO_BOOL = np.zeros(0, dtype=np.bool_)
+NO_BYTES = np.zeros(0, dtype=np.uint8)
+
+# The single source of Philox and the keep decision, compiled for the CPU.
+# Inlined at the Numba IR level (``inline="always"``): without it the Numba
+# call convention (status code per call) keeps LLVM from vectorising the
+# loop over blocks (measured: 17.6 ms vs 3.5 ms for 2 Mi blocks).  These
+# helpers are compiled into, and cached with, the kernels that call them.
+_P = _philox.make(lambda f: njit(inline="always")(f))
+philox4x32_10 = _P.philox4x32_10
+block_words = _P.block_words
+lane = _P.lane
+# The same functions compiled as ordinary (not inlined) callees, for the
+# scalar paths (tie-breaks, broadcast rows, scattered mask indices): keeps
+# the kernels' IR, and so their compile time, small.
+_S = _philox.make(njit)
+keep_decision = _S.keep_decision
+_block_words_scalar = _S.block_words
+_lane_scalar = _S.lane
+
+_U3 = np.uint64(3)
+_U7 = np.uint64(7)
+_U16 = np.uint64(16)
+_LO16 = np.uint64(0xFFFF)
+_LO32 = np.uint64(0xFFFFFFFF)
+_S32 = np.uint64(32)
+
+
+# ---------------------------------------------------------------------------
+# float16 <-> float32 on raw bits (exact, branchless)
+# ---------------------------------------------------------------------------
+
+@intrinsic
+def _f32_from_bits(typingctx, u):
+    """Reinterpret a uint32 as float32."""
+    sig = types.float32(types.uint32)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.FloatType())
+
+    return sig, codegen
+
+
+@intrinsic
+def _bits_from_f32(typingctx, f):
+    """Reinterpret a float32 as uint32."""
+    sig = types.uint32(types.float32)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(32))
+
+    return sig, codegen
+
+
+@njit(cache=True)
+def half_to_float(h):
+    """float16 bits -> float32 (exact)."""
+    h = np.uint32(h)
+    sign = (h & np.uint32(0x8000)) << np.uint32(16)
+    e = h & np.uint32(0x7C00)
+    o = ((h & np.uint32(0x7FFF)) << np.uint32(13)) + np.uint32(112 << 23)
+    # subnormal: rebuild with an implicit 1 and subtract 2**-14 (exact)
+    den = _bits_from_f32(_f32_from_bits(o + np.uint32(1 << 23)) - np.float32(6.103515625e-05))
+    o_inf = o + np.uint32(112 << 23)
+    r = den if e == np.uint32(0) else (o_inf if e == np.uint32(0x7C00) else o)
+    return _f32_from_bits(r | sign)
+
+
+@njit(cache=True)
+def float_to_half(f):
+    """float32 -> float16 bits, round to nearest even (NaN keeps its top
+    payload bits and is quiet, as NumPy's conversion of a quiet NaN)."""
+    u = _bits_from_f32(f)
+    sign = (u >> np.uint32(16)) & np.uint32(0x8000)
+    a = u & np.uint32(0x7FFFFFFF)
+    nan = np.uint32(0x7E00) | ((a >> np.uint32(13)) & np.uint32(0x3FF))
+    big = nan if a > np.uint32(0x7F800000) else np.uint32(0x7C00)
+    # subnormal/zero results: let the FPU round at 2**-24 granularity
+    den = _bits_from_f32(_f32_from_bits(a) + np.float32(0.5)) - np.uint32(126 << 23)
+    odd = (a >> np.uint32(13)) & np.uint32(1)
+    nrm = (a - np.uint32(112 << 23) + np.uint32(0xFFF) + odd) >> np.uint32(13)
+    r = big if a >= np.uint32(143 << 23) else (den if a < np.uint32(113 << 23) else nrm)
+    return np.uint16(r | sign)
+
+
+def scale_select(xv, s, k):
+    """``x * s`` (compute type) if ``k`` else +0.0, in x's storage type."""
+    raise NotImplementedError  # pragma: no cover - replaced by the overload
+
+
+@overload(scale_select)
+def _scale_select_impl(xv, s, k):
+    if isinstance(xv, types.Integer):  # float16 bits
+        def impl(xv, s, k):
+            y = float_to_half(half_to_float(xv) * s)
+            return y if k else np.uint16(0)
+        return impl
+
+    def impl(xv, s, k):
+        y = xv * s
+        return y if k else s - s
+    return impl
+
+
+def cast_like(x, v):
+    """``v`` cast to the compute type of array ``x`` (float64 for float64,
+    float32 otherwise)."""
+    raise NotImplementedError  # pragma: no cover - replaced by the overload
+
+
+@overload(cast_like)
+def _cast_like_impl(x, v):
+    if x.dtype == types.float64:
+        return lambda x, v: np.float64(v)
+    return lambda x, v: np.float32(v)
+
+
+# ---------------------------------------------------------------------------
+# keep bits of one tile of consecutive stream positions
+# ---------------------------------------------------------------------------
+
+@njit(cache=True)
+def _fill_lanes(words, b0, nb, k0, k1):
+    """Philox (c2 = 0) of blocks ``b0 .. b0 + nb - 1`` into ``words``
+    (4 uint32 per block; viewed as uint16 the lanes are in stream order)."""
+    for q in range(nb):
+        w0, w1, w2, w3 = block_words(b0 + np.uint64(q), 0, k0, k1)
+        i = 4 * q
+        words[i] = w0
+        words[i + 1] = w1
+        words[i + 2] = w2
+        words[i + 3] = w3
+
+
+@njit(cache=True)
+def _tie_keep(j, k0, k1, tl):
+    """Tie-break decision (low 16 bits, c2 = 1) for stream position ``j``."""
+    v0, v1, v2, v3 = _block_words_scalar(j >> _U3, 1, k0, k1)
+    return _lane_scalar(v0, v1, v2, v3, j & _U7) >= tl
+
+
+@njit(cache=True)
+def _any_tie(words, nb, th):
+    """Whether any 16-bit lane of the first ``nb`` blocks in ``words`` equals
+    ``th`` (SWAR zero-lane test on 64-bit words; cheap and vectorised, and
+    exact as an "any": a lane outside the tile may only cause a harmless
+    extra pass).  Never true for ``th`` = 65536 (nothing can tie)."""
+    if th > np.uint32(0xFFFF):
+        return False
+    pat = np.uint64(th) * np.uint64(0x0001000100010001)
+    w64 = words.view(np.uint64)[:2 * nb]
+    acc = np.uint64(0)
+    for q in range(2 * nb):
+        v = w64[q] ^ pat
+        acc |= (v - np.uint64(0x0001000100010001)) & ~v
+    return (acc & np.uint64(0x8000800080008000)) != np.uint64(0)
+
+
+@njit(cache=True)
+def keep_tile(kbuf, words, j0, L, k0, k1, th, tl):
+    """Keep bits of stream positions ``j0 .. j0 + L - 1`` into ``kbuf[:L]``
+    (``L <= TILE``; ``words`` is a TILE scratch of uint32)."""
+    first = np.int64(j0 & _U7)
+    nb = (first + L + 7) >> 3
+    _fill_lanes(words, j0 >> _U3, nb, k0, k1)
+    # tile-local slices: indices from range() are known non-negative, so
+    # LLVM emits contiguous vector loads (no wraparound selects)
+    ln = words.view(np.uint16)[first:first + L]
+    kb = kbuf[:L]
+    for e in range(L):
+        kb[e] = np.uint32(ln[e]) > th
+    if _any_tie(words, nb, th):
+        for e in range(L):
+            if np.uint32(ln[e]) == th:
+                kb[e] = _tie_keep(j0 + np.uint64(e), k0, k1, tl)
+
+
+@njit(cache=True)
+def _pack(kbuf, L, packed, byte0):
+    """Pack ``kbuf[:L]`` (little bit order) into ``packed[byte0:]``."""
+    nbytes = (L + 7) >> 3
+    for q in range(nbytes):
+        v = 0
+        for b in range(8):
+            e = 8 * q + b
+            if e < L:
+                v |= np.int64(kbuf[e]) << b
+        packed[byte0 + q] = np.uint8(v)
+
+
+@njit(cache=True)
+def _key(seed, T):
+    seed = np.uint64(seed)
+    T = np.uint64(T)
+    return (np.uint64(seed & _LO32), np.uint64(seed >> _S32),
+            np.uint32(T >> _U16), np.uint32(T & _LO16))
+
+
+# ---------------------------------------------------------------------------
+# kernels
+# ---------------------------------------------------------------------------
+
+@njit(cache=True, parallel=True)
+def forward_contig(x, out, seed, offset, T, s, keep_out, packed_out):
+    """Dropout over 1-D contiguous ``x`` -> ``out`` (full mask, i = position).
+
+    ``x``/``out`` are float32/float64, or uint16 bits of float16; ``s`` is the
+    scale in the compute type.  ``keep_out`` (bool) / ``packed_out`` (uint8)
+    are written when non-empty.  ``seed``, ``offset``, ``T`` are uint64.
+    """
+    n = x.shape[0]
+    k0, k1, th, tl = _key(seed, T)
+    offset = np.uint64(offset)
+    want_keep = keep_out.shape[0] > 0
+    want_packed = packed_out.shape[0] > 0
+    nchunks = (n + CHUNK - 1) // CHUNK
+    for c in prange(nchunks):
+        words = np.empty(_TILE_WORDS, np.uint32)
+        lanes = words.view(np.uint16)
+        kbuf = np.empty(TILE, np.bool_)
+        start = c * CHUNK
+        stop = min(n, start + CHUNK)
+        for a in range(start, stop, TILE):
+            L = min(TILE, stop - a)
+            j0 = offset + np.uint64(a)
+            xa = x[a:a + L]
+            oa = out[a:a + L]
+            if want_keep or want_packed:
+                kb = keep_out[a:a + L] if want_keep else kbuf[:L]
+                keep_tile(kb, words, j0, L, k0, k1, th, tl)
+                for e in range(L):
+                    oa[e] = scale_select(xa[e], s, kb[e])
+                if want_packed:
+                    _pack(kb, L, packed_out, a >> 3)
+            else:
+                # fused: ties are written as kept, then fixed (in-place safe)
+                first = np.int64(j0 & _U7)
+                nb = (first + L + 7) >> 3
+                _fill_lanes(words, j0 >> _U3, nb, k0, k1)
+                ln = lanes[first:first + L]
+                for e in range(L):
+                    oa[e] = scale_select(xa[e], s, np.uint32(ln[e]) >= th)
+                if _any_tie(words, nb, th):
+                    for e in range(L):
+                        if np.uint32(ln[e]) == th:
+                            if not _tie_keep(j0 + np.uint64(e), k0, k1, tl):
+                                oa[e] = scale_select(xa[e], s, False)
+
+
+@njit(cache=True, parallel=True)
+def mask_kernel(n, seed, offset, T, keep_out, packed_out):
+    """Keep bits of positions ``offset .. offset + n - 1`` into ``keep_out``
+    (bool, when non-empty) and ``packed_out`` (uint8, when non-empty)."""
+    k0, k1, th, tl = _key(seed, T)
+    offset = np.uint64(offset)
+    want_keep = keep_out.shape[0] > 0
+    want_packed = packed_out.shape[0] > 0
+    nchunks = (n + CHUNK - 1) // CHUNK
+    for c in prange(nchunks):
+        words = np.empty(_TILE_WORDS, np.uint32)
+        kbuf = np.empty(TILE, np.bool_)
+        start = c * CHUNK
+        stop = min(n, start + CHUNK)
+        for a in range(start, stop, TILE):
+            L = min(TILE, stop - a)
+            if want_keep:
+                keep_tile(keep_out[a:a + L], words, offset + np.uint64(a), L, k0, k1, th, tl)
+                if want_packed:
+                    _pack(keep_out[a:a + L], L, packed_out, a >> 3)
+            else:
+                keep_tile(kbuf, words, offset + np.uint64(a), L, k0, k1, th, tl)
+                _pack(kbuf, L, packed_out, a >> 3)
+
+
+@njit(cache=True)
+def _row_keep(kbuf, words, mbase, n_t, sm, offset, k0, k1, th, tl, keep, packed):
+    """Keep bits of mask indices ``mbase + e * sm`` (``e < n_t``) into
+    ``kbuf``: generated, or read from ``keep`` / ``packed`` when non-empty."""
+    if keep.shape[0] > 0:
+        for e in range(n_t):
+            kbuf[e] = keep[mbase + e * sm]
+    elif packed.shape[0] > 0:
+        for e in range(n_t):
+            i = mbase + e * sm
+            kbuf[e] = (packed[i >> 3] >> (i & 7)) & 1 != 0
+    elif sm == 1:
+        keep_tile(kbuf, words, offset + np.uint64(mbase), n_t, k0, k1, th, tl)
+    elif sm == 0:
+        kb = keep_decision(offset + np.uint64(mbase), k0, k1, th, tl)
+        for e in range(n_t):
+            kbuf[e] = kb
+    else:
+        for e in range(n_t):
+            kbuf[e] = keep_decision(offset + np.uint64(mbase + e * sm), k0, k1, th, tl)
+
+
+#: Rows of the memory-contiguous axis per block in the transposed layout.
+PBLOCK = 256
+
+
+@njit(cache=True, parallel=True)
+def forward_nd(xf, x0, of, o0, shape, xs, os, ms, seed, offset, T, s, keep, packed,
+               blocked):
+    """Masked scaling over a strided N-d view (inner axis last).
+
+    ``xf``/``of`` are 1-D contiguous arrays over the memory of x/out (lowest
+    address first); element ``idx`` lives at ``x0 + sum(idx * xs)`` /
+    ``o0 + sum(idx * os)`` and has mask index ``i = sum(idx * ms)``.  The
+    keep bit of ``i`` is generated (``keep`` and ``packed`` empty), read
+    from ``keep[i]`` (bool) or from bit ``i`` of ``packed``.
+
+    With ``blocked`` (transposed layouts: the last axis is contiguous in the
+    mask, the second-to-last in memory) the work goes in blocks of
+    ``PBLOCK`` x ``TILE`` elements: keep bits row by row along the mask,
+    then the select in memory order.
+    """
+    nd = shape.shape[0]
+    L = shape[nd - 1]
+    sx = xs[nd - 1]
+    so = os[nd - 1]
+    sm = ms[nd - 1]
+    k0, k1, th, tl = _key(seed, T)
+    offset = np.uint64(offset)
+    if blocked:
+        P = shape[nd - 2]
+        px = xs[nd - 2]
+        po = os[nd - 2]
+        pm = ms[nd - 2]
+        R = 1
+        for k in range(nd - 2):
+            R *= shape[k]
+        npb = (P + PBLOCK - 1) // PBLOCK
+        nseg = (L + TILE - 1) // TILE
+        nunits = R * npb * nseg
+        for u in prange(nunits):
+            words = np.empty(_TILE_WORDS, np.uint32)
+            kb2 = np.empty((PBLOCK, TILE), np.bool_)
+            kbT = np.empty((TILE, PBLOCK), np.bool_)
+            r = u // (npb * nseg)
+            rest = u - r * (npb * nseg)
+            seg = rest // npb
+            pb = rest - seg * npb
+            xo = x0
+            oo = o0
+            mo = 0
+            rem = r
+            for k in range(nd - 3, -1, -1):
+                q = rem // shape[k]
+                ik = rem - q * shape[k]
+                rem = q
+                xo += ik * xs[k]
+                oo += ik * os[k]
+                mo += ik * ms[k]
+            p0 = pb * PBLOCK
+            n_p = min(PBLOCK, P - p0)
+            t = seg * TILE
+            n_t = min(TILE, L - t)
+            for pl in range(n_p):
+                _row_keep(kb2[pl], words, mo + (p0 + pl) * pm + t * sm, n_t, sm,
+                          offset, k0, k1, th, tl, keep, packed)
+            # transpose the keep bits so the select runs along memory
+            for e in range(n_t):
+                for pl in range(n_p):
+                    kbT[e, pl] = kb2[pl, e]
+            xb = xo + p0 * px + t * sx
+            ob = oo + p0 * po + t * so
+            for e in range(n_t):
+                kc = kbT[e]
+                xe = xb + e * sx
+                oe = ob + e * so
+                if px == 1 and po == 1:
+                    xa = xf[xe:xe + n_p]
+                    oa = of[oe:oe + n_p]
+                    for pl in range(n_p):
+                        oa[pl] = scale_select(xa[pl], s, kc[pl])
+                else:
+                    for pl in range(n_p):
+                        of[oe + pl * po] = scale_select(xf[xe + pl * px], s, kc[pl])
+        return
+    R = 1
+    for k in range(nd - 1):
+        R *= shape[k]
+    if L >= CHUNK:
+        nseg = (L + CHUNK - 1) // CHUNK
+        rows_per = 1
+    else:
+        nseg = 1
+        rows_per = max(1, CHUNK // max(L, 1))
+    ngroups = ((R + rows_per - 1) // rows_per) * nseg
+    for g in prange(ngroups):
+        words = np.empty(_TILE_WORDS, np.uint32)
+        kbuf = np.empty(TILE, np.bool_)
+        rg = g // nseg
+        seg = g - rg * nseg
+        r0 = rg * rows_per
+        r1 = min(R, r0 + rows_per)
+        e0 = seg * CHUNK
+        e1 = min(L, e0 + CHUNK)
+        for r in range(r0, r1):
+            # decode the outer multi-index of row r (C order over axes 0..nd-2)
+            xo = x0
+            oo = o0
+            mo = 0
+            rem = r
+            for k in range(nd - 2, -1, -1):
+                q = rem // shape[k]
+                ik = rem - q * shape[k]
+                rem = q
+                xo += ik * xs[k]
+                oo += ik * os[k]
+                mo += ik * ms[k]
+            for t in range(e0, e1, TILE):
+                n_t = min(TILE, e1 - t)
+                _row_keep(kbuf, words, mo + t * sm, n_t, sm, offset, k0, k1, th, tl,
+                          keep, packed)
+                xb = xo + t * sx
+                ob = oo + t * so
+                if sx == 1 and so == 1:
+                    xa = xf[xb:xb + n_t]
+                    oa = of[ob:ob + n_t]
+                    for e in range(n_t):
+                        oa[e] = scale_select(xa[e], s, kbuf[e])
+                else:
+                    for e in range(n_t):
+                        of[ob + e * so] = scale_select(xf[xb + e * sx], s, kbuf[e])
+
+
+@njit(cache=True, parallel=True)
+def stream_scale(x, out, s):
+    """``out = x * s`` over 1-D contiguous arrays, in parallel: the streaming
+    kernel with the same memory traffic as dropout (the benchmark bound)."""
+    n = x.shape[0]
+    nchunks = (n + CHUNK - 1) // CHUNK
+    for c in prange(nchunks):
+        start = c * CHUNK
+        stop = min(n, start + CHUNK)
+        xa = x[start:stop]
+        oa = out[start:stop]
+        for i in range(stop - start):
+            oa[i] = xa[i] * s

@@ -1,0 +1,230 @@
+"""fastdrop's mask stream as functions for your own ``@numba.njit`` code.
+
+Importing this module imports Numba but compiles nothing: the functions are
+Numba dispatchers, compiled (or loaded from Numba's disk cache) for the
+argument types of their first call, from inside ``@njit`` code or from
+Python.  ``import fastdrop`` does not import this module.
+
+The mask is fastdrop's mask stream v1 (DESIGN.md section 1), bit for bit:
+``keep(seed, j, p)`` is the decision for stream position ``j``, which is what
+:func:`fastdrop.dropout` uses for the element of logical (C-order) index
+``i`` when called with ``rng=seed`` at offset ``j - i``.
+
+Examples
+--------
+>>> import numpy as np
+>>> import numba
+>>> import fastdrop
+>>> import fastdrop.numba as fdn
+>>> @numba.njit
+... def my_layer(x, seed, offset, p):
+...     y = x * 2
+...     fdn.dropout_inplace(y, seed, offset, p)
+...     return y
+>>> x = np.ones(8, np.float32)
+>>> y = my_layer(x, 0, 0, 0.5)
+>>> bool((y == fastdrop.dropout(2 * x, 0.5, rng=0)).all())
+True
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from ._numba import kernels as _k
+
+__all__ = ["threshold", "keep", "keep_threshold", "fill_mask", "dropout_inplace"]
+
+_LO32 = np.uint64(0xFFFFFFFF)
+_S32 = np.uint64(32)
+_U16 = np.uint64(16)
+_LO16 = np.uint64(0xFFFF)
+
+
+@njit(cache=True)
+def threshold(p):
+    """The integer threshold ``T = rint(p * 2**32)`` (round half to even).
+
+    Parameters
+    ----------
+    p : float
+        Drop probability in [0, 1] (not checked here).
+
+    Returns
+    -------
+    numpy.uint64
+        ``T`` in ``[0, 2**32]``; P(drop) is ``T / 2**32``.
+
+    Examples
+    --------
+    >>> import fastdrop.numba as fdn
+    >>> int(fdn.threshold(0.5)), int(fdn.threshold(1.0))
+    (2147483648, 4294967296)
+    """
+    return np.uint64(np.rint(np.float64(p) * 4294967296.0))
+
+
+@njit(cache=True)
+def keep_threshold(seed, position, T):
+    """Keep decision for one stream position, with an integer threshold.
+
+    Parameters
+    ----------
+    seed : int
+        uint64 seed.
+    position : int
+        Stream position ``j`` (``offset + logical index``), uint64.
+    T : int
+        Threshold from :func:`threshold`, in ``[0, 2**32]``.
+
+    Returns
+    -------
+    bool
+        True if the element is kept.
+
+    Examples
+    --------
+    >>> import fastdrop.numba as fdn
+    >>> [int(fdn.keep_threshold(0, j, 2**31)) for j in range(8)]
+    [1, 0, 1, 1, 1, 1, 1, 1]
+    """
+    seed = np.uint64(seed)
+    T = np.uint64(T)
+    return _k.keep_decision(np.uint64(position), seed & _LO32, seed >> _S32,
+                            np.uint32(T >> _U16), np.uint32(T & _LO16))
+
+
+@njit(cache=True)
+def keep(seed, position, p):
+    """Keep decision for one stream position (True = kept).
+
+    Exactly the decision of :func:`fastdrop.dropout` and every backend:
+    ``T = rint(p * 2**32)`` is computed inside, as
+    :func:`fastdrop.reference.threshold` does.
+
+    Parameters
+    ----------
+    seed : int
+        uint64 seed (``rng=seed`` in the Python API).
+    position : int
+        Stream position: ``offset + i`` for logical index ``i``.
+    p : float
+        Drop probability in [0, 1] (not checked here).
+
+    Returns
+    -------
+    bool
+
+    Examples
+    --------
+    >>> import fastdrop.numba as fdn
+    >>> [int(fdn.keep(42, j, 0.1)) for j in range(5, 11)]
+    [0, 1, 1, 1, 1, 1]
+    """
+    return keep_threshold(seed, position, threshold(p))
+
+
+@njit(cache=True)
+def fill_mask(out, seed, offset, p):
+    """Write the keep mask of positions ``offset .. offset + len(out) - 1``.
+
+    Parameters
+    ----------
+    out : 1-D ndarray of bool
+        Receives True where kept; ``out[i]`` is position ``offset + i``.
+    seed, offset : int
+        uint64 seed and stream position of ``out[0]``.
+    p : float
+        Drop probability in [0, 1].
+
+    Raises
+    ------
+    ValueError
+        ``p`` NaN or outside [0, 1].
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastdrop.numba as fdn
+    >>> m = np.empty(8, np.bool_)
+    >>> fdn.fill_mask(m, 0, 0, 0.5)
+    >>> m.astype(int).tolist()
+    [1, 0, 1, 1, 1, 1, 1, 1]
+    """
+    if not (p >= 0.0 and p <= 1.0):
+        raise ValueError("p must be in [0, 1]")
+    seed = np.uint64(seed)
+    offset = np.uint64(offset)
+    T = threshold(p)
+    k0 = seed & _LO32
+    k1 = seed >> _S32
+    th = np.uint32(T >> _U16)
+    tl = np.uint32(T & _LO16)
+    words = np.empty(_k._TILE_WORDS, np.uint32)
+    kbuf = np.empty(_k.TILE, np.bool_)
+    n = out.shape[0]
+    for a in range(0, n, _k.TILE):
+        L = min(_k.TILE, n - a)
+        _k.keep_tile(kbuf, words, offset + np.uint64(a), L, k0, k1, th, tl)
+        oa = out[a:a + L]
+        for e in range(L):
+            oa[e] = kbuf[e]
+
+
+@njit(cache=True)
+def dropout_inplace(x, seed, offset, p):
+    """Dropout of a 1-D float32/float64 array, in place (inverted scaling).
+
+    ``x[i]`` becomes ``x[i] * (1 / (1 - p))`` (scale computed in float64,
+    cast to ``x``'s dtype) if position ``offset + i`` is kept, else exactly
+    ``+0.0``: the same values as ``fastdrop.dropout(x, p, rng=seed)`` for
+    ``offset == 0``, or as a :class:`fastdrop.Generator` at ``(seed,
+    offset)``.
+
+    Parameters
+    ----------
+    x : 1-D ndarray of float32 or float64
+        Any stride.  (Numba has no CPU float16.)
+    seed, offset : int
+        uint64 seed and stream position of ``x[0]``.
+    p : float
+        Drop probability in [0, 1]; ``p == 0`` leaves ``x`` unchanged,
+        ``p == 1`` zeroes it.
+
+    Raises
+    ------
+    ValueError
+        ``p`` NaN or outside [0, 1].
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastdrop.numba as fdn
+    >>> x = np.ones(8, np.float64)
+    >>> fdn.dropout_inplace(x, 0, 0, 0.5)
+    >>> x.tolist()
+    [2.0, 0.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0]
+    """
+    if not (p >= 0.0 and p <= 1.0):
+        raise ValueError("p must be in [0, 1]")
+    if p == 0.0:
+        return
+    scale = 1.0 / (1.0 - p) if p < 1.0 else 1.0
+    s = _k.cast_like(x, scale)
+    seed = np.uint64(seed)
+    offset = np.uint64(offset)
+    T = threshold(p)
+    k0 = seed & _LO32
+    k1 = seed >> _S32
+    th = np.uint32(T >> _U16)
+    tl = np.uint32(T & _LO16)
+    words = np.empty(_k._TILE_WORDS, np.uint32)
+    kbuf = np.empty(_k.TILE, np.bool_)
+    n = x.shape[0]
+    for a in range(0, n, _k.TILE):
+        L = min(_k.TILE, n - a)
+        _k.keep_tile(kbuf, words, offset + np.uint64(a), L, k0, k1, th, tl)
+        xa = x[a:a + L]
+        for e in range(L):
+            xa[e] = _k.scale_select(xa[e], s, kbuf[e])

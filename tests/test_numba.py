@@ -1,0 +1,514 @@
+"""Numba CPU backend and ``fastdrop.numba``: bit-exact parity with the reference.
+
+Every comparison is exact, on the raw bits (so -0.0 and +0.0 differ, and NaN
+payloads must match), against :mod:`fastdrop.reference`.
+"""
+
+import os
+import subprocess
+import sys
+import textwrap
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from numpy.testing import assert_array_equal
+
+import fastdrop
+from fastdrop import reference as R
+from fastdrop._api import mask_geometry
+
+numba = pytest.importorskip("numba")
+
+from fastdrop._numba import backend as B  # noqa: E402
+
+DTYPES = (np.float16, np.float32, np.float64)
+OFFSETS = (0, 5, 13, 2**40 + 3)
+SEED = 0x9E3779B97F4A7C15  # exercises both key words
+
+
+def bits(a):
+    a = np.ascontiguousarray(a)
+    return a.view({2: np.uint16, 4: np.uint32, 8: np.uint64}[a.itemsize])
+
+
+def assert_same(actual, expected):
+    assert actual.shape == expected.shape and actual.dtype == expected.dtype
+    assert_array_equal(bits(actual), bits(expected))
+
+
+def special_values(shape, dtype, seed=0):
+    """Normals with NaN, +-inf, -0.0 and negatives sprinkled in."""
+    rng = np.random.default_rng(seed)
+    n = int(np.prod(shape))
+    v = rng.standard_normal(n).astype(dtype)
+    specials = np.array([np.nan, np.inf, -np.inf, -0.0, 0.0, -1.5], dtype=dtype)
+    if n:
+        pos = rng.integers(0, n, size=max(1, n // 7))
+        v[pos] = specials[np.arange(pos.size) % specials.size]
+    return v.reshape(shape)
+
+
+def lanes(seed, j, c2):
+    """16-bit lane of stream position ``j`` (c2 = 0 high half, 1 tie-break)."""
+    b = np.array([j >> 3], dtype=np.uint64)
+    return int(R._lanes(seed, b, c2)[0, j & 7])
+
+
+def tie_thresholds(seed, j):
+    """Two thresholds whose Th equals the lane of position j: one keeps j
+    (lo >= Tl), one drops it (Tl = lo + 1)."""
+    hi, lo = lanes(seed, j, 0), lanes(seed, j, 1)
+    t_keep = (hi << 16) | lo
+    t_drop = (hi << 16) + lo + 1
+    return t_keep, t_drop
+
+
+def thresholds(seed, offset):
+    """T values: p = 0, 1, 0.1, 0.5, 0.9, k/65536 (Tl = 0), neighbours with
+    Tl != 0, and two that force a tie-break at logical index 3."""
+    ts = [0, 2**32] + [R.threshold(p) for p in (0.1, 0.5, 0.9)]
+    ts += [3 << 16, (3 << 16) + 7, (40000 << 16) - 1, 40000 << 16]
+    ts += list(tie_thresholds(seed, offset + 3))
+    return ts
+
+
+def scale_of(T):
+    p = T / 2**32
+    return 1.0 / (1.0 - p) if p < 1.0 else 1.0
+
+
+# (shape, view, noise_shape)
+CASES = [
+    ((1,), None, None),
+    ((7,), None, None),
+    ((1000,), None, None),
+    ((), None, None),
+    ((0,), None, None),
+    ((0, 5), None, (1, 5)),
+    ((30, 50), None, None),
+    ((30, 50), "F", None),
+    ((50, 30), "T", None),
+    ((3001,), "step3", None),
+    ((1001,), "rev", None),
+    ((30, 50), None, (1, 50)),
+    ((30, 50), None, (30, 1)),
+    ((30, 50), "F", (30, 1)),
+    ((30, 50), "F", (1, 1)),
+    ((6, 7, 9), None, None),
+    ((6, 7, 9), "F", None),
+    ((6, 7, 9), None, (6, 1, 9)),
+    ((6, 7, 9), "F", (1, 7, 1)),
+    ((9, 7, 6), "T", (6, 1, 9)),
+    ((6, 7, 9), "slice", (6, 1, 1)),
+]
+
+
+def make_case(shape, view, dtype, seed=0):
+    x = special_values(shape, dtype, seed)
+    if view == "F":
+        x = np.asfortranarray(x)
+    elif view == "T":
+        x = x.T
+    elif view == "step3":
+        x = x[::3]
+    elif view == "rev":
+        x = x[::-1]
+    elif view == "slice":
+        x = special_values((8, 9, 12), dtype, seed)[1:7, ::-1][:, 1:8, ::-1][:, :, 1:10]
+        assert x.shape == shape
+    return x
+
+
+@pytest.fixture(params=[1, 2], ids=["threads1", "threads2"])
+def threads(request):
+    old = fastdrop.set_num_threads(request.param)
+    yield request.param
+    fastdrop.set_num_threads(old)
+
+
+# ---------------------------------------------------------------------------
+# import hygiene, availability, report
+# ---------------------------------------------------------------------------
+
+def test_import_fastdrop_does_not_import_numba():
+    code = textwrap.dedent("""
+        import sys
+        import fastdrop
+        import fastdrop._numba.backend
+        import fastdrop._numba.philox
+        assert 'numba' not in sys.modules, 'numba imported'
+        assert 'fastdrop._numba.kernels' not in sys.modules
+        assert 'fastdrop.numba' not in sys.modules
+        print('ok')
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "ok"
+
+
+def test_available_and_registered():
+    assert B.available() == (True, "")
+    info = fastdrop.get_backends()["numba"]
+    assert info["available"] and set(info["dtypes"]) == {"float16", "float32", "float64"}
+
+
+# ---------------------------------------------------------------------------
+# raw kernels
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_forward_kernel_matches_reference(dtype, threads):
+    for ci, (shape, view, ns) in enumerate(CASES):
+        x = make_case(shape, view, dtype, seed=ci)
+        M, ms, n = mask_geometry(x.shape, ns)
+        for offset in OFFSETS:
+            for T in thresholds(SEED, offset):
+                s = scale_of(T)
+                ref = np.empty_like(x)
+                R.forward(x, ref, SEED, offset, T, s, ms)
+                out = np.empty_like(x)
+                B.forward(x, out, SEED, offset, T, s, ms)
+                assert_same(out, ref)
+                if M == x.shape:  # mask outputs only for a full mask
+                    keep = np.empty(n, bool)
+                    packed = np.empty((n + 7) // 8, np.uint8)
+                    out2 = np.empty_like(x)
+                    B.forward(x, out2, SEED, offset, T, s, ms, keep_out=keep,
+                              packed_out=packed)
+                    kr = np.empty(n, bool)
+                    pr = np.empty((n + 7) // 8, np.uint8)
+                    R.mask(n, SEED, offset, T, keep_out=kr, packed_out=pr)
+                    assert_same(out2, ref)
+                    assert_array_equal(keep, kr)
+                    assert_array_equal(packed, pr)
+                # in place (out is x)
+                y = make_case(shape, view, dtype, seed=ci)
+                B.forward(y, y, SEED, offset, T, s, ms)
+                assert_same(y, ref)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_forward_kernel_large(dtype, threads):
+    """Several chunks and tiles, ragged end, tie-breaks inside the data."""
+    n = 2**17 + 3
+    x = special_values((n,), dtype, seed=3)
+    for offset in (0, 13, 2**40 + 3):
+        ts = [R.threshold(0.1), R.threshold(0.9), (3 << 16) + 1]
+        ts += list(tie_thresholds(SEED, offset + 2**17 - 5))
+        for T in ts:
+            ref = np.empty_like(x)
+            R.forward(x, ref, SEED, offset, T, scale_of(T), (1,))
+            out = np.empty_like(x)
+            B.forward(x, out, SEED, offset, T, scale_of(T), (1,))
+            assert_same(out, ref)
+            keep = np.empty(n, bool)
+            packed = np.empty((n + 7) // 8, np.uint8)
+            B.forward(x, out, SEED, offset, T, scale_of(T), (1,), keep_out=keep,
+                      packed_out=packed)
+            assert_same(out, ref)
+            assert_array_equal(np.packbits(keep, bitorder="little"), packed)
+            # strided (every 3rd element of a bigger array) and reversed
+            big = special_values((3 * n,), dtype, seed=4)
+            for xv in (big[::3], big[::-1][: n]):
+                ref = np.empty_like(xv)
+                R.forward(xv, ref, SEED, offset, T, scale_of(T), (1,))
+                out = np.empty_like(xv)
+                B.forward(xv, out, SEED, offset, T, scale_of(T), (1,))
+                assert_same(out, ref)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_transposed_blocked_path(dtype, threads):
+    """Transposed / Fortran layouts (blocked kernel path): several blocks in
+    both directions, ragged edges, stored masks too."""
+    rng = np.random.default_rng(8)
+    xs = [np.asfortranarray(special_values((600, 530), dtype, seed=1)),
+          special_values((530, 600), dtype, seed=2).T,
+          special_values((3, 270, 300), dtype, seed=3).transpose(0, 2, 1),
+          np.asfortranarray(special_values((520, 4, 300), dtype, seed=4))[:, ::-1]]
+    for x in xs:
+        for offset in (0, 13):
+            for T in (R.threshold(0.3), (7 << 16) + 3):
+                M, ms, n = mask_geometry(x.shape, None)
+                ref = np.empty_like(x)
+                R.forward(x, ref, SEED, offset, T, scale_of(T), ms)
+                out = np.empty_like(x)
+                B.forward(x, out, SEED, offset, T, scale_of(T), ms)
+                assert_same(out, ref)
+                keep = np.empty(n, bool)
+                packed = np.empty((n + 7) // 8, np.uint8)
+                B.forward(x, out, SEED, offset, T, scale_of(T), ms, keep_out=keep,
+                          packed_out=packed)
+                assert_same(out, ref)
+                assert_array_equal(keep, R.keep_range(SEED, offset, n, T))
+        keep = rng.random(x.size) < 0.5
+        ref = np.empty_like(x)
+        R.apply_mask(x, ref, mask_geometry(x.shape, None)[1], 2.0, keep=keep)
+        out = np.empty_like(x)
+        B.apply_mask(x, out, mask_geometry(x.shape, None)[1], 2.0,
+                     packed=np.packbits(keep, bitorder="little"))
+        assert_same(out, ref)
+
+
+def test_large_tie_counts_checked():
+    """The data in test_forward_kernel_large really contains tie-breaks."""
+    n = 2**17 + 3
+    kr = R.keep_range(SEED, 0, n, 3 << 16)
+    hi = R._lanes(SEED, np.arange((n + 7) // 8, dtype=np.uint64), 0).reshape(-1)[:n]
+    assert (hi == 3).sum() >= 1
+    assert kr.sum() < n
+
+
+@pytest.mark.parametrize("n", [1, 7, 9, 1000, 2**16 + 5, 2**17 + 3])
+def test_mask_kernel(n, threads):
+    for offset in OFFSETS:
+        for T in thresholds(SEED, offset)[:7] + list(tie_thresholds(SEED, offset + n - 1)):
+            kr = np.empty(n, bool)
+            pr = np.empty((n + 7) // 8, np.uint8)
+            R.mask(n, SEED, offset, T, keep_out=kr, packed_out=pr)
+            keep = np.empty(n, bool)
+            packed = np.full((n + 7) // 8, 0xAA, np.uint8)
+            B.mask(n, SEED, offset, T, keep_out=keep, packed_out=packed)
+            assert_array_equal(keep, kr)
+            assert_array_equal(packed, pr)
+            only_packed = np.full((n + 7) // 8, 0x55, np.uint8)
+            B.mask(n, SEED, offset, T, packed_out=only_packed)
+            assert_array_equal(only_packed, pr)
+            only_keep = np.empty(n, bool)
+            B.mask(n, SEED, offset, T, keep_out=only_keep)
+            assert_array_equal(only_keep, kr)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_apply_mask_kernel(dtype, threads):
+    rng = np.random.default_rng(5)
+    for ci, (shape, view, ns) in enumerate(CASES):
+        x = make_case(shape, view, dtype, seed=ci)
+        M, ms, n = mask_geometry(x.shape, ns)
+        keep = rng.random(n) < 0.6
+        packed = np.packbits(keep, bitorder="little")
+        for s in (1.0, 1.0 / 0.7, 10.0):
+            ref = np.empty_like(x)
+            R.apply_mask(x, ref, ms, s, keep=keep)
+            out = np.empty_like(x)
+            B.apply_mask(x, out, ms, s, keep=keep)
+            assert_same(out, ref)
+            out = np.empty_like(x)
+            B.apply_mask(x, out, ms, s, packed=packed)
+            assert_same(out, ref)
+            y = make_case(shape, view, dtype, seed=ci)
+            B.apply_mask(y, y, ms, s, packed=packed)
+            assert_same(y, ref)
+
+
+@pytest.mark.parametrize("s", [1.0, 1.0 / 0.9, 10.0, 1.0 / (1 - 1 / 3)])
+def test_float16_all_bit_patterns(s):
+    """float16 -> float32 * scale -> float16 (round to nearest even) for every
+    float16 value, subnormals, inf and NaN included."""
+    x = np.arange(2**16, dtype=np.uint32).astype(np.uint16).view(np.float16)
+    with np.errstate(all="ignore"):
+        expected = (x.astype(np.float32) * np.float32(s)).astype(np.float16)
+    out = np.empty_like(x)
+    B.forward(x, out, 1, 0, 0, s, (1,))  # T = 0 keeps everything
+    assert_same(out, expected)
+    out = np.empty_like(x)
+    B.forward(x, out, 1, 0, 2**32, s, (1,))  # T = 2**32 drops everything
+    assert_same(out, np.zeros_like(x))
+
+
+def test_results_independent_of_threads():
+    x = special_values((3 * 2**16 + 11,), np.float32, seed=9)
+    outs = []
+    for t in (1, 2, 3):
+        old = fastdrop.set_num_threads(t)
+        try:
+            outs.append(fastdrop.dropout(x, 0.3, rng=11, backend="numba", return_mask="packed"))
+        finally:
+            fastdrop.set_num_threads(old)
+    for y, m in outs[1:]:
+        assert_same(y, outs[0][0])
+        assert_array_equal(m, outs[0][1])
+
+
+# ---------------------------------------------------------------------------
+# public API with backend="numba"
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_api_matches_reference(dtype, threads):
+    for ci, (shape, view, ns) in enumerate(CASES):
+        x = make_case(shape, view, dtype, seed=ci)
+        for p in (0.0, 1.0, 0.1, 0.5, 3 / 65536, (3 * 65536 + 9) / 2**32):
+            for rm in (False, True, "packed"):
+                ga, gb = fastdrop.Generator(SEED, offset=13), fastdrop.Generator(SEED, offset=13)
+                a = fastdrop.dropout(x, p, rng=ga, noise_shape=ns, return_mask=rm,
+                                     backend="numba")
+                b = fastdrop.dropout(x, p, rng=gb, noise_shape=ns, return_mask=rm,
+                                     backend="reference")
+                if rm:
+                    assert_same(a[0], b[0])
+                    assert_array_equal(a[1], b[1])
+                else:
+                    assert_same(a, b)
+                assert ga.offset == gb.offset
+            # in place
+            y = make_case(shape, view, dtype, seed=ci)
+            r = fastdrop.dropout(y, p, rng=7, noise_shape=ns, out=y, backend="numba")
+            assert r is y
+            assert_same(y, fastdrop.dropout(x, p, rng=7, noise_shape=ns, backend="reference"))
+            # stored masks, bool and packed, and the backward
+            kwargs = {} if ns is None else {"noise_shape": ns}
+            mb = fastdrop.dropout_mask(mask_geometry(x.shape, ns)[0], p, rng=3, backend="numba")
+            assert_array_equal(
+                mb, fastdrop.dropout_mask(mask_geometry(x.shape, ns)[0], p, rng=3,
+                                          backend="reference"))
+            mp = np.packbits(mb.reshape(-1), bitorder="little")
+            ref = fastdrop.apply_mask(x, mb, p, backend="reference")
+            assert_same(fastdrop.apply_mask(x, mb, p, backend="numba"), ref)
+            assert_same(fastdrop.apply_mask(x, mp, p, backend="numba", **kwargs), ref)
+            assert_same(fastdrop.dropout_backward(x, p, state=3, backend="numba", **kwargs),
+                        fastdrop.dropout(x, p, rng=3, backend="reference", **kwargs))
+
+
+def test_api_golden_values():
+    keep = fastdrop.dropout_mask(32, 0.5, rng=0, backend="numba")
+    assert "".join(str(int(k)) for k in keep) == "10111111110001101000000011000100"
+    assert fastdrop.dropout_mask(32, 0.1, rng=42, packed=True,
+                                 backend="numba").tobytes().hex() == "dfbffefa"
+    g = fastdrop.Generator(42, offset=5)
+    x = np.ones(27, np.float64)
+    y, packed = fastdrop.dropout(x, 0.1, rng=g, return_mask="packed", backend="numba")
+    assert packed.tobytes().hex() == "fef5d707"
+
+
+# ---------------------------------------------------------------------------
+# concurrency
+# ---------------------------------------------------------------------------
+
+def test_concurrent_calls_from_threads():
+    rng = np.random.default_rng(1)
+    jobs = []
+    for k in range(48):
+        dtype = DTYPES[k % 3]
+        shape = [(1000,), (70000,), (30, 50), (200, 301)][k % 4]
+        x = special_values(shape, dtype, seed=k)
+        if k % 5 == 0:
+            x = np.asfortranarray(x)
+        ns = (1, shape[1]) if len(shape) == 2 and k % 2 else None
+        p = float(rng.choice([0.1, 0.5, 0.9]))
+        ref = fastdrop.dropout(x, p, rng=k, noise_shape=ns, return_mask="packed",
+                               backend="reference")
+        jobs.append((x, p, k, ns, ref))
+
+    def run(job):
+        x, p, seed, ns, ref = job
+        for _ in range(3):
+            y, m = fastdrop.dropout(x, p, rng=seed, noise_shape=ns, return_mask="packed",
+                                    backend="numba")
+            if not (np.array_equal(bits(y), bits(ref[0])) and np.array_equal(m, ref[1])):
+                return False
+        return True
+
+    with ThreadPoolExecutor(4) as ex:
+        results = list(ex.map(run, jobs * 3))
+    assert all(results)
+    assert B.compile_report()["threading_layer"] in ("omp", "tbb", "workqueue")
+
+
+def test_workqueue_layer_is_serialised():
+    """Under Numba's non-thread-safe 'workqueue' layer, concurrent calls are
+    serialised by the backend and stay correct."""
+    code = textwrap.dedent("""
+        import numpy as np
+        from concurrent.futures import ThreadPoolExecutor
+        import fastdrop
+        from fastdrop._numba import backend as B
+        x = np.arange(200003, dtype=np.float32) - 1000
+        ref = fastdrop.dropout(x, 0.3, rng=5, backend="reference")
+        def run(k):
+            return all(np.array_equal(fastdrop.dropout(x, 0.3, rng=5, backend="numba"), ref)
+                       for _ in range(10))
+        with ThreadPoolExecutor(4) as ex:
+            ok = all(ex.map(run, range(8)))
+        print(ok, B.compile_report()["threading_layer"])
+    """)
+    env = dict(os.environ, NUMBA_THREADING_LAYER="workqueue")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["True", "workqueue"], r.stdout + r.stderr
+
+
+# ---------------------------------------------------------------------------
+# fastdrop.numba from user @njit code
+# ---------------------------------------------------------------------------
+
+def test_user_njit_functions():
+    import fastdrop.numba as fdn
+
+    @numba.njit
+    def user(x, seed, offset, p, keeps, m):
+        y = x.copy()
+        fdn.dropout_inplace(y, seed, offset, p)
+        for j in range(keeps.shape[0]):
+            keeps[j] = fdn.keep(seed, offset + j, p)
+        fdn.fill_mask(m, seed, offset, p)
+        return y
+
+    for dtype in (np.float32, np.float64):
+        x = special_values((5003,), dtype, seed=2)
+        for offset in (0, 5, 2**40 + 3):
+            for p in (0.0, 1.0, 0.1, 0.5, 3 / 65536, tie_thresholds(SEED, offset + 7)[1] / 2**32):
+                keeps = np.empty(40, np.bool_)
+                m = np.empty(5003, np.bool_)
+                y = user(x, np.uint64(SEED), np.uint64(offset), p, keeps, m)
+                g = fastdrop.Generator(SEED, offset=offset)
+                ref = fastdrop.dropout(x, p, rng=g, backend="reference")
+                assert_same(y, ref)
+                T = R.threshold(p)
+                assert_array_equal(keeps, R.keep_range(SEED, offset, 40, T))
+                assert_array_equal(m, R.keep_range(SEED, offset, 5003, T))
+
+    # strided 1-D input, and the golden values through keep()
+    x = special_values((3000,), np.float32, seed=3)
+    y = x[::3].copy()
+    fdn.dropout_inplace(x[::3], 42, 0, 0.1)
+    assert_same(x[::3], fastdrop.dropout(y, 0.1, rng=42, backend="reference"))
+    assert "".join(str(int(fdn.keep(42, 5 + i, 0.1))) for i in range(27)) == \
+        "011111111010111111101011111"
+    assert fdn.threshold(0.5) == 2**31 and fdn.threshold(1.0) == 2**32
+    with pytest.raises(ValueError):
+        fdn.dropout_inplace(np.ones(3), 1, 0, 1.5)
+
+
+def test_njit_philox_known_answers():
+    from fastdrop._numba import kernels as K
+
+    @numba.njit
+    def kat(c, k):
+        return K.philox4x32_10(c[0], c[1], c[2], c[3], k[0], k[1])
+
+    vectors = [
+        ((0, 0, 0, 0), (0, 0), "6627e8d5 e169c58d bc57ac4c 9b00dbd8"),
+        ((0xFFFFFFFF,) * 4, (0xFFFFFFFF,) * 2, "408f276d 41c83b0e a20bc7c6 6d5451fd"),
+        ((0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344), (0xA4093822, 0x299F31D0),
+         "d16cfe09 94fdcceb 5001e420 24126ea1"),
+    ]
+    for c, k, want in vectors:
+        got = kat(np.array(c, np.uint32), np.array(k, np.uint32))
+        assert " ".join(f"{int(w):08x}" for w in got) == want
+
+
+def test_compile_report_and_stream_scale():
+    x = np.arange(100, dtype=np.float32)
+    out = np.empty_like(x)
+    B.stream_scale(x, out, 2.0)
+    assert_array_equal(out, x * np.float32(2.0))
+    rep = B.compile_report()
+    assert rep["numba_version"] == numba.__version__
+    kinds = {e["kernel"] for e in rep["entries"]}
+    assert {"forward_contig", "stream_scale"} <= kinds
+    for e in rep["entries"]:
+        assert e["source"] in ("compiled", "cache", "import", "memory")
+        assert e["seconds"] >= 0
+    assert rep["compile_seconds"] + rep["cache_load_seconds"] > 0
