@@ -1,0 +1,390 @@
+"""Numba CUDA kernels for the mask stream v1 (DESIGN.md sections 1-2).
+
+Importing this module imports :mod:`numba.cuda` but compiles nothing: the
+kernels are built by factories on first use, one per (dtype, variant), and
+memoised (:func:`tile_kernel`, :func:`nd_kernel`, :func:`fill_kernel`).
+Numba specialises each further on the argument types it is called with
+(the number of axes of the strided kernels), also lazily.
+
+Philox4x32-10 and the keep decision are not copied here: they come from
+:func:`fastdrop._numba.philox.make`, compiled as CUDA device functions.
+
+Two kernel shapes
+-----------------
+``tile`` (contiguous input, mask not broadcast, and the mask-only kernel)
+    A block works through tiles of ``8 * blockDim`` consecutive elements
+    (block-stride loop over tiles).  Thread ``t`` of the block owns group
+    ``g = tile * blockDim + t``: the 8 mask positions ``8g .. 8g + 7``.  It
+    computes their keep bits with one Philox call (two when ``offset`` is not
+    a multiple of 8, since the group then straddles two Philox blocks) and
+    writes packed byte ``g`` itself (no atomics).  The bits are exchanged
+    through shared memory so that element ``k * blockDim + t`` of the tile is
+    loaded and stored by thread ``t``: every warp access is coalesced.  The
+    8 loads of a thread are issued before the Philox rounds and before any
+    store, so 8 independent loads per thread are in flight.  Index math is
+    multiplications and shifts only (no 64-bit division).
+``nd`` (any strides, broadcast masks, stored masks)
+    Grid-stride loop over groups of 8 consecutive logical (C-order) indices
+    of ``x``.  The first is unravelled into per-axis indices (divisions),
+    the rest advance along the last axis and re-unravel only on wrap-around.
+    The mask index of a multi-index is ``sum(idx[k] * mstrides[k])`` (the
+    "base index plus per-axis mask strides" rule); a thread caches the last
+    Philox block so broadcast and sequential masks cost ~1 Philox per block.
+
+Neither the mask nor the result depends on the grid or block size: every
+decision is a function of its logical index only.
+
+Arrays reach the kernels as 1-D spans over the memory of the caller's
+array plus an element offset (``base``) and element strides, see
+:mod:`fastdrop._cuda._interop`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import cuda
+
+from .._numba.philox import make
+
+__all__ = ["MAX_BLOCK", "tile_kernel", "nd_kernel", "fill_kernel", "philox"]
+
+#: Largest block size the tile kernels accept (size of their shared array).
+MAX_BLOCK = 1024
+
+#: Extra ``numba.cuda.jit`` options of the tile kernels (tuning on a GPU,
+#: e.g. ``{"max_registers": 80}``); read when a kernel is first built.
+JIT_OPTIONS: dict = {}
+
+#: Philox and the keep decision, compiled as CUDA device functions (lazily).
+philox = make(lambda f: cuda.jit(device=True)(f))
+
+_block_words = philox.block_words
+_lane = philox.lane
+_keep_decision = philox.keep_decision
+
+_U3 = np.uint64(3)
+_U7 = np.uint64(7)
+_NO_BLOCK = np.uint64(0xFFFFFFFFFFFFFFFF)  # never a block index (they are < 2**61)
+
+
+@cuda.jit(device=True)
+def group_bits(first, cnt, offset, k0, k1, th, tl):
+    """Keep bits of mask indices ``first .. first + cnt - 1`` (``cnt <= 8``).
+
+    Bit ``l`` of the result is the decision for mask index ``first + l``,
+    i.e. stream position ``offset + first + l``.  ``first`` is a multiple of
+    8 in the tile kernels, so the result is packed byte ``first // 8``.
+    """
+    j0 = offset + np.uint64(first)
+    b0 = j0 >> _U3
+    s = np.uint32(j0 & _U7)
+    a0, a1, a2, a3 = _block_words(b0, 0, k0, k1)
+    c0, c1, c2, c3 = a0, a1, a2, a3
+    if s != np.uint32(0):
+        c0, c1, c2, c3 = _block_words(b0 + np.uint64(1), 0, k0, k1)
+    thu = np.uint32(th)
+    bits = np.uint32(0)
+    for l in range(8):
+        if l < cnt:
+            pos = s + np.uint32(l)
+            if pos < np.uint32(8):
+                hi = _lane(a0, a1, a2, a3, pos)
+            else:
+                hi = _lane(c0, c1, c2, c3, pos - np.uint32(8))
+            if hi != thu:
+                k = hi > thu
+            else:  # tie on the high 16 bits: probability 2**-16
+                k = _keep_decision(j0 + np.uint64(l), k0, k1, th, tl)
+            if k:
+                bits = bits | (np.uint32(1) << np.uint32(l))
+    return np.uint32(bits)
+
+
+@cuda.jit(device=True)
+def group_bits_aligned(first, cnt, offset, k0, k1, th, tl):
+    """:func:`group_bits` when ``offset + first`` is a multiple of 8: one
+    Philox block, fewer live registers (the common case: a Generator's
+    offsets are multiples of 8)."""
+    j0 = offset + np.uint64(first)
+    a0, a1, a2, a3 = _block_words(j0 >> _U3, 0, k0, k1)
+    thu = np.uint32(th)
+    bits = np.uint32(0)
+    for l in range(8):
+        if l < cnt:
+            hi = _lane(a0, a1, a2, a3, np.uint32(l))
+            if hi != thu:
+                k = hi > thu
+            else:
+                k = _keep_decision(j0 + np.uint64(l), k0, k1, th, tl)
+            if k:
+                bits = bits | (np.uint32(1) << np.uint32(l))
+    return np.uint32(bits)
+
+
+@cuda.jit(device=True)
+def unravel(L, shape, xs, os, ms, nd):
+    """Element offsets (x, out, mask) of C-order logical index ``L`` and its
+    index along the last axis."""
+    xo = 0
+    oo = 0
+    mo = 0
+    ilast = 0
+    rem = L
+    d = nd - 1
+    while d >= 0:
+        s = shape[d]
+        q = rem // s
+        i = rem - q * s
+        xo += i * xs[d]
+        oo += i * os[d]
+        mo += i * ms[d]
+        if d == nd - 1:
+            ilast = i
+        rem = q
+        d -= 1
+    return xo, oo, mo, ilast
+
+
+def _types(dtype):
+    """(value type, compute type) constructors for a float dtype name."""
+    vt = {"float16": np.float16, "float32": np.float32, "float64": np.float64}[dtype]
+    ct = np.float64 if dtype == "float64" else np.float32
+    return vt, ct
+
+
+_tile_cache: dict = {}
+_nd_cache: dict = {}
+_fill_cache: dict = {}
+
+
+def tile_kernel(dtype, with_x, with_keep, with_packed, aligned=False):
+    """The contiguous kernel for ``dtype`` (a name), memoised.
+
+    ``aligned=True`` gives a variant valid only when ``offset % 8 == 0``
+    (one Philox call per group instead of two).
+
+    Signature of the returned kernel::
+
+        kern(x, out, keep, packed, n, offset, k0, k1, th, tl, scale)
+
+    ``x``, ``out`` (``n`` elements of ``dtype``), ``keep`` (``n`` bools) and
+    ``packed`` (``ceil(n / 8)`` bytes) are 1-D C-contiguous; arrays a
+    variant does not use are dummies of the right type.  Launch with any
+    ``blockDim.x <= MAX_BLOCK`` (1-D) and any grid.
+    """
+    key = (dtype, bool(with_x), bool(with_keep), bool(with_packed), bool(aligned))
+    kern = _tile_cache.get(key)
+    if kern is not None:
+        return kern
+    vt, ct = _types(dtype)
+    WITH_X, WITH_KEEP, WITH_PACKED, ALIGNED = key[1:]
+    EXCHANGE = WITH_X or WITH_KEEP
+
+    @cuda.jit(**JIT_OPTIONS)
+    def kern(x, out, keep, packed, n, offset, k0, k1, th, tl, scale):
+        tid = cuda.threadIdx.x
+        bd = cuda.blockDim.x
+        sm = cuda.shared.array(MAX_BLOCK, np.uint32)
+        v = cuda.local.array(8, vt)
+        zero = vt(0)
+        tile_elems = np.int64(bd) * 8
+        ntiles = (n + tile_elems - 1) // tile_elems
+        t = np.int64(cuda.blockIdx.x)
+        while t < ntiles:  # uniform within the block: syncthreads below is legal
+            base = t * tile_elems
+            if WITH_X:
+                for k in range(8):
+                    e = base + k * bd + tid
+                    if e < n:
+                        v[k] = x[e]
+            g = t * bd + tid
+            first = g * 8
+            bits = np.uint32(0)
+            if first < n:
+                cnt = min(np.int64(8), n - first)
+                if ALIGNED:
+                    bits = group_bits_aligned(first, cnt, offset, k0, k1, th, tl)
+                else:
+                    bits = group_bits(first, cnt, offset, k0, k1, th, tl)
+                if WITH_PACKED:
+                    packed[g] = np.uint8(bits)
+            if EXCHANGE:
+                sm[tid] = bits
+                cuda.syncthreads()
+                for k in range(8):
+                    el = k * bd + tid
+                    e = base + el
+                    if e < n:
+                        kk = (sm[el >> 3] >> np.uint32(el & 7)) & np.uint32(1)
+                        if WITH_KEEP:
+                            keep[e] = kk != 0
+                        if WITH_X:
+                            y = vt(ct(v[k]) * scale)
+                            out[e] = y if kk != 0 else zero
+                cuda.syncthreads()
+            t += cuda.gridDim.x
+
+    _tile_cache[key] = kern
+    return kern
+
+
+#: Mask sources of the strided kernel.
+PHILOX, BOOL, PACKED = 0, 1, 2
+
+
+def nd_kernel(dtype, source, with_keep, with_packed):
+    """The strided kernel for ``dtype``, memoised.
+
+    Signature::
+
+        kern(x, xb, xs, out, ob, os, shape, ms, n,
+             msrc, mb, mstep, offset, k0, k1, th, tl, scale, keep, packed)
+
+    ``x``/``out`` are 1-D spans, ``xb``/``ob`` the element offsets of
+    element ``(0, ..., 0)`` and ``xs``/``os`` element strides (tuples);
+    ``shape`` the (collapsed) shape, ``n`` its size; ``ms`` the per-axis
+    mask strides.  ``source`` selects where ``keep(i)`` comes from, for the
+    mask index ``i = sum(idx * ms)``:
+
+    - ``PHILOX``: the v1 decision at stream position ``offset + i``;
+    - ``BOOL``: ``msrc[mb + i]`` (``ms`` are then the bool array's own
+      element strides, 0 on broadcast axes);
+    - ``PACKED``: bit ``i & 7`` of ``msrc[mb + (i >> 3) * mstep]``.
+
+    ``keep``/``packed`` (contiguous, used when ``with_keep``/``with_packed``,
+    only valid when the mask is not broadcast so that ``i`` is the logical
+    index) receive the keep bits.
+    """
+    key = (dtype, int(source), bool(with_keep), bool(with_packed))
+    kern = _nd_cache.get(key)
+    if kern is not None:
+        return kern
+    vt, ct = _types(dtype)
+    SOURCE = key[1]
+    WITH_KEEP, WITH_PACKED = key[2:]
+
+    @cuda.jit
+    def kern(x, xb, xs, out, ob, os, shape, ms, n,
+             msrc, mb, mstep, offset, k0, k1, th, tl, scale, keep, packed):
+        nd = len(shape)
+        last = shape[nd - 1]
+        xsl = xs[nd - 1]
+        osl = os[nd - 1]
+        msl = ms[nd - 1]
+        zero = vt(0)
+        thu = np.uint32(th)
+        ngroups = (n + 7) // 8
+        g = np.int64(cuda.grid(1))
+        step = np.int64(cuda.gridsize(1))
+        while g < ngroups:
+            L = g * 8
+            xo, oo, mo, il = unravel(L, shape, xs, os, ms, nd)
+            cached = _NO_BLOCK
+            w0 = w1 = w2 = w3 = np.uint32(0)
+            bits = np.uint32(0)
+            for l in range(8):
+                if L < n:
+                    if SOURCE == PHILOX:
+                        j = offset + np.uint64(mo)
+                        b = j >> _U3
+                        if b != cached:
+                            w0, w1, w2, w3 = _block_words(b, 0, k0, k1)
+                            cached = b
+                        hi = _lane(w0, w1, w2, w3, np.uint32(j & _U7))
+                        if hi != thu:
+                            k = hi > thu
+                        else:
+                            k = _keep_decision(j, k0, k1, th, tl)
+                    elif SOURCE == BOOL:
+                        k = msrc[mb + mo] != 0
+                    else:
+                        byte = msrc[mb + (mo >> 3) * mstep]
+                        k = ((np.uint32(byte) >> np.uint32(mo & 7)) & np.uint32(1)) != 0
+                    y = vt(ct(x[xb + xo]) * scale)
+                    out[ob + oo] = y if k else zero
+                    if WITH_KEEP:
+                        keep[L] = k
+                    if k:
+                        bits = bits | (np.uint32(1) << np.uint32(l))
+                    L += 1
+                    il += 1
+                    if il < last:
+                        xo += xsl
+                        oo += osl
+                        mo += msl
+                    elif L < n:
+                        xo, oo, mo, il = unravel(L, shape, xs, os, ms, nd)
+            if WITH_PACKED:
+                packed[g] = np.uint8(bits)
+            g += step
+
+    _nd_cache[key] = kern
+    return kern
+
+
+#: Operations of the fill kernel.
+COPY, SCALE, ZERO = 0, 1, 2
+
+
+def fill_kernel(dtype, op):
+    """Elementwise ``out = x`` (COPY), ``x * factor`` in the compute type
+    (SCALE) or ``+0.0`` (ZERO) over strided spans, memoised.
+
+    Signature::
+
+        kern(x, xb, xs, out, ob, os, shape, n, factor)
+    """
+    key = (dtype, int(op))
+    kern = _fill_cache.get(key)
+    if kern is not None:
+        return kern
+    vt, ct = _types(dtype)
+    OP = key[1]
+
+    @cuda.jit
+    def kern(x, xb, xs, out, ob, os, shape, n, factor):
+        nd = len(shape)
+        i = np.int64(cuda.grid(1))
+        step = np.int64(cuda.gridsize(1))
+        while i < n:
+            xo, oo, mo, il = unravel(i, shape, xs, os, os, nd)
+            if OP == COPY:
+                out[ob + oo] = x[xb + xo]
+            elif OP == SCALE:
+                out[ob + oo] = vt(ct(x[xb + xo]) * factor)
+            else:
+                out[ob + oo] = vt(0)
+            i += step
+
+    _fill_cache[key] = kern
+    return kern
+
+
+_mask_fill = None
+
+
+def mask_fill_kernel():
+    """``keep[:] = value`` and ``packed[:] = 0xFF / 0`` with the tail byte's
+    unused bits zero.  Signature ``kern(keep, nkeep, packed, nbytes, n, value)``."""
+    global _mask_fill
+    if _mask_fill is None:
+        @cuda.jit
+        def kern(keep, nkeep, packed, nbytes, n, value):
+            i = np.int64(cuda.grid(1))
+            step = np.int64(cuda.gridsize(1))
+            while i < nkeep or i < nbytes:
+                if i < nkeep:
+                    keep[i] = value
+                if i < nbytes:
+                    b = np.uint32(0)
+                    if value:
+                        rem = n - i * 8
+                        if rem >= 8:
+                            b = np.uint32(0xFF)
+                        else:
+                            b = (np.uint32(1) << np.uint32(rem)) - np.uint32(1)
+                    packed[i] = np.uint8(b)
+                i += step
+
+        _mask_fill = kern
+    return _mask_fill

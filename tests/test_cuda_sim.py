@@ -1,0 +1,504 @@
+"""CUDA backend under the Numba CUDA simulator: bit-exact parity with the
+NumPy reference, grid independence, strides, noise shapes, masks, front end.
+
+The simulator must be switched on before ``numba.cuda`` is first imported,
+and the rest of the suite imports it (``fastdrop.get_backends()`` probes the
+CUDA backend).  So in a normal run this file contributes one test,
+:func:`test_simulator_suite`, which runs this same file in a fresh
+interpreter with ``NUMBA_ENABLE_CUDASIM=1``; there the ``TestSim`` tests
+run and ``test_simulator_suite`` is skipped.  To run them directly::
+
+    NUMBA_ENABLE_CUDASIM=1 python -m pytest tests/test_cuda_sim.py
+
+Sizes stay small (the simulator runs each GPU thread as a Python thread).
+"""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fastdrop
+from fastdrop import reference as R
+
+SIM = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+if SIM:  # the simulator swaps the global name ``cuda`` inside kernels
+    from numba import cuda
+
+# float16 overflow to inf (a kept 65504 * scale) is part of the semantics
+pytestmark = pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+
+sim_only = pytest.mark.skipif(not SIM, reason="runs inside test_simulator_suite")
+
+DTYPES = (np.float16, np.float32, np.float64)
+LAUNCHES = ((1, 32), (3, 64), (2, 96), None)  # (grid, block); None = default
+
+
+@pytest.mark.skipif(SIM, reason="this is the simulator run itself")
+def test_simulator_suite():
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
+    r = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
+         "-p", "no:randomly", os.path.abspath(__file__)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
+    tail = r.stdout[-8000:] + "\n" + r.stderr[-4000:]
+    assert r.returncode == 0, tail
+    assert " passed" in r.stdout and " failed" not in r.stdout, tail
+
+
+def test_import_is_lazy():
+    """import fastdrop imports neither numba.cuda nor the CUDA kernels."""
+    code = ("import sys, fastdrop, numpy as np; "
+            "fastdrop.dropout(np.ones(4, np.float32), 0.5, rng=1, backend='reference'); "
+            "print([m for m in ('numba.cuda', 'fastdrop._cuda.kernels', "
+            "'fastdrop._cuda.frontend', 'fastdrop._cuda._interop') if m in sys.modules])")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"
+
+
+def test_info_subprocess():
+    """fastdrop._cuda.info() answers on any machine, GPU or not."""
+    code = ("import json, fastdrop._cuda as c; d = c.info(); "
+            "print(json.dumps({k: d[k] for k in ('available', 'reason', 'devices')}))")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                       text=True, timeout=300,
+                       env={k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"})
+    assert r.returncode == 0, r.stderr
+    import json
+
+    d = json.loads(r.stdout.strip().splitlines()[-1])
+    assert isinstance(d["available"], bool)
+    if d["available"]:
+        assert d["devices"] and d["devices"][0]["name"]
+    else:
+        assert d["reason"] and d["devices"] == []
+
+
+# ----------------------------------------------------------------------------
+# helpers (used only in the simulator run)
+# ----------------------------------------------------------------------------
+
+def bits(a):
+    a = np.ascontiguousarray(a)
+    return a.view({1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}[a.dtype.itemsize])
+
+
+def assert_same(got, want):
+    """Bit-exact equality (so +0.0 != -0.0 and NaN payloads count)."""
+    assert got.shape == want.shape and got.dtype == want.dtype
+    np.testing.assert_array_equal(bits(got), bits(want))
+
+
+def values(shape, dtype, seed=0):
+    """Normals with NaN, +-inf, -0.0 and negatives sprinkled in."""
+    rng = np.random.default_rng(seed)
+    n = int(np.prod(shape))
+    v = (rng.standard_normal(n) * 3).astype(dtype)
+    sp = np.array([np.nan, np.inf, -np.inf, -0.0, 0.0, -1.5, 65504.0], dtype=dtype)
+    if n:
+        pos = rng.integers(0, n, size=max(1, n // 8))
+        v[pos] = sp[np.arange(pos.size) % sp.size]
+    return v.reshape(shape)
+
+
+def ref_forward(x, seed, offset, T, scale, mstrides):
+    out = np.empty_like(x)
+    R.forward(x, out, seed, offset, T, scale, mstrides)
+    return out
+
+
+def c_strides(shape):
+    st, acc = [], 1
+    for n in reversed(shape):
+        st.append(acc if n != 1 else 0)
+        acc *= n
+    return tuple(reversed(st))
+
+
+class SimCAI:
+    """A foreign GPU array that only has ``__cuda_array_interface__`` (under
+    the simulator device pointers are host pointers), like a CuPy array."""
+
+    def __init__(self, arr):
+        self.arr = arr
+
+    @property
+    def __cuda_array_interface__(self):
+        a = self.arr
+        return {"shape": a.shape, "typestr": a.dtype.str, "version": 3,
+                "strides": None if a.flags.c_contiguous else a.strides,
+                "data": (a.__array_interface__["data"][0], not a.flags.writeable),
+                "stream": None}
+
+
+# ----------------------------------------------------------------------------
+# the simulator tests
+# ----------------------------------------------------------------------------
+
+@sim_only
+class TestSim:
+
+    @pytest.fixture(autouse=True)
+    def _mods(self):
+        from numba import cuda
+
+        from fastdrop._cuda import backend, frontend
+
+        self.cuda, self.B, self.F = cuda, backend, frontend
+
+    def dev(self, a):
+        return self.cuda.to_device(np.ascontiguousarray(a))
+
+    # --- Philox and the mask stream ------------------------------------------------
+
+    def test_philox_kat_device_functions(self):
+        from fastdrop._cuda.kernels import philox
+
+        kat = [((0, 0, 0, 0), (0, 0), (0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8)),
+               ((0xFFFFFFFF,) * 4, (0xFFFFFFFF,) * 2,
+                (0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd)),
+               ((0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344), (0xa4093822, 0x299f31d0),
+                (0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1))]
+        f = philox.philox4x32_10
+
+        @cuda.jit
+        def k(inp, out):
+            i = cuda.grid(1)
+            if i < inp.shape[0]:
+                w0, w1, w2, w3 = f(inp[i, 0], inp[i, 1], inp[i, 2], inp[i, 3],
+                                   inp[i, 4], inp[i, 5])
+                out[i, 0] = w0
+                out[i, 1] = w1
+                out[i, 2] = w2
+                out[i, 3] = w3
+
+        inp = np.array([c + key for c, key, _ in kat], dtype=np.uint32)
+        out = cuda.device_array((3, 4), dtype=np.uint32)
+        k[1, 32](self.dev(inp), out)
+        assert out.copy_to_host().tolist() == [list(o) for _, _, o in kat]
+
+    @pytest.mark.parametrize("seed,offset,p,n,packed", [
+        (0, 0, 0.5, 32, "fd630123"), (42, 0, 0.1, 32, "dfbffefa"),
+        (42, 5, 0.1, 27, "fef5d707")])
+    def test_golden_vectors(self, seed, offset, p, n, packed):
+        cuda = self.cuda
+        pk = cuda.device_array((n + 7) // 8, np.uint8)
+        keep = cuda.device_array(n, np.bool_)
+        self.B.mask(n, seed, offset, R.threshold(p), keep_out=keep, packed_out=pk)
+        assert pk.copy_to_host().tobytes().hex() == packed
+        want = np.unpackbits(np.frombuffer(bytes.fromhex(packed), np.uint8),
+                             count=n, bitorder="little").astype(bool)
+        np.testing.assert_array_equal(keep.copy_to_host(), want)
+
+    @pytest.mark.parametrize("launch", LAUNCHES)
+    @pytest.mark.parametrize("n,seed,offset,p", [
+        (1, 1, 0, 0.5), (13, 2, 3, 0.3), (200, 3, 8, 0.9), (1001, 4, 7, 0.1),
+        (77, 5, 2**35 - 5, 0.5),            # block index crosses 2**32 (counter word 1)
+        (64, 6, 2**64 - 64, 0.5),           # the very end of the stream
+        (40, 2**64 - 1, 2**61 + 1, 0.25)])  # seed with both key words all ones
+    def test_mask_kernel(self, n, seed, offset, p, launch):
+        cuda = self.cuda
+        T = R.threshold(p)
+        keep = cuda.device_array(n, np.bool_)
+        pk = cuda.device_array((n + 7) // 8, np.uint8)
+        self.B.mask(n, seed, offset, T, keep_out=keep, packed_out=pk, launch=launch)
+        want = R.keep_range(seed, offset, n, T)
+        np.testing.assert_array_equal(keep.copy_to_host(), want)
+        np.testing.assert_array_equal(pk.copy_to_host(), np.packbits(want, bitorder="little"))
+        pk2 = cuda.device_array((n + 7) // 8, np.uint8)  # packed alone
+        self.B.mask(n, seed, offset, T, packed_out=pk2, launch=launch)
+        np.testing.assert_array_equal(pk2.copy_to_host(), pk.copy_to_host())
+
+    @pytest.mark.parametrize("offset", [0, 3])
+    def test_ties_exact(self, offset):
+        """Thresholds whose high half equals a drawn lane force the tie-break,
+        in the mask kernel and in both forward kernels (contiguous, strided)."""
+        seed, n = 11, 600
+        j = np.arange(offset, offset + n, dtype=np.uint64)
+        lanes = (np.arange(n), (j & np.uint64(7)).astype(int))
+        hi = R._lanes(seed, j >> np.uint64(3), 0)[lanes]
+        lo = R._lanes(seed, j >> np.uint64(3), 1)[lanes]
+        x = values(n, np.float32, 1)
+        base = self.dev(np.stack([x, -x], axis=1))  # x is column 0: stride 2
+        for i in (5, 321, 599):
+            h, l = int(hi[i]), int(lo[i])
+            for tl in sorted({0, l, min(l + 1, 0xFFFF), 0xFFFF}):
+                T = (h << 16) | tl
+                p = T / 2**32
+                assert R.threshold(p) == T
+                want_keep = R.keep_range(seed, offset, n, T)
+                assert want_keep[i] == (l >= tl)
+                keep = self.cuda.device_array(n, np.bool_)
+                self.B.mask(n, seed, offset, T, keep_out=keep, launch=(2, 32))
+                np.testing.assert_array_equal(keep.copy_to_host(), want_keep)
+                want = ref_forward(x, seed, offset, T, 1 / (1 - p), (1,))
+                for dx in (self.dev(x), base[:, 0]):
+                    out = self.cuda.device_array(n, np.float32)
+                    self.B.forward(dx, out, seed, offset, T, 1 / (1 - p), (1,),
+                                   launch=(3, 64))
+                    assert_same(out.copy_to_host(), want)
+
+    # --- forward ---------------------------------------------------------------------
+
+    @pytest.mark.parametrize("dtype", DTYPES)
+    @pytest.mark.parametrize("launch", LAUNCHES)
+    @pytest.mark.parametrize("n,offset,p", [(1, 0, 0.5), (9, 5, 0.5), (500, 8, 0.3),
+                                            (1003, 13, 0.7)])
+    def test_forward_contiguous(self, dtype, launch, n, offset, p):
+        cuda = self.cuda
+        x = values(n, dtype, n)
+        T, s, seed = R.threshold(p), 1 / (1 - p), 1234567890123
+        want = ref_forward(x, seed, offset, T, s, (1,))
+        dx = self.dev(x)
+        out = cuda.device_array(n, dtype)
+        self.B.forward(dx, out, seed, offset, T, s, (1,), launch=launch)
+        assert_same(out.copy_to_host(), want)
+        keep = cuda.device_array(n, np.bool_)
+        pk = cuda.device_array((n + 7) // 8, np.uint8)
+        out2 = cuda.device_array(n, dtype)
+        self.B.forward(dx, out2, seed, offset, T, s, (1,), keep_out=keep, packed_out=pk,
+                       launch=launch)
+        assert_same(out2.copy_to_host(), want)
+        kr = R.keep_range(seed, offset, n, T)
+        np.testing.assert_array_equal(keep.copy_to_host(), kr)
+        np.testing.assert_array_equal(pk.copy_to_host(), np.packbits(kr, bitorder="little"))
+        self.B.forward(dx, dx, seed, offset, T, s, (1,), launch=launch)  # in place
+        assert_same(dx.copy_to_host(), want)
+
+    def test_dropped_are_positive_zero_and_f16_rounding(self):
+        x = np.array([np.nan, -np.inf, -0.0, -1.0, 65504.0, 1e-8, -3.3, 2.0] * 16,
+                     dtype=np.float16)
+        p = 0.4  # scale 1/0.6 overflows 65504 to inf in float16, rounds the rest
+        T = R.threshold(p)
+        out = self.cuda.device_array(x.shape, np.float16)
+        self.B.forward(self.dev(x), out, 9, 0, T, 1 / (1 - p), (1,))
+        got = out.copy_to_host()
+        assert_same(got, ref_forward(x, 9, 0, T, 1 / (1 - p), (1,)))
+        keep = R.keep_range(9, 0, x.size, T)
+        assert (bits(got)[~keep] == 0).all() and (~keep).any() and keep.any()
+        want_kept = (x.astype(np.float32) * np.float32(1 / (1 - p))).astype(np.float16)
+        np.testing.assert_array_equal(bits(got)[keep], bits(want_kept)[keep])
+
+    @pytest.mark.parametrize("dtype", DTYPES)
+    @pytest.mark.parametrize("case", ["step", "reverse", "transpose", "3d", "fortran_out"])
+    def test_forward_strided(self, dtype, case):
+        cuda = self.cuda
+        base = values((10, 12, 9), dtype, 3)
+        db = self.dev(base)
+        if case == "step":
+            hx, dx = base[1, ::3, 1:8:2], db[1, ::3, 1:8:2]
+        elif case == "reverse":
+            hx, dx = base[::-1, 2, ::-2], db[::-1, 2, ::-2]
+        elif case == "transpose":
+            hx, dx = base[:, :, 4].T, db[:, :, 4].T
+        elif case == "3d":
+            hx, dx = base[::2, 1::2, ::-3].transpose(2, 0, 1), db[::2, 1::2, ::-3].transpose((2, 0, 1))
+        else:
+            hx, dx = base[3], db[3]
+        T, s = R.threshold(0.35), 1 / 0.65
+        ms = c_strides(hx.shape)
+        want = ref_forward(np.ascontiguousarray(hx), 77, 5, T, s, ms)
+        if case == "fortran_out":
+            out = cuda.device_array(hx.shape, dtype, order="F")
+        else:  # a strided output view
+            out = cuda.device_array(hx.shape + (2,), dtype)[..., 1]
+        for launch in ((1, 32), (4, 64)):
+            self.B.forward(dx, out, 77, 5, T, s, ms, launch=launch)
+            assert_same(out.copy_to_host(), want)
+        keep = cuda.device_array(hx.shape, np.bool_)
+        pk = cuda.device_array((hx.size + 7) // 8, np.uint8)
+        self.B.forward(dx, out, 77, 5, T, s, ms, keep_out=keep, packed_out=pk)
+        kr = R.keep_range(77, 5, hx.size, T)
+        np.testing.assert_array_equal(keep.copy_to_host().ravel(), kr)
+        np.testing.assert_array_equal(pk.copy_to_host(), np.packbits(kr, bitorder="little"))
+        assert_same(out.copy_to_host(), want)
+
+    @pytest.mark.parametrize("dtype", (np.float16, np.float32, np.float64))
+    @pytest.mark.parametrize("shape,ns", [((6, 40), (1, 40)), ((6, 40), (6, 1)),
+                                          ((4, 5, 16), (4, 1, 16)), ((3, 4, 5, 6), (3, 4, 1, 1)),
+                                          ((3, 4, 5), (1, 1, 1))])
+    def test_noise_shapes_public_api(self, dtype, shape, ns):
+        """fastdrop.dropout on a foreign CAI array routes to the GPU front end."""
+        x = values(shape, dtype, 5)
+        want, want_keep = fastdrop.dropout(x, 0.3, rng=8, noise_shape=ns, return_mask=True,
+                                           backend="reference")
+        _, want_pk = fastdrop.dropout(x, 0.3, rng=8, noise_shape=ns, return_mask="packed",
+                                      backend="reference")
+        got, keep = fastdrop.dropout(SimCAI(x.copy()), 0.3, rng=8, noise_shape=ns,
+                                     return_mask=True)
+        assert_same(got.copy_to_host(), want)
+        np.testing.assert_array_equal(keep.copy_to_host(), want_keep)
+        got2, pk = fastdrop.dropout(SimCAI(x.copy()), 0.3, rng=8, noise_shape=ns,
+                                    return_mask="packed", backend="cuda")
+        assert_same(got2.copy_to_host(), want)
+        np.testing.assert_array_equal(pk.copy_to_host(), want_pk)
+        got3 = fastdrop.dropout(SimCAI(x.copy()), 0.3, rng=8, noise_shape=ns)
+        assert_same(got3.copy_to_host(), want)
+
+    # --- front end ---------------------------------------------------------------------
+
+    def test_frontend_zero_copy_and_generator(self):
+        x = values((7, 33), np.float32, 6)
+        hx = x.copy()
+        g_host, g_dev = fastdrop.Generator(5, offset=16), fastdrop.Generator(5, offset=16)
+        want = fastdrop.dropout(x, 0.45, rng=g_host, backend="reference")
+        a = SimCAI(hx)
+        res = fastdrop.dropout(a, 0.45, rng=g_dev, out=a)  # in place, zero-copy
+        assert res is a
+        assert_same(hx, want)  # written through the interface pointer
+        assert g_dev.offset == g_host.offset == 16 + (7 * 33 + 7) // 8 * 8
+        want2 = fastdrop.dropout(x, 0.45, rng=g_host, backend="reference")
+        got2 = self.F.dropout(self.dev(x), 0.45, rng=g_dev)
+        assert_same(got2.copy_to_host(), want2)
+        assert type(got2).__name__ == "FakeCUDAArray"  # numba device array in, out
+
+    @pytest.mark.parametrize("p", [0.0, 1.0])
+    @pytest.mark.parametrize("kind", ["bool", "packed"])
+    def test_p_zero_one(self, p, kind):
+        x = values((5, 13), np.float64, 7)
+        want, wm = fastdrop.dropout(x, p, rng=1, return_mask=kind, backend="reference")
+        got, m = self.F.dropout(self.dev(x), p, rng=1, return_mask=kind)
+        assert_same(got.copy_to_host(), want)
+        np.testing.assert_array_equal(m.copy_to_host(), wm)
+
+    @pytest.mark.parametrize("mode", ["inverted", "classic"])
+    @pytest.mark.parametrize("p", [0.0, 0.3, 1.0])
+    def test_eval(self, mode, p):
+        x = values((4, 9), np.float16, 8)
+        want, wm = fastdrop.dropout(x, p, training=False, mode=mode, return_mask="packed",
+                                    backend="reference")
+        got, m = self.F.dropout(self.dev(x), p, training=False, mode=mode,
+                                return_mask="packed")
+        assert_same(got.copy_to_host(), want)
+        np.testing.assert_array_equal(m.copy_to_host(), wm)
+        got2 = self.F.dropout(self.dev(x)[:, ::2], p, training=False, mode=mode)
+        want2 = fastdrop.dropout(x[:, ::2], p, training=False, mode=mode, backend="reference")
+        assert_same(got2.copy_to_host(), want2)
+
+    @pytest.mark.parametrize("mode", ["inverted", "classic"])
+    def test_apply_mask_and_backward(self, mode):
+        cuda = self.cuda
+        x = values((6, 20), np.float32, 9)
+        g = values((6, 20), np.float32, 10)
+        y, keep = fastdrop.dropout(x, 0.4, rng=3, mode=mode, return_mask=True,
+                                   backend="reference")
+        _, pk = fastdrop.dropout(x, 0.4, rng=3, mode=mode, return_mask="packed",
+                                 backend="reference")
+        want = fastdrop.apply_mask(g, keep, 0.4, mode=mode, backend="reference")
+        dg = self.dev(g)
+        assert_same(fastdrop.apply_mask(SimCAI(g.copy()), SimCAI(keep), 0.4,
+                                        mode=mode).copy_to_host(), want)
+        assert_same(self.F.apply_mask(dg, self.dev(pk), 0.4, mode=mode).copy_to_host(), want)
+        # a transposed (non-contiguous) bool mask is read in place
+        kT = self.dev(np.ascontiguousarray(keep.T)).T
+        assert_same(self.F.apply_mask(dg, kT, 0.4, mode=mode).copy_to_host(), want)
+        # broadcast bool mask
+        kb = keep[:1]
+        assert_same(self.F.apply_mask(dg, self.dev(kb), 0.4, mode=mode).copy_to_host(),
+                    fastdrop.apply_mask(g, kb, 0.4, mode=mode, backend="reference"))
+        # backward from the state regenerates the same mask
+        gb = self.F.dropout_backward(dg, 0.4, state=3, mode=mode)
+        assert_same(gb.copy_to_host(), want)
+        gb2 = fastdrop.dropout_backward(SimCAI(g.copy()), 0.4, state=(3, 0), mode=mode)
+        assert_same(gb2.copy_to_host(), want)
+        out = cuda.device_array_like(dg)
+        assert fastdrop.dropout_backward(SimCAI(g.copy()), 0.4, mask=SimCAI(pk), mode=mode,
+                                         out=out) is out
+        assert_same(out.copy_to_host(), want)
+        # packed mask with a noise shape
+        xs = values((6, 20), np.float32, 11)
+        _, pkn = fastdrop.dropout(xs, 0.4, rng=4, noise_shape=(6, 1), return_mask="packed",
+                                  backend="reference")
+        assert_same(self.F.apply_mask(dg, self.dev(pkn), 0.4, mode=mode,
+                                      noise_shape=(6, 1)).copy_to_host(),
+                    fastdrop.apply_mask(g, pkn, 0.4, mode=mode, noise_shape=(6, 1),
+                                        backend="reference"))
+
+    def test_edge_shapes(self):
+        cuda = self.cuda
+        for shape in [(), (0,), (3, 0), (1, 1, 1)]:
+            x = values(shape, np.float32, 12)
+            want, wk = fastdrop.dropout(x, 0.5, rng=2, return_mask=True, backend="reference")
+            d = cuda.to_device(x) if x.ndim else cuda.to_device(x.reshape(1)).reshape(())
+            got, k = self.F.dropout(d, 0.5, rng=2, return_mask=True)
+            assert_same(got.copy_to_host(), want)
+            np.testing.assert_array_equal(k.copy_to_host(), wk)
+
+    def test_errors_mirror_api(self):
+        cuda = self.cuda
+        x = values((4, 8), np.float32, 13)
+        d = self.dev(x)
+        g = fastdrop.Generator(1)
+        with pytest.raises(ValueError, match=r"p must be in \[0, 1\]"):
+            self.F.dropout(d, 1.5, rng=g)
+        with pytest.raises(ValueError, match="p must be in"):
+            fastdrop.dropout(SimCAI(x), float("nan"), rng=g)
+        with pytest.raises(TypeError, match="int32"):
+            fastdrop.dropout(SimCAI(np.ones(4, np.int32)), 0.5, rng=g)
+        with pytest.raises(ValueError, match="mode"):
+            self.F.dropout(d, 0.5, mode="bad", rng=g)
+        with pytest.raises(ValueError, match="return_mask"):
+            self.F.dropout(d, 0.5, return_mask="nope", rng=g)
+        with pytest.raises(ValueError, match="noise_shape"):
+            self.F.dropout(d, 0.5, noise_shape=(2, 8), rng=g)
+        with pytest.raises(TypeError, match="GPU array"):
+            self.F.dropout(d, 0.5, out=np.empty_like(x), rng=g)
+        with pytest.raises(ValueError, match="shape"):
+            self.F.dropout(d, 0.5, out=cuda.device_array((4, 7), np.float32), rng=g)
+        with pytest.raises(TypeError, match="dtype"):
+            self.F.dropout(d, 0.5, out=cuda.device_array((4, 8), np.float64), rng=g)
+        big = cuda.device_array((5, 8), np.float32)
+        with pytest.raises(ValueError, match="partly overlaps"):
+            self.F.dropout(big[:4], 0.5, out=big[1:], rng=g)
+        ro = x.copy()
+        ro.flags.writeable = False
+        with pytest.raises(ValueError, match="read-only"):
+            self.F.dropout(d, 0.5, out=SimCAI(ro), rng=g)
+        with pytest.raises(TypeError, match="runs on the CPU"):
+            self.F.dropout(d, 0.5, rng=g, backend="numba")
+        with pytest.raises(ValueError, match="unknown backend"):
+            self.F.dropout(d, 0.5, rng=g, backend="nope")
+        with pytest.raises(TypeError, match="rng"):
+            self.F.dropout(d, 0.5, rng="seed")
+        with pytest.raises(TypeError, match="host mask|GPU array"):
+            self.F.apply_mask(d, np.ones((4, 8), bool), 0.5)
+        with pytest.raises(ValueError, match="bytes"):
+            self.F.apply_mask(d, cuda.device_array(3, np.uint8), 0.5)
+        with pytest.raises(ValueError, match="broadcastable"):
+            self.F.apply_mask(d, cuda.device_array((4, 3), np.bool_), 0.5)
+        with pytest.raises(TypeError, match="bool array or a 1-D uint8"):
+            self.F.apply_mask(d, cuda.device_array((4, 8), np.int8), 0.5)
+        with pytest.raises(ValueError, match="either mask or state"):
+            fastdrop.dropout_backward(SimCAI(x), 0.5, mask=SimCAI(np.ones((4, 8), bool)),
+                                      state=1)
+        with pytest.raises(TypeError, match="state"):
+            self.F.dropout_backward(d, 0.5, state="x")
+        assert g.offset == 0  # nothing advanced the generator
+        np.testing.assert_array_equal(d.copy_to_host(), x)  # nothing written
+
+    def test_backend_registry_and_info(self):
+        info = fastdrop.get_backends()["cuda"]
+        assert info["available"] and info["dtypes"] == ("float16", "float32", "float64")
+        from fastdrop._cuda import info as cinfo
+
+        d = cinfo()
+        assert d["available"] and d["simulator"] and len(d["devices"]) == 1
+
+    def test_kernels_memoised_per_dtype(self):
+        from fastdrop._cuda import kernels
+
+        a = kernels.tile_kernel("float32", True, False, False, True)
+        assert kernels.tile_kernel("float32", True, False, False, True) is a
+        assert kernels.tile_kernel("float64", True, False, False, True) is not a
+        assert kernels.nd_kernel("float16", kernels.BOOL, False, False) is \
+            kernels.nd_kernel("float16", kernels.BOOL, False, False)
+
+
+if not SIM:  # collected only inside the simulator run (no wall of skips here)
+    del TestSim
