@@ -47,6 +47,14 @@ from fastdrop._api import mask_geometry, scale_for
 __all__ = ["Case", "Comparison", "COMPARISONS", "get_comparison", "NUMPY_IDIOMS"]
 
 
+def _zeros(shape, dtype):
+    """Zeros written explicitly (``np.zeros`` maps lazily zeroed pages, whose
+    first-touch page faults would then land in a timing)."""
+    a = np.empty(shape, dtype)
+    a.fill(0)
+    return a
+
+
 class Case:
     """Inputs and preallocated buffers for one comparison run.
 
@@ -92,7 +100,7 @@ class Case:
     @cached_property
     def out(self):
         """Output buffer, same shape and dtype as ``x`` (pre-touched)."""
-        return np.zeros(self.shape, self.dtype)
+        return _zeros(self.shape, self.dtype)
 
     @cached_property
     def keep(self):
@@ -103,12 +111,12 @@ class Case:
     @cached_property
     def u32(self):
         """float32 uniforms buffer for the in-place NumPy idiom."""
-        return np.zeros(self.shape, np.float32)
+        return _zeros(self.shape, np.float32)
 
     @cached_property
     def kbuf(self):
         """bool buffer for the in-place NumPy idiom."""
-        return np.zeros(self.shape, bool)
+        return _zeros(self.shape, bool)
 
     @property
     def scale(self):
