@@ -1,0 +1,229 @@
+"""Dask adapter: dropout on chunked arrays, one global mask for any chunking.
+
+Imported only by ``import fastdrop.dask`` (``import fastdrop`` never imports
+dask).
+
+Each chunk computes its own part of the mask of the whole array (DESIGN.md
+§1, "Logical index"): a chunk at global origin ``g`` has mask indices
+``i = base + sum_k local_k * mstride_k`` with ``base = sum_k g_k * mstride_k``
+and the global mask strides ``mstride`` (0 on broadcast axes of
+``noise_shape``).  Since the keep decision of index ``i`` depends only on the
+stream position ``offset + i``, a chunk is exactly the backend kernel
+``forward`` called with offset ``offset + base`` and the global mask strides.
+The result therefore equals :func:`fastdrop.dropout` on the computed array,
+bit for bit, whatever the chunks (uneven ones included).
+
+The ``rng`` is resolved when the graph is built: ``(seed, offset)`` are
+constants in the graph, so computing it twice, or re-running a lost task on
+another worker, gives the same result.  A :class:`fastdrop.Generator`
+advances by ``ceil(n / 8) * 8`` positions at graph-build time, exactly as one
+:func:`fastdrop.dropout` call on the whole array would.
+
+Examples
+--------
+>>> import dask.array as da
+>>> import numpy as np
+>>> import fastdrop
+>>> import fastdrop.dask
+>>> x = da.ones((2, 4), chunks=(1, 3), dtype=np.float32)
+>>> fastdrop.dask.dropout(x, 0.5, rng=0).compute()
+array([[2., 0., 2., 2.],
+       [2., 2., 2., 2.]], dtype=float32)
+"""
+
+from __future__ import annotations
+
+import math
+
+import dask.array as da
+import numpy as np
+from dask.base import tokenize
+
+from .. import _dispatch
+from .._api import check_float_dtype, check_mode, check_p, mask_geometry, normalize_shape, scale_for
+from .._generator import resolve_rng
+from ..reference import threshold
+
+__all__ = ["dropout", "dropout_mask"]
+
+
+def _kernel(backend, block):
+    """The backend kernel module for one block."""
+    if not isinstance(block, np.ndarray) and hasattr(block, "__cuda_array_interface__"):
+        return _dispatch.get_backend("cuda")
+    if backend == "auto":
+        return _dispatch.choose_cpu_backend(block.size)[1]
+    return _dispatch.get_backend(backend)
+
+
+def _base(block_info, mstrides):
+    """Global mask index of the block's first element."""
+    loc = block_info[None]["array-location"]
+    return sum(start * ms for (start, _), ms in zip(loc, mstrides))
+
+
+def _dropout_block(block, *, p, seed, offset, mode, mstrides, backend, block_info=None):
+    out = np.empty_like(block)  # CuPy blocks get a CuPy array (__array_function__)
+    if block.size == 0:
+        return out
+    if p == 0.0:
+        out[...] = block
+    elif p == 1.0:
+        out[...] = 0
+    else:
+        kern = _kernel(backend, block)
+        kern.forward(block, out, seed, offset + _base(block_info, mstrides),
+                     threshold(p), scale_for(p, mode), mstrides)
+    return out
+
+
+def _eval_block(block, *, p, mode):
+    out = np.empty_like(block)
+    if mode == "classic" and p == 1.0:
+        out[...] = 0
+    elif mode == "classic" and p != 0.0:
+        from .. import reference
+
+        reference.scale(block, out, 1.0 - p)
+    else:
+        out[...] = block
+    return out
+
+
+def _check_backend(backend):
+    if backend != "auto":
+        _dispatch.get_backend(backend)  # ValueError / RuntimeError now, not at compute
+    return backend
+
+
+def _check_known_shape(x):
+    if any(math.isnan(s) for s in x.shape):
+        raise ValueError(
+            "fastdrop.dask needs an array with known chunk sizes (the mask index "
+            "of a chunk depends on its position); call x.compute_chunk_sizes() first")
+
+
+def dropout(x, p=0.5, *, rng=None, noise_shape=None, mode="inverted", training=True,
+            backend="auto"):
+    """Dropout on a Dask array; equals :func:`fastdrop.dropout` on the whole
+    array, whatever the chunking.
+
+    Parameters
+    ----------
+    x : dask.array.Array or array_like
+        float16, float32 or float64, with known chunk sizes.  Other array
+        likes are wrapped with :func:`dask.array.asarray`.
+    p : float, default 0.5
+        Drop probability in [0, 1].
+    rng : None, int, fastdrop.Generator or numpy.random.Generator
+        As in :func:`fastdrop.dropout`; resolved now, when the graph is built
+        (a Generator advances now, by ``ceil(n / 8) * 8``).
+    noise_shape : tuple, optional
+        Mask shape (same ndim, each entry 1 or ``x``'s extent).
+    mode : {"inverted", "classic"}
+    training : bool, default True
+        ``False``: identity (``"inverted"``) or ``x * (1 - p)``
+        (``"classic"``), blockwise.
+    backend : {"auto", "cython", "numba", "reference"}
+        Kernels each chunk uses; all give identical results.  Chunks that are
+        GPU arrays (CuPy) use the CUDA backend.
+
+    Returns
+    -------
+    dask.array.Array
+        Same shape, chunks and dtype as ``x``; nothing is computed yet.
+
+    Raises
+    ------
+    ValueError
+        ``p`` NaN or outside [0, 1]; bad ``mode``, ``noise_shape`` or
+        ``backend``; unknown chunk sizes.
+    TypeError
+        Non-floating ``x``; bad ``rng``.
+
+    Examples
+    --------
+    >>> import dask.array as da
+    >>> import numpy as np
+    >>> import fastdrop
+    >>> import fastdrop.dask
+    >>> a = np.arange(1.0, 13.0).reshape(3, 4)
+    >>> x = da.from_array(a, chunks=(2, 3))
+    >>> y = fastdrop.dask.dropout(x, 0.5, rng=fastdrop.Generator(3))
+    >>> ref = fastdrop.dropout(a, 0.5, rng=fastdrop.Generator(3))
+    >>> bool((y.compute() == ref).all())
+    True
+    """
+    if not isinstance(x, da.Array):
+        x = da.asarray(x)
+    p = check_p(p)
+    check_mode(mode)
+    check_float_dtype(x.dtype)
+    _check_known_shape(x)
+    backend = _check_backend(backend)
+    M, mstrides, n = mask_geometry(x.shape, noise_shape)
+    if not training:
+        name = "fastdrop-dropout-eval-" + tokenize(x, p, mode)
+        return x.map_blocks(_eval_block, p=p, mode=mode, dtype=x.dtype, name=name)
+    seed, offset = resolve_rng(rng, n)
+    name = "fastdrop-dropout-" + tokenize(x, p, seed, offset, mode, M, backend)
+    return x.map_blocks(_dropout_block, p=p, seed=seed, offset=offset, mode=mode,
+                        mstrides=mstrides, backend=backend, dtype=x.dtype, name=name)
+
+
+def _mask_block(block_info=None, *, p, seed, offset, mstrides, backend):
+    info = block_info[None]
+    shape = info["chunk-shape"]
+    if p == 0.0 or p == 1.0 or 0 in shape:
+        return np.full(shape, p == 0.0, dtype=bool)
+    # The kernel interface generates masks only for contiguous index ranges;
+    # a chunk of a multi-axis mask is not one, so run forward on a stride-0
+    # array of ones and read the keep bits off the result.
+    ones = np.broadcast_to(np.ones((), dtype=np.float32), shape)
+    out = np.empty(shape, dtype=np.float32)
+    kern = _kernel(backend, out)
+    kern.forward(ones, out, seed, offset + _base(block_info, mstrides), threshold(p), 1.0,
+                 mstrides)
+    return out != 0
+
+
+def dropout_mask(shape, p, *, rng=None, chunks="auto", backend="auto"):
+    """The keep mask (True = kept) as a chunked bool Dask array.
+
+    Equals :func:`fastdrop.dropout_mask` with the same arguments, whatever
+    ``chunks``; it is the mask :func:`dropout` applies to an array of this
+    shape.
+
+    Parameters
+    ----------
+    shape : int or tuple of int
+    p : float
+        Drop probability in [0, 1].
+    rng : None, int, fastdrop.Generator or numpy.random.Generator
+        Resolved when the graph is built.
+    chunks : chunks specification, default "auto"
+        As in :func:`dask.array.empty`.
+    backend : str, default "auto"
+
+    Returns
+    -------
+    dask.array.Array of bool
+
+    Examples
+    --------
+    >>> import fastdrop
+    >>> import fastdrop.dask
+    >>> m = fastdrop.dask.dropout_mask((3, 5), 0.3, rng=7, chunks=2)
+    >>> bool((m.compute() == fastdrop.dropout_mask((3, 5), 0.3, rng=7)).all())
+    True
+    """
+    p = check_p(p)
+    shape = normalize_shape(shape)
+    backend = _check_backend(backend)
+    M, mstrides, n = mask_geometry(shape, None)
+    seed, offset = resolve_rng(rng, n)
+    chunks = da.core.normalize_chunks(chunks, shape, dtype=bool)
+    name = "fastdrop-mask-" + tokenize(shape, chunks, p, seed, offset, backend)
+    return da.map_blocks(_mask_block, p=p, seed=seed, offset=offset, mstrides=mstrides,
+                         backend=backend, chunks=chunks, dtype=bool, name=name,
+                         meta=np.empty((0,) * len(shape), dtype=bool))

@@ -1,0 +1,576 @@
+"""PyTorch adapter: fastdrop dropout as a ``torch.library`` custom op.
+
+Imported only by ``import fastdrop.torch`` (``import fastdrop`` never imports
+torch).  What it provides:
+
+- :func:`dropout`, the functional form (the callable the benchmarks time
+  against :func:`torch.nn.functional.dropout`);
+- :class:`Dropout` and the spatial :class:`Dropout1d`, :class:`Dropout2d`,
+  :class:`Dropout3d` modules (they honour ``train()`` / ``eval()``);
+- :func:`draw_seed`, the seed that ``generator=None`` draws from torch's RNG;
+- three custom ops, ``torch.ops.fastdrop.dropout``,
+  ``torch.ops.fastdrop.dropout_packed`` and ``torch.ops.fastdrop.apply_mask``,
+  each with a fake (meta) implementation, so ``torch.compile`` can trace them,
+  and an autograd formula.
+
+How tensors reach the kernels
+-----------------------------
+CPU tensors go to :func:`fastdrop.dropout` as zero-copy NumPy views
+(``t.detach().numpy()``, any strides, stride-0 broadcast views included); the
+result is written straight into a fresh ``torch.empty_like(x)`` through its
+NumPy view (``out=``).  CUDA tensors are passed as they are to
+:func:`fastdrop.dropout`, which routes arrays with
+``__cuda_array_interface__`` to the CUDA backend.  Supported dtypes are
+float16, float32 and float64; bfloat16 is a ``TypeError`` (NumPy has no
+bfloat16, and fastdrop's float16/float32 rounding rules do not cover it).
+
+Seeds, offsets and the op schema
+--------------------------------
+A mask is fixed by ``(seed, offset)``, two uint64 values (DESIGN.md §1).
+Operator schemas carry int64, so the ops take both reinterpreted as signed
+64-bit integers (two's complement: values ``>= 2**63`` are passed as
+``value - 2**64`` and mapped back inside the kernel wrapper).  The
+``generator=`` argument of :func:`dropout` and the modules decides where
+``(seed, offset)`` come from:
+
+``None`` (default)
+    A fresh uint64 seed (offset 0) drawn from **torch's** default CPU
+    generator with one ``torch.randint`` call (:func:`draw_seed`).  So
+    ``torch.manual_seed`` makes runs reproducible, exactly as with
+    :class:`torch.nn.Dropout`, and activation checkpointing
+    (``torch.utils.checkpoint`` with ``preserve_rng_state=True``, the
+    default) restores torch's RNG before it recomputes a forward, so the
+    recomputed forward draws the same seed and regenerates the same mask.
+``torch.Generator``
+    The same, drawn from that generator.
+``int``
+    A fixed seed, offset 0: the same mask on every call (stateless).
+``fastdrop.Generator``
+    Its seed, at its current offset; the generator advances by
+    ``ceil(n / 8) * 8`` positions per call, as in :func:`fastdrop.dropout`,
+    so ``fastdrop.torch.dropout(x, generator=g)`` equals
+    ``fastdrop.dropout(x.numpy(), rng=g)`` bit for bit.  Activation
+    checkpointing cannot rewind a fastdrop Generator: a checkpointed forward
+    would draw a *different* mask when recomputed, and any op of the
+    checkpointed region that saves the dropout output for its backward
+    would get wrong gradients.  Use ``generator=None`` (or an ``int``)
+    inside checkpointed regions.
+``numpy.random.Generator``
+    One uint64 seed is drawn from it (offset 0).
+
+Backward regenerates the mask from the saved ``(seed, offset)``: nothing is
+stored but two integers.  With ``save_mask=True`` the forward instead also
+returns the packed mask (``ceil(n / 8)`` bytes) and backward applies it.
+
+``torch.compile``: the ops are traceable (fake implementations) and compiled
+models give the same numbers as eager ones.  Drawing ``(seed, offset)`` from a
+stateful generator (``None``, a ``torch.Generator`` or a fastdrop/NumPy
+Generator) runs eagerly, outside the graph (``torch.compiler.disable``): one
+graph break per dropout call, so use the default ``fullgraph=False``; the
+drawn ints become dynamic graph inputs after one recompile.  A fixed ``int``
+seed is a constant and compiles with ``fullgraph=True``.
+
+Examples
+--------
+>>> import torch
+>>> import fastdrop.torch as fdt
+>>> x = torch.ones(2, 4)
+>>> fdt.dropout(x, 0.5, generator=0)
+tensor([[2., 0., 2., 2.],
+        [2., 2., 2., 2.]])
+>>> layer = fdt.Dropout(0.5).eval()
+>>> bool((layer(x) == x).all())
+True
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import List, Optional, Tuple
+
+import numpy as np
+import torch
+
+from .. import _api
+from .._api import check_mode, check_p, mask_geometry
+from .._generator import Generator, check_seed, resolve_rng
+
+__all__ = [
+    "dropout",
+    "draw_seed",
+    "Dropout",
+    "Dropout1d",
+    "Dropout2d",
+    "Dropout3d",
+]
+
+_U64 = 1 << 64
+_I63 = 1 << 63
+_DTYPES = (torch.float16, torch.float32, torch.float64)
+
+
+# ----------------------------------------------------------------------------
+# helpers
+# ----------------------------------------------------------------------------
+
+def _to_i64(u):
+    """uint64 -> the int64 with the same bits (for op schemas)."""
+    return u - _U64 if u >= _I63 else u
+
+
+def _to_u64(i):
+    """int64 -> the uint64 with the same bits."""
+    return i + _U64 if i < 0 else i
+
+
+def _check_tensor(x, name="x"):
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.dtype not in _DTYPES:
+        hint = (" (NumPy has no bfloat16: cast with .float() or use "
+                "torch.nn.functional.dropout)") if x.dtype == torch.bfloat16 else ""
+        raise TypeError(
+            f"{name} must be a float16, float32 or float64 tensor, got dtype "
+            f"{x.dtype}{hint}")
+
+
+def _np(t):
+    """Zero-copy NumPy view of a CPU tensor (any strides)."""
+    return t.detach().resolve_conj().resolve_neg().numpy()
+
+
+def _device_check(x):
+    if x.device.type not in ("cpu", "cuda"):
+        raise NotImplementedError(
+            f"fastdrop supports CPU and CUDA tensors, got a tensor on {x.device}")
+
+
+def _into(out, res):
+    """Make sure a CUDA front-end result ends up in ``out``."""
+    if isinstance(res, torch.Tensor) and res.data_ptr() == out.data_ptr():
+        return
+    out.copy_(torch.as_tensor(res, device=out.device))
+
+
+def _noise(noise_shape):
+    return None if noise_shape is None else tuple(noise_shape)
+
+
+def _mask_size(x, noise_shape):
+    return math.prod(noise_shape) if noise_shape is not None else x.numel()
+
+
+def draw_seed(generator=None):
+    """A uint64 seed drawn from torch's RNG (what ``generator=None`` uses).
+
+    One ``torch.randint`` call of two 32-bit halves from ``generator``
+    (torch's default CPU generator when ``None``), so the seed follows
+    ``torch.manual_seed`` and is restored by activation checkpointing.
+
+    Parameters
+    ----------
+    generator : torch.Generator, optional
+
+    Returns
+    -------
+    int
+        In ``[0, 2**64)``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import fastdrop.torch as fdt
+    >>> _ = torch.manual_seed(0)
+    >>> a = fdt.draw_seed()
+    >>> _ = torch.manual_seed(0)
+    >>> a == fdt.draw_seed()
+    True
+    """
+    device = generator.device if generator is not None else "cpu"
+    lo, hi = torch.randint(0, 1 << 32, (2,), dtype=torch.int64, device=device,
+                           generator=generator).tolist()
+    return (hi << 32) | lo
+
+
+@torch.compiler.disable
+def _draw_seed_offset(generator, n):
+    """(seed, offset) as int64 op arguments for a mask of ``n`` elements,
+    drawn from a stateful generator.
+
+    Run eagerly under ``torch.compile`` (a graph break): the draw and the
+    generator's side effects happen exactly as in eager mode, and the ints
+    enter the next graph as inputs (dynamic after one recompile) rather than
+    as constants that would force a recompile per call.
+    """
+    if generator is None or isinstance(generator, torch.Generator):
+        seed, offset = draw_seed(generator), 0
+    else:
+        seed, offset = resolve_rng(generator, n)
+    return _to_i64(seed), _to_i64(offset)
+
+
+def _seed_offset(generator, n):
+    """(seed, offset) as int64 op arguments for a mask of ``n`` elements."""
+    if isinstance(generator, numbers.Integral) and not isinstance(generator, bool):
+        return _to_i64(check_seed(generator, "generator seed")), 0  # a constant
+    return _draw_seed_offset(generator, n)
+
+
+def _resolve_noise_shape(shape, noise_shape):
+    """The mask shape as a list of ints, or None when it is ``shape`` itself."""
+    if noise_shape is None:
+        return None
+    shape = tuple(shape)
+    if isinstance(noise_shape, str):
+        if noise_shape != "spatial":
+            raise ValueError(
+                f"noise_shape must be a tuple, None or 'spatial', got {noise_shape!r}")
+        if len(shape) < 2:
+            raise ValueError(
+                f"noise_shape='spatial' needs an input with at least 2 axes "
+                f"(N, C, ...), got shape {shape}")
+        ns = shape[:2] + (1,) * (len(shape) - 2)
+    else:
+        if isinstance(noise_shape, numbers.Integral):
+            noise_shape = (noise_shape,)
+        ns = tuple(noise_shape)
+    M, _, _ = mask_geometry(shape, ns)  # validates; None entries -> extents
+    if tuple(M) == shape:
+        return None
+    return [int(m) for m in M]
+
+
+# ----------------------------------------------------------------------------
+# custom ops
+# ----------------------------------------------------------------------------
+
+@torch.library.custom_op("fastdrop::dropout", mutates_args=())
+def _dropout_op(x: torch.Tensor, p: float, seed: int, offset: int,
+                noise_shape: Optional[List[int]], mode: str,
+                training: bool) -> torch.Tensor:
+    """``fastdrop.dropout(x, p, rng=Generator(seed, offset), ...)`` as an op;
+    ``seed`` and ``offset`` are uint64 values reinterpreted as int64."""
+    _check_tensor(x)
+    _device_check(x)
+    seed, offset = _to_u64(seed), _to_u64(offset)
+    out = torch.empty_like(x)
+    kwargs = dict(training=training, mode=mode, noise_shape=_noise(noise_shape))
+    if training:
+        kwargs["rng"] = Generator(seed, offset)
+    if x.device.type == "cpu":
+        _api.dropout(_np(x), p, out=_np(out), **kwargs)
+    else:
+        _into(out, _api.dropout(x.detach(), p, out=out, **kwargs))
+    return out
+
+
+@_dropout_op.register_fake
+def _(x, p, seed, offset, noise_shape, mode, training):
+    return torch.empty_like(x)
+
+
+def _dropout_setup(ctx, inputs, output):
+    _, p, seed, offset, noise_shape, mode, training = inputs
+    ctx.args = (p, seed, offset, noise_shape, mode, training)
+
+
+def _dropout_backward(ctx, grad):
+    # Same mask (regenerated from seed/offset) and same scale on the gradient.
+    return (torch.ops.fastdrop.dropout(grad, *ctx.args),) + (None,) * 6
+
+
+_dropout_op.register_autograd(_dropout_backward, setup_context=_dropout_setup)
+
+
+@torch.library.custom_op("fastdrop::dropout_packed", mutates_args=())
+def _dropout_packed_op(x: torch.Tensor, p: float, seed: int, offset: int,
+                       noise_shape: Optional[List[int]],
+                       mode: str) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Training-mode dropout that also returns the packed keep mask
+    (uint8, ``ceil(n / 8)`` bytes, ``np.packbits(..., bitorder="little")``)."""
+    _check_tensor(x)
+    _device_check(x)
+    seed, offset = _to_u64(seed), _to_u64(offset)
+    out = torch.empty_like(x)
+    kwargs = dict(mode=mode, noise_shape=_noise(noise_shape), rng=Generator(seed, offset),
+                  return_mask="packed")
+    if x.device.type == "cpu":
+        _, packed = _api.dropout(_np(x), p, out=_np(out), **kwargs)
+        return out, torch.from_numpy(packed)
+    res, packed = _api.dropout(x.detach(), p, out=out, **kwargs)
+    _into(out, res)
+    return out, torch.as_tensor(packed, device=x.device)
+
+
+@_dropout_packed_op.register_fake
+def _(x, p, seed, offset, noise_shape, mode):
+    n = _mask_size(x, noise_shape)
+    return torch.empty_like(x), x.new_empty(((n + 7) // 8,), dtype=torch.uint8)
+
+
+def _dropout_packed_setup(ctx, inputs, output):
+    _, p, _, _, noise_shape, mode = inputs
+    ctx.save_for_backward(output[1])
+    ctx.args = (p, noise_shape, mode)
+
+
+def _dropout_packed_backward(ctx, grad, _grad_packed):
+    (packed,) = ctx.saved_tensors
+    return (torch.ops.fastdrop.apply_mask(grad, packed, *ctx.args),) + (None,) * 5
+
+
+_dropout_packed_op.register_autograd(_dropout_packed_backward,
+                                     setup_context=_dropout_packed_setup)
+
+
+@torch.library.custom_op("fastdrop::apply_mask", mutates_args=())
+def _apply_mask_op(x: torch.Tensor, packed: torch.Tensor, p: float,
+                   noise_shape: Optional[List[int]], mode: str) -> torch.Tensor:
+    """``fastdrop.apply_mask(x, packed, p, ...)`` as an op (a stored packed mask)."""
+    _check_tensor(x)
+    _device_check(x)
+    out = torch.empty_like(x)
+    kwargs = dict(mode=mode, noise_shape=_noise(noise_shape))
+    if x.device.type == "cpu":
+        _api.apply_mask(_np(x), _np(packed), p, out=_np(out), **kwargs)
+    else:
+        _into(out, _api.apply_mask(x.detach(), packed.detach(), p, out=out, **kwargs))
+    return out
+
+
+@_apply_mask_op.register_fake
+def _(x, packed, p, noise_shape, mode):
+    return torch.empty_like(x)
+
+
+def _apply_mask_setup(ctx, inputs, output):
+    _, packed, p, noise_shape, mode = inputs
+    ctx.save_for_backward(packed)
+    ctx.args = (p, noise_shape, mode)
+
+
+def _apply_mask_backward(ctx, grad):
+    (packed,) = ctx.saved_tensors
+    return (torch.ops.fastdrop.apply_mask(grad, packed, *ctx.args),) + (None,) * 4
+
+
+_apply_mask_op.register_autograd(_apply_mask_backward, setup_context=_apply_mask_setup)
+
+
+# ----------------------------------------------------------------------------
+# functional API
+# ----------------------------------------------------------------------------
+
+def dropout(x, p=0.5, training=True, *, generator=None, noise_shape=None,
+            mode="inverted", save_mask=False):
+    """Dropout on a torch tensor with fastdrop's mask (differentiable).
+
+    Same numbers as :func:`fastdrop.dropout` for the same ``(seed, offset)``;
+    the same semantics as :func:`torch.nn.functional.dropout` otherwise.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        float16, float32 or float64, on the CPU or a CUDA device, any shape
+        and strides.
+    p : float, default 0.5
+        Drop probability in [0, 1].
+    training : bool, default True
+        ``False``: ``mode="inverted"`` returns ``x`` itself (like torch);
+        ``mode="classic"`` returns ``x * (1 - p)``.
+    generator : None, torch.Generator, int, fastdrop.Generator or numpy.random.Generator
+        Where ``(seed, offset)`` come from; see the module docstring.
+        ``None`` draws a seed from torch's RNG (reproducible under
+        ``torch.manual_seed``, safe under activation checkpointing).
+    noise_shape : tuple, "spatial" or None
+        Mask shape, same ndim as ``x``, each entry 1 (shared along that
+        axis) or ``x``'s extent (``None`` entries mean the extent);
+        ``"spatial"`` is ``(N, C, 1, ..., 1)``.
+    mode : {"inverted", "classic"}
+    save_mask : bool, default False
+        Store the packed mask for backward instead of regenerating it from
+        ``(seed, offset)`` (trades ``n / 8`` bytes for one Philox pass).
+
+    Returns
+    -------
+    torch.Tensor
+        Same shape, dtype and device as ``x``.
+
+    Raises
+    ------
+    TypeError
+        ``x`` is not a float16/32/64 tensor (bfloat16 included).
+    ValueError
+        ``p`` NaN or outside [0, 1], unknown ``mode``, bad ``noise_shape``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import torch
+    >>> import fastdrop
+    >>> import fastdrop.torch as fdt
+    >>> x = torch.arange(1.0, 9.0, requires_grad=True)
+    >>> y = fdt.dropout(x, 0.5, generator=fastdrop.Generator(0))
+    >>> y.detach()
+    tensor([ 2.,  0.,  6.,  8., 10., 12., 14., 16.])
+    >>> y.sum().backward()
+    >>> x.grad
+    tensor([2., 0., 2., 2., 2., 2., 2., 2.])
+    >>> ref = fastdrop.dropout(x.detach().numpy(), 0.5, rng=fastdrop.Generator(0))
+    >>> bool(np.array_equal(y.detach().numpy(), ref))
+    True
+    """
+    _check_tensor(x)
+    p = check_p(p)
+    check_mode(mode)
+    if not training:
+        if mode == "inverted" or p == 0.0:
+            return x
+        return torch.ops.fastdrop.dropout(x, p, 0, 0, None, mode, False)
+    ns = _resolve_noise_shape(x.shape, noise_shape)
+    seed, offset = _seed_offset(generator, _mask_size(x, ns))
+    if save_mask:
+        return torch.ops.fastdrop.dropout_packed(x, p, seed, offset, ns, mode)[0]
+    return torch.ops.fastdrop.dropout(x, p, seed, offset, ns, mode, True)
+
+
+# ----------------------------------------------------------------------------
+# modules
+# ----------------------------------------------------------------------------
+
+def _check_generator(generator):
+    if generator is None or isinstance(generator, (torch.Generator, Generator,
+                                                   np.random.Generator)):
+        return generator
+    if isinstance(generator, numbers.Integral) and not isinstance(generator, bool):
+        return check_seed(generator, "generator seed")
+    raise TypeError(
+        "generator must be None, a torch.Generator, an int seed, a "
+        f"fastdrop.Generator or a numpy.random.Generator, got {type(generator).__name__}")
+
+
+class Dropout(torch.nn.Module):
+    """Dropout layer with fastdrop's mask; a drop-in for :class:`torch.nn.Dropout`.
+
+    Active in ``train()`` mode, the identity (``mode="inverted"``) in
+    ``eval()`` mode.
+
+    Parameters
+    ----------
+    p : float, default 0.5
+        Drop probability.
+    noise_shape : tuple, "spatial" or None
+        Mask shape (see :func:`dropout`); ``"spatial"`` drops whole channels
+        of an ``(N, C, ...)`` input.
+    mode : {"inverted", "classic"}
+    generator : None, torch.Generator, int, fastdrop.Generator or numpy.random.Generator
+        See :func:`dropout`.  The default (``None``, seeds drawn from torch's
+        RNG) is the one that is safe under activation checkpointing.
+    save_mask : bool, default False
+        Store the packed mask for backward instead of regenerating it.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import fastdrop.torch as fdt
+    >>> _ = torch.manual_seed(0)
+    >>> layer = fdt.Dropout(p=0.25)
+    >>> y = layer(torch.ones(1000))
+    >>> torch.unique(y)
+    tensor([0.0000, 1.3333])
+    >>> layer.eval()(torch.ones(3))
+    tensor([1., 1., 1.])
+    """
+
+    def __init__(self, p=0.5, noise_shape=None, *, mode="inverted", generator=None,
+                 save_mask=False):
+        super().__init__()
+        self.p = check_p(p)
+        self.mode = check_mode(mode)
+        self.noise_shape = noise_shape
+        self.generator = _check_generator(generator)
+        self.save_mask = bool(save_mask)
+
+    def _noise_shape(self, x):
+        return self.noise_shape
+
+    def forward(self, x):
+        return dropout(x, self.p, self.training, generator=self.generator,
+                       noise_shape=self._noise_shape(x), mode=self.mode,
+                       save_mask=self.save_mask)
+
+    def extra_repr(self):
+        s = f"p={self.p}"
+        if self.noise_shape is not None:
+            s += f", noise_shape={self.noise_shape!r}"
+        if self.mode != "inverted":
+            s += f", mode={self.mode!r}"
+        return s
+
+
+class _DropoutNd(Dropout):
+    _nspatial = 0
+
+    def __init__(self, p=0.5, *, mode="inverted", generator=None, save_mask=False):
+        super().__init__(p, None, mode=mode, generator=generator, save_mask=save_mask)
+
+    def _noise_shape(self, x):
+        k = self._nspatial
+        if x.dim() == k + 2:        # (N, C, *spatial)
+            return tuple(x.shape[:2]) + (1,) * k
+        if x.dim() == k + 1:        # unbatched (C, *spatial)
+            return (x.shape[0],) + (1,) * k
+        raise ValueError(
+            f"{type(self).__name__} expects a {k + 1}-D (unbatched) or {k + 2}-D "
+            f"(batched) input, got shape {tuple(x.shape)}")
+
+
+class Dropout1d(_DropoutNd):
+    """Channel dropout for ``(N, C, L)`` or ``(C, L)`` inputs: mask shape
+    ``(N, C, 1)``, like :class:`torch.nn.Dropout1d`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import fastdrop.torch as fdt
+    >>> y = fdt.Dropout1d(0.5, generator=0)(torch.ones(1, 4, 3))
+    >>> y[0]
+    tensor([[2., 2., 2.],
+            [0., 0., 0.],
+            [2., 2., 2.],
+            [2., 2., 2.]])
+    """
+
+    _nspatial = 1
+
+
+class Dropout2d(_DropoutNd):
+    """Channel dropout for ``(N, C, H, W)`` or ``(C, H, W)`` inputs: mask
+    shape ``(N, C, 1, 1)``, like :class:`torch.nn.Dropout2d`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import fastdrop.torch as fdt
+    >>> y = fdt.Dropout2d(0.5, generator=0)(torch.ones(2, 3, 4, 4))
+    >>> (y.amax(dim=(2, 3)) == y.amin(dim=(2, 3))).all().item()
+    True
+    """
+
+    _nspatial = 2
+
+
+class Dropout3d(_DropoutNd):
+    """Channel dropout for ``(N, C, D, H, W)`` or ``(C, D, H, W)`` inputs:
+    mask shape ``(N, C, 1, 1, 1)``, like :class:`torch.nn.Dropout3d`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import fastdrop.torch as fdt
+    >>> fdt.Dropout3d(0.5, generator=0)(torch.ones(1, 2, 2, 2, 2)).shape
+    torch.Size([1, 2, 2, 2, 2])
+    """
+
+    _nspatial = 3

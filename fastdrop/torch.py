@@ -1,0 +1,22 @@
+"""fastdrop for PyTorch: ``import fastdrop.torch``.
+
+Re-exports :mod:`fastdrop.adapters.torch` (this is the only place torch is
+imported).  See that module for the seeding rules.
+
+Examples
+--------
+>>> import torch
+>>> import fastdrop.torch as fdt
+>>> fdt.dropout(torch.ones(4), 0.5, generator=0)
+tensor([2., 0., 2., 2.])
+"""
+
+from .adapters.torch import (  # noqa: F401
+    Dropout,
+    Dropout1d,
+    Dropout2d,
+    Dropout3d,
+    __all__,
+    draw_seed,
+    dropout,
+)
