@@ -1,0 +1,10 @@
+"""Root conftest: skip collecting optional-dependency modules (for doctests)
+when the dependency is not installed."""
+
+import importlib.util
+
+collect_ignore = ["setup.py"]
+if importlib.util.find_spec("torch") is None:
+    collect_ignore += ["fastdrop/torch.py", "fastdrop/adapters/torch.py"]
+if importlib.util.find_spec("dask") is None:
+    collect_ignore += ["fastdrop/dask.py", "fastdrop/adapters/dask.py"]
