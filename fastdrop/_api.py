@@ -190,9 +190,9 @@ def _alloc_mask(kind, M, n):
     return keep, packed
 
 
-def _run(kern, x, out, p, seed, offset, T, scale, M, mstrides, n, keep, packed):
+def _run(kern, x, out, p, seed, offset, T, scale, M, mstrides, n, keep, packed, fresh=False):
     """Training-mode masked scaling with a generated mask; writes the mask
-    outputs too."""
+    outputs too.  ``fresh``: ``out`` was just allocated here."""
     keep_flat = keep.reshape(-1) if keep is not None else None
     if p == 0.0:
         if out is not x:
@@ -202,7 +202,10 @@ def _run(kern, x, out, p, seed, offset, T, scale, M, mstrides, n, keep, packed):
         out[...] = 0
         _fill_mask(keep_flat, packed, n, False)
     elif keep is None and packed is None:
-        kern.forward(x, out, seed, offset, T, scale, mstrides)
+        if fresh and getattr(kern, "ACCEPTS_FRESH_OUT", False):
+            kern.forward(x, out, seed, offset, T, scale, mstrides, fresh_out=True)
+        else:
+            kern.forward(x, out, seed, offset, T, scale, mstrides)
     elif M == x.shape:
         kern.forward(x, out, seed, offset, T, scale, mstrides,
                      keep_out=keep_flat, packed_out=packed)
@@ -310,6 +313,7 @@ def dropout(x, p=0.5, *, training=True, mode="inverted", rng=None, noise_shape=N
     x = as_float_array(x)
     M, mstrides, n = mask_geometry(x.shape, noise_shape)
     _, kern = select_backend(backend, x)
+    fresh = out is None
     out = prepare_out(x, out)
     if not training:
         _eval(x, out, p, mode)
@@ -321,7 +325,7 @@ def dropout(x, p=0.5, *, training=True, mode="inverted", rng=None, noise_shape=N
     seed, offset = resolve_rng(rng, n)
     keep, packed = _alloc_mask(kind, M, n)
     _run(kern, x, out, p, seed, offset, threshold(p), scale_for(p, mode),
-         M, mstrides, n, keep, packed)
+         M, mstrides, n, keep, packed, fresh)
     if kind is None:
         return out
     return out, (keep if kind == "bool" else packed)
@@ -532,7 +536,8 @@ def dropout_backward(grad, p, *, mask=None, state=None, training=True, mode="inv
     M, mstrides, n = mask_geometry(grad.shape, noise_shape)
     _, kern = select_backend(backend, grad)
     seed, offset = resolve_state(state, n)
+    fresh = out is None
     out = prepare_out(grad, out)
     _run(kern, grad, out, p, seed, offset, threshold(p), scale_for(p, mode),
-         M, mstrides, n, None, None)
+         M, mstrides, n, None, None, fresh)
     return out

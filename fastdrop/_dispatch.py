@@ -28,7 +28,10 @@ compute.  Arrays are NumPy arrays on the CPU (device arrays for ``cuda``).
     array or from little-endian packed bits (exactly one is given).
 
 A backend module may also define ``available() -> (bool, reason)`` and
-``DTYPES`` (the dtype names it supports; default float16/32/64).
+``DTYPES`` (the dtype names it supports; default float16/32/64).  One that
+sets ``ACCEPTS_FRESH_OUT = True`` gets ``fresh_out=True`` in ``forward`` when
+the front end has just allocated ``out`` (untouched pages: non-temporal
+stores, which pay off on a caller's buffer, would then cost extra traffic).
 """
 
 from __future__ import annotations

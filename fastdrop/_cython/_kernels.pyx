@@ -56,6 +56,7 @@ cdef extern from "kernels.h" nogil:
         uint8_t *packed
         const uint8_t *mkeep
         const uint8_t *mpacked
+        int nt
     void fd_run_task(const fd_task_t *g, int64_t t)
     void fd_stream_scale_f32(const float *x, float *y, int64_t n, float s)
     uint64_t fd_threshold(double p)
@@ -100,6 +101,10 @@ cdef inline int _dtype_code(cnp.ndarray x) except -1:
     if t == cnp.NPY_FLOAT16:
         return FD_F16
     raise TypeError(f"unsupported dtype {x.dtype}")
+
+
+# outputs at least this large are written with non-temporal stores (forward)
+cdef int64_t _NT_MIN_BYTES = 8 << 20
 
 
 cdef int _execute(fd_task_t *g, int64_t ntasks, int64_t total) except -1:
@@ -194,7 +199,8 @@ cdef bint _aligned(cnp.ndarray a):
     return cnp.PyArray_ISALIGNED(a) and cnp.PyArray_ISNOTSWAPPED(a)
 
 
-def forward(x, out, seed, offset, T, scale, mstrides, keep_out=None, packed_out=None):
+def forward(x, out, seed, offset, T, scale, mstrides, keep_out=None, packed_out=None,
+            fresh_out=False):
     """Dropout forward with the mask generated on the fly (kernel interface).
 
     ``out[idx] = x[idx] * scale`` if ``keep(offset + i(idx))`` else ``+0.0``,
@@ -214,6 +220,10 @@ def forward(x, out, seed, offset, T, scale, mstrides, keep_out=None, packed_out=
         Mask strides per axis (0 on broadcast axes).
     keep_out, packed_out : ndarray, optional
         Bool / packed uint8 mask outputs (full mask only).
+    fresh_out : bool, default False
+        ``out`` was just allocated (its pages are untouched): then large
+        outputs are not written with non-temporal stores, which would double
+        the write traffic of the first-touch page zeroing.
 
     Examples
     --------
@@ -233,6 +243,7 @@ def forward(x, out, seed, offset, T, scale, mstrides, keep_out=None, packed_out=
         return reference.forward(x, out, seed, offset, T, scale, mstrides,
                                  keep_out=keep_out, packed_out=packed_out)
     g.op = FD_OP_FORWARD
+    g.nt = 0
     g.dtype = _dtype_code(xa)
     if _geometry(&g, xa, ya, mstrides) == 0:
         return
@@ -245,6 +256,10 @@ def forward(x, out, seed, offset, T, scale, mstrides, keep_out=None, packed_out=
     g.mkeep = NULL
     g.mpacked = NULL
     n = xa.size
+    # large out-of-place outputs: non-temporal stores skip the read-for-ownership
+    if (not fresh_out and ya.nbytes >= _NT_MIN_BYTES
+            and cnp.PyArray_BYTES(ya) != cnp.PyArray_BYTES(xa)):
+        g.nt = 1
     if keep_out is not None or packed_out is not None:
         if g.nd != 0 or g.ms != 1:
             # strided layout: make the mask first, then apply it
@@ -284,6 +299,7 @@ def mask(n, seed, offset, T, keep_out=None, packed_out=None):
     """
     cdef fd_task_t g
     g.op = FD_OP_MASK
+    g.nt = 0
     g.dtype = FD_F32
     g.nd = 0
     g.L = n
@@ -327,6 +343,7 @@ def apply_mask(x, out, mstrides, scale, keep=None, packed=None):
         from fastdrop import reference
         return reference.apply_mask(x, out, mstrides, scale, keep=keep, packed=packed)
     g.op = FD_OP_APPLY
+    g.nt = 0
     g.dtype = _dtype_code(xa)
     if _geometry(&g, xa, ya, mstrides) == 0:
         return
@@ -417,6 +434,7 @@ def fast_dropout(x, p, rng):
         return ya
     T = fd_threshold(pd)
     g.op = FD_OP_FORWARD
+    g.nt = 0  # a fresh output: see forward(fresh_out=True)
     g.nd = 0
     g.L = n
     g.xs = g.ys = cnp.PyArray_ITEMSIZE(xa)

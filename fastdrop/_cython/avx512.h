@@ -19,6 +19,13 @@
 #define FD_HAVE_AVX512_PATH 1
 #define FD_T512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,f16c")))
 #define FD_ABATCH 256
+/* software prefetch of the input this many bytes ahead (helps one thread
+ * overlap Philox arithmetic with memory traffic) */
+#define FD_PF_BYTES 8192
+#define FD_PREFETCH(p, nbytes) do {                                              \
+        for (int pf_ = 0; pf_ < (nbytes); pf_ += 64)                             \
+            _mm_prefetch((const char *)(p) + FD_PF_BYTES + pf_, _MM_HINT_T0);    \
+    } while (0)
 
 static int fd_avx512_state = -1;
 
@@ -159,17 +166,24 @@ FD_T512 static inline void fd_out_bits256(const uint64_t bits[4], int m, uint8_t
 
 #define FD_TAILMASK(r, w) ((r) >= (w) ? (uint32_t)((1ull << (w)) - 1) : (uint32_t)((1ull << (r)) - 1))
 
-FD_T512 static void fd_fwd_avx512_f32(const float *x, float *y, int64_t n, uint64_t j0,
-        uint64_t seed, uint32_t Th, uint32_t Tl, float s, uint8_t *keep, uint8_t *packed)
+FD_T512 static void fd_fwd_avx512_f32_run(const float *x, float *y, int64_t n, uint64_t j0,
+        uint64_t seed, uint32_t Th, uint32_t Tl, float s, uint8_t *keep, uint8_t *packed,
+        int nt)
 {
     const __m512 sv = _mm512_set1_ps(s);
     uint64_t bits[4];
     for (int64_t k = 0; k < n; k += FD_ABATCH) {
         int m = (n - k < FD_ABATCH) ? (int)(n - k) : FD_ABATCH;
-        fd_bits256(j0 + (uint64_t)k, m, seed, Th, Tl, bits);
         const float *xp = x + k;
         float *yp = y + k;
-        if (m == FD_ABATCH) {
+        FD_PREFETCH(xp, FD_ABATCH * 4);
+        fd_bits256(j0 + (uint64_t)k, m, seed, Th, Tl, bits);
+        if (m == FD_ABATCH && nt) {
+            for (int q = 0; q < 16; q++) {
+                __mmask16 km = (__mmask16)(bits[q >> 2] >> (16 * (q & 3)));
+                _mm512_stream_ps(yp + 16 * q, _mm512_maskz_mul_ps(km, _mm512_loadu_ps(xp + 16 * q), sv));
+            }
+        } else if (m == FD_ABATCH) {
             for (int q = 0; q < 16; q++) {
                 __mmask16 km = (__mmask16)(bits[q >> 2] >> (16 * (q & 3)));
                 _mm512_storeu_ps(yp + 16 * q, _mm512_maskz_mul_ps(km, _mm512_loadu_ps(xp + 16 * q), sv));
@@ -185,51 +199,92 @@ FD_T512 static void fd_fwd_avx512_f32(const float *x, float *y, int64_t n, uint6
         if (keep || packed)
             fd_out_bits256(bits, m, keep ? keep + k : NULL, packed ? packed + k / 8 : NULL);
     }
+    if (nt) _mm_sfence();
 }
 
-FD_T512 static void fd_fwd_avx512_f64(const double *x, double *y, int64_t n, uint64_t j0,
-        uint64_t seed, uint32_t Th, uint32_t Tl, double s, uint8_t *keep, uint8_t *packed)
+FD_T512 static void fd_fwd_avx512_f64_run(const double *x, double *y, int64_t n, uint64_t j0,
+        uint64_t seed, uint32_t Th, uint32_t Tl, double s, uint8_t *keep, uint8_t *packed,
+        int nt)
 {
     const __m512d sv = _mm512_set1_pd(s);
     uint64_t bits[4];
     for (int64_t k = 0; k < n; k += FD_ABATCH) {
         int m = (n - k < FD_ABATCH) ? (int)(n - k) : FD_ABATCH;
-        fd_bits256(j0 + (uint64_t)k, m, seed, Th, Tl, bits);
         const double *xp = x + k;
         double *yp = y + k;
-        for (int q = 0; 8 * q < m; q++) {
-            __mmask8 km = (__mmask8)(bits[q >> 3] >> (8 * (q & 7)));
-            __mmask8 lm = (__mmask8)FD_TAILMASK(m - 8 * q, 8);
-            __m512d v = _mm512_maskz_mul_pd(km, _mm512_maskz_loadu_pd(lm, xp + 8 * q), sv);
-            _mm512_mask_storeu_pd(yp + 8 * q, lm, v);
+        FD_PREFETCH(xp, FD_ABATCH * 8);
+        fd_bits256(j0 + (uint64_t)k, m, seed, Th, Tl, bits);
+        if (m == FD_ABATCH && nt) {
+            for (int q = 0; q < 32; q++) {
+                __mmask8 km = (__mmask8)(bits[q >> 3] >> (8 * (q & 7)));
+                _mm512_stream_pd(yp + 8 * q, _mm512_maskz_mul_pd(km, _mm512_loadu_pd(xp + 8 * q), sv));
+            }
+        } else {
+            for (int q = 0; 8 * q < m; q++) {
+                __mmask8 km = (__mmask8)(bits[q >> 3] >> (8 * (q & 7)));
+                __mmask8 lm = (__mmask8)FD_TAILMASK(m - 8 * q, 8);
+                __m512d v = _mm512_maskz_mul_pd(km, _mm512_maskz_loadu_pd(lm, xp + 8 * q), sv);
+                _mm512_mask_storeu_pd(yp + 8 * q, lm, v);
+            }
         }
         if (keep || packed)
             fd_out_bits256(bits, m, keep ? keep + k : NULL, packed ? packed + k / 8 : NULL);
     }
+    if (nt) _mm_sfence();
 }
 
-FD_T512 static void fd_fwd_avx512_f16(const uint16_t *x, uint16_t *y, int64_t n, uint64_t j0,
-        uint64_t seed, uint32_t Th, uint32_t Tl, float s, uint8_t *keep, uint8_t *packed)
+FD_T512 static void fd_fwd_avx512_f16_run(const uint16_t *x, uint16_t *y, int64_t n, uint64_t j0,
+        uint64_t seed, uint32_t Th, uint32_t Tl, float s, uint8_t *keep, uint8_t *packed,
+        int nt)
 {
     const __m512 sv = _mm512_set1_ps(s);
     uint64_t bits[4];
     for (int64_t k = 0; k < n; k += FD_ABATCH) {
         int m = (n - k < FD_ABATCH) ? (int)(n - k) : FD_ABATCH;
-        fd_bits256(j0 + (uint64_t)k, m, seed, Th, Tl, bits);
         const uint16_t *xp = x + k;
         uint16_t *yp = y + k;
+        FD_PREFETCH(xp, FD_ABATCH * 2);
+        fd_bits256(j0 + (uint64_t)k, m, seed, Th, Tl, bits);
         for (int q = 0; 16 * q < m; q++) {
             __mmask16 km = (__mmask16)(bits[q >> 2] >> (16 * (q & 3)));
             __mmask16 lm = (__mmask16)FD_TAILMASK(m - 16 * q, 16);
             __m512 xf = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(lm, xp + 16 * q));
             __m512 v = _mm512_maskz_mul_ps(km, xf, sv);
             __m256i h = _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-            _mm256_mask_storeu_epi16(yp + 16 * q, lm, h);
+            if (nt && m == FD_ABATCH) _mm256_stream_si256((__m256i *)(yp + 16 * q), h);
+            else _mm256_mask_storeu_epi16(yp + 16 * q, lm, h);
         }
         if (keep || packed)
             fd_out_bits256(bits, m, keep ? keep + k : NULL, packed ? packed + k / 8 : NULL);
     }
+    if (nt) _mm_sfence();
 }
+
+/* Forward over n contiguous elements.  With nt (a large out-of-place output),
+ * the output is written with non-temporal stores once it is 64-byte aligned:
+ * the few head elements before that go through the ordinary stores. */
+#define FD_FWD_AVX512_WRAP(SUF, T, CT)                                                  \
+FD_T512 static void fd_fwd_avx512_##SUF(const T *x, T *y, int64_t n, uint64_t j0,        \
+        uint64_t seed, uint32_t Th, uint32_t Tl, CT s, uint8_t *keep, uint8_t *packed,  \
+        int nt)                                                                         \
+{                                                                                       \
+    int64_t h = 0;                                                                      \
+    if (nt) {                                                                           \
+        uintptr_t a = (uintptr_t)y & 63;                                                \
+        if (a % sizeof(T)) nt = 0;                                                      \
+        else h = (int64_t)(((64 - a) & 63) / sizeof(T));                                \
+        if (h > n) h = n;                                                               \
+        /* keep the head's mask bytes whole: packed output needs h % 8 == 0 */          \
+        if (packed && h % 8) { nt = 0; h = 0; }                                         \
+    }                                                                                   \
+    if (h)                                                                              \
+        fd_fwd_avx512_##SUF##_run(x, y, h, j0, seed, Th, Tl, s, keep, packed, 0);       \
+    fd_fwd_avx512_##SUF##_run(x + h, y + h, n - h, j0 + (uint64_t)h, seed, Th, Tl, s,   \
+                              keep ? keep + h : NULL, packed ? packed + h / 8 : NULL, nt); \
+}
+FD_FWD_AVX512_WRAP(f32, float, float)
+FD_FWD_AVX512_WRAP(f64, double, double)
+FD_FWD_AVX512_WRAP(f16, uint16_t, float)
 
 FD_T512 static void fd_mask_avx512(int64_t n, uint64_t j0, uint64_t seed, uint32_t Th,
                                    uint32_t Tl, uint8_t *keep, uint8_t *packed)

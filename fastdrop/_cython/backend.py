@@ -20,6 +20,9 @@ __all__ = ["forward", "mask", "apply_mask", "available", "DTYPES"]
 #: dtypes these kernels support.
 DTYPES = ("float16", "float32", "float64")
 
+#: forward() takes the ``fresh_out`` hint (see fastdrop._dispatch).
+ACCEPTS_FRESH_OUT = True
+
 
 def available():
     """Whether the Cython backend can run here: ``(True, "")`` once the

@@ -105,6 +105,7 @@ typedef struct {
     double scale;
     uint8_t *keep, *packed;                /* forward/mask outputs (mask index) */
     const uint8_t *mkeep, *mpacked;        /* stored mask for apply */
+    int nt;                                /* non-temporal stores (large out-of-place) */
 } fd_task_t;
 
 /* --------------------------------------------------- per-dtype template */
@@ -115,7 +116,8 @@ typedef struct {
  * fd_fwd_1d_SUF: n elements at byte strides xs / ys; the element k has mask
  * index base + k * ms, stream position offset + base + k * ms.  keep/packed
  * (if not NULL) receive the keep bits of element k at keep[k] and bit k of
- * packed (only with ms == 1; base of packed must be byte aligned).
+ * packed (only with ms == 1; base of packed must be byte aligned).  nt asks for
+ * non-temporal stores of the output (contiguous AVX-512 path only).
  */
 #define FD_DEFINE(SUF, T, CT, TOC, FROMC)                                               \
                                                                                         \
@@ -166,13 +168,13 @@ FD_CLONES static void fd_fwd_seq_##SUF(const char *x, int64_t xs, char *y, int64
                                                                                         \
 static void fd_fwd_1d_##SUF(const char *x, int64_t xs, char *y, int64_t ys, int64_t n,  \
         int64_t base, int64_t ms, uint64_t offset, uint64_t seed, uint32_t Th,          \
-        uint32_t Tl, CT s, uint8_t *keep, uint8_t *packed)                              \
+        uint32_t Tl, CT s, uint8_t *keep, uint8_t *packed, int nt)                      \
 {                                                                                       \
     if (n <= 0) return;                                                                 \
     if (ms == 1 || n == 1) {                                                            \
         if (FD_USE_AVX512(xs, ys, sizeof(T), Th)) {                                     \
             FD_AVX512_CALL(fd_fwd_avx512_##SUF((const void *)x, (void *)y, n,           \
-                offset + (uint64_t)base, seed, Th, Tl, s, keep, packed));               \
+                offset + (uint64_t)base, seed, Th, Tl, s, keep, packed, nt));           \
             return;                                                                     \
         }                                                                               \
         fd_fwd_seq_##SUF(x, xs, y, ys, n, offset + (uint64_t)base, seed, Th, Tl, s,     \
@@ -282,11 +284,11 @@ static void fd_run_task(const fd_task_t *g, int64_t t)
         uint8_t *pp = g->packed ? g->packed + base / 8 : NULL;
         switch (g->dtype) {
         case FD_F16: fd_fwd_1d_f16(xp, g->xs, yp, g->ys, len, base, g->ms, g->offset, g->seed,
-                                   g->Th, g->Tl, (float)g->scale, kp, pp); break;
+                                   g->Th, g->Tl, (float)g->scale, kp, pp, g->nt); break;
         case FD_F32: fd_fwd_1d_f32(xp, g->xs, yp, g->ys, len, base, g->ms, g->offset, g->seed,
-                                   g->Th, g->Tl, (float)g->scale, kp, pp); break;
+                                   g->Th, g->Tl, (float)g->scale, kp, pp, g->nt); break;
         default:     fd_fwd_1d_f64(xp, g->xs, yp, g->ys, len, base, g->ms, g->offset, g->seed,
-                                   g->Th, g->Tl, g->scale, kp, pp); break;
+                                   g->Th, g->Tl, g->scale, kp, pp, g->nt); break;
         }
     } else {
         switch (g->dtype) {
@@ -320,7 +322,7 @@ static inline int fastdrop_dropout_##SUF(const ST *x, ST *out, uint64_t n, uint6
     uint64_t T_ = fd_threshold(p);                                                      \
     fd_fwd_1d_##SUF((const char *)x, sizeof(ST), (char *)out, sizeof(ST), (int64_t)n,   \
                     0, 1, offset, seed, (uint32_t)(T_ >> 16), (uint32_t)(T_ & 0xFFFFu),  \
-                    (CT)(1.0 / (1.0 - p)), NULL, NULL);                                 \
+                    (CT)(1.0 / (1.0 - p)), NULL, NULL, 0);                              \
     return 0;                                                                           \
 }                                                                                       \
 /* out[k] = bit k of packed ? x[k] * scale : +0.0 */                                    \
