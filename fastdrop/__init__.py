@@ -15,6 +15,7 @@ array([2., 0., 2., 2., 2., 2., 2., 2.], dtype=float32)
 
 from ._api import apply_mask, dropout, dropout_backward, dropout_mask, unpack_mask
 from ._config import get_num_threads, set_num_threads
+from ._cython import get_include
 from ._dispatch import get_backends
 from ._generator import Generator
 
@@ -34,6 +35,7 @@ __all__ = [
     "get_num_threads",
     "set_num_threads",
     "openmp_enabled",
+    "get_include",
     "MASK_STREAM_VERSION",
 ]
 

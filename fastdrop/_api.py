@@ -409,23 +409,30 @@ def _check_packed(packed, n):
     return np.ascontiguousarray(packed)
 
 
+def bool_mask_geometry(x_shape, mask_shape, noise_shape):
+    """``mask_geometry`` for a stored bool mask of ``mask_shape`` (which must
+    broadcast to ``x_shape`` and agree with ``noise_shape`` if given)."""
+    mask_shape = tuple(mask_shape)
+    if noise_shape is not None and tuple(noise_shape) != mask_shape:
+        raise ValueError(
+            f"mask has shape {mask_shape} but noise_shape is {tuple(noise_shape)}")
+    if len(mask_shape) != len(x_shape):
+        raise ValueError(
+            f"mask has shape {mask_shape}, which does not match x's shape "
+            f"{x_shape} (same number of axes, each 1 or x's extent)")
+    try:
+        return mask_geometry(x_shape, mask_shape)
+    except ValueError:
+        raise ValueError(
+            f"mask has shape {mask_shape}, which is not broadcastable to x's "
+            f"shape {x_shape}") from None
+
+
 def _stored_mask(x_shape, mask, noise_shape):
     """(M, mstrides, n, keep_flat, packed) for a stored bool or packed mask."""
     mask = np.asarray(mask)
     if mask.dtype == np.bool_:
-        if noise_shape is not None and tuple(noise_shape) != mask.shape:
-            raise ValueError(
-                f"mask has shape {mask.shape} but noise_shape is {tuple(noise_shape)}")
-        if mask.ndim != len(x_shape):
-            raise ValueError(
-                f"mask has shape {mask.shape}, which does not match x's shape "
-                f"{x_shape} (same number of axes, each 1 or x's extent)")
-        try:
-            M, mstrides, n = mask_geometry(x_shape, mask.shape)
-        except ValueError:
-            raise ValueError(
-                f"mask has shape {mask.shape}, which is not broadcastable to x's "
-                f"shape {x_shape}") from None
+        M, mstrides, n = bool_mask_geometry(x_shape, mask.shape, noise_shape)
         return M, mstrides, n, np.ascontiguousarray(mask).reshape(-1), None
     if mask.dtype == np.uint8:
         M, mstrides, n = mask_geometry(x_shape, noise_shape)

@@ -17,6 +17,7 @@ from numpy.testing import assert_array_equal
 import fastdrop
 from fastdrop import reference as R
 from fastdrop._api import mask_geometry
+from conftest import bits, special_values
 
 numba = pytest.importorskip("numba")
 
@@ -27,26 +28,9 @@ OFFSETS = (0, 5, 13, 2**40 + 3)
 SEED = 0x9E3779B97F4A7C15  # exercises both key words
 
 
-def bits(a):
-    a = np.ascontiguousarray(a)
-    return a.view({2: np.uint16, 4: np.uint32, 8: np.uint64}[a.itemsize])
-
-
 def assert_same(actual, expected):
     assert actual.shape == expected.shape and actual.dtype == expected.dtype
     assert_array_equal(bits(actual), bits(expected))
-
-
-def special_values(shape, dtype, seed=0):
-    """Normals with NaN, +-inf, -0.0 and negatives sprinkled in."""
-    rng = np.random.default_rng(seed)
-    n = int(np.prod(shape))
-    v = rng.standard_normal(n).astype(dtype)
-    specials = np.array([np.nan, np.inf, -np.inf, -0.0, 0.0, -1.5], dtype=dtype)
-    if n:
-        pos = rng.integers(0, n, size=max(1, n // 7))
-        v[pos] = specials[np.arange(pos.size) % specials.size]
-    return v.reshape(shape)
 
 
 def lanes(seed, j, c2):

@@ -25,8 +25,8 @@ advances; ``p == 0`` copies, ``p == 1`` zeros, evaluation is the identity or
 from __future__ import annotations
 
 from .. import _dispatch
-from .._api import (check_float_dtype, check_mode, check_p, check_return_mask,
-                    mask_geometry, scale_for)
+from .._api import (bool_mask_geometry, check_float_dtype, check_mode, check_p,
+                    check_return_mask, mask_geometry, scale_for)
 from .._generator import resolve_rng, resolve_state
 from ..reference import threshold
 from . import _interop
@@ -154,19 +154,7 @@ def _stored_mask(x_shape, mask, noise_shape):
             "silently")
     dm = _interop.describe(mask, "mask")
     if dm.dtype == np.bool_:
-        if noise_shape is not None and tuple(noise_shape) != dm.shape:
-            raise ValueError(
-                f"mask has shape {dm.shape} but noise_shape is {tuple(noise_shape)}")
-        if len(dm.shape) != len(x_shape):
-            raise ValueError(
-                f"mask has shape {dm.shape}, which does not match x's shape "
-                f"{x_shape} (same number of axes, each 1 or x's extent)")
-        try:
-            M, _, _ = mask_geometry(x_shape, dm.shape)
-        except ValueError:
-            raise ValueError(
-                f"mask has shape {dm.shape}, which is not broadcastable to x's "
-                f"shape {x_shape}") from None
+        M, _, _ = bool_mask_geometry(x_shape, dm.shape, noise_shape)
         if dm.size == 0:
             return "bool", None, None
         v = _interop.view(dm, "mask")

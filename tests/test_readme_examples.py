@@ -1,0 +1,55 @@
+"""The examples of README's "Use inside other frameworks" section run as
+written (each block's own asserts check it against fastdrop.dropout)."""
+
+import os
+import pathlib
+import re
+import subprocess
+import sys
+
+import pytest
+
+README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
+
+
+def _section_blocks():
+    text = README.read_text()
+    sec = text.split("## Use inside other frameworks", 1)[1].split("\n## ", 1)[0]
+    out = {}
+    for part in re.split(r"\n### ", sec)[1:]:
+        title = part.split("\n", 1)[0].strip()
+        out[title] = re.findall(r"```(\w+)\n(.*?)```", part, re.S)
+    return out
+
+
+BLOCKS = _section_blocks()
+
+
+def test_section_has_every_framework():
+    assert set(BLOCKS) == {"PyTorch", "Dask", "Numba", "Cython"}
+
+
+@pytest.mark.parametrize("title,needs", [("PyTorch", "torch"), ("Dask", "dask"),
+                                         ("Numba", "numba")])
+def test_python_example_runs(title, needs):
+    pytest.importorskip(needs)
+    (lang, code), = BLOCKS[title]
+    assert lang == "python"
+    exec(compile(code, f"README:{title}", "exec"), {"__name__": "readme_example"})
+
+
+def test_cython_example_builds_and_runs(tmp_path):
+    pytest.importorskip("Cython")
+    pytest.importorskip("fastdrop._cython._kernels")
+    (l1, pyx), (l2, setup_py), (l3, use) = BLOCKS["Cython"]
+    assert (l1, l2, l3) == ("cython", "python", "python")
+    (tmp_path / "fd_user.pyx").write_text(pyx)
+    (tmp_path / "setup.py").write_text(setup_py)
+    subprocess.run([sys.executable, "setup.py", "build_ext", "--inplace", "-q"], cwd=tmp_path,
+                   check=True, capture_output=True)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        exec(compile(use, "README:Cython", "exec"), {"__name__": "readme_example"})
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("fd_user", None)
