@@ -24,6 +24,17 @@ __all__ = ["main", "build_parser"]
 _DTYPES = ("float16", "float32", "float64")
 
 
+
+def _seed(text):
+    """argparse type: an int seed in [0, 2**64 - 2) (inputs use seed + 1, + 2)."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if not 0 <= v < 2**64 - 2:
+        raise argparse.ArgumentTypeError(f"seed must be in [0, 2**64 - 2), got {v}")
+    return v
+
 def _csv_list(parse, what):
     def f(text):
         items = [t.strip() for t in str(text).split(",") if t.strip()]
@@ -160,7 +171,7 @@ def build_parser():
     b.add_argument("--reference-max-size", type=_size, metavar="N",
                    help="largest size at which the slow pure-NumPy reference backend is "
                         "timed (default 1e6)")
-    b.add_argument("--seed", type=int, help="seed for inputs and masks (default 12345)")
+    b.add_argument("--seed", type=_seed, help="seed for inputs and masks (default 12345)")
     b.add_argument("--format", choices=("table", "json", "csv"), default="table",
                    help="output format on stdout (default table)")
     b.add_argument("--plot", metavar="FILE.png",

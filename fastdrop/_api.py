@@ -13,7 +13,7 @@ import operator
 import numpy as np
 
 from . import _dispatch
-from ._generator import resolve_rng, resolve_state
+from ._generator import check_rng, resolve_rng, resolve_state
 from .reference import threshold
 
 __all__ = ["dropout", "dropout_mask", "unpack_mask", "apply_mask", "dropout_backward"]
@@ -35,7 +35,10 @@ def check_p(p):
     """``p`` as a float in [0, 1]; ValueError for NaN or out of range."""
     if isinstance(p, (bool, np.bool_)) or not isinstance(p, numbers.Real):
         raise TypeError(f"p must be a real number, got {type(p).__name__}")
-    p = float(p)
+    try:
+        p = float(p)
+    except OverflowError:
+        raise ValueError(f"p must be in [0, 1], got {p}") from None
     if not 0.0 <= p <= 1.0:  # also catches NaN
         raise ValueError(f"p must be in [0, 1], got {p}")
     return p
@@ -49,6 +52,10 @@ def check_mode(mode):
 
 def check_float_dtype(dtype, name="x"):
     dtype = np.dtype(dtype)
+    if dtype.kind == "f" and not dtype.isnative and dtype.newbyteorder("=") in _FLOAT_DTYPES:
+        raise TypeError(
+            f"{name} has non-native byte order (dtype {dtype.str}); convert it first, "
+            f"e.g. {name}.astype({name}.dtype.newbyteorder('='))")
     if dtype not in _FLOAT_DTYPES:
         raise TypeError(
             f"{name} must have a floating dtype (float16, float32 or float64), "
@@ -134,7 +141,8 @@ def prepare_out(x, out, name="out"):
     if not out.flags.writeable:
         raise ValueError(f"{name} is read-only")
     identical = (out.__array_interface__["data"][0] == x.__array_interface__["data"][0]
-                 and out.strides == x.strides)
+                 and all(so == sx for so, sx, d in zip(out.strides, x.strides, x.shape)
+                         if d > 1))
     if not identical and np.may_share_memory(x, out) and np.shares_memory(x, out):
         raise ValueError(
             f"{name} partly overlaps x; pass out=x for in-place, or a separate array")
@@ -202,16 +210,22 @@ def _run(kern, x, out, p, seed, offset, T, scale, M, mstrides, n, keep, packed, 
         out[...] = 0
         _fill_mask(keep_flat, packed, n, False)
     elif keep is None and packed is None:
-        if fresh and getattr(kern, "ACCEPTS_FRESH_OUT", False):
-            kern.forward(x, out, seed, offset, T, scale, mstrides, fresh_out=True)
-        else:
-            kern.forward(x, out, seed, offset, T, scale, mstrides)
+        forward(kern, x, out, seed, offset, T, scale, mstrides, fresh)
     elif M == x.shape:
         kern.forward(x, out, seed, offset, T, scale, mstrides,
                      keep_out=keep_flat, packed_out=packed)
     else:
         kern.mask(n, seed, offset, T, keep_out=keep_flat, packed_out=packed)
         kern.apply_mask(x, out, mstrides, scale, keep=keep_flat, packed=packed)
+
+
+def forward(kern, x, out, seed, offset, T, scale, mstrides, fresh=False):
+    """``kern.forward`` without mask outputs, passing the ``fresh_out`` hint
+    to backends that take it (see :mod:`fastdrop._dispatch`)."""
+    if fresh and getattr(kern, "ACCEPTS_FRESH_OUT", False):
+        kern.forward(x, out, seed, offset, T, scale, mstrides, fresh_out=True)
+    else:
+        kern.forward(x, out, seed, offset, T, scale, mstrides)
 
 
 def _eval(x, out, p, mode):
@@ -307,15 +321,24 @@ def dropout(x, p=0.5, *, training=True, mode="inverted", rng=None, noise_shape=N
         return _device("dropout")(x, p, training=training, mode=mode, rng=rng,
                                   noise_shape=noise_shape, out=out,
                                   return_mask=return_mask, backend=backend)
+    return dropout_host(x, p, training, mode, rng, noise_shape, out, return_mask, backend,
+                        fresh=out is None)
+
+
+def dropout_host(x, p, training, mode, rng, noise_shape, out, return_mask, backend,
+                 fresh):
+    """:func:`dropout` for host arrays; ``fresh`` says ``out`` was just
+    allocated by the caller (the adapters), or is allocated here if None."""
     p = check_p(p)
     check_mode(mode)
     kind = check_return_mask(return_mask)
     x = as_float_array(x)
     M, mstrides, n = mask_geometry(x.shape, noise_shape)
     _, kern = select_backend(backend, x)
-    fresh = out is None
+    fresh = fresh or out is None
     out = prepare_out(x, out)
     if not training:
+        check_rng(rng)
         _eval(x, out, p, mode)
         if kind is None:
             return out

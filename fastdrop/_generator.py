@@ -22,6 +22,17 @@ def check_seed(seed, what="seed"):
     return seed
 
 
+def check_offset(offset):
+    """Return ``offset`` as a Python int in [0, 2**64]: 2**64 is the end of
+    the stream, where only empty draws are possible."""
+    if isinstance(offset, (bool, np.bool_)) or not isinstance(offset, numbers.Integral):
+        raise TypeError(f"offset must be an integer, got {type(offset).__name__}")
+    offset = operator.index(offset)
+    if not 0 <= offset <= _U64:
+        raise ValueError(f"offset must be in [0, 2**64], got {offset}")
+    return offset
+
+
 def _fresh_seed():
     return int(np.random.SeedSequence().generate_state(1, np.uint64)[0])
 
@@ -40,7 +51,7 @@ class Generator:
     seed : int, optional
         uint64 seed.  ``None`` draws fresh entropy from the OS.
     offset : int, default 0
-        Starting stream position (uint64).
+        Starting stream position, in [0, 2**64].
 
     Examples
     --------
@@ -64,7 +75,7 @@ class Generator:
 
     def __init__(self, seed=None, offset=0):
         self._seed = _fresh_seed() if seed is None else check_seed(seed)
-        self._offset = check_seed(offset, "offset")
+        self._offset = check_offset(offset)
         self._n_spawned = 0
 
     @property
@@ -91,7 +102,7 @@ class Generator:
             raise ValueError(f"unsupported state version {value.get('version')!r}")
         try:
             seed = check_seed(value["seed"])
-            offset = check_seed(value["offset"], "offset")
+            offset = check_offset(value["offset"])
         except KeyError as e:
             raise ValueError(f"state is missing the key {e.args[0]!r}") from None
         n_spawned = operator.index(value.get("n_spawned", 0))
@@ -138,6 +149,19 @@ class Generator:
         return f"fastdrop.Generator(seed={self._seed}, offset={self._offset})"
 
 
+def check_rng(rng):
+    """Validate an ``rng=`` argument without drawing from it (evaluation
+    mode draws no mask but still rejects a bad ``rng``)."""
+    if rng is None or isinstance(rng, (Generator, np.random.Generator)):
+        return
+    if isinstance(rng, numbers.Integral) and not isinstance(rng, (bool, np.bool_)):
+        check_seed(rng, "rng seed")
+        return
+    raise TypeError(
+        "rng must be None, an int seed, a fastdrop.Generator or a "
+        f"numpy.random.Generator, got {type(rng).__name__}")
+
+
 def resolve_rng(rng, n):
     """Turn an ``rng=`` argument into ``(seed, offset)`` for a mask of ``n``
     elements, advancing a :class:`Generator` by the positions it uses."""
@@ -147,11 +171,8 @@ def resolve_rng(rng, n):
         return rng.seed, rng.advance(n)
     if isinstance(rng, np.random.Generator):
         return int(rng.integers(0, 2**64, dtype=np.uint64)), 0
-    if isinstance(rng, numbers.Integral) and not isinstance(rng, (bool, np.bool_)):
-        return check_seed(rng, "rng seed"), 0
-    raise TypeError(
-        "rng must be None, an int seed, a fastdrop.Generator or a "
-        f"numpy.random.Generator, got {type(rng).__name__}")
+    check_rng(rng)
+    return check_seed(rng, "rng seed"), 0
 
 
 def resolve_state(state, n):
@@ -166,7 +187,7 @@ def resolve_state(state, n):
         g.state = state
         seed, offset = g.seed, g.offset
     elif isinstance(state, tuple) and len(state) == 2:
-        seed, offset = check_seed(state[0]), check_seed(state[1], "offset")
+        seed, offset = check_seed(state[0]), check_offset(state[1])
     elif isinstance(state, numbers.Integral) and not isinstance(state, (bool, np.bool_)):
         seed, offset = check_seed(state), 0
     else:

@@ -67,9 +67,9 @@ def mod(tmp_path_factory):
     from fastdrop._cython import get_include
 
     tmp = tmp_path_factory.mktemp("cimport")
-    (tmp / "fd_user.pyx").write_text(SRC)
+    (tmp / "fd_cimport_check.pyx").write_text(SRC)
     root = os.path.dirname(os.path.dirname(os.path.abspath(fastdrop.__file__)))
-    ext = Extension("fd_user", [str(tmp / "fd_user.pyx")],
+    ext = Extension("fd_cimport_check", [str(tmp / "fd_cimport_check.pyx")],
                     include_dirs=[get_include()],
                     extra_compile_args=["-O2", "-ffp-contract=off"])
     dist = Distribution({"ext_modules": cythonize([ext], include_path=[root], quiet=True,
@@ -81,10 +81,10 @@ def mod(tmp_path_factory):
     cmd.run()
     sys.path.insert(0, str(tmp))
     try:
-        import fd_user
+        import fd_cimport_check
     finally:
         sys.path.remove(str(tmp))
-    return fd_user
+    return fd_cimport_check
 
 
 def test_kat(mod):

@@ -170,8 +170,15 @@ def test_offset_overflow():
     with pytest.raises(ValueError, match="offset overflow"):
         fastdrop.dropout_backward(X, 0.5, state=(3, 2**64 - 8), out=out)
     check_untouched(out)
-    with pytest.raises(ValueError, match="offset must be in"):
-        fastdrop.Generator(3, offset=2**64)
+    with pytest.raises(ValueError, match=r"offset must be in \[0, 2\*\*64\]"):
+        fastdrop.Generator(3, offset=2**64 + 1)
+    # the end of the stream is a valid state: it round-trips, and only empty
+    # draws can follow
+    assert g.offset == 2**64
+    g.state = g.state
+    assert fastdrop.dropout(np.ones(0, np.float32), 0.5, rng=g).shape == (0,)
+    with pytest.raises(ValueError, match="offset overflow"):
+        fastdrop.dropout(np.ones(1, np.float32), 0.5, rng=g)
 
 
 def test_unknown_backend():
@@ -232,3 +239,36 @@ def test_bad_state_dict():
 def test_threads_validation():
     with pytest.raises(ValueError, match="number of threads must be >= 1"):
         fastdrop.set_num_threads(0)
+
+
+def test_huge_p_is_a_value_error():
+    out = fresh_out()
+    with pytest.raises(ValueError, match=r"p must be in \[0, 1\]"):
+        fastdrop.dropout(X, 10**400, rng=0, out=out)
+    with pytest.raises(ValueError, match=r"p must be in \[0, 1\]"):
+        fastdrop.dropout(X, 10**400, rng=0)
+    check_untouched(out)
+
+
+def test_non_native_byte_order_names_the_problem():
+    x = np.ones((4, 5), dtype=">f4")
+    out = fresh_out()
+    with pytest.raises(TypeError, match="non-native byte order"):
+        fastdrop.dropout(x, 0.5, rng=0, out=out)
+    check_untouched(out)
+
+
+def test_rng_is_checked_in_evaluation_mode_too():
+    out = fresh_out()
+    with pytest.raises(TypeError, match="rng must be None, an int seed"):
+        fastdrop.dropout(X, 0.5, training=False, rng=object(), out=out)
+    with pytest.raises(ValueError, match=r"must be in \[0, 2\*\*64\)"):
+        fastdrop.dropout(X, 0.5, training=False, rng=-1, out=out)
+    check_untouched(out)
+
+
+def test_in_place_through_a_view_with_extent_one_axes():
+    a = np.ones(4, np.float32)
+    y = fastdrop.dropout(a.reshape(4, 1), 0.5, rng=0, out=a[:, None])
+    np.testing.assert_array_equal(a, fastdrop.dropout(np.ones(4, np.float32), 0.5, rng=0))
+    assert np.shares_memory(y, a)

@@ -48,6 +48,7 @@ def test_cython_example_builds_and_runs(tmp_path):
     subprocess.run([sys.executable, "setup.py", "build_ext", "--inplace", "-q"], cwd=tmp_path,
                    check=True, capture_output=True)
     sys.path.insert(0, str(tmp_path))
+    sys.modules.pop("fd_user", None)
     try:
         exec(compile(use, "README:Cython", "exec"), {"__name__": "readme_example"})
     finally:

@@ -126,8 +126,16 @@ cdef int _execute(fd_task_t *g, int64_t ntasks, int64_t total) except -1:
     return 0
 
 
-cdef int _geometry(fd_task_t *g, cnp.ndarray x, cnp.ndarray out, mstrides) except -1:
-    """Fill the task geometry; returns the number of elements (0: nothing)."""
+cdef int _geometry(fd_task_t *g, cnp.ndarray x, cnp.ndarray out, mstrides,
+                   bint memory_order=False) except -1:
+    """Fill the task geometry; returns the number of elements (0: nothing).
+
+    The mask index ``sum(idx * mstrides)`` does not depend on the order the
+    axes are walked in.  Forward walks them in logical order (the inner axis
+    then has mask stride 1: whole Philox blocks).  With ``memory_order``
+    (stored-mask kernels, for layouts where ``_prefer_memory_order``) the
+    axes are walked in x's memory order instead, largest |stride| outermost,
+    so a Fortran-ordered or transposed array streams through memory."""
     cdef int nd = cnp.PyArray_NDIM(x)
     cdef cnp.npy_intp *shape = cnp.PyArray_DIMS(x)
     cdef cnp.npy_intp *xst = cnp.PyArray_STRIDES(x)
@@ -144,8 +152,21 @@ cdef int _geometry(fd_task_t *g, cnp.ndarray x, cnp.ndarray out, mstrides) excep
         if shape[a] == 0:
             return 0
         total *= shape[a]
+    cdef int order[64]
+    cdef int b, t
+    for a in range(nd):
+        order[a] = a
+    if memory_order:  # stable insertion sort by descending |x stride|
+        for a in range(1, nd):
+            t = order[a]
+            b = a - 1
+            while b >= 0 and _abs(xst[order[b]]) < _abs(xst[t]):
+                order[b + 1] = order[b]
+                b -= 1
+            order[b + 1] = t
     # drop extent-1 axes, collapse adjacent axes from the innermost outwards
-    for a in range(nd - 1, -1, -1):
+    for i in range(nd - 1, -1, -1):
+        a = order[i]
         if shape[a] == 1:
             continue
         if (k > 0 and xst[a] == xs[k - 1] * sh[k - 1] and yst[a] == ys[k - 1] * sh[k - 1]
@@ -179,6 +200,27 @@ cdef int _geometry(fd_task_t *g, cnp.ndarray x, cnp.ndarray out, mstrides) excep
     g.chunk = _CHUNK
     g.cpr = (g.L + _CHUNK - 1) // _CHUNK
     return 1 if total > 0 else 0
+
+
+cdef inline int64_t _abs(int64_t v) noexcept nogil:
+    return -v if v < 0 else v
+
+
+cdef bint _prefer_memory_order(cnp.ndarray x):
+    """Whether walking x in memory order beats logical order: the axis of
+    smallest |stride| (extent > 1) is not the logical last one and is long
+    enough (>= 64) to make good rows.  True for Fortran-ordered and
+    transposed arrays; False for C order and, e.g., a Fortran (4, 10**6)."""
+    cdef int nd = cnp.PyArray_NDIM(x), a, last = -1, fast = -1
+    cdef cnp.npy_intp *shape = cnp.PyArray_DIMS(x)
+    cdef cnp.npy_intp *st = cnp.PyArray_STRIDES(x)
+    for a in range(nd - 1, -1, -1):
+        if shape[a] > 1:
+            if last < 0:
+                last = a
+            if fast < 0 or _abs(st[a]) < _abs(st[fast]):
+                fast = a
+    return fast >= 0 and fast != last and shape[fast] >= 64
 
 
 cdef inline int64_t _ntasks(fd_task_t *g):
@@ -242,6 +284,15 @@ def forward(x, out, seed, offset, T, scale, mstrides, keep_out=None, packed_out=
         from fastdrop import reference
         return reference.forward(x, out, seed, offset, T, scale, mstrides,
                                  keep_out=keep_out, packed_out=packed_out)
+    if xa.size >= _CHUNK and _prefer_memory_order(xa):
+        # Fortran-ordered / transposed layout: the logical rows are strided in
+        # memory (and may be short).  Make the mask (in logical order, whole
+        # Philox blocks), then apply it walking x in memory order.
+        n = 1 + sum((d - 1) * m for d, m in zip(x.shape, mstrides))
+        full = keep_out if keep_out is not None else np.empty(n, dtype=bool)
+        mask(n, seed, offset, T, keep_out=full, packed_out=packed_out)
+        apply_mask(x, out, mstrides, scale, keep=full)
+        return
     g.op = FD_OP_FORWARD
     g.nt = 0
     g.dtype = _dtype_code(xa)
@@ -345,7 +396,7 @@ def apply_mask(x, out, mstrides, scale, keep=None, packed=None):
     g.op = FD_OP_APPLY
     g.nt = 0
     g.dtype = _dtype_code(xa)
-    if _geometry(&g, xa, ya, mstrides) == 0:
+    if _geometry(&g, xa, ya, mstrides, _prefer_memory_order(xa)) == 0:
         return
     g.seed = 0
     g.offset = 0
@@ -400,7 +451,7 @@ def fast_dropout(x, p, rng):
         g.dtype = FD_F16
     else:
         return NotImplemented
-    if isinstance(p, float) or type(p) is int:
+    if isinstance(p, float) or (type(p) is int and (p == 0 or p == 1)):
         pd = p
     else:
         return NotImplemented

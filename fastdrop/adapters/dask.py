@@ -41,6 +41,7 @@ from dask.base import tokenize
 
 from .. import _dispatch
 from .._api import check_float_dtype, check_mode, check_p, mask_geometry, normalize_shape, scale_for
+from .._api import forward as _api_forward
 from .._generator import resolve_rng
 from ..reference import threshold
 
@@ -72,8 +73,8 @@ def _dropout_block(block, *, p, seed, offset, mode, mstrides, backend, block_inf
         out[...] = 0
     else:
         kern = _kernel(backend, block)
-        kern.forward(block, out, seed, offset + _base(block_info, mstrides),
-                     threshold(p), scale_for(p, mode), mstrides)
+        _api_forward(kern, block, out, seed, offset + _base(block_info, mstrides),
+                     threshold(p), scale_for(p, mode), mstrides, fresh=True)
     return out
 
 

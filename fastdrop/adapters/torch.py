@@ -259,7 +259,10 @@ def _dropout_op(x: torch.Tensor, p: float, seed: int, offset: int,
     if training:
         kwargs["rng"] = Generator(seed, offset)
     if x.device.type == "cpu":
-        _api.dropout(_np(x), p, out=_np(out), **kwargs)
+        # out was just allocated: tell the kernels (no streaming stores on
+        # untouched pages)
+        _api.dropout_host(_np(x), p, training, mode, kwargs.get("rng"), kwargs["noise_shape"],
+                          _np(out), False, "auto", fresh=True)
     else:
         _into(out, _api.dropout(x.detach(), p, out=out, **kwargs))
     return out
