@@ -45,6 +45,7 @@ Examples
 import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
+from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
 from . import _cache
@@ -92,6 +93,51 @@ _U16 = np.uint64(16)
 _LO16 = np.uint64(0xFFFF)
 _LO32 = np.uint64(0xFFFFFFFF)
 _S32 = np.uint64(32)
+
+
+# ---------------------------------------------------------------------------
+# software prefetch (llvm.prefetch): lets a thread overlap a tile's Philox
+# arithmetic with the memory traffic of the tiles ahead (measured on the
+# 2-core AVX-512 machine, 16 Mi float32, 1 thread: 0.63-0.65 -> 0.66-0.70 of
+# the streaming kernel; 2048 and 4096 bytes ahead did no better)
+# ---------------------------------------------------------------------------
+
+#: How far ahead of the current tile the input is prefetched, in bytes.
+PREFETCH_BYTES = 1024
+
+
+@intrinsic
+def _prefetch(typingctx, arr, idx):
+    """Prefetch the cache line of ``arr[idx]`` for reading (no bounds check:
+    a prefetch never faults)."""
+    if not isinstance(arr, types.Array) or not isinstance(idx, types.Integer):
+        return None
+    sig = types.void(arr, idx)
+
+    def codegen(context, builder, signature, args):
+        aryty, idxty = signature.args
+        ary = context.make_array(aryty)(context, builder, args[0])
+        i = context.cast(builder, args[1], idxty, types.intp)
+        ptr = builder.bitcast(builder.gep(ary.data, [i]), ir.IntType(8).as_pointer())
+        i32 = ir.IntType(32)
+        fnty = ir.FunctionType(ir.VoidType(), [ptr.type, i32, i32, i32])
+        # the intrinsic's name carries the pointer type: opaque ("ptr", LLVM
+        # >= 15 as llvmlite uses it) or typed ("i8*", older llvmlite)
+        name = "llvm.prefetch.p0" if str(ptr.type) == "ptr" else "llvm.prefetch.p0i8"
+        fn = cgutils.get_or_insert_function(builder.module, fnty, name)
+        builder.call(fn, [ptr, i32(0), i32(3), i32(1)])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@njit(inline="always")
+def _prefetch_tile(x, a, L):
+    """Prefetch the input ``PREFETCH_BYTES`` ahead of elements ``a .. a+L-1``."""
+    step = max(1, 64 // x.itemsize)
+    ahead = PREFETCH_BYTES // x.itemsize
+    for e in range(0, L, step):
+        _prefetch(x, a + ahead + e)
 
 
 # ---------------------------------------------------------------------------
@@ -293,6 +339,7 @@ def forward_contig(x, out, seed, offset, T, s, keep_out, packed_out):
             j0 = offset + np.uint64(a)
             xa = x[a:a + L]
             oa = out[a:a + L]
+            _prefetch_tile(x, a, L)
             if want_keep or want_packed:
                 kb = keep_out[a:a + L] if want_keep else kbuf[:L]
                 keep_tile(kb, words, j0, L, k0, k1, th, tl)
