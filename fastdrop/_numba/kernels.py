@@ -43,6 +43,7 @@ Examples
 """
 
 import numpy as np
+from llvmlite import binding as _llvm
 from llvmlite import ir
 from numba import njit, prange, types
 from numba.core import cgutils
@@ -104,6 +105,7 @@ _S32 = np.uint64(32)
 
 #: How far ahead of the current tile the input is prefetched, in bytes.
 PREFETCH_BYTES = 1024
+_LLVM_MAJOR = _llvm.llvm_version_info[0]
 
 
 @intrinsic
@@ -121,9 +123,9 @@ def _prefetch(typingctx, arr, idx):
         ptr = builder.bitcast(builder.gep(ary.data, [i]), ir.IntType(8).as_pointer())
         i32 = ir.IntType(32)
         fnty = ir.FunctionType(ir.VoidType(), [ptr.type, i32, i32, i32])
-        # the intrinsic's name carries the pointer type: opaque ("ptr", LLVM
-        # >= 15 as llvmlite uses it) or typed ("i8*", older llvmlite)
-        name = "llvm.prefetch.p0" if str(ptr.type) == "ptr" else "llvm.prefetch.p0i8"
+        # the intrinsic's name carries the pointer type: "p0" with the opaque
+        # pointers of LLVM >= 15, "p0i8" before
+        name = "llvm.prefetch.p0" if _LLVM_MAJOR >= 15 else "llvm.prefetch.p0i8"
         fn = cgutils.get_or_insert_function(builder.module, fnty, name)
         builder.call(fn, [ptr, i32(0), i32(3), i32(1)])
         return context.get_dummy_value()
