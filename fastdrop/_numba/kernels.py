@@ -11,9 +11,9 @@ of 8, so packed mask bytes never straddle chunks) and each chunk into tiles
 of :data:`TILE` elements.  Each tile first computes Philox for all of its
 blocks into a small scratch buffer (128 bits = eight 16-bit lanes per call;
 viewed as ``uint16`` the lanes are in stream order), then runs a branchless
-select over the elements, and only if some lane equals ``Th`` (probability
-2**-16 per element; detected with a vectorised SWAR test over the scratch)
-a separate tie-break pass.  Results depend only on the logical indices,
+select over the elements that also counts the lanes equal to ``Th``
+(probability 2**-16 per element), and only if there are any, a tie-break
+pass.  Results depend only on the logical indices,
 never on the number of threads or the threading layer.
 
 The Philox functions come from :func:`fastdrop._numba.philox.make`, compiled
@@ -256,23 +256,6 @@ def _tie_keep(j, k0, k1, tl):
 
 
 @njit(cache=True)
-def _any_tie(words, nb, th):
-    """Whether any 16-bit lane of the first ``nb`` blocks in ``words`` equals
-    ``th`` (SWAR zero-lane test on 64-bit words; cheap and vectorised, and
-    exact as an "any": a lane outside the tile may only cause a harmless
-    extra pass).  Never true for ``th`` = 65536 (nothing can tie)."""
-    if th > np.uint32(0xFFFF):
-        return False
-    pat = np.uint64(th) * np.uint64(0x0001000100010001)
-    w64 = words.view(np.uint64)[:2 * nb]
-    acc = np.uint64(0)
-    for q in range(2 * nb):
-        v = w64[q] ^ pat
-        acc |= (v - np.uint64(0x0001000100010001)) & ~v
-    return (acc & np.uint64(0x8000800080008000)) != np.uint64(0)
-
-
-@njit(cache=True)
 def keep_tile(kbuf, words, j0, L, k0, k1, th, tl):
     """Keep bits of stream positions ``j0 .. j0 + L - 1`` into ``kbuf[:L]``
     (``L <= TILE``; ``words`` is a TILE scratch of uint32)."""
@@ -283,9 +266,12 @@ def keep_tile(kbuf, words, j0, L, k0, k1, th, tl):
     # LLVM emits contiguous vector loads (no wraparound selects)
     ln = words.view(np.uint16)[first:first + L]
     kb = kbuf[:L]
+    ties = 0  # counted in the same vectorised pass (no second scan)
     for e in range(L):
-        kb[e] = np.uint32(ln[e]) > th
-    if _any_tie(words, nb, th):
+        v = np.uint32(ln[e])
+        kb[e] = v > th
+        ties += v == th
+    if ties:
         for e in range(L):
             if np.uint32(ln[e]) == th:
                 kb[e] = _tie_keep(j0 + np.uint64(e), k0, k1, tl)
@@ -355,9 +341,12 @@ def forward_contig(x, out, seed, offset, T, s, keep_out, packed_out):
                 nb = (first + L + 7) >> 3
                 _fill_lanes(words, j0 >> _U3, nb, k0, k1)
                 ln = lanes[first:first + L]
+                ties = 0  # counted in the same vectorised pass (no second scan)
                 for e in range(L):
-                    oa[e] = scale_select(xa[e], s, np.uint32(ln[e]) >= th)
-                if _any_tie(words, nb, th):
+                    v = np.uint32(ln[e])
+                    oa[e] = scale_select(xa[e], s, v >= th)
+                    ties += v == th
+                if ties:
                     for e in range(L):
                         if np.uint32(ln[e]) == th:
                             if not _tie_keep(j0 + np.uint64(e), k0, k1, tl):
