@@ -36,11 +36,6 @@ from ._numba import kernels as _k
 
 __all__ = ["threshold", "keep", "keep_threshold", "fill_mask", "dropout_inplace"]
 
-_LO32 = np.uint64(0xFFFFFFFF)
-_S32 = np.uint64(32)
-_U16 = np.uint64(16)
-_LO16 = np.uint64(0xFFFF)
-
 
 @njit(cache=True)
 def threshold(p):
@@ -89,10 +84,8 @@ def keep_threshold(seed, position, T):
     >>> [int(fdn.keep_threshold(0, j, 2**31)) for j in range(8)]
     [1, 0, 1, 1, 1, 1, 1, 1]
     """
-    seed = np.uint64(seed)
-    T = np.uint64(T)
-    return _k.keep_decision(np.uint64(position), seed & _LO32, seed >> _S32,
-                            np.uint32(T >> _U16), np.uint32(T & _LO16))
+    k0, k1, th, tl = _k._key(seed, T)
+    return _k.keep_decision(np.uint64(position), k0, k1, th, tl)
 
 
 @njit(cache=True)
@@ -154,13 +147,8 @@ def fill_mask(out, seed, offset, p):
     """
     if not (p >= 0.0 and p <= 1.0):
         raise ValueError("p must be in [0, 1]")
-    seed = np.uint64(seed)
     offset = np.uint64(offset)
-    T = threshold(p)
-    k0 = seed & _LO32
-    k1 = seed >> _S32
-    th = np.uint32(T >> _U16)
-    tl = np.uint32(T & _LO16)
+    k0, k1, th, tl = _k._key(seed, threshold(p))
     words = np.empty(_k._TILE_WORDS, np.uint32)
     kbuf = np.empty(_k.TILE, np.bool_)
     n = out.shape[0]
@@ -212,13 +200,8 @@ def dropout_inplace(x, seed, offset, p):
         return
     scale = 1.0 / (1.0 - p) if p < 1.0 else 1.0
     s = _k.cast_like(x, scale)
-    seed = np.uint64(seed)
     offset = np.uint64(offset)
-    T = threshold(p)
-    k0 = seed & _LO32
-    k1 = seed >> _S32
-    th = np.uint32(T >> _U16)
-    tl = np.uint32(T & _LO16)
+    k0, k1, th, tl = _k._key(seed, threshold(p))
     words = np.empty(_k._TILE_WORDS, np.uint32)
     kbuf = np.empty(_k.TILE, np.bool_)
     n = x.shape[0]
