@@ -2,9 +2,10 @@
  * fastdrop: hand-vectorised AVX-512 (F, BW, VL) path for contiguous data,
  * chosen at run time (fd_have_avx512) -- no -march=native needed.
  *
- * 32 Philox blocks (256 stream positions) per batch in two interleaved
- * 16-lane vectors; vpmuludq for the 32x32->64 products; a register transpose
- * to element order; 16-bit compares straight to mask registers, which are
+ * 32 Philox blocks (256 stream positions) per batch in four interleaved
+ * vectors of 8 blocks, one block per 64-bit lane (vpmuludq gives the whole
+ * 32x32->64 product; only low halves are words); two 64-bit unpacks per
+ * group put the 16-bit lanes in element order; 16-bit compares straight to mask registers, which are
  * the little-endian packed bits; zero-masked multiplies for the select (a
  * dropped element is +0.0 whatever x holds).  Ties (lane == Th) are rare and
  * fixed with scalar code on the bit masks.
@@ -42,26 +43,6 @@ static inline int fd_have_avx512(void)
     return s;
 }
 
-/* (hi, lo) of the 32x32 -> 64 bit products a * m (m broadcast). */
-#define FD_MULHL(a, m, hi, lo) do {                                              \
-        __m512i e_ = _mm512_mul_epu32((a), (m));                                 \
-        __m512i o_ = _mm512_mul_epu32(_mm512_srli_epi64((a), 32), (m));          \
-        hi = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(e_, 32), o_);      \
-        lo = _mm512_mask_blend_epi32(0xAAAA, e_, _mm512_slli_epi64(o_, 32));      \
-    } while (0)
-
-/* 4 x 16 SoA words -> 4 vectors of 32 16-bit lanes in element order. */
-#define FD_TRANSPOSE(x0, x1, x2, x3, V0, V1, V2, V3) do {                        \
-        __m512i t0 = _mm512_unpacklo_epi32(x0, x1), t1 = _mm512_unpackhi_epi32(x0, x1); \
-        __m512i t2 = _mm512_unpacklo_epi32(x2, x3), t3 = _mm512_unpackhi_epi32(x2, x3); \
-        __m512i u0 = _mm512_unpacklo_epi64(t0, t2), u1 = _mm512_unpackhi_epi64(t0, t2); \
-        __m512i u2 = _mm512_unpacklo_epi64(t1, t3), u3 = _mm512_unpackhi_epi64(t1, t3); \
-        __m512i a_ = _mm512_shuffle_i32x4(u0, u1, 0x44), b_ = _mm512_shuffle_i32x4(u2, u3, 0x44); \
-        __m512i c_ = _mm512_shuffle_i32x4(u0, u1, 0xEE), d_ = _mm512_shuffle_i32x4(u2, u3, 0xEE); \
-        V0 = _mm512_shuffle_i32x4(a_, b_, 0x88); V1 = _mm512_shuffle_i32x4(a_, b_, 0xDD); \
-        V2 = _mm512_shuffle_i32x4(c_, d_, 0x88); V3 = _mm512_shuffle_i32x4(c_, d_, 0xDD); \
-    } while (0)
-
 /* Keep bits of positions j .. j + m - 1 (m <= 256) into bits[0..3]; bits at
  * m and beyond are 0.  Needs Th <= 0xFFFF. */
 FD_T512 static inline void fd_bits256(uint64_t j, int m, uint64_t seed, uint32_t Th,
@@ -71,35 +52,41 @@ FD_T512 static inline void fd_bits256(uint64_t j, int m, uint64_t seed, uint32_t
     const uint64_t b = j >> 3;
     const int f = (int)(j & 7);
     const __m512i M0 = _mm512_set1_epi64(FD_PHILOX_M0), M1 = _mm512_set1_epi64(FD_PHILOX_M1);
-    const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
-    /* block counters b + i (i < 32) as (lo, hi) words; carry when lo wraps */
-    __m512i blo = _mm512_set1_epi32((int)(uint32_t)b), bhi = _mm512_set1_epi32((int)(uint32_t)(b >> 32));
-    __m512i a0 = _mm512_add_epi32(blo, lane);
-    __m512i c0 = _mm512_add_epi32(blo, _mm512_add_epi32(lane, _mm512_set1_epi32(16)));
-    __m512i a1 = _mm512_mask_add_epi32(bhi, _mm512_cmplt_epu32_mask(a0, blo), bhi, _mm512_set1_epi32(1));
-    __m512i c1 = _mm512_mask_add_epi32(bhi, _mm512_cmplt_epu32_mask(c0, blo), bhi, _mm512_set1_epi32(1));
-    __m512i a2 = _mm512_setzero_si512(), a3 = _mm512_setzero_si512();
-    __m512i c2 = _mm512_setzero_si512(), c3 = _mm512_setzero_si512();
+    /* 4 groups of 8 blocks, one block per 64-bit lane (only the low 32 bits
+     * of a lane are a Philox word; vpmuludq ignores the high ones).  Lane l
+     * of group g holds block b + 8g + {0,4,1,5,2,6,3,7}[l], so that the
+     * final 64-bit unpacks put the blocks in stream order. */
+    const __m512i perm = _mm512_set_epi64(7, 3, 6, 2, 5, 1, 4, 0);
+    __m512i A0[4], A1[4], A2[4], A3[4];
+    for (int g = 0; g < 4; g++) {
+        __m512i bb = _mm512_add_epi64(_mm512_set1_epi64((long long)(b + 8u * (uint64_t)g)), perm);
+        A0[g] = bb;                          /* c0 = b & 0xFFFFFFFF (low half) */
+        A1[g] = _mm512_srli_epi64(bb, 32);   /* c1 = b >> 32 */
+        A2[g] = _mm512_setzero_si512();      /* c2 = 0: the high 16-bit lanes */
+        A3[g] = _mm512_setzero_si512();
+    }
     uint32_t ka = k0, kb = k1;
     for (int r = 0; r < 10; r++) {
-        __m512i K0 = _mm512_set1_epi32((int)ka), K1 = _mm512_set1_epi32((int)kb);
-        __m512i h0, l0, h1, l1, g0, m0, g1, m1;
-        FD_MULHL(a0, M0, h0, l0);
-        FD_MULHL(a2, M1, h1, l1);
-        FD_MULHL(c0, M0, g0, m0);
-        FD_MULHL(c2, M1, g1, m1);
-        a0 = _mm512_ternarylogic_epi32(h1, a1, K0, 0x96);
-        a2 = _mm512_ternarylogic_epi32(h0, a3, K1, 0x96);
-        a1 = l1; a3 = l0;
-        c0 = _mm512_ternarylogic_epi32(g1, c1, K0, 0x96);
-        c2 = _mm512_ternarylogic_epi32(g0, c3, K1, 0x96);
-        c1 = m1; c3 = m0;
+        const __m512i K0 = _mm512_set1_epi64((long long)ka), K1 = _mm512_set1_epi64((long long)kb);
+        for (int g = 0; g < 4; g++) {
+            __m512i p0 = _mm512_mul_epu32(A0[g], M0);
+            __m512i p1 = _mm512_mul_epu32(A2[g], M1);
+            A0[g] = _mm512_ternarylogic_epi64(_mm512_srli_epi64(p1, 32), A1[g], K0, 0x96);
+            A2[g] = _mm512_ternarylogic_epi64(_mm512_srli_epi64(p0, 32), A3[g], K1, 0x96);
+            A1[g] = p1;
+            A3[g] = p0;
+        }
         ka += FD_PHILOX_W0;
         kb += FD_PHILOX_W1;
     }
     __m512i V[8];
-    FD_TRANSPOSE(a0, a1, a2, a3, V[0], V[1], V[2], V[3]);
-    FD_TRANSPOSE(c0, c1, c2, c3, V[4], V[5], V[6], V[7]);
+    for (int g = 0; g < 4; g++) {
+        /* per block: (w0 | w1 << 32) and (w2 | w3 << 32), then in order */
+        __m512i P = _mm512_mask_blend_epi32(0xAAAA, A0[g], _mm512_slli_epi64(A1[g], 32));
+        __m512i Q = _mm512_mask_blend_epi32(0xAAAA, A2[g], _mm512_slli_epi64(A3[g], 32));
+        V[2 * g] = _mm512_unpacklo_epi64(P, Q);       /* blocks 8g + 0..3 */
+        V[2 * g + 1] = _mm512_unpackhi_epi64(P, Q);   /* blocks 8g + 4..7 */
+    }
     const __m512i TH = _mm512_set1_epi16((short)Th);
     uint64_t w[5], t[5];
     for (int q = 0; q < 4; q++) {
