@@ -135,9 +135,8 @@ def test_tie_ps_force_ties():
 def test_forward_kernel_contiguous(dtype, n, threads):
     x = values((n,), dtype, seed=n)
     for off in OFFSETS:
-      for p in P_VALUES + tuple(tie_ps(SEED, off, n)):
-        T, s = R.threshold(p), 1.0 / (1.0 - p)
-        if True:
+        for p in P_VALUES + tuple(tie_ps(SEED, off, n)):
+            T, s = R.threshold(p), 1.0 / (1.0 - p)
             want = np.empty_like(x)
             R.forward(x, want, SEED, off, T, s, (1,))
             got = np.empty_like(x)
@@ -188,9 +187,8 @@ def test_forward_and_apply_kernels_any_layout(dtype, threads):
             ms = mstrides_of(x.shape, M)
             n = int(np.prod(M if M is not None else x.shape))
             for off in (0, 13):
-              for p in [0.5, (2 * 65536 + 40000) / 2**32] + tie_ps(SEED, off, max(n, 1)):
-                T, s = R.threshold(p), 1.0 / (1.0 - p)
-                if True:
+                for p in [0.5, (2 * 65536 + 40000) / 2**32] + tie_ps(SEED, off, max(n, 1)):
+                    T, s = R.threshold(p), 1.0 / (1.0 - p)
                     want = np.empty_like(x)
                     R.forward(x, want, SEED, off, T, s, ms)
                     got = np.empty_like(x)
