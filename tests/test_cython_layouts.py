@@ -53,7 +53,7 @@ LAYOUTS = [
 @pytest.mark.parametrize("name,make", LAYOUTS, ids=[n for n, _ in LAYOUTS])
 @pytest.mark.parametrize("shape,noise", [((70001, 3), None), ((300, 401), None),
                                          ((300, 401), (1, 401)), ((300, 401), (300, 1)),
-                                         ((3, 70001), None)])
+                                         ((3, 70001), None), ((1500, 130), None)])
 def test_memory_order_layouts(threads, name, make, shape, noise):
     x = make(special_values(shape, np.float32, seed=4))
     want = fastdrop.dropout(np.ascontiguousarray(x), 0.4, rng=fastdrop.Generator(9, 5),

@@ -57,6 +57,7 @@ cdef extern from "kernels.h" nogil:
         const uint8_t *mkeep
         const uint8_t *mpacked
         int nt
+        int64_t rblock
     void fd_run_task(const fd_task_t *g, int64_t t)
     void fd_stream_scale_f32(const float *x, float *y, int64_t n, float s)
     uint64_t fd_threshold(double p)
@@ -105,6 +106,9 @@ cdef inline int _dtype_code(cnp.ndarray x) except -1:
 
 # outputs at least this large are written with non-temporal stores (forward)
 cdef int64_t _NT_MIN_BYTES = 8 << 20
+# row blocks of the stored-mask apply for transposed layouts (rows x inner chunk)
+cdef int64_t _RBLOCK = 64
+cdef int64_t _RBLOCK_CHUNK = 1024
 
 
 cdef int _execute(fd_task_t *g, int64_t ntasks, int64_t total) except -1:
@@ -226,6 +230,8 @@ cdef bint _prefer_memory_order(cnp.ndarray x):
 cdef inline int64_t _ntasks(fd_task_t *g):
     cdef int64_t rows = 1
     cdef int i
+    if g.rblock > 0:
+        return (g.oshape[0] + g.rblock - 1) // g.rblock * g.cpr
     for i in range(g.nd):
         rows *= g.oshape[i]
     return rows * g.cpr
@@ -295,6 +301,7 @@ def forward(x, out, seed, offset, T, scale, mstrides, keep_out=None, packed_out=
         return
     g.op = FD_OP_FORWARD
     g.nt = 0
+    g.rblock = 0
     g.dtype = _dtype_code(xa)
     if _geometry(&g, xa, ya, mstrides) == 0:
         return
@@ -351,6 +358,7 @@ def mask(n, seed, offset, T, keep_out=None, packed_out=None):
     cdef fd_task_t g
     g.op = FD_OP_MASK
     g.nt = 0
+    g.rblock = 0
     g.dtype = FD_F32
     g.nd = 0
     g.L = n
@@ -395,6 +403,7 @@ def apply_mask(x, out, mstrides, scale, keep=None, packed=None):
         return reference.apply_mask(x, out, mstrides, scale, keep=keep, packed=packed)
     g.op = FD_OP_APPLY
     g.nt = 0
+    g.rblock = 0
     g.dtype = _dtype_code(xa)
     if _geometry(&g, xa, ya, mstrides, _prefer_memory_order(xa)) == 0:
         return
@@ -408,6 +417,12 @@ def apply_mask(x, out, mstrides, scale, keep=None, packed=None):
     g.mpacked = <const uint8_t *>cnp.PyArray_BYTES(<cnp.ndarray>packed) if packed is not None else NULL
     if g.mkeep == NULL and g.mpacked == NULL:
         raise ValueError("apply_mask needs keep= or packed=")
+    if g.nd == 1 and g.mkeep != NULL and g.ms != 1 and _abs(g.oms[0]) < _abs(g.ms):
+        # e.g. a Fortran-ordered 2-D array: walk blocks of rows so the keep
+        # bytes of one inner position are read contiguously
+        g.rblock = _RBLOCK
+        g.chunk = _RBLOCK_CHUNK
+        g.cpr = (g.L + g.chunk - 1) // g.chunk
     _execute(&g, _ntasks(&g), xa.size)
 
 
@@ -486,6 +501,7 @@ def fast_dropout(x, p, rng):
     T = fd_threshold(pd)
     g.op = FD_OP_FORWARD
     g.nt = 0  # a fresh output: see forward(fresh_out=True)
+    g.rblock = 0
     g.nd = 0
     g.L = n
     g.xs = g.ys = cnp.PyArray_ITEMSIZE(xa)

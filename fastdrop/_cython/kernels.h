@@ -106,6 +106,7 @@ typedef struct {
     uint8_t *keep, *packed;                /* forward/mask outputs (mask index) */
     const uint8_t *mkeep, *mpacked;        /* stored mask for apply */
     int nt;                                /* non-temporal stores (large out-of-place) */
+    int64_t rblock;                        /* > 0: apply in blocks of rows (nd == 1) */
 } fd_task_t;
 
 /* --------------------------------------------------- per-dtype template */
@@ -221,6 +222,28 @@ FD_CLONES static void fd_apply_1d_##SUF(const char *x, int64_t xs, char *y, int6
             *(T *)(y + k * ys) = kp ? FROMC(v) : (T)0;                                  \
         }                                                                               \
     }                                                                                   \
+}                                                                                        \
+/* Stored bool mask over a block of nr rows (row byte strides rxs / rys, row   \
+ * mask stride rms) times n inner elements, walked 64 inner elements at a time \
+ * across all rows: used when the inner (memory-contiguous) axis has a large   \
+ * mask stride and the rows a small one (Fortran-ordered / transposed input),  \
+ * so the keep bytes read for one inner position are contiguous. */            \
+FD_CLONES static void fd_apply_2d_##SUF(const char *x, int64_t xs, char *y, int64_t ys, \
+        int64_t n, int64_t base, int64_t ms, int64_t nr, int64_t rxs, int64_t rys,      \
+        int64_t rms, const uint8_t *mkeep, CT s)                                        \
+{                                                                                       \
+    for (int64_t k0 = 0; k0 < n; k0 += 64) {                                            \
+        int64_t k1 = k0 + 64 < n ? k0 + 64 : n;                                         \
+        for (int64_t r = 0; r < nr; r++) {                                              \
+            const char *xr = x + r * rxs;                                               \
+            char *yr = y + r * rys;                                                     \
+            const uint8_t *kr = mkeep + base + r * rms;                                 \
+            for (int64_t k = k0; k < k1; k++) {                                         \
+                CT v = TOC(*(const T *)(xr + k * xs)) * s;                              \
+                *(T *)(yr + k * ys) = kr[k * ms] ? FROMC(v) : (T)0;                     \
+            }                                                                           \
+        }                                                                               \
+    }                                                                                   \
 }
 
 FD_DEFINE(f16, fd_half, float, FD_H2F, FD_F2H)
@@ -257,8 +280,14 @@ static void fd_mask_1d(int64_t n, uint64_t j0, uint64_t seed, uint32_t Th, uint3
 
 /* --------------------------------------------------------- task runner */
 /* Task t = (row, chunk of the inner axis); results depend only on t. */
+static void fd_run_apply_block(const fd_task_t *g, int64_t t);
+
 static void fd_run_task(const fd_task_t *g, int64_t t)
 {
+    if (g->rblock > 0) {
+        fd_run_apply_block(g, t);
+        return;
+    }
     int64_t row = t / g->cpr, c = t % g->cpr;
     int64_t xo = 0, yo = 0, mo = 0;
     for (int a = g->nd - 1; a >= 0; a--) {
@@ -299,6 +328,28 @@ static void fd_run_task(const fd_task_t *g, int64_t t)
         default:     fd_apply_1d_f64(xp, g->xs, yp, g->ys, len, base, g->ms, g->mkeep,
                                      g->mpacked, g->scale); break;
         }
+    }
+}
+
+/* Task t of a stored-mask apply in row blocks (g->nd == 1): rows
+ * rb * rblock .. + rblock of the single outer axis, chunk c of the inner. */
+static void fd_run_apply_block(const fd_task_t *g, int64_t t)
+{
+    int64_t rb = t / g->cpr, c = t % g->cpr;
+    int64_t r0 = rb * g->rblock;
+    int64_t nr = g->oshape[0] - r0 < g->rblock ? g->oshape[0] - r0 : g->rblock;
+    int64_t start = c * g->chunk;
+    int64_t len = g->L - start < g->chunk ? g->L - start : g->chunk;
+    const char *xp = g->x + r0 * g->oxs[0] + start * g->xs;
+    char *yp = g->y + r0 * g->oys[0] + start * g->ys;
+    int64_t base = r0 * g->oms[0] + start * g->ms;
+    switch (g->dtype) {
+    case FD_F16: fd_apply_2d_f16(xp, g->xs, yp, g->ys, len, base, g->ms, nr, g->oxs[0],
+                                 g->oys[0], g->oms[0], g->mkeep, (float)g->scale); break;
+    case FD_F32: fd_apply_2d_f32(xp, g->xs, yp, g->ys, len, base, g->ms, nr, g->oxs[0],
+                                 g->oys[0], g->oms[0], g->mkeep, (float)g->scale); break;
+    default:     fd_apply_2d_f64(xp, g->xs, yp, g->ys, len, base, g->ms, nr, g->oxs[0],
+                                 g->oys[0], g->oms[0], g->mkeep, g->scale); break;
     }
 }
 
