@@ -54,3 +54,12 @@ def test_cython_example_builds_and_runs(tmp_path):
     finally:
         sys.path.remove(str(tmp_path))
         sys.modules.pop("fd_user", None)
+
+
+def test_quick_start_runs():
+    text = README.read_text()
+    code = re.search(r"## Quick start\n\n```python\n(.*?)```", text, re.S).group(1)
+    ns = {"__name__": "readme_example"}
+    exec(compile(code, "README:Quick start", "exec"), ns)
+    x, y = ns["x"], ns["y"]
+    assert y.shape == x.shape and y.dtype == x.dtype
