@@ -153,99 +153,53 @@ FD_T512 static inline void fd_out_bits256(const uint64_t bits[4], int m, uint8_t
 
 #define FD_TAILMASK(r, w) ((r) >= (w) ? (uint32_t)((1ull << (w)) - 1) : (uint32_t)((1ull << (r)) - 1))
 
-FD_T512 static void fd_fwd_avx512_f32_run(const float *x, float *y, int64_t n, uint64_t j0,
-        uint64_t seed, uint32_t Th, uint32_t Tl, float s, uint8_t *keep, uint8_t *packed,
-        int nt)
-{
-    const __m512 sv = _mm512_set1_ps(s);
-    uint64_t bits[4];
-    for (int64_t k = 0; k < n; k += FD_ABATCH) {
-        int m = (n - k < FD_ABATCH) ? (int)(n - k) : FD_ABATCH;
-        const float *xp = x + k;
-        float *yp = y + k;
-        FD_PREFETCH(xp, FD_ABATCH * 4);
-        fd_bits256(j0 + (uint64_t)k, m, seed, Th, Tl, bits);
-        if (m == FD_ABATCH && nt) {
-            for (int q = 0; q < 16; q++) {
-                __mmask16 km = (__mmask16)(bits[q >> 2] >> (16 * (q & 3)));
-                _mm512_stream_ps(yp + 16 * q, _mm512_maskz_mul_ps(km, _mm512_loadu_ps(xp + 16 * q), sv));
-            }
-        } else if (m == FD_ABATCH) {
-            for (int q = 0; q < 16; q++) {
-                __mmask16 km = (__mmask16)(bits[q >> 2] >> (16 * (q & 3)));
-                _mm512_storeu_ps(yp + 16 * q, _mm512_maskz_mul_ps(km, _mm512_loadu_ps(xp + 16 * q), sv));
-            }
-        } else {
-            for (int q = 0; 16 * q < m; q++) {
-                __mmask16 km = (__mmask16)(bits[q >> 2] >> (16 * (q & 3)));
-                __mmask16 lm = (__mmask16)FD_TAILMASK(m - 16 * q, 16);
-                __m512 v = _mm512_maskz_mul_ps(km, _mm512_maskz_loadu_ps(lm, xp + 16 * q), sv);
-                _mm512_mask_storeu_ps(yp + 16 * q, lm, v);
-            }
-        }
-        if (keep || packed)
-            fd_out_bits256(bits, m, keep ? keep + k : NULL, packed ? packed + k / 8 : NULL);
-    }
-    if (nt) _mm_sfence();
+/* One dtype's forward over a contiguous run: VL elements per vector (mask type
+ * MT, compute vector VT).  LOAD(lm, p): zero-masked load converted to the
+ * compute type; MUL(km, v, s): zero-masked multiply (a dropped element is
+ * +0.0 whatever x holds); STORE(p, lm, v): masked store converted back;
+ * STREAM(p, v): non-temporal store of a whole vector (full batches, nt). */
+#define FD_FWD_AVX512_RUN(SUF, T, CT, VL, MT, VT, SET1, LOAD, MUL, STORE, STREAM)     \
+FD_T512 static void fd_fwd_avx512_##SUF##_run(const T *x, T *y, int64_t n, uint64_t j0, \
+        uint64_t seed, uint32_t Th, uint32_t Tl, CT s, uint8_t *keep, uint8_t *packed,  \
+        int nt)                                                                         \
+{                                                                                       \
+    const VT sv = SET1(s);                                                              \
+    uint64_t bits[4];                                                                   \
+    for (int64_t k = 0; k < n; k += FD_ABATCH) {                                        \
+        int m = (n - k < FD_ABATCH) ? (int)(n - k) : FD_ABATCH;                         \
+        const T *xp = x + k;                                                            \
+        T *yp = y + k;                                                                  \
+        FD_PREFETCH(xp, FD_ABATCH * (int)sizeof(T));                                    \
+        fd_bits256(j0 + (uint64_t)k, m, seed, Th, Tl, bits);                            \
+        const int stream = nt && m == FD_ABATCH;                                        \
+        for (int q = 0; VL * q < m; q++) {                                              \
+            MT km = (MT)(bits[(VL * q) >> 6] >> ((VL * q) & 63));                       \
+            MT lm = (MT)FD_TAILMASK(m - VL * q, VL);                                    \
+            VT v = MUL(km, LOAD(lm, xp + VL * q), sv);                                  \
+            if (stream) STREAM(yp + VL * q, v);                                         \
+            else STORE(yp + VL * q, lm, v);                                             \
+        }                                                                               \
+        if (keep || packed)                                                             \
+            fd_out_bits256(bits, m, keep ? keep + k : NULL, packed ? packed + k / 8 : NULL); \
+    }                                                                                   \
+    if (nt) _mm_sfence();                                                               \
 }
 
-FD_T512 static void fd_fwd_avx512_f64_run(const double *x, double *y, int64_t n, uint64_t j0,
-        uint64_t seed, uint32_t Th, uint32_t Tl, double s, uint8_t *keep, uint8_t *packed,
-        int nt)
-{
-    const __m512d sv = _mm512_set1_pd(s);
-    uint64_t bits[4];
-    for (int64_t k = 0; k < n; k += FD_ABATCH) {
-        int m = (n - k < FD_ABATCH) ? (int)(n - k) : FD_ABATCH;
-        const double *xp = x + k;
-        double *yp = y + k;
-        FD_PREFETCH(xp, FD_ABATCH * 8);
-        fd_bits256(j0 + (uint64_t)k, m, seed, Th, Tl, bits);
-        if (m == FD_ABATCH && nt) {
-            for (int q = 0; q < 32; q++) {
-                __mmask8 km = (__mmask8)(bits[q >> 3] >> (8 * (q & 7)));
-                _mm512_stream_pd(yp + 8 * q, _mm512_maskz_mul_pd(km, _mm512_loadu_pd(xp + 8 * q), sv));
-            }
-        } else {
-            for (int q = 0; 8 * q < m; q++) {
-                __mmask8 km = (__mmask8)(bits[q >> 3] >> (8 * (q & 7)));
-                __mmask8 lm = (__mmask8)FD_TAILMASK(m - 8 * q, 8);
-                __m512d v = _mm512_maskz_mul_pd(km, _mm512_maskz_loadu_pd(lm, xp + 8 * q), sv);
-                _mm512_mask_storeu_pd(yp + 8 * q, lm, v);
-            }
-        }
-        if (keep || packed)
-            fd_out_bits256(bits, m, keep ? keep + k : NULL, packed ? packed + k / 8 : NULL);
-    }
-    if (nt) _mm_sfence();
-}
+#define FD_LOAD_PS(lm, p) _mm512_maskz_loadu_ps((lm), (p))
+#define FD_STORE_PS(p, lm, v) _mm512_mask_storeu_ps((p), (lm), (v))
+#define FD_LOAD_PD(lm, p) _mm512_maskz_loadu_pd((lm), (p))
+#define FD_STORE_PD(p, lm, v) _mm512_mask_storeu_pd((p), (lm), (v))
+#define FD_TO_PH(v) _mm512_cvtps_ph((v), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+#define FD_LOAD_PH(lm, p) _mm512_cvtph_ps(_mm256_maskz_loadu_epi16((lm), (p)))
+#define FD_STORE_PH(p, lm, v) _mm256_mask_storeu_epi16((p), (lm), FD_TO_PH(v))
+#define FD_STREAM_PH(p, v) _mm256_stream_si256((__m256i *)(p), FD_TO_PH(v))
 
-FD_T512 static void fd_fwd_avx512_f16_run(const uint16_t *x, uint16_t *y, int64_t n, uint64_t j0,
-        uint64_t seed, uint32_t Th, uint32_t Tl, float s, uint8_t *keep, uint8_t *packed,
-        int nt)
-{
-    const __m512 sv = _mm512_set1_ps(s);
-    uint64_t bits[4];
-    for (int64_t k = 0; k < n; k += FD_ABATCH) {
-        int m = (n - k < FD_ABATCH) ? (int)(n - k) : FD_ABATCH;
-        const uint16_t *xp = x + k;
-        uint16_t *yp = y + k;
-        FD_PREFETCH(xp, FD_ABATCH * 2);
-        fd_bits256(j0 + (uint64_t)k, m, seed, Th, Tl, bits);
-        for (int q = 0; 16 * q < m; q++) {
-            __mmask16 km = (__mmask16)(bits[q >> 2] >> (16 * (q & 3)));
-            __mmask16 lm = (__mmask16)FD_TAILMASK(m - 16 * q, 16);
-            __m512 xf = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(lm, xp + 16 * q));
-            __m512 v = _mm512_maskz_mul_ps(km, xf, sv);
-            __m256i h = _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-            if (nt && m == FD_ABATCH) _mm256_stream_si256((__m256i *)(yp + 16 * q), h);
-            else _mm256_mask_storeu_epi16(yp + 16 * q, lm, h);
-        }
-        if (keep || packed)
-            fd_out_bits256(bits, m, keep ? keep + k : NULL, packed ? packed + k / 8 : NULL);
-    }
-    if (nt) _mm_sfence();
-}
+FD_FWD_AVX512_RUN(f32, float, float, 16, __mmask16, __m512, _mm512_set1_ps, FD_LOAD_PS,
+                  _mm512_maskz_mul_ps, FD_STORE_PS, _mm512_stream_ps)
+FD_FWD_AVX512_RUN(f64, double, double, 8, __mmask8, __m512d, _mm512_set1_pd, FD_LOAD_PD,
+                  _mm512_maskz_mul_pd, FD_STORE_PD, _mm512_stream_pd)
+FD_FWD_AVX512_RUN(f16, uint16_t, float, 16, __mmask16, __m512, _mm512_set1_ps, FD_LOAD_PH,
+                  _mm512_maskz_mul_ps, FD_STORE_PH, FD_STREAM_PH)
 
 /* Forward over n contiguous elements.  With nt (a large out-of-place output),
  * the output is written with non-temporal stores once it is 64-byte aligned:
