@@ -404,6 +404,24 @@ def _row_keep(kbuf, words, mbase, n_t, sm, offset, k0, k1, th, tl, keep, packed)
 PBLOCK = 256
 
 
+@njit(cache=True, inline="always")
+def _outer_offsets(r, nouter, shape, xs, os, ms, x0, o0):
+    """Element offsets of x and out, and the mask index, of the first element
+    of row ``r`` of the C-order walk over axes ``0 .. nouter - 1``."""
+    xo = x0
+    oo = o0
+    mo = 0
+    rem = r
+    for k in range(nouter - 1, -1, -1):
+        q = rem // shape[k]
+        ik = rem - q * shape[k]
+        rem = q
+        xo += ik * xs[k]
+        oo += ik * os[k]
+        mo += ik * ms[k]
+    return xo, oo, mo
+
+
 @njit(cache=True, parallel=True)
 def forward_nd(xf, x0, of, o0, shape, xs, os, ms, seed, offset, T, s, keep, packed,
                blocked):
@@ -446,17 +464,7 @@ def forward_nd(xf, x0, of, o0, shape, xs, os, ms, seed, offset, T, s, keep, pack
             rest = u - r * (npb * nseg)
             seg = rest // npb
             pb = rest - seg * npb
-            xo = x0
-            oo = o0
-            mo = 0
-            rem = r
-            for k in range(nd - 3, -1, -1):
-                q = rem // shape[k]
-                ik = rem - q * shape[k]
-                rem = q
-                xo += ik * xs[k]
-                oo += ik * os[k]
-                mo += ik * ms[k]
+            xo, oo, mo = _outer_offsets(r, nd - 2, shape, xs, os, ms, x0, o0)
             p0 = pb * PBLOCK
             n_p = min(PBLOCK, P - p0)
             t = seg * TILE
@@ -503,18 +511,7 @@ def forward_nd(xf, x0, of, o0, shape, xs, os, ms, seed, offset, T, s, keep, pack
         e0 = seg * CHUNK
         e1 = min(L, e0 + CHUNK)
         for r in range(r0, r1):
-            # decode the outer multi-index of row r (C order over axes 0..nd-2)
-            xo = x0
-            oo = o0
-            mo = 0
-            rem = r
-            for k in range(nd - 2, -1, -1):
-                q = rem // shape[k]
-                ik = rem - q * shape[k]
-                rem = q
-                xo += ik * xs[k]
-                oo += ik * os[k]
-                mo += ik * ms[k]
+            xo, oo, mo = _outer_offsets(r, nd - 1, shape, xs, os, ms, x0, o0)
             for t in range(e0, e1, TILE):
                 n_t = min(TILE, e1 - t)
                 _row_keep(kbuf, words, mo + t * sm, n_t, sm, offset, k0, k1, th, tl,
