@@ -1,0 +1,77 @@
+"""Interleaved measurement of a backend's dropout against a same-traffic
+stream (the issue targets' ratio), robust to a noisy shared machine.
+
+Each sample times ``fastdrop.dropout(x, p, rng=seed, out=out)`` and then the
+faster stream kernel ``y = x * s`` (NumPy's multiply and fastdrop's compiled
+``stream_scale``), back to back, so both see the same machine conditions;
+medians over the samples are reported for 1 thread and for all threads::
+
+    python bench/stream_ratio.py --backend cython --size 16777216
+"""
+
+import argparse
+import os
+import statistics
+import time
+
+import numpy as np
+
+import fastdrop
+
+
+def _stream_kernels():
+    """(name, fn(x, out, s)) for the stream kernels ``out = x * s`` available here."""
+    ks = [("numpy", lambda x, out, s: np.multiply(x, np.float32(s), out=out))]
+    try:
+        from fastdrop._cython._kernels import stream_scale
+        ks.append(("cython", stream_scale))
+    except ImportError:  # pragma: no cover - extension not built
+        pass
+    return ks
+
+
+def measure(backend, n, threads, p=0.5, samples=25, seed=12345):
+    """Median seconds of dropout and of the best stream, interleaved."""
+    x = np.random.default_rng(seed).standard_normal(n, dtype=np.float32)
+    out = np.empty_like(x)
+    out.fill(0)
+    xs = np.ones(n, np.float32)
+    ys = np.empty(n, np.float32)
+    ys.fill(0)
+    old = fastdrop.set_num_threads(threads)
+    try:
+        drop = lambda: fastdrop.dropout(x, p, rng=seed, out=out, backend=backend)  # noqa: E731
+        streams = [(name, lambda f=f: f(xs, ys, 1.5)) for name, f in _stream_kernels()]
+        drop()
+        for _, f in streams:
+            f()
+        t_drop, t_stream = [], {name: [] for name, _ in streams}
+        for _ in range(samples):
+            t0 = time.perf_counter()
+            drop()
+            t_drop.append(time.perf_counter() - t0)
+            for name, f in streams:
+                t0 = time.perf_counter()
+                f()
+                t_stream[name].append(time.perf_counter() - t0)
+    finally:
+        fastdrop.set_num_threads(old)
+    best = min(t_stream, key=lambda k: statistics.median(t_stream[k]))
+    return statistics.median(t_drop), best, statistics.median(t_stream[best])
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--backend", default="cython")
+    ap.add_argument("--size", type=int, default=16 * 2**20)
+    ap.add_argument("--samples", type=int, default=25)
+    args = ap.parse_args(argv)
+    ncpu = len(os.sched_getaffinity(0))
+    for th in sorted({1, ncpu}):
+        d, name, s = measure(args.backend, args.size, th, samples=args.samples)
+        print(f"{args.backend} {args.size} float32, {th} thread(s): dropout {d * 1e3:.2f} ms, "
+              f"stream ({name}) {s * 1e3:.2f} ms, ratio {s / d:.2f}")
+
+
+if __name__ == "__main__":
+    main()
