@@ -419,16 +419,22 @@ def unpack_mask(packed, shape):
     return np.unpackbits(packed, count=n, bitorder="little").view(bool).reshape(shape)
 
 
+def check_packed_shape(dtype, ndim, size, n):
+    """A packed mask must be 1-D uint8 with ``ceil(n / 8)`` bytes (host and
+    GPU front ends alike)."""
+    if dtype != np.uint8 or ndim != 1:
+        raise TypeError(
+            f"a packed mask must be a 1-D uint8 array, got dtype {dtype} "
+            f"with {ndim} axes")
+    if size != (n + 7) // 8:
+        raise ValueError(
+            f"packed mask has {size} bytes, expected {(n + 7) // 8} for "
+            f"{n} mask elements")
+
+
 def _check_packed(packed, n):
     packed = np.asarray(packed)
-    if packed.dtype != np.uint8 or packed.ndim != 1:
-        raise TypeError(
-            f"a packed mask must be a 1-D uint8 array, got dtype {packed.dtype} "
-            f"with {packed.ndim} axes")
-    if packed.size != (n + 7) // 8:
-        raise ValueError(
-            f"packed mask has {packed.size} bytes, expected {(n + 7) // 8} for "
-            f"{n} mask elements")
+    check_packed_shape(packed.dtype, packed.ndim, packed.size, n)
     return np.ascontiguousarray(packed)
 
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from .. import _dispatch
 from .._api import (bool_mask_geometry, check_float_dtype, check_mode, check_p,
-                    check_return_mask, mask_geometry, scale_for)
+                    check_packed_shape, check_return_mask, mask_geometry, scale_for)
 from .._generator import resolve_rng, resolve_state
 from ..reference import threshold
 from . import _interop
@@ -162,14 +162,7 @@ def _stored_mask(x_shape, mask, noise_shape):
         return "bool", ms, v
     if dm.dtype == np.uint8:
         M, mstrides, n = mask_geometry(x_shape, noise_shape)
-        if len(dm.shape) != 1:
-            raise TypeError(
-                f"a packed mask must be a 1-D uint8 array, got dtype {dm.dtype} "
-                f"with {len(dm.shape)} axes")
-        if dm.size != (n + 7) // 8:
-            raise ValueError(
-                f"packed mask has {dm.size} bytes, expected {(n + 7) // 8} for "
-                f"{n} mask elements")
+        check_packed_shape(dm.dtype, len(dm.shape), dm.size, n)
         return "packed", mstrides, (_interop.view(dm, "mask") if dm.size else None)
     raise TypeError(
         f"mask must be a bool array or a 1-D uint8 packed mask, got dtype {dm.dtype}")

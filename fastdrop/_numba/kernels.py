@@ -92,8 +92,8 @@ _U3 = np.uint64(3)
 _U7 = np.uint64(7)
 _U16 = np.uint64(16)
 _LO16 = np.uint64(0xFFFF)
-_LO32 = np.uint64(0xFFFFFFFF)
-_S32 = np.uint64(32)
+_LO32 = _philox.LO32
+_S32 = _philox.S32
 
 
 # ---------------------------------------------------------------------------
@@ -405,6 +405,21 @@ PBLOCK = 256
 
 
 @njit(cache=True, inline="always")
+def _select_run(xf, xb, sx, of, ob, so, n, s, kb):
+    """``of[ob + e*so] = kb[e] ? xf[xb + e*sx] * s : +0.0`` for ``e < n``
+    (flat element offsets and strides; unit strides take the vectorised
+    slice form)."""
+    if sx == 1 and so == 1:
+        xa = xf[xb:xb + n]
+        oa = of[ob:ob + n]
+        for e in range(n):
+            oa[e] = scale_select(xa[e], s, kb[e])
+    else:
+        for e in range(n):
+            of[ob + e * so] = scale_select(xf[xb + e * sx], s, kb[e])
+
+
+@njit(cache=True, inline="always")
 def _outer_offsets(r, nouter, shape, xs, os, ms, x0, o0):
     """Element offsets of x and out, and the mask index, of the first element
     of row ``r`` of the C-order walk over axes ``0 .. nouter - 1``."""
@@ -479,17 +494,7 @@ def forward_nd(xf, x0, of, o0, shape, xs, os, ms, seed, offset, T, s, keep, pack
             xb = xo + p0 * px + t * sx
             ob = oo + p0 * po + t * so
             for e in range(n_t):
-                kc = kbT[e]
-                xe = xb + e * sx
-                oe = ob + e * so
-                if px == 1 and po == 1:
-                    xa = xf[xe:xe + n_p]
-                    oa = of[oe:oe + n_p]
-                    for pl in range(n_p):
-                        oa[pl] = scale_select(xa[pl], s, kc[pl])
-                else:
-                    for pl in range(n_p):
-                        of[oe + pl * po] = scale_select(xf[xe + pl * px], s, kc[pl])
+                _select_run(xf, xb + e * sx, px, of, ob + e * so, po, n_p, s, kbT[e])
         return
     R = 1
     for k in range(nd - 1):
@@ -516,16 +521,7 @@ def forward_nd(xf, x0, of, o0, shape, xs, os, ms, seed, offset, T, s, keep, pack
                 n_t = min(TILE, e1 - t)
                 _row_keep(kbuf, words, mo + t * sm, n_t, sm, offset, k0, k1, th, tl,
                           keep, packed)
-                xb = xo + t * sx
-                ob = oo + t * so
-                if sx == 1 and so == 1:
-                    xa = xf[xb:xb + n_t]
-                    oa = of[ob:ob + n_t]
-                    for e in range(n_t):
-                        oa[e] = scale_select(xa[e], s, kbuf[e])
-                else:
-                    for e in range(n_t):
-                        of[ob + e * so] = scale_select(xf[xb + e * sx], s, kbuf[e])
+                _select_run(xf, xo + t * sx, sx, of, oo + t * so, so, n_t, s, kbuf)
 
 
 @njit(cache=True, parallel=True)
