@@ -20,12 +20,16 @@
 #define FD_HAVE_AVX512_PATH 1
 #define FD_T512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,f16c")))
 #define FD_ABATCH 256
-/* software prefetch of the input this many bytes ahead (helps one thread
- * overlap Philox arithmetic with memory traffic) */
+/* software prefetch of the input this many bytes ahead, into L2 (T1): lets
+ * one thread overlap Philox arithmetic with memory traffic.  Measured on the
+ * 2-core AVX-512 VM, 16 Mi float32, 1 thread, interleaved with the stream:
+ * T1 prefetch 0.84-0.89 of the stream, T0 prefetch 0.68-0.70, none 0.58-0.64
+ * (an L1 prefetch that misses holds a fill buffer for the whole memory
+ * latency; L2 prefetches queue deeper).  4-64 KiB ahead measured the same. */
 #define FD_PF_BYTES 8192
 #define FD_PREFETCH(p, nbytes) do {                                              \
         for (int pf_ = 0; pf_ < (nbytes); pf_ += 64)                             \
-            _mm_prefetch((const char *)(p) + FD_PF_BYTES + pf_, _MM_HINT_T0);    \
+            _mm_prefetch((const char *)(p) + FD_PF_BYTES + pf_, _MM_HINT_T1);    \
     } while (0)
 
 static int fd_avx512_state = -1;

@@ -66,6 +66,7 @@ CHUNK = 1 << 16
 #: tile (TILE // 8 + 2 Philox blocks) stays in L1.
 TILE = 256
 _TILE_WORDS = 4 * (TILE // 8 + 2)
+_NB4 = TILE // 32  # blocks per Philox chain in _fill_lanes
 
 #: Empty placeholders for absent optional outputs (one type, one compilation).
 NO_BOOL = np.zeros(0, dtype=np.bool_)
@@ -92,15 +93,19 @@ _U3 = np.uint64(3)
 _U7 = np.uint64(7)
 _U16 = np.uint64(16)
 _LO16 = np.uint64(0xFFFF)
+_MAX16 = np.uint32(0xFFFF)
 _LO32 = _philox.LO32
 _S32 = _philox.S32
 
 
 # ---------------------------------------------------------------------------
-# software prefetch (llvm.prefetch): lets a thread overlap a tile's Philox
-# arithmetic with the memory traffic of the tiles ahead (measured on the
-# 2-core AVX-512 machine, 16 Mi float32, 1 thread: 0.63-0.65 -> 0.66-0.70 of
-# the streaming kernel; 2048 and 4096 bytes ahead did no better)
+# software prefetch (llvm.prefetch) into L2 (locality 2, as the C kernels,
+# where L2 beat L1 clearly): lets a thread overlap a tile's Philox arithmetic
+# with the memory traffic of the tiles ahead (measured on the 2-core AVX-512
+# machine, 16 Mi float32, 1 thread: 0.63-0.65 -> 0.66-0.70 of the streaming
+# kernel; 2048 and 4096 bytes ahead did no better).  Non-temporal stores were
+# tried too (select a line in registers, stream it): no gain here, measured
+# interleaved in one process, so the kernels keep ordinary stores.
 # ---------------------------------------------------------------------------
 
 #: How far ahead of the current tile the input is prefetched, in bytes.
@@ -110,8 +115,8 @@ _LLVM_MAJOR = _llvm.llvm_version_info[0]
 
 @intrinsic
 def _prefetch(typingctx, arr, idx):
-    """Prefetch the cache line of ``arr[idx]`` for reading (no bounds check:
-    a prefetch never faults)."""
+    """Prefetch the cache line of ``arr[idx]`` into L2 for reading (no bounds
+    check: a prefetch never faults)."""
     if not isinstance(arr, types.Array) or not isinstance(idx, types.Integer):
         return None
     sig = types.void(arr, idx)
@@ -127,7 +132,7 @@ def _prefetch(typingctx, arr, idx):
         # pointers of LLVM >= 15, "p0i8" before
         name = "llvm.prefetch.p0" if _LLVM_MAJOR >= 15 else "llvm.prefetch.p0i8"
         fn = cgutils.get_or_insert_function(builder.module, fnty, name)
-        builder.call(fn, [ptr, i32(0), i32(3), i32(1)])
+        builder.call(fn, [ptr, i32(0), i32(2), i32(1)])
         return context.get_dummy_value()
 
     return sig, codegen
@@ -235,17 +240,36 @@ def _cast_like_impl(x, v):
 # keep bits of one tile of consecutive stream positions
 # ---------------------------------------------------------------------------
 
+@njit(inline="always")
+def _put_block(words, q, w):
+    """The four Philox words ``w`` of block ``q`` of a tile into ``words``."""
+    i = 4 * q
+    words[i] = w[0]
+    words[i + 1] = w[1]
+    words[i + 2] = w[2]
+    words[i + 3] = w[3]
+
+
 @njit(cache=True)
 def _fill_lanes(words, b0, nb, k0, k1):
     """Philox (c2 = 0) of blocks ``b0 .. b0 + nb - 1`` into ``words``
-    (4 uint32 per block; viewed as uint16 the lanes are in stream order)."""
-    for q in range(nb):
-        w0, w1, w2, w3 = block_words(b0 + np.uint64(q), 0, k0, k1)
-        i = 4 * q
-        words[i] = w0
-        words[i + 1] = w1
-        words[i + 2] = w2
-        words[i + 3] = w3
+    (4 uint32 per block; viewed as uint16 the lanes are in stream order).
+
+    The first ``TILE // 8`` blocks are always computed (``words`` has room),
+    as four interleaved chains: with constant trip counts LLVM vectorises the
+    four in one loop iteration, which gives the out-of-order core
+    independent multiply chains (one chain of 8 blocks is latency-bound:
+    measured 16 Mi float32 forward 13.9 -> 12.1 ms on 1 thread, 6.9 -> 6.0
+    ms on 2, interleaved in one process).
+    """
+    h = _NB4
+    for q in range(h):
+        _put_block(words, q, block_words(b0 + np.uint64(q), 0, k0, k1))
+        _put_block(words, q + h, block_words(b0 + np.uint64(q + h), 0, k0, k1))
+        _put_block(words, q + 2 * h, block_words(b0 + np.uint64(q + 2 * h), 0, k0, k1))
+        _put_block(words, q + 3 * h, block_words(b0 + np.uint64(q + 3 * h), 0, k0, k1))
+    for q in range(4 * h, nb):
+        _put_block(words, q, block_words(b0 + np.uint64(q), 0, k0, k1))
 
 
 @njit(cache=True)
@@ -266,11 +290,11 @@ def keep_tile(kbuf, words, j0, L, k0, k1, th, tl):
     # LLVM emits contiguous vector loads (no wraparound selects)
     ln = words.view(np.uint16)[first:first + L]
     kb = kbuf[:L]
-    ties = 0  # counted in the same vectorised pass (no second scan)
+    ties = False  # flagged in the same vectorised pass (no second scan)
     for e in range(L):
         v = np.uint32(ln[e])
         kb[e] = v > th
-        ties += v == th
+        ties |= v == th
     if ties:
         for e in range(L):
             if np.uint32(ln[e]) == th:
@@ -312,6 +336,7 @@ def forward_contig(x, out, seed, offset, T, s, keep_out, packed_out):
     """
     n = x.shape[0]
     k0, k1, th, tl = _key(seed, T)
+    th16 = np.uint16(min(th, _MAX16))  # the fused path runs only for th <= 0xFFFF
     offset = np.uint64(offset)
     want_keep = keep_out.shape[0] > 0
     want_packed = packed_out.shape[0] > 0
@@ -328,7 +353,7 @@ def forward_contig(x, out, seed, offset, T, s, keep_out, packed_out):
             xa = x[a:a + L]
             oa = out[a:a + L]
             _prefetch_tile(x, a, L)
-            if want_keep or want_packed:
+            if want_keep or want_packed or th > _MAX16:
                 kb = keep_out[a:a + L] if want_keep else kbuf[:L]
                 keep_tile(kb, words, j0, L, k0, k1, th, tl)
                 for e in range(L):
@@ -341,11 +366,16 @@ def forward_contig(x, out, seed, offset, T, s, keep_out, packed_out):
                 nb = (first + L + 7) >> 3
                 _fill_lanes(words, j0 >> _U3, nb, k0, k1)
                 ln = lanes[first:first + L]
-                ties = 0  # counted in the same vectorised pass (no second scan)
+                # ties flagged in the same vectorised pass (no second scan),
+                # as a bool: an integer count made LLVM use 64-bit lanes, 4
+                # floats a vector.  16-bit compares (th <= 0xFFFF here): no
+                # widening of the lanes.  Both measured: 16 Mi float32, 1
+                # thread, 0.9-1.2 -> 0.6 ns per element.
+                ties = False
                 for e in range(L):
-                    v = np.uint32(ln[e])
-                    oa[e] = scale_select(xa[e], s, v >= th)
-                    ties += v == th
+                    v = ln[e]
+                    oa[e] = scale_select(xa[e], s, v >= th16)
+                    ties |= v == th16
                 if ties:
                     for e in range(L):
                         if np.uint32(ln[e]) == th:
