@@ -94,6 +94,7 @@ _U7 = np.uint64(7)
 _U16 = np.uint64(16)
 _LO16 = np.uint64(0xFFFF)
 _MAX16 = np.uint32(0xFFFF)
+_B1, _B2, _B3, _B4, _B5, _B6, _B7 = (np.uint8(b) for b in range(1, 8))
 _LO32 = _philox.LO32
 _S32 = _philox.S32
 
@@ -304,14 +305,21 @@ def keep_tile(kbuf, words, j0, L, k0, k1, th, tl):
 @njit(cache=True)
 def _pack(kbuf, L, packed, byte0):
     """Pack ``kbuf[:L]`` (little bit order) into ``packed[byte0:]``."""
-    nbytes = (L + 7) >> 3
-    for q in range(nbytes):
+    # whole bytes as one branch-free expression over a uint8 view (LLVM
+    # vectorises it; the per-bit loop with a bounds test did not)
+    kb = kbuf.view(np.uint8)
+    full = L >> 3
+    for q in range(full):
+        i = 8 * q
+        packed[byte0 + q] = (kb[i] | (kb[i + 1] << _B1) | (kb[i + 2] << _B2)
+                             | (kb[i + 3] << _B3) | (kb[i + 4] << _B4)
+                             | (kb[i + 5] << _B5) | (kb[i + 6] << _B6)
+                             | (kb[i + 7] << _B7))
+    if L & 7:
         v = 0
-        for b in range(8):
-            e = 8 * q + b
-            if e < L:
-                v |= np.int64(kbuf[e]) << b
-        packed[byte0 + q] = np.uint8(v)
+        for e in range(8 * full, L):
+            v |= np.int64(kbuf[e]) << (e & 7)
+        packed[byte0 + full] = np.uint8(v)
 
 
 @njit(cache=True)
@@ -320,6 +328,30 @@ def _key(seed, T):
     T = np.uint64(T)
     return (np.uint64(seed & _LO32), np.uint64(seed >> _S32),
             np.uint32(T >> _U16), np.uint32(T & _LO16))
+
+
+@njit(inline="always")
+def _select_lanes(x, xa, out, oa, lanes, lb, L, s, th16):
+    """``out[oa + e] = x[xa + e] * s`` if ``lanes[lb + e] >= th16`` else
+    +0.0, for ``e < L``; returns whether any lane equals ``th16`` (a tie,
+    written as kept, to be checked).
+
+    One vectorised pass at the width of the data: 16-bit compares (no
+    widening of the lanes) and a bool tie flag (an integer count made LLVM
+    use 64-bit lanes, 4 floats a vector).  Unsigned indices: no
+    negative-index wraparound (which stops vectorisation) and no array
+    views, whose reference counts are atomic updates.
+    """
+    ux = np.uint64(xa)
+    uo = np.uint64(oa)
+    ul = np.uint64(lb)
+    ties = False
+    for e in range(L):
+        ue = np.uint64(e)
+        v = lanes[ul + ue]
+        out[uo + ue] = scale_select(x[ux + ue], s, v >= th16)
+        ties |= v == th16
+    return ties
 
 
 # ---------------------------------------------------------------------------
@@ -350,10 +382,10 @@ def forward_contig(x, out, seed, offset, T, s, keep_out, packed_out):
         for a in range(start, stop, TILE):
             L = min(TILE, stop - a)
             j0 = offset + np.uint64(a)
-            xa = x[a:a + L]
-            oa = out[a:a + L]
             _prefetch_tile(x, a, L)
             if want_keep or want_packed or th > _MAX16:
+                xa = x[a:a + L]
+                oa = out[a:a + L]
                 kb = keep_out[a:a + L] if want_keep else kbuf[:L]
                 keep_tile(kb, words, j0, L, k0, k1, th, tl)
                 for e in range(L):
@@ -365,22 +397,11 @@ def forward_contig(x, out, seed, offset, T, s, keep_out, packed_out):
                 first = np.int64(j0 & _U7)
                 nb = (first + L + 7) >> 3
                 _fill_lanes(words, j0 >> _U3, nb, k0, k1)
-                ln = lanes[first:first + L]
-                # ties flagged in the same vectorised pass (no second scan),
-                # as a bool: an integer count made LLVM use 64-bit lanes, 4
-                # floats a vector.  16-bit compares (th <= 0xFFFF here): no
-                # widening of the lanes.  Both measured: 16 Mi float32, 1
-                # thread, 0.9-1.2 -> 0.6 ns per element.
-                ties = False
-                for e in range(L):
-                    v = ln[e]
-                    oa[e] = scale_select(xa[e], s, v >= th16)
-                    ties |= v == th16
-                if ties:
+                if _select_lanes(x, a, out, a, lanes, first, L, s, th16):
                     for e in range(L):
-                        if np.uint32(ln[e]) == th:
+                        if lanes[first + e] == th16:
                             if not _tie_keep(j0 + np.uint64(e), k0, k1, tl):
-                                oa[e] = scale_select(xa[e], s, False)
+                                out[a + e] = scale_select(x[a + e], s, False)
 
 
 @njit(cache=True, parallel=True)
