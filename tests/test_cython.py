@@ -15,7 +15,7 @@ from fastdrop._cython import backend as CB  # noqa: E402
 DTYPES = (np.float16, np.float32, np.float64)
 UINT = {2: np.uint16, 4: np.uint32, 8: np.uint64}
 SEED = 0x1234_5678_9ABC_DEF0
-OFFSETS = (0, 5, 13, 2**40 + 3)
+OFFSETS = (0, 5, 13, 2**40 + 3, 2**35 - 101)  # the last: block index crosses 2**32
 # p = k / 65536 exactly gives Tl = 0 (a tie keeps); the others have Tl != 0.
 # A lane ties (hi == Th) with probability 2**-16 whatever p is, so tie_ps()
 # below picks p from the stream itself to force ties where a test looks.

@@ -24,7 +24,7 @@ numba = pytest.importorskip("numba")
 from fastdrop._numba import backend as B  # noqa: E402
 
 DTYPES = (np.float16, np.float32, np.float64)
-OFFSETS = (0, 5, 13, 2**40 + 3)
+OFFSETS = (0, 5, 13, 2**40 + 3, 2**35 - 101)  # the last: block index crosses 2**32
 SEED = 0x9E3779B97F4A7C15  # exercises both key words
 
 
