@@ -165,6 +165,7 @@ def _layouts(dtype):
     yield "step3", values((3000,), dtype, seed=5)[::3]
     yield "rev", values((1001,), dtype, seed=6)[::-1]
     yield "slice2d", big[1:-1:2, ::-3]
+    yield "rows2", big[::2]  # contiguous rows at mask bases r * 257 (not multiples of 8)
     yield "swap3", base3.transpose(2, 0, 1)
     yield "ones", values((1, 9, 1), dtype, seed=7)
 

@@ -272,6 +272,33 @@ FD_FWD_AVX512_WRAP(f32, float, float)
 FD_FWD_AVX512_WRAP(f64, double, double)
 FD_FWD_AVX512_WRAP(f16, uint16_t, float)
 
+/* Stored packed mask over a contiguous run: out[k] = bit(base + k) ? x[k] * s
+ * : +0.0, VL elements per zero-masked multiply, their VL mask bits read from
+ * the (at most 3) bytes that hold them; the packed array is read only up to
+ * its byte of bit base + n - 1. */
+#define FD_APPLY_PACKED_AVX512(SUF, T, CT, VL, MT, VT, SET1, LOAD, MUL, STORE)         \
+FD_T512 static void fd_apply_packed_avx512_##SUF(const T *x, T *y, int64_t n,          \
+        uint64_t base, const uint8_t *mp, CT s)                                         \
+{                                                                                       \
+    const VT sv = SET1(s);                                                              \
+    const uint64_t nbytes = (base + (uint64_t)n + 7) >> 3;                              \
+    for (int64_t k = 0; k < n; k += VL) {                                               \
+        const uint64_t i = base + (uint64_t)k, byte = i >> 3;                           \
+        uint32_t w = 0;                                                                 \
+        if (byte + 4 <= nbytes) memcpy(&w, mp + byte, 4);                               \
+        else for (uint64_t q = 0; byte + q < nbytes; q++) w |= (uint32_t)mp[byte + q] << (8 * q); \
+        const MT km = (MT)(w >> (i & 7));                                               \
+        const MT lm = (MT)FD_TAILMASK(n - k, VL);                                       \
+        STORE(y + k, lm, MUL(km, LOAD(lm, x + k), sv));                                 \
+    }                                                                                   \
+}
+FD_APPLY_PACKED_AVX512(f32, float, float, 16, __mmask16, __m512, _mm512_set1_ps, FD_LOAD_PS,
+                       _mm512_maskz_mul_ps, FD_STORE_PS)
+FD_APPLY_PACKED_AVX512(f64, double, double, 8, __mmask8, __m512d, _mm512_set1_pd, FD_LOAD_PD,
+                       _mm512_maskz_mul_pd, FD_STORE_PD)
+FD_APPLY_PACKED_AVX512(f16, uint16_t, float, 16, __mmask16, __m512, _mm512_set1_ps, FD_LOAD_PH,
+                       _mm512_maskz_mul_ps, FD_STORE_PH)
+
 FD_T512 static void fd_mask_avx512(int64_t n, uint64_t j0, uint64_t seed, uint32_t Th,
                                    uint32_t Tl, uint8_t *keep, uint8_t *packed)
 {

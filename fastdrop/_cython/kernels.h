@@ -215,6 +215,11 @@ FD_CLONES static void fd_apply_1d_##SUF(const char *x, int64_t xs, char *y, int6
             }                                                                           \
         }                                                                               \
     } else {                                                                            \
+        if (ms == 1 && FD_USE_AVX512(xs, ys, sizeof(T), 0u)) {                          \
+            FD_AVX512_CALL(fd_apply_packed_avx512_##SUF((const void *)x, (void *)y, n,  \
+                (uint64_t)base, mpacked, s));                                           \
+            return;                                                                     \
+        }                                                                               \
         for (int64_t k = 0; k < n; k++) {                                               \
             int64_t i = base + k * ms;                                                  \
             int kp = (mpacked[i >> 3] >> (i & 7)) & 1;                                  \

@@ -89,6 +89,8 @@ keep_decision = _S.keep_decision
 _block_words_scalar = _S.block_words
 _lane_scalar = _S.lane
 
+_U0 = np.uint64(0)
+_U1 = np.uint64(1)
 _U3 = np.uint64(3)
 _U7 = np.uint64(7)
 _U16 = np.uint64(16)
@@ -434,12 +436,23 @@ def _row_keep(kbuf, words, mbase, n_t, sm, offset, k0, k1, th, tl, keep, packed)
     """Keep bits of mask indices ``mbase + e * sm`` (``e < n_t``) into
     ``kbuf``: generated, or read from ``keep`` / ``packed`` when non-empty."""
     if keep.shape[0] > 0:
-        for e in range(n_t):
-            kbuf[e] = keep[mbase + e * sm]
+        if sm == 1:  # unsigned indices: a vectorised copy (no wraparound)
+            ub = np.uint64(mbase)
+            for e in range(n_t):
+                kbuf[e] = keep[ub + np.uint64(e)]
+        else:
+            for e in range(n_t):
+                kbuf[e] = keep[mbase + e * sm]
     elif packed.shape[0] > 0:
-        for e in range(n_t):
-            i = mbase + e * sm
-            kbuf[e] = (packed[i >> 3] >> (i & 7)) & 1 != 0
+        if sm == 1:
+            ub = np.uint64(mbase)
+            for e in range(n_t):
+                u = ub + np.uint64(e)
+                kbuf[e] = (packed[u >> _U3] >> (u & _U7)) & _U1 != _U0
+        else:
+            for e in range(n_t):
+                i = mbase + e * sm
+                kbuf[e] = (packed[i >> 3] >> (i & 7)) & 1 != 0
     elif sm == 1:
         keep_tile(kbuf, words, offset + np.uint64(mbase), n_t, k0, k1, th, tl)
     elif sm == 0:
