@@ -11,15 +11,16 @@ of 8, so packed mask bytes never straddle chunks) and each chunk into tiles
 of :data:`TILE` elements.  Each tile first computes Philox for all of its
 blocks into a small scratch buffer (128 bits = eight 16-bit lanes per call;
 viewed as ``uint16`` the lanes are in stream order), then runs a branchless
-select over the elements that also counts the lanes equal to ``Th``
+select over the elements that also flags lanes equal to ``Th``
 (probability 2**-16 per element), and only if there are any, a tie-break
 pass.  Results depend only on the logical indices,
 never on the number of threads or the threading layer.
 
 The Philox functions come from :func:`fastdrop._numba.philox.make`, compiled
 with ``njit(inline="always")`` for the vectorised hot loops (Numba-IR
-inlining is what lets LLVM vectorise the loop over blocks: 8 blocks per
-AVX-512 iteration) and with plain ``njit`` for the scalar paths.
+inlining is what lets LLVM vectorise the loop over blocks: four chains of 8
+blocks per AVX-512 iteration, see :func:`_fill_lanes`) and with plain
+``njit`` for the scalar paths.
 
 :func:`forward_contig` is the 1-D fast path, :func:`forward_nd` the generic
 strided/broadcast path (with a blocked variant for transposed layouts),
