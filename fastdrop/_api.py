@@ -311,10 +311,10 @@ def dropout(x, p=0.5, *, training=True, mode="inverted", rng=None, noise_shape=N
     >>> fastdrop.dropout(x, 0.5, training=False, mode="classic")[0, 0]
     np.float32(0.5)
     """
-    if (_fast_dropout is not None and training is True and out is None
+    if (_fast_dropout is not None and training is True
             and noise_shape is None and return_mask is False and mode == "inverted"
             and (backend == "auto" or backend == "cython")):
-        y = _fast_dropout(x, p, rng)  # compiled fast path for the common case
+        y = _fast_dropout(x, p, rng, out)  # compiled fast path for the common case
         if y is not NotImplemented:
             return y
     if _is_device_array(x):

@@ -334,6 +334,45 @@ def test_fast_path_declines_and_errors_match():
     assert g.offset == 0
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_fast_path_with_out(dtype, threads):
+    for shape in [(), (7,), (31, 33), (2**17 + 3,)]:
+        x = values(shape, dtype, seed=len(shape))
+        for p in (0.0, 1.0, 0.5, 3 / 65536):
+            want = fastdrop.dropout(x, p, rng=fastdrop.Generator(4, 13), backend="reference")
+            out = np.full_like(x, 7)
+            g = fastdrop.Generator(4, 13)
+            assert K.fast_dropout(x, p, g, out) is out
+            assert_same(out, want)
+            assert g.offset == 13 + (x.size + 7) // 8 * 8
+            y = x.copy()  # in place
+            assert K.fast_dropout(y, p, fastdrop.Generator(4, 13), y) is y
+            assert_same(y, want)
+
+
+def test_fast_path_with_out_declines_untouched():
+    x = np.ones(10, np.float32)
+    unaligned = np.frombuffer(bytearray(41), np.float32, count=10, offset=1)
+    ro = np.zeros(10, np.float32)
+    ro.flags.writeable = False
+    bads = [np.zeros(10, np.float64), np.zeros(9, np.float32), np.zeros((10, 1), np.float32),
+            np.zeros(20, np.float32)[::2], ro, np.zeros(10, ">f4"), unaligned, [0.0] * 10]
+    for out in bads:
+        before = np.array(out, copy=True)
+        g = fastdrop.Generator(5)
+        assert K.fast_dropout(x, 0.5, g, out) is NotImplemented
+        assert g.offset == 0
+        assert_array_equal(np.asarray(out), before)
+    # partial overlap with x itself: declined, and the public call raises
+    # without writing
+    buf = np.arange(11, dtype=np.float32)
+    before = buf.copy()
+    assert K.fast_dropout(buf[:10], 0.5, 1, buf[1:]) is NotImplemented
+    with pytest.raises(ValueError, match="overlap"):
+        fastdrop.dropout(buf[:10], 0.5, rng=1, out=buf[1:])
+    assert_array_equal(buf, before)
+
+
 def test_public_c_api_header_consistent():
     # the C API (api.pxd) reuses the same kernels; it is compiled in test_cimport
     import os

@@ -426,16 +426,19 @@ def apply_mask(x, out, mstrides, scale, keep=None, packed=None):
     _execute(&g, _ntasks(&g), xa.size)
 
 
-def fast_dropout(x, p, rng):
+def fast_dropout(x, p, rng, out=None):
     """Fast path of :func:`fastdrop.dropout` for the common case.
 
     Handles a C-contiguous, aligned, native float16/32/64 ``numpy.ndarray``
     with ``p`` a float (or int) in [0, 1] and ``rng`` an int seed or a
     :class:`fastdrop.Generator`, in training with ``mode="inverted"``, no
-    ``noise_shape``, ``out`` or ``return_mask`` (the caller checks those).
-    Returns ``NotImplemented`` for anything else, before touching ``rng``,
-    so the caller falls back to the general path, which raises the proper
-    errors.  Results and the Generator advance are those of the general path.
+    ``noise_shape`` or ``return_mask`` (the caller checks those), and
+    ``out`` either None or a writeable C-contiguous aligned ``numpy.ndarray``
+    of the same shape and dtype that is ``x`` itself or does not overlap it.
+    Returns ``NotImplemented`` for anything else, before touching ``rng`` or
+    ``out``, so the caller falls back to the general path, which raises the
+    proper errors.  Results and the Generator advance are those of the
+    general path.
 
     Examples
     --------
@@ -445,6 +448,9 @@ def fast_dropout(x, p, rng):
     array([2., 0., 2., 2., 2., 2., 2., 2.], dtype=float32)
     >>> _kernels.fast_dropout([1.0], 0.5, 0)
     NotImplemented
+    >>> y = np.zeros(8, np.float32)
+    >>> _kernels.fast_dropout(np.ones(8, np.float32), 0.5, 0, y) is y
+    True
     """
     global _Generator
     cdef cnp.ndarray xa, ya
@@ -488,19 +494,44 @@ def fast_dropout(x, p, rng):
         if type(rng) is not _Generator:
             return NotImplemented
         gen = rng
-    ya = cnp.PyArray_EMPTY(cnp.PyArray_NDIM(xa), cnp.PyArray_DIMS(xa), tcode, 0)
+    cdef bint fresh = out is None
+    cdef int k
+    cdef char *x0
+    cdef char *y0
+    cdef int64_t nbytes = n * cnp.PyArray_ITEMSIZE(xa)
+    if fresh:
+        ya = cnp.PyArray_EMPTY(cnp.PyArray_NDIM(xa), cnp.PyArray_DIMS(xa), tcode, 0)
+    else:
+        if type(out) is not cnp.ndarray:
+            return NotImplemented
+        ya = <cnp.ndarray>out
+        if not (cnp.PyArray_TYPE(ya) == tcode and cnp.PyArray_IS_C_CONTIGUOUS(ya)
+                and _aligned(ya) and cnp.PyArray_ISWRITEABLE(ya)
+                and cnp.PyArray_NDIM(ya) == cnp.PyArray_NDIM(xa)):
+            return NotImplemented
+        for k in range(cnp.PyArray_NDIM(xa)):
+            if cnp.PyArray_DIMS(ya)[k] != cnp.PyArray_DIMS(xa)[k]:
+                return NotImplemented
+        x0 = cnp.PyArray_BYTES(xa)
+        y0 = cnp.PyArray_BYTES(ya)
+        if y0 != x0 and y0 < x0 + nbytes and x0 < y0 + nbytes:
+            return NotImplemented  # partial overlap: the general path raises
     if gen is not None:
         offset = gen.advance(n)
         seed = gen._seed
     if pd == 0.0:
-        memcpy(cnp.PyArray_DATA(ya), cnp.PyArray_DATA(xa), n * cnp.PyArray_ITEMSIZE(xa))
+        if cnp.PyArray_DATA(ya) != cnp.PyArray_DATA(xa):
+            memcpy(cnp.PyArray_DATA(ya), cnp.PyArray_DATA(xa), nbytes)
         return ya
     if pd == 1.0:
-        memset(cnp.PyArray_DATA(ya), 0, n * cnp.PyArray_ITEMSIZE(xa))
+        memset(cnp.PyArray_DATA(ya), 0, nbytes)
         return ya
     T = fd_threshold(pd)
     g.op = FD_OP_FORWARD
-    g.nt = 0  # a fresh output: see forward(fresh_out=True)
+    # non-temporal stores as in forward(): a caller's large out-of-place
+    # output, not a fresh one (see forward(fresh_out=True))
+    g.nt = (not fresh and nbytes >= _NT_MIN_BYTES
+            and cnp.PyArray_BYTES(ya) != cnp.PyArray_BYTES(xa))
     g.rblock = 0
     g.nd = 0
     g.L = n
