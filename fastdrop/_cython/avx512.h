@@ -299,6 +299,62 @@ FD_APPLY_PACKED_AVX512(f64, double, double, 8, __mmask8, __m512d, _mm512_set1_pd
 FD_APPLY_PACKED_AVX512(f16, uint16_t, float, 16, __mmask16, __m512, _mm512_set1_ps, FD_LOAD_PH,
                        _mm512_maskz_mul_ps, FD_STORE_PH)
 
+/* In place: a[k] bit r (element (k, r) of a 64 x 64 bit matrix) becomes
+ * a[r] bit k. */
+static inline void fd_transpose64(uint64_t a[64])
+{
+    uint64_t m = 0x00000000FFFFFFFFull;
+    for (int j = 32; j; j >>= 1, m ^= m << j)
+        for (int k = 0; k < 64; k = ((k | j) + 1) & ~j) {
+            uint64_t t = ((a[k] >> j) ^ a[k | j]) & m;
+            a[k | j] ^= t;
+            a[k] ^= t << j;
+        }
+}
+
+/* Stored bool mask over nr <= 64 rows (row byte strides rxs / rys, row mask
+ * stride 1) times n contiguous inner elements (inner mask stride ms): the
+ * layout of a Fortran-ordered or transposed 2-D array.  Tiles of 64 inner
+ * elements x the rows: the keep bytes of one inner position (contiguous over
+ * the rows) become a 64-bit word, the 64 x 64 bit tile is transposed, and each
+ * row is then applied with zero-masked multiplies over contiguous memory. */
+#define FD_APPLY_2D_AVX512(SUF, T, CT, VL, MT, VT, SET1, LOAD, MUL, STORE)             \
+FD_T512 static void fd_apply_2d_avx512_##SUF(const char *x, char *y, int64_t n,         \
+        int64_t base, int64_t ms, int64_t nr, int64_t rxs, int64_t rys,                 \
+        const uint8_t *mkeep, CT s)                                                     \
+{                                                                                       \
+    const VT sv = SET1(s);                                                              \
+    const __mmask64 rm = nr >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << nr) - 1);        \
+    uint64_t tile[64];                                                                  \
+    for (int64_t k0 = 0; k0 < n; k0 += 64) {                                            \
+        const int kn = n - k0 < 64 ? (int)(n - k0) : 64;                                \
+        for (int k = 0; k < 64; k++) {                                                  \
+            if (k < kn) {                                                               \
+                __m512i v = _mm512_maskz_loadu_epi8(rm, mkeep + base + (k0 + k) * ms);  \
+                tile[k] = _cvtmask64_u64(_mm512_test_epi8_mask(v, v));                  \
+            } else {                                                                    \
+                tile[k] = 0;                                                            \
+            }                                                                           \
+        }                                                                               \
+        fd_transpose64(tile);                                                           \
+        for (int64_t r = 0; r < nr; r++) {                                              \
+            const T *xr = (const T *)(x + r * rxs) + k0;                                \
+            T *yr = (T *)(y + r * rys) + k0;                                            \
+            for (int q = 0; VL * q < kn; q++) {                                         \
+                MT km = (MT)(tile[r] >> (VL * q));                                      \
+                MT lm = (MT)FD_TAILMASK(kn - VL * q, VL);                               \
+                STORE(yr + VL * q, lm, MUL(km, LOAD(lm, xr + VL * q), sv));             \
+            }                                                                           \
+        }                                                                               \
+    }                                                                                   \
+}
+FD_APPLY_2D_AVX512(f32, float, float, 16, __mmask16, __m512, _mm512_set1_ps, FD_LOAD_PS,
+                   _mm512_maskz_mul_ps, FD_STORE_PS)
+FD_APPLY_2D_AVX512(f64, double, double, 8, __mmask8, __m512d, _mm512_set1_pd, FD_LOAD_PD,
+                   _mm512_maskz_mul_pd, FD_STORE_PD)
+FD_APPLY_2D_AVX512(f16, uint16_t, float, 16, __mmask16, __m512, _mm512_set1_ps, FD_LOAD_PH,
+                   _mm512_maskz_mul_ps, FD_STORE_PH)
+
 FD_T512 static void fd_mask_avx512(int64_t n, uint64_t j0, uint64_t seed, uint32_t Th,
                                    uint32_t Tl, uint8_t *keep, uint8_t *packed)
 {

@@ -237,6 +237,11 @@ FD_CLONES static void fd_apply_2d_##SUF(const char *x, int64_t xs, char *y, int6
         int64_t n, int64_t base, int64_t ms, int64_t nr, int64_t rxs, int64_t rys,      \
         int64_t rms, const uint8_t *mkeep, CT s)                                        \
 {                                                                                       \
+    if (rms == 1 && nr <= 64 && FD_USE_AVX512(xs, ys, sizeof(T), 0u)) {                 \
+        FD_AVX512_CALL(fd_apply_2d_avx512_##SUF(x, y, n, base, ms, nr, rxs, rys,        \
+                                                 mkeep, s));                            \
+        return;                                                                         \
+    }                                                                                   \
     for (int64_t k0 = 0; k0 < n; k0 += 64) {                                            \
         int64_t k1 = k0 + 64 < n ? k0 + 64 : n;                                         \
         for (int64_t r = 0; r < nr; r++) {                                              \
