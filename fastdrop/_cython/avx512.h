@@ -316,7 +316,8 @@ static inline void fd_transpose64(uint64_t a[64])
  * stride 1) times n contiguous inner elements (inner mask stride ms): the
  * layout of a Fortran-ordered or transposed 2-D array.  Tiles of 64 inner
  * elements x the rows: the keep bytes of one inner position (contiguous over
- * the rows) become a 64-bit word, the 64 x 64 bit tile is transposed, and each
+ * the rows) become a 64-bit word, the 64 x 64 bit tile is transposed (with at
+ * most 8 rows: one byte per inner position, one bit test per row), and each
  * row is then applied with zero-masked multiplies over contiguous memory. */
 #define FD_APPLY_2D_AVX512(SUF, T, CT, VL, MT, VT, SET1, LOAD, MUL, STORE)             \
 FD_T512 static void fd_apply_2d_avx512_##SUF(const char *x, char *y, int64_t n,         \
@@ -336,7 +337,16 @@ FD_T512 static void fd_apply_2d_avx512_##SUF(const char *x, char *y, int64_t n, 
                 tile[k] = 0;                                                            \
             }                                                                           \
         }                                                                               \
-        fd_transpose64(tile);                                                           \
+        if (nr <= 8) {  /* few rows: bit r of byte k, tested per row */                \
+            uint8_t tb[64];                                                             \
+            for (int k = 0; k < 64; k++) tb[k] = (uint8_t)tile[k];                      \
+            const __m512i tv = _mm512_loadu_si512((const void *)tb);                    \
+            for (int r = 0; r < nr; r++)                                                \
+                tile[r] = _cvtmask64_u64(_mm512_test_epi8_mask(                         \
+                    tv, _mm512_set1_epi8((char)(1 << r))));                             \
+        } else {                                                                        \
+            fd_transpose64(tile);                                                       \
+        }                                                                               \
         for (int64_t r = 0; r < nr; r++) {                                              \
             const T *xr = (const T *)(x + r * rxs) + k0;                                \
             T *yr = (T *)(y + r * rys) + k0;                                            \
