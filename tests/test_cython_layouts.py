@@ -87,3 +87,37 @@ def test_in_place_on_negative_strides(backend):
     untouched = np.ones(big.shape, bool)
     untouched[1:-1:2, ::-3] = False
     assert_array_equal(bits(big[untouched]), bits(before[untouched]))
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize("a", [2, 3, 4, 9, 16, 17])
+def test_transpose_of_tall_c_array(threads, dtype, a):
+    """``c.T`` for a C-contiguous ``(L, a)`` array (a <= 16 takes the memory-order
+    AVX-512 walk): ragged blocks and task chunks, odd offsets, a batch whose
+    block index crosses 2**32, tie-forcing p; in place and out of place."""
+    from fastdrop import reference as R
+
+    L = 70001
+    c = special_values((L, a), dtype, seed=a)
+    x = c.T
+    assert x.strides[0] == c.itemsize
+    # thresholds that tie at logical (1, 100): one keeps it, one drops it
+    j = 1 * L + 100
+    hi = int(R._lanes(7, np.array([(j + 5) >> 3], np.uint64), 0)[0, (j + 5) & 7])
+    lo = int(R._lanes(7, np.array([(j + 5) >> 3], np.uint64), 1)[0, (j + 5) & 7])
+    ps = [0.3, ((hi << 16) | lo) / 2**32, ((hi << 16) + lo + 1) / 2**32]
+    for off, p in [(5, ps[0]), (5, ps[1]), (5, ps[2]), (0, 0.5), (2**35 - 1000, 0.5)]:
+        want = fastdrop.dropout(np.ascontiguousarray(x), p, rng=fastdrop.Generator(7, off),
+                                backend="reference")
+        out = np.empty_like(x)
+        assert out.strides == x.strides
+        fastdrop.dropout(x, p, rng=fastdrop.Generator(7, off), out=out, backend="cython")
+        assert_array_equal(bits(out), bits(want))
+        y = c.copy().T  # in place on the same layout
+        fastdrop.dropout(y, p, rng=fastdrop.Generator(7, off), out=y, backend="cython")
+        assert_array_equal(bits(y), bits(want))
+    # out in another layout than x: the logical-order walk, same values
+    out_c = np.empty(x.shape, dtype)
+    fastdrop.dropout(x, 0.3, rng=fastdrop.Generator(7, 5), out=out_c, backend="cython")
+    assert_array_equal(bits(out_c), bits(fastdrop.dropout(
+        np.ascontiguousarray(x), 0.3, rng=fastdrop.Generator(7, 5), backend="reference")))

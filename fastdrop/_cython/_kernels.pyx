@@ -58,7 +58,9 @@ cdef extern from "kernels.h" nogil:
         const uint8_t *mpacked
         int nt
         int64_t rblock
+        int64_t tshort
     void fd_run_task(const fd_task_t *g, int64_t t)
+    int fd_have_tshort()
     void fd_stream_scale_f32(const float *x, float *y, int64_t n, float s)
     uint64_t fd_threshold(double p)
 
@@ -232,6 +234,8 @@ cdef inline int64_t _ntasks(fd_task_t *g):
     cdef int i
     if g.rblock > 0:
         return (g.oshape[0] + g.rblock - 1) // g.rblock * g.cpr
+    if g.tshort > 0:
+        return g.cpr
     for i in range(g.nd):
         rows *= g.oshape[i]
     return rows * g.cpr
@@ -302,6 +306,7 @@ def forward(x, out, seed, offset, T, scale, mstrides, keep_out=None, packed_out=
     g.op = FD_OP_FORWARD
     g.nt = 0
     g.rblock = 0
+    g.tshort = 0
     g.dtype = _dtype_code(xa)
     if _geometry(&g, xa, ya, mstrides) == 0:
         return
@@ -329,7 +334,25 @@ def forward(x, out, seed, offset, T, scale, mstrides, keep_out=None, packed_out=
             g.keep = <uint8_t *>cnp.PyArray_BYTES(<cnp.ndarray>keep_out)
         if packed_out is not None:
             g.packed = <uint8_t *>cnp.PyArray_BYTES(<cnp.ndarray>packed_out)
+    elif _is_tshort(&g, xa.itemsize):
+        # the transpose of a C-contiguous (L, a) array, a <= 16: walk memory
+        # (a logical-order walk would stride through it a times)
+        g.tshort = g.oshape[0]
+        g.chunk = max(256, (_CHUNK // g.tshort) // 256 * 256)
+        g.cpr = (g.L + g.chunk - 1) // g.chunk
     _execute(&g, _ntasks(&g), n)
+
+
+cdef bint _is_tshort(fd_task_t *g, int64_t item):
+    """Whether the forward geometry is the transpose of a C-contiguous (L, a)
+    array with 2 <= a <= 16 (x and out alike) and the AVX-512 kernel runs."""
+    cdef int64_t a
+    if g.nd != 1 or g.ms != 1:
+        return False
+    a = g.oshape[0]
+    return (2 <= a <= 16 and g.oms[0] == g.L and g.xs == a * item and g.ys == a * item
+            and g.oxs[0] == item and g.oys[0] == item and g.Th <= 0xFFFF
+            and fd_have_tshort() != 0)
 
 
 def mask(n, seed, offset, T, keep_out=None, packed_out=None):
@@ -359,6 +382,7 @@ def mask(n, seed, offset, T, keep_out=None, packed_out=None):
     g.op = FD_OP_MASK
     g.nt = 0
     g.rblock = 0
+    g.tshort = 0
     g.dtype = FD_F32
     g.nd = 0
     g.L = n
@@ -404,6 +428,7 @@ def apply_mask(x, out, mstrides, scale, keep=None, packed=None):
     g.op = FD_OP_APPLY
     g.nt = 0
     g.rblock = 0
+    g.tshort = 0
     g.dtype = _dtype_code(xa)
     if _geometry(&g, xa, ya, mstrides, _prefer_memory_order(xa)) == 0:
         return
@@ -533,6 +558,7 @@ def fast_dropout(x, p, rng, out=None):
     g.nt = (not fresh and nbytes >= _NT_MIN_BYTES
             and cnp.PyArray_BYTES(ya) != cnp.PyArray_BYTES(xa))
     g.rblock = 0
+    g.tshort = 0
     g.nd = 0
     g.L = n
     g.xs = g.ys = cnp.PyArray_ITEMSIZE(xa)

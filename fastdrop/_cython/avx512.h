@@ -239,6 +239,17 @@ FD_T512 static void fd_fwd_avx512_##SUF##_run(const T *x, T *y, int64_t n, uint6
 #define FD_STORE_PH(p, lm, v) _mm256_mask_storeu_epi16((p), (lm), FD_TO_PH(v))
 #define FD_STREAM_PH(p, v) _mm256_stream_si256((__m256i *)(p), FD_TO_PH(v))
 
+/* The per-dtype arguments (SUF, T, CT, VL, MT, VT, SET1, LOAD, MUL, STORE) of
+ * the kernel templates below; FD_FOR_DTYPES(M) instantiates M for all three. */
+#define FD_ARGS_F32 (f32, float, float, 16, __mmask16, __m512, _mm512_set1_ps, FD_LOAD_PS, \
+                     _mm512_maskz_mul_ps, FD_STORE_PS)
+#define FD_ARGS_F64 (f64, double, double, 8, __mmask8, __m512d, _mm512_set1_pd, FD_LOAD_PD, \
+                     _mm512_maskz_mul_pd, FD_STORE_PD)
+#define FD_ARGS_F16 (f16, uint16_t, float, 16, __mmask16, __m512, _mm512_set1_ps, FD_LOAD_PH, \
+                     _mm512_maskz_mul_ps, FD_STORE_PH)
+#define FD_CALL(M, ARGS) M ARGS
+#define FD_FOR_DTYPES(M) FD_CALL(M, FD_ARGS_F32) FD_CALL(M, FD_ARGS_F64) FD_CALL(M, FD_ARGS_F16)
+
 FD_FWD_AVX512_RUN(f32, float, float, 16, __mmask16, __m512, _mm512_set1_ps, FD_LOAD_PS,
                   _mm512_maskz_mul_ps, FD_STORE_PS, _mm512_stream_ps)
 FD_FWD_AVX512_RUN(f64, double, double, 8, __mmask8, __m512d, _mm512_set1_pd, FD_LOAD_PD,
@@ -292,12 +303,7 @@ FD_T512 static void fd_apply_packed_avx512_##SUF(const T *x, T *y, int64_t n,   
         STORE(y + k, lm, MUL(km, LOAD(lm, x + k), sv));                                 \
     }                                                                                   \
 }
-FD_APPLY_PACKED_AVX512(f32, float, float, 16, __mmask16, __m512, _mm512_set1_ps, FD_LOAD_PS,
-                       _mm512_maskz_mul_ps, FD_STORE_PS)
-FD_APPLY_PACKED_AVX512(f64, double, double, 8, __mmask8, __m512d, _mm512_set1_pd, FD_LOAD_PD,
-                       _mm512_maskz_mul_pd, FD_STORE_PD)
-FD_APPLY_PACKED_AVX512(f16, uint16_t, float, 16, __mmask16, __m512, _mm512_set1_ps, FD_LOAD_PH,
-                       _mm512_maskz_mul_ps, FD_STORE_PH)
+FD_FOR_DTYPES(FD_APPLY_PACKED_AVX512)
 
 /* In place: a[k] bit r (element (k, r) of a 64 x 64 bit matrix) becomes
  * a[r] bit k. */
@@ -358,12 +364,49 @@ FD_T512 static void fd_apply_2d_avx512_##SUF(const char *x, char *y, int64_t n, 
         }                                                                               \
     }                                                                                   \
 }
-FD_APPLY_2D_AVX512(f32, float, float, 16, __mmask16, __m512, _mm512_set1_ps, FD_LOAD_PS,
-                   _mm512_maskz_mul_ps, FD_STORE_PS)
-FD_APPLY_2D_AVX512(f64, double, double, 8, __mmask8, __m512d, _mm512_set1_pd, FD_LOAD_PD,
-                   _mm512_maskz_mul_pd, FD_STORE_PD)
-FD_APPLY_2D_AVX512(f16, uint16_t, float, 16, __mmask16, __m512, _mm512_set1_ps, FD_LOAD_PH,
-                   _mm512_maskz_mul_ps, FD_STORE_PH)
+FD_FOR_DTYPES(FD_APPLY_2D_AVX512)
+
+/* Forward over the transpose of a C-contiguous (L, a) array, a <= 16: logical
+ * element (i, j), i < a, j < L, lives at memory index j * a + i and has mask
+ * index i * L + j.  For j0 <= j < j1, 256 j at a time: the a rows' keep bits
+ * (each a contiguous run of the stream), regrouped into keep bytes in memory
+ * order, then zero-masked multiplies over the contiguous memory. */
+#define FD_FWD_TSHORT_AVX512(SUF, T, CT, VL, MT, VT, SET1, LOAD, MUL, STORE)           \
+FD_T512 static void fd_fwd_tshort_avx512_##SUF(const T *x, T *y, int a, int64_t L,      \
+        int64_t j0, int64_t j1, uint64_t offset, uint64_t seed, uint32_t Th,            \
+        uint32_t Tl, CT s)                                                              \
+{                                                                                       \
+    const VT sv = SET1(s);                                                              \
+    uint64_t bits[16][4];                                                               \
+    uint8_t kb[16 * FD_ABATCH + 64];                                                    \
+    memset(kb, 0, sizeof kb);                                                           \
+    for (int64_t jb = j0; jb < j1; jb += FD_ABATCH) {                                   \
+        const int m = j1 - jb < FD_ABATCH ? (int)(j1 - jb) : FD_ABATCH;                \
+        const char *pf = (const char *)(x + (jb + FD_ABATCH) * a);                      \
+        for (int i = 0; i < a; i++)                                                     \
+            fd_bits256(offset + (uint64_t)i * (uint64_t)L + (uint64_t)jb, m, seed, Th,  \
+                       Tl, bits[i], pf + i * FD_ABATCH * (int)sizeof(T),                \
+                       FD_ABATCH * (int)sizeof(T) / 64);                                \
+        for (int i = 0; i < a; i++) {  /* keep bytes of row i, then interleaved */     \
+            uint8_t rb[FD_ABATCH];                                                      \
+            for (int q = 0; q < 4; q++)                                                 \
+                _mm512_storeu_si512((void *)(rb + 64 * q), _mm512_maskz_mov_epi8(       \
+                    (__mmask64)bits[i][q], _mm512_set1_epi8(1)));                       \
+            for (int jj = 0; jj < m; jj++)                                              \
+                kb[jj * a + i] = rb[jj];                                                \
+        }                                                                               \
+        const int ne = m * a;                                                           \
+        const T *xp = x + jb * a;                                                       \
+        T *yp = y + jb * a;                                                             \
+        for (int q = 0; q < ne; q += VL) {                                              \
+            const __m128i kv = _mm_loadu_si128((const __m128i *)(kb + q));              \
+            const MT km = (MT)_mm_test_epi8_mask(kv, kv);                               \
+            const MT lm = (MT)FD_TAILMASK(ne - q, VL);                                  \
+            STORE(yp + q, lm, MUL(km, LOAD(lm, xp + q), sv));                           \
+        }                                                                               \
+    }                                                                                   \
+}
+FD_FOR_DTYPES(FD_FWD_TSHORT_AVX512)
 
 FD_T512 static void fd_mask_avx512(int64_t n, uint64_t j0, uint64_t seed, uint32_t Th,
                                    uint32_t Tl, uint8_t *keep, uint8_t *packed)

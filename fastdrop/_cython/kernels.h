@@ -107,6 +107,8 @@ typedef struct {
     const uint8_t *mkeep, *mpacked;        /* stored mask for apply */
     int nt;                                /* non-temporal stores (large out-of-place) */
     int64_t rblock;                        /* > 0: apply in blocks of rows (nd == 1) */
+    int64_t tshort;                        /* > 0: forward over the transpose of a
+                                              C-contiguous (L, tshort) array (AVX-512) */
 } fd_task_t;
 
 /* --------------------------------------------------- per-dtype template */
@@ -288,6 +290,16 @@ static void fd_mask_1d(int64_t n, uint64_t j0, uint64_t seed, uint32_t Th, uint3
     fd_mask_seq(n, j0, seed, Th, Tl, keep, packed);
 }
 
+/* Whether the tshort forward exists here (AVX-512 at run time). */
+static inline int fd_have_tshort(void)
+{
+#ifdef FD_HAVE_AVX512_PATH
+    return fd_have_avx512();
+#else
+    return 0;
+#endif
+}
+
 /* --------------------------------------------------------- task runner */
 /* Task t = (row, chunk of the inner axis); results depend only on t. */
 static void fd_run_apply_block(const fd_task_t *g, int64_t t);
@@ -298,6 +310,21 @@ static void fd_run_task(const fd_task_t *g, int64_t t)
         fd_run_apply_block(g, t);
         return;
     }
+#ifdef FD_HAVE_AVX512_PATH
+    if (g->tshort > 0) {  /* task t: j in chunk t, all rows */
+        int64_t j0 = t * g->chunk, j1 = j0 + g->chunk < g->L ? j0 + g->chunk : g->L;
+        int a = (int)g->tshort;
+        switch (g->dtype) {
+        case FD_F16: fd_fwd_tshort_avx512_f16((const uint16_t *)g->x, (uint16_t *)g->y, a,
+                         g->L, j0, j1, g->offset, g->seed, g->Th, g->Tl, (float)g->scale); break;
+        case FD_F32: fd_fwd_tshort_avx512_f32((const float *)g->x, (float *)g->y, a,
+                         g->L, j0, j1, g->offset, g->seed, g->Th, g->Tl, (float)g->scale); break;
+        default:     fd_fwd_tshort_avx512_f64((const double *)g->x, (double *)g->y, a,
+                         g->L, j0, j1, g->offset, g->seed, g->Th, g->Tl, g->scale); break;
+        }
+        return;
+    }
+#endif
     int64_t row = t / g->cpr, c = t % g->cpr;
     int64_t xo = 0, yo = 0, mo = 0;
     for (int a = g->nd - 1; a >= 0; a--) {
