@@ -231,6 +231,21 @@ FD_CLONES static void fd_apply_1d_##SUF(const char *x, int64_t xs, char *y, int6
                 CT v = TOC(xc[k]) * s;                                                  \
                 yc[k] = kc[k] ? FROMC(v) : (T)0;                                        \
             }                                                                           \
+        } else if (ms == 1 && n > 1) {                                                  \
+            /* strided with a contiguous mask: through L1 staging tiles */              \
+            T xb[FD_STAGE], yb[FD_STAGE];                                               \
+            for (int64_t k = 0; k < n; k += FD_STAGE) {                                 \
+                int64_t m = n - k < FD_STAGE ? n - k : FD_STAGE;                        \
+                const uint8_t *kc = mkeep + base + k;                                   \
+                for (int64_t e = 0; e < m; e++)                                         \
+                    xb[e] = *(const T *)(x + (k + e) * xs);                             \
+                for (int64_t e = 0; e < m; e++) {                                       \
+                    CT v = TOC(xb[e]) * s;                                              \
+                    yb[e] = kc[e] ? FROMC(v) : (T)0;                                    \
+                }                                                                       \
+                for (int64_t e = 0; e < m; e++)                                         \
+                    *(T *)(y + (k + e) * ys) = yb[e];                                   \
+            }                                                                           \
         } else {                                                                        \
             for (int64_t k = 0; k < n; k++) {                                           \
                 CT v = TOC(*(const T *)(x + k * xs)) * s;                               \
@@ -241,6 +256,20 @@ FD_CLONES static void fd_apply_1d_##SUF(const char *x, int64_t xs, char *y, int6
         if (ms == 1 && FD_USE_AVX512(xs, ys, sizeof(T), 0u)) {                          \
             FD_AVX512_CALL(fd_apply_packed_avx512_##SUF((const void *)x, (void *)y, n,  \
                 (uint64_t)base, mpacked, s));                                           \
+            return;                                                                     \
+        }                                                                               \
+        if (ms == 1 && n > 1 && FD_USE_AVX512(sizeof(T), sizeof(T), sizeof(T), 0u)) {   \
+            /* strided: through L1 staging tiles, as in fd_fwd_1d */                    \
+            T xb[FD_STAGE], yb[FD_STAGE];                                               \
+            for (int64_t k = 0; k < n; k += FD_STAGE) {                                 \
+                int64_t m = n - k < FD_STAGE ? n - k : FD_STAGE;                        \
+                for (int64_t e = 0; e < m; e++)                                         \
+                    xb[e] = *(const T *)(x + (k + e) * xs);                             \
+                FD_AVX512_CALL(fd_apply_packed_avx512_##SUF(xb, yb, m,                  \
+                    (uint64_t)(base + k), mpacked, s));                                 \
+                for (int64_t e = 0; e < m; e++)                                         \
+                    *(T *)(y + (k + e) * ys) = yb[e];                                   \
+            }                                                                           \
             return;                                                                     \
         }                                                                               \
         for (int64_t k = 0; k < n; k++) {                                               \
