@@ -175,11 +175,13 @@ def threads_info():
         "fastdrop_threads": fastdrop.get_num_threads(),
         "omp_max_threads": None,
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+        "cython_isa": None,
     }
     try:
         from fastdrop._cython import _kernels
 
         info["omp_max_threads"] = int(_kernels.omp_max_threads())
+        info["cython_isa"] = _kernels.isa()
     except Exception:  # noqa: BLE001 - extension missing or older build
         pass
     return info
@@ -386,6 +388,10 @@ def format_info(info):
     extra = f", OpenMP max threads {t['omp_max_threads']}" if t["omp_max_threads"] else ""
     lines.append(f"threads: fastdrop uses {t['fastdrop_threads']}; OpenMP {omp}{extra}"
                  + (f"; OMP_NUM_THREADS={t['OMP_NUM_THREADS']}" if t["OMP_NUM_THREADS"] else ""))
+    if t.get("cython_isa"):
+        cap = os.environ.get("FASTDROP_MAX_ISA")
+        lines.append(f"cython kernels: {t['cython_isa']}"
+                     + (f" (FASTDROP_MAX_ISA={cap})" if cap else ""))
     nb = info["numba"]
     if not nb["installed"]:
         lines.append("numba: not installed")

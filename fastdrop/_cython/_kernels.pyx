@@ -19,7 +19,7 @@ from fastdrop import _config
 
 cnp.import_array()
 
-__all__ = ["forward", "mask", "apply_mask", "fast_dropout", "stream_scale",
+__all__ = ["forward", "mask", "apply_mask", "fast_dropout", "stream_scale", "isa",
            "openmp_enabled", "omp_max_threads", "CHUNK"]
 
 cdef extern from *:
@@ -61,6 +61,8 @@ cdef extern from "kernels.h" nogil:
         int64_t tshort
     void fd_run_task(const fd_task_t *g, int64_t t)
     int fd_have_tshort()
+    int fd_have_avx512()
+    int fd_have_avx2()
     void fd_stream_scale_f32(const float *x, float *y, int64_t n, float s)
     uint64_t fd_threshold(double p)
 
@@ -81,6 +83,25 @@ def openmp_enabled():
     True
     """
     return bool(FASTDROP_HAVE_OPENMP)
+
+
+def isa():
+    """Which hand-written kernels run on this CPU for contiguous data:
+    ``"avx512"``, ``"avx2"`` or ``"portable"`` (auto-vectorised C).  The
+    environment variable ``FASTDROP_MAX_ISA=avx2`` or ``=portable``, read
+    once per process, caps it (results are identical on every path).
+
+    Examples
+    --------
+    >>> from fastdrop._cython import _kernels
+    >>> _kernels.isa() in ("avx512", "avx2", "portable")
+    True
+    """
+    if fd_have_avx512():
+        return "avx512"
+    if fd_have_avx2():
+        return "avx2"
+    return "portable"
 
 
 def omp_max_threads():

@@ -15,6 +15,26 @@
 
 #include "philox.h"
 
+#include <stdlib.h>
+#include <string.h>
+
+/* FASTDROP_MAX_ISA=avx2 or =portable (read once) caps the hand-written
+ * paths, so tests and users can run the narrower ones on a wider CPU. */
+static int fd_isa_cap_state = -1;
+
+static inline int fd_isa_cap(void)  /* 2: AVX-512, 1: AVX2, 0: portable */
+{
+    int c = fd_isa_cap_state;
+    if (c < 0) {
+        const char *e = getenv("FASTDROP_MAX_ISA");
+        c = 2;
+        if (e && strcmp(e, "avx2") == 0) c = 1;
+        else if (e && strcmp(e, "portable") == 0) c = 0;
+        fd_isa_cap_state = c;
+    }
+    return c;
+}
+
 #if defined(__GNUC__) && defined(__x86_64__) && !defined(FD_NO_AVX512)
 #include <immintrin.h>
 #define FD_HAVE_AVX512_PATH 1
@@ -33,15 +53,10 @@ static int fd_avx512_state = -1;
 
 static inline int fd_have_avx512(void)
 {
-    int s = fd_avx512_state;
-    if (s < 0) {
-        __builtin_cpu_init();
-        s = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-            __builtin_cpu_supports("f16c");
-        fd_avx512_state = s;
-    }
-    return s;
+    return FD_CPU_ONCE(fd_avx512_state,
+        __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+        __builtin_cpu_supports("f16c") && fd_isa_cap() >= 2);
 }
 
 /* One Philox round on the 4 groups (keys ka, kb). */
@@ -141,16 +156,7 @@ FD_T512 static inline void fd_bits256(uint64_t j, int m, uint64_t seed, uint32_t
                             (__mmask64)_mm512_cmpeq_epu16_mask(V[2 * q], TH)))
                       : 0;
     if (f) {
-        uint64_t bb = b + 32;
-        uint32_t c[4] = {(uint32_t)bb, (uint32_t)(bb >> 32), 0u, 0u};
-        fd_philox4x32_10(c, k0, k1);
-        uint64_t we = 0, te = 0;
-        for (int l = 0; l < 8; l++) {
-            uint32_t h = (c[l >> 1] >> (16 * (l & 1))) & 0xFFFFu;
-            we |= (uint64_t)(h > Th) << l;
-            te |= (uint64_t)(h == Th) << l;
-        }
-        w[4] = we; t[4] = te;
+        fd_block_bits(b + 32, seed, Th, &w[4], &t[4]);
         for (int q = 0; q < 4; q++) {
             w[q] = (w[q] >> f) | (w[q + 1] << (64 - f));
             t[q] = (t[q] >> f) | (t[q + 1] << (64 - f));
@@ -164,18 +170,9 @@ FD_T512 static inline void fd_bits256(uint64_t j, int m, uint64_t seed, uint32_t
             t[q] &= keepm;
         }
     }
-    if (__builtin_expect((t[0] | t[1] | t[2] | t[3]) != 0, 0)) {
-        for (int q = 0; q < 4; q++) {
-            uint64_t tt = t[q];
-            while (tt) {
-                int e = __builtin_ctzll(tt);
-                tt &= tt - 1;
-                uint64_t bit = 1ull << e;
-                if (fd_lane16(seed, j + (uint64_t)(64 * q + e), 1) >= Tl) w[q] |= bit;
-                else w[q] &= ~bit;
-            }
-        }
-    }
+    if (__builtin_expect((t[0] | t[1] | t[2] | t[3]) != 0, 0))
+        for (int q = 0; q < 4; q++)
+            w[q] = fd_fix_ties(w[q], t[q], seed, j + (uint64_t)(64 * q), Tl);
     bits[0] = w[0]; bits[1] = w[1]; bits[2] = w[2]; bits[3] = w[3];
 }
 
@@ -202,8 +199,8 @@ FD_T512 static inline void fd_out_bits256(const uint64_t bits[4], int m, uint8_t
  * MT, compute vector VT).  LOAD(lm, p): zero-masked load converted to the
  * compute type; MUL(km, v, s): zero-masked multiply (a dropped element is
  * +0.0 whatever x holds); STORE(p, lm, v): masked store converted back;
- * STREAM(p, v): non-temporal store of a whole vector (full batches, nt). */
-#define FD_FWD_AVX512_RUN(SUF, T, CT, VL, MT, VT, SET1, LOAD, MUL, STORE, STREAM)     \
+ * FD_STREAM_SUF(p, v): non-temporal store of a whole vector (full batches, nt). */
+#define FD_FWD_AVX512_RUN(SUF, T, CT, VL, MT, VT, SET1, LOAD, MUL, STORE)             \
 FD_T512 static void fd_fwd_avx512_##SUF##_run(const T *x, T *y, int64_t n, uint64_t j0, \
         uint64_t seed, uint32_t Th, uint32_t Tl, CT s, uint8_t *keep, uint8_t *packed,  \
         int nt)                                                                         \
@@ -221,7 +218,7 @@ FD_T512 static void fd_fwd_avx512_##SUF##_run(const T *x, T *y, int64_t n, uint6
             MT km = (MT)(bits[(VL * q) >> 6] >> ((VL * q) & 63));                       \
             MT lm = (MT)FD_TAILMASK(m - VL * q, VL);                                    \
             VT v = MUL(km, LOAD(lm, xp + VL * q), sv);                                  \
-            if (stream) STREAM(yp + VL * q, v);                                         \
+            if (stream) FD_STREAM_##SUF(yp + VL * q, v);                                \
             else STORE(yp + VL * q, lm, v);                                             \
         }                                                                               \
         if (keep || packed)                                                             \
@@ -237,7 +234,9 @@ FD_T512 static void fd_fwd_avx512_##SUF##_run(const T *x, T *y, int64_t n, uint6
 #define FD_TO_PH(v) _mm512_cvtps_ph((v), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
 #define FD_LOAD_PH(lm, p) _mm512_cvtph_ps(_mm256_maskz_loadu_epi16((lm), (p)))
 #define FD_STORE_PH(p, lm, v) _mm256_mask_storeu_epi16((p), (lm), FD_TO_PH(v))
-#define FD_STREAM_PH(p, v) _mm256_stream_si256((__m256i *)(p), FD_TO_PH(v))
+#define FD_STREAM_f32(p, v) _mm512_stream_ps((p), (v))
+#define FD_STREAM_f64(p, v) _mm512_stream_pd((p), (v))
+#define FD_STREAM_f16(p, v) _mm256_stream_si256((__m256i *)(p), FD_TO_PH(v))
 
 /* The per-dtype arguments (SUF, T, CT, VL, MT, VT, SET1, LOAD, MUL, STORE) of
  * the kernel templates below; FD_FOR_DTYPES(M) instantiates M for all three. */
@@ -250,12 +249,7 @@ FD_T512 static void fd_fwd_avx512_##SUF##_run(const T *x, T *y, int64_t n, uint6
 #define FD_CALL(M, ARGS) M ARGS
 #define FD_FOR_DTYPES(M) FD_CALL(M, FD_ARGS_F32) FD_CALL(M, FD_ARGS_F64) FD_CALL(M, FD_ARGS_F16)
 
-FD_FWD_AVX512_RUN(f32, float, float, 16, __mmask16, __m512, _mm512_set1_ps, FD_LOAD_PS,
-                  _mm512_maskz_mul_ps, FD_STORE_PS, _mm512_stream_ps)
-FD_FWD_AVX512_RUN(f64, double, double, 8, __mmask8, __m512d, _mm512_set1_pd, FD_LOAD_PD,
-                  _mm512_maskz_mul_pd, FD_STORE_PD, _mm512_stream_pd)
-FD_FWD_AVX512_RUN(f16, uint16_t, float, 16, __mmask16, __m512, _mm512_set1_ps, FD_LOAD_PH,
-                  _mm512_maskz_mul_ps, FD_STORE_PH, FD_STREAM_PH)
+FD_FOR_DTYPES(FD_FWD_AVX512_RUN)
 
 /* Forward over n contiguous elements.  With nt (a large out-of-place output),
  * the output is written with non-temporal stores once it is 64-byte aligned:

@@ -15,6 +15,7 @@
 #include <string.h>
 #include "philox.h"
 #include "avx512.h"
+#include "avx2.h"
 
 /* Runtime ISA dispatch for the hot loops (no -march=native anywhere). */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && \
@@ -85,6 +86,14 @@ static inline uint16_t fd_f2h_soft(float x)
 #else
 #define FD_USE_AVX512(xs, ys, sz, Th) 0
 #define FD_AVX512_CALL(call) ((void)0)
+#endif
+#ifdef FD_HAVE_AVX2_PATH
+#define FD_USE_AVX2(xs, ys, sz, Th) \
+    ((xs) == (int64_t)(sz) && (ys) == (int64_t)(sz) && (Th) <= 0xFFFFu && fd_have_avx2())
+#define FD_AVX2_CALL(call) call
+#else
+#define FD_USE_AVX2(xs, ys, sz, Th) 0
+#define FD_AVX2_CALL(call) ((void)0)
 #endif
 
 /* ------------------------------------------------------- task description */
@@ -199,6 +208,11 @@ static void fd_fwd_1d_##SUF(const char *x, int64_t xs, char *y, int64_t ys, int6
                 for (int64_t e = 0; e < m; e++)                                         \
                     *(T *)(y + (k + e) * ys) = yb[e];                                   \
             }                                                                           \
+            return;                                                                     \
+        }                                                                               \
+        if (FD_USE_AVX2(xs, ys, sizeof(T), Th)) {                                       \
+            FD_AVX2_CALL(fd_fwd_avx2_##SUF((const void *)x, (void *)y, n,               \
+                offset + (uint64_t)base, seed, Th, Tl, s, keep, packed));               \
             return;                                                                     \
         }                                                                               \
         fd_fwd_seq_##SUF(x, xs, y, ys, n, offset + (uint64_t)base, seed, Th, Tl, s,     \
@@ -335,6 +349,10 @@ static void fd_mask_1d(int64_t n, uint64_t j0, uint64_t seed, uint32_t Th, uint3
     if (n <= 0) return;
     if (FD_USE_AVX512(1, 1, 1, Th)) {
         FD_AVX512_CALL(fd_mask_avx512(n, j0, seed, Th, Tl, keep, packed));
+        return;
+    }
+    if (FD_USE_AVX2(1, 1, 1, Th)) {
+        FD_AVX2_CALL(fd_mask_avx2(n, j0, seed, Th, Tl, keep, packed));
         return;
     }
     fd_mask_seq(n, j0, seed, Th, Tl, keep, packed);

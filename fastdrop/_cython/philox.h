@@ -69,6 +69,41 @@ static inline int fd_keep_at(uint64_t seed, uint64_t j, uint32_t Th, uint32_t Tl
     return fd_lane16(seed, j, 1) >= Tl;
 }
 
+/* Keep (> Th) and tie (== Th) bits of the 8 high lanes of block bb: bit l
+ * of *gt / *eq is lane l. */
+static inline void fd_block_bits(uint64_t bb, uint64_t seed, uint32_t Th, uint64_t *gt,
+                                 uint64_t *eq)
+{
+    uint32_t c[4] = {(uint32_t)bb, (uint32_t)(bb >> 32), 0u, 0u};
+    fd_philox4x32_10(c, (uint32_t)seed, (uint32_t)(seed >> 32));
+    uint64_t g = 0, e = 0;
+    for (int l = 0; l < 8; l++) {
+        uint32_t h = (c[l >> 1] >> (16 * (l & 1))) & 0xFFFFu;
+        g |= (uint64_t)(h > Th) << l;
+        e |= (uint64_t)(h == Th) << l;
+    }
+    *gt = g;
+    *eq = e;
+}
+
+/* Resolve the ties flagged in t (bit e: position j + e) in the keep word w
+ * with the low 16-bit lanes. */
+static inline uint64_t fd_fix_ties(uint64_t w, uint64_t t, uint64_t seed, uint64_t j,
+                                   uint32_t Tl)
+{
+    while (t) {
+        int e = __builtin_ctzll(t);
+        t &= t - 1;
+        if (fd_lane16(seed, j + (uint64_t)e, 1) >= Tl) w |= 1ull << e;
+        else w &= ~(1ull << e);
+    }
+    return w;
+}
+
+/* Run a CPU probe once and cache its result in *state (-1: not yet). */
+#define FD_CPU_ONCE(state, probe) \
+    ((state) >= 0 ? (state) : ((state) = (__builtin_cpu_init(), (probe) ? 1 : 0)))
+
 /* 16-bit lanes of a batch: h[8 * i + l] is lane l of block b0 + i.  One
  * spare block so a batch may start anywhere inside its first block. */
 typedef union {
