@@ -120,9 +120,24 @@ typedef struct {
                                               C-contiguous (L, tshort) array (AVX-512) */
 } fd_task_t;
 
-/* Elements per L1 staging tile of the strided AVX-512 forward (a multiple of
- * 8: packed mask bytes stay whole). */
+/* Elements per L1 staging tile for strided runs (a multiple of 8: packed mask
+ * bytes stay whole). */
 #define FD_STAGE 1024
+
+/* n strided elements of type T through L1 staging tiles: each tile of m
+ * elements (its first at k) is copied from x to xb, CALL turns xb[0..m) into
+ * yb[0..m) with the contiguous code, and yb is copied to y. */
+#define FD_STAGED(T, x, xs, y, ys, n, CALL) do {                                        \
+        T xb[FD_STAGE], yb[FD_STAGE];                                                   \
+        for (int64_t k = 0; k < (n); k += FD_STAGE) {                                   \
+            int64_t m = (n) - k < FD_STAGE ? (n) - k : FD_STAGE;                        \
+            for (int64_t e = 0; e < m; e++)                                             \
+                xb[e] = *(const T *)((x) + (k + e) * (xs));                             \
+            CALL;                                                                       \
+            for (int64_t e = 0; e < m; e++)                                             \
+                *(T *)((y) + (k + e) * (ys)) = yb[e];                                   \
+        }                                                                               \
+    } while (0)
 
 /* --------------------------------------------------- per-dtype template */
 /*
@@ -197,17 +212,10 @@ static void fd_fwd_1d_##SUF(const char *x, int64_t xs, char *y, int64_t ys, int6
             /* strided (step, reversed): tiles copied to and from L1 buffers      \
              * around the contiguous kernel (a reversed 16 Mi float32 view, 1      \
              * thread: 148 ms with the portable strided select, 27 ms) */         \
-            T xb[FD_STAGE], yb[FD_STAGE];                                               \
-            for (int64_t k = 0; k < n; k += FD_STAGE) {                                 \
-                int64_t m = n - k < FD_STAGE ? n - k : FD_STAGE;                        \
-                for (int64_t e = 0; e < m; e++)                                         \
-                    xb[e] = *(const T *)(x + (k + e) * xs);                             \
+            FD_STAGED(T, x, xs, y, ys, n,                                               \
                 FD_AVX512_CALL(fd_fwd_avx512_##SUF((const void *)xb, (void *)yb, m,     \
                     offset + (uint64_t)(base + k), seed, Th, Tl, s,                     \
-                    keep ? keep + k : NULL, packed ? packed + k / 8 : NULL, 0));        \
-                for (int64_t e = 0; e < m; e++)                                         \
-                    *(T *)(y + (k + e) * ys) = yb[e];                                   \
-            }                                                                           \
+                    keep ? keep + k : NULL, packed ? packed + k / 8 : NULL, 0)));       \
             return;                                                                     \
         }                                                                               \
         if (FD_USE_AVX2(xs, ys, sizeof(T), Th)) {                                       \
@@ -247,19 +255,9 @@ FD_CLONES static void fd_apply_1d_##SUF(const char *x, int64_t xs, char *y, int6
             }                                                                           \
         } else if (ms == 1 && n > 1) {                                                  \
             /* strided with a contiguous mask: through L1 staging tiles */              \
-            T xb[FD_STAGE], yb[FD_STAGE];                                               \
-            for (int64_t k = 0; k < n; k += FD_STAGE) {                                 \
-                int64_t m = n - k < FD_STAGE ? n - k : FD_STAGE;                        \
-                const uint8_t *kc = mkeep + base + k;                                   \
+            FD_STAGED(T, x, xs, y, ys, n,                                               \
                 for (int64_t e = 0; e < m; e++)                                         \
-                    xb[e] = *(const T *)(x + (k + e) * xs);                             \
-                for (int64_t e = 0; e < m; e++) {                                       \
-                    CT v = TOC(xb[e]) * s;                                              \
-                    yb[e] = kc[e] ? FROMC(v) : (T)0;                                    \
-                }                                                                       \
-                for (int64_t e = 0; e < m; e++)                                         \
-                    *(T *)(y + (k + e) * ys) = yb[e];                                   \
-            }                                                                           \
+                    yb[e] = mkeep[base + k + e] ? FROMC(TOC(xb[e]) * s) : (T)0);        \
         } else {                                                                        \
             for (int64_t k = 0; k < n; k++) {                                           \
                 CT v = TOC(*(const T *)(x + k * xs)) * s;                               \
@@ -274,16 +272,9 @@ FD_CLONES static void fd_apply_1d_##SUF(const char *x, int64_t xs, char *y, int6
         }                                                                               \
         if (ms == 1 && n > 1 && FD_USE_AVX512(sizeof(T), sizeof(T), sizeof(T), 0u)) {   \
             /* strided: through L1 staging tiles, as in fd_fwd_1d */                    \
-            T xb[FD_STAGE], yb[FD_STAGE];                                               \
-            for (int64_t k = 0; k < n; k += FD_STAGE) {                                 \
-                int64_t m = n - k < FD_STAGE ? n - k : FD_STAGE;                        \
-                for (int64_t e = 0; e < m; e++)                                         \
-                    xb[e] = *(const T *)(x + (k + e) * xs);                             \
+            FD_STAGED(T, x, xs, y, ys, n,                                               \
                 FD_AVX512_CALL(fd_apply_packed_avx512_##SUF(xb, yb, m,                  \
-                    (uint64_t)(base + k), mpacked, s));                                 \
-                for (int64_t e = 0; e < m; e++)                                         \
-                    *(T *)(y + (k + e) * ys) = yb[e];                                   \
-            }                                                                           \
+                    (uint64_t)(base + k), mpacked, s)));                                \
             return;                                                                     \
         }                                                                               \
         for (int64_t k = 0; k < n; k++) {                                               \
