@@ -203,6 +203,51 @@ def test_forward_kernel_large(dtype, threads):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_forward_nontemporal_stores(dtype, threads, monkeypatch):
+    """Caller-provided outputs that are not ``x`` take the non-temporal
+    store path (threshold lowered so small arrays reach it): every start of
+    ``out`` within a 64-byte line, stream offsets off a Philox block, ties
+    inside the data; fresh and in-place outputs keep ordinary stores."""
+    from fastdrop._numba import kernels as K
+
+    monkeypatch.setattr(K, "NT_MIN_BYTES", 0)
+    n = 2**17 + 1001
+    x = special_values((n,), dtype, seed=6)
+    per_line = 64 // x.itemsize
+    buf = np.empty(n + 2 * per_line, dtype)
+    base = (-(buf.ctypes.data // buf.itemsize)) % per_line
+    for offset in (0, 3, 2**35 - 101):
+        ts = [R.threshold(0.3), (3 << 16) + 1]
+        ts += list(tie_thresholds(SEED, offset + 2**16 + 300))
+        for T in ts:
+            ref = np.empty_like(x)
+            R.forward(x, ref, SEED, offset, T, scale_of(T), (1,))
+            for shift in (0, 1, 3, per_line - 1):
+                out = buf[base + shift:base + shift + n]
+                out.fill(7)
+                B.forward(x, out, SEED, offset, T, scale_of(T), (1,))
+                assert_same(out, ref)
+            out = np.empty_like(x)
+            B.forward(x, out, SEED, offset, T, scale_of(T), (1,), fresh_out=True)
+            assert_same(out, ref)
+            y = x.copy()
+            B.forward(y, y, SEED, offset, T, scale_of(T), (1,))
+            assert_same(y, ref)
+
+
+def test_forward_nontemporal_over_threshold(threads):
+    """An output over ``NT_MIN_BYTES`` through the public API, unaligned."""
+    n = (8 << 20) // 4 + 37
+    x = special_values((n,), np.float32, seed=8)
+    want = fastdrop.dropout(x, 0.3, rng=fastdrop.Generator(7, 3), backend="reference")
+    buf = np.empty(n + 1, np.float32)
+    out = buf[1:]
+    r = fastdrop.dropout(x, 0.3, rng=fastdrop.Generator(7, 3), out=out, backend="numba")
+    assert r is out
+    assert_same(out, want)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 def test_transposed_blocked_path(dtype, threads):
     """Transposed / Fortran layouts (blocked kernel path): several blocks in
     both directions, ragged edges, stored masks too."""

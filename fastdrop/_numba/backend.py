@@ -10,7 +10,12 @@ Layouts
 -------
 - ``forward`` on C-contiguous ``x``/``out`` with a full mask runs the 1-D
   fast path (:func:`~fastdrop._numba.kernels.forward_contig`), which also
-  writes ``keep_out``/``packed_out`` in the same pass.
+  writes ``keep_out``/``packed_out`` in the same pass.  A large
+  (``kernels.NT_MIN_BYTES``) float32/float64 output that the caller
+  provided and that is not ``x`` is written with non-temporal stores, as in
+  the Cython backend; a freshly allocated one (``fresh_out=True``) is not
+  (its pages are first touched by the kernel, and cached stores serve
+  that better).
 - Anything else (strides, Fortran order, reversed or transposed views, noise
   shapes, stored masks) runs :func:`~fastdrop._numba.kernels.forward_nd`:
   length-1 axes are dropped, an inner axis is chosen (mask stride 1, or the
@@ -51,6 +56,8 @@ __all__ = ["DTYPES", "available", "forward", "mask", "apply_mask", "stream_scale
 
 #: dtypes this backend supports.
 DTYPES = ("float16", "float32", "float64")
+#: ``forward`` takes the ``fresh_out`` hint (see :mod:`fastdrop._dispatch`).
+ACCEPTS_FRESH_OUT = True
 
 _build_lock = threading.Lock()   # first import of the kernels / compilation records
 _call_lock = threading.Lock()    # serialises parallel calls under 'workqueue'
@@ -254,8 +261,10 @@ def _nd(x, out, mstrides, seed, offset, T, scale, keep, packed):
     _call(K.forward_nd, (x.dtype.char, xf.flags.aligned, of.flags.aligned), *args)
 
 
-def forward(x, out, seed, offset, T, scale, mstrides, keep_out=None, packed_out=None):
-    """Dropout forward; see :mod:`fastdrop._dispatch` for the conventions.
+def forward(x, out, seed, offset, T, scale, mstrides, keep_out=None, packed_out=None,
+            fresh_out=False):
+    """Dropout forward; see :mod:`fastdrop._dispatch` for the conventions
+    (``fresh_out``: ``out`` was just allocated by the caller).
 
     Examples
     --------
@@ -275,9 +284,11 @@ def forward(x, out, seed, offset, T, scale, mstrides, keep_out=None, packed_out=
     if full and x.flags.c_contiguous and out.flags.c_contiguous:
         xs = _readonly(_storage(x).reshape(-1))
         os_ = _storage(out).reshape(-1)
+        nt = (not fresh_out and out.nbytes >= K.NT_MIN_BYTES
+              and out.__array_interface__["data"][0] != x.__array_interface__["data"][0])
         args = (xs, os_, _u64(seed), _u64(offset), _u64(T), _scale(x.dtype, scale),
                 keep_out if keep_out is not None else K.NO_BOOL,
-                packed_out if packed_out is not None else K.NO_BYTES)
+                packed_out if packed_out is not None else K.NO_BYTES, nt)
         _call(K.forward_contig, (x.dtype.char, xs.flags.aligned, os_.flags.aligned), *args)
         return
     if keep_out is not None or packed_out is not None:
