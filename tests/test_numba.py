@@ -205,9 +205,10 @@ def test_forward_kernel_large(dtype, threads):
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 def test_forward_nontemporal_stores(dtype, threads, monkeypatch):
     """Caller-provided outputs that are not ``x`` take the non-temporal
-    store path (threshold lowered so small arrays reach it): every start of
-    ``out`` within a 64-byte line, stream offsets off a Philox block, ties
-    inside the data; fresh and in-place outputs keep ordinary stores."""
+    store path (threshold lowered so small arrays reach it), with and
+    without mask outputs: every start of ``out`` within a 64-byte line,
+    stream offsets off a Philox block, ties inside the data; fresh and
+    in-place outputs keep ordinary stores."""
     from fastdrop._numba import kernels as K
 
     monkeypatch.setattr(K, "NT_MIN_BYTES", 0)
@@ -222,11 +223,27 @@ def test_forward_nontemporal_stores(dtype, threads, monkeypatch):
         for T in ts:
             ref = np.empty_like(x)
             R.forward(x, ref, SEED, offset, T, scale_of(T), (1,))
-            for shift in (0, 1, 3, per_line - 1):
+            kr = np.empty(n, bool)
+            pr = np.empty((n + 7) // 8, np.uint8)
+            R.mask(n, SEED, offset, T, keep_out=kr, packed_out=pr)
+            for shift in (0, 1, 3, 8 % per_line, per_line - 1):
                 out = buf[base + shift:base + shift + n]
                 out.fill(7)
                 B.forward(x, out, SEED, offset, T, scale_of(T), (1,))
                 assert_same(out, ref)
+                keep = np.empty(n, bool)
+                packed = np.empty((n + 7) // 8, np.uint8)
+                for kw in ({"keep_out": keep}, {"packed_out": packed},
+                           {"keep_out": keep, "packed_out": packed}):
+                    out.fill(7)
+                    keep.fill(False)
+                    packed.fill(0)
+                    B.forward(x, out, SEED, offset, T, scale_of(T), (1,), **kw)
+                    assert_same(out, ref)
+                    if "keep_out" in kw:
+                        assert_array_equal(keep, kr)
+                    if "packed_out" in kw:
+                        assert_array_equal(packed, pr)
             out = np.empty_like(x)
             B.forward(x, out, SEED, offset, T, scale_of(T), (1,), fresh_out=True)
             assert_same(out, ref)

@@ -44,6 +44,8 @@ Examples
 [2.0, 0.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0]
 """
 
+import sys
+
 import numpy as np
 from llvmlite import binding as _llvm
 from llvmlite import ir
@@ -98,7 +100,6 @@ _U7 = np.uint64(7)
 _U16 = np.uint64(16)
 _LO16 = np.uint64(0xFFFF)
 _MAX16 = np.uint32(0xFFFF)
-_B1, _B2, _B3, _B4, _B5, _B6, _B7 = (np.uint8(b) for b in range(1, 8))
 _LO32 = _philox.LO32
 _S32 = _philox.S32
 
@@ -182,16 +183,24 @@ def _addr(typingctx, arr):
     return sig, codegen
 
 
+_X86 = _llvm.get_process_triple().split("-")[0] in ("x86_64", "i386", "i686")
+
+
 @intrinsic
-def _sfence(typingctx):
+def _fence(typingctx):
     """Order this thread's non-temporal stores before anything after it
-    (x86 ``sfence``): called before a parallel work item ends."""
+    (``sfence`` on x86, where LLVM's own fence may become a locked stack
+    operation; a sequentially consistent fence elsewhere): called at the
+    end of a parallel work item that streamed."""
     sig = types.void()
 
     def codegen(context, builder, signature, args):
-        fnty = ir.FunctionType(ir.VoidType(), [])
-        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.x86.sse.sfence")
-        builder.call(fn, [])
+        if _X86:
+            fnty = ir.FunctionType(ir.VoidType(), [])
+            fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.x86.sse.sfence")
+            builder.call(fn, [])
+        else:  # pragma: no cover - not x86
+            builder.fence("seq_cst")
         return context.get_dummy_value()
 
     return sig, codegen
@@ -199,13 +208,14 @@ def _sfence(typingctx):
 
 @intrinsic
 def _nt_line(typingctx, x, xa, out, oa, lanes, lb, s, th16):
-    """One 64-byte line of the fused select, stored non-temporally:
+    """One 64-byte line of the select, stored non-temporally:
     ``out[oa + e] = x[xa + e] * s if lanes[lb + e] >= th16 else +0.0`` for
     the ``64 // itemsize`` elements of the line (``out + oa`` must be
     64-byte aligned; float32/float64 only).  Returns whether a lane equals
-    ``th16`` (a tie, written as kept, to be checked)."""
+    ``th16`` (a tie, written as kept, to be resolved)."""
     if not (isinstance(x, types.Array) and isinstance(x.dtype, types.Float)
             and isinstance(out, types.Array) and out.dtype == x.dtype
+            and isinstance(lanes, types.Array) and lanes.dtype == types.uint16
             and s == x.dtype):
         return None
     sig = types.boolean(x, xa, out, oa, lanes, lb, s, th16)
@@ -356,25 +366,28 @@ def _put_block(words, q, w):
 
 
 @njit(cache=True)
-def _fill_lanes(words, b0, nb, k0, k1):
-    """Philox (c2 = 0) of blocks ``b0 .. b0 + nb - 1`` into ``words``
-    (4 uint32 per block; viewed as uint16 the lanes are in stream order).
+def _fill_lanes(words, s0, b0, nb, k0, k1):
+    """Philox (c2 = 0) of blocks ``b0 .. b0 + nb - 1`` into block slots
+    ``s0 ..`` of ``words`` (4 uint32 per block; viewed as uint16 the lanes
+    are in stream order).
 
-    The first ``TILE // 8`` blocks are always computed (``words`` has room),
-    as four interleaved chains: with constant trip counts LLVM vectorises the
-    four in one loop iteration, which gives the out-of-order core
-    independent multiply chains (one chain of 8 blocks is latency-bound:
-    measured 16 Mi float32 forward 13.9 -> 12.1 ms on 1 thread, 6.9 -> 6.0
-    ms on 2, interleaved in one process).
+    The first ``TILE // 8`` blocks are always computed (``words`` has room
+    for ``s0 <= 1``), as four interleaved chains: with constant trip counts
+    LLVM vectorises the four in one loop iteration, which gives the
+    out-of-order core independent multiply chains (one chain of 8 blocks is
+    latency-bound: measured 16 Mi float32 forward 13.9 -> 12.1 ms on 1
+    thread, 6.9 -> 6.0 ms on 2, interleaved in one process).  Blocks past
+    those are computed one at a time (scalar code, several times the cost
+    of a vector lane).
     """
     h = _NB4
     for q in range(h):
-        _put_block(words, q, block_words(b0 + np.uint64(q), 0, k0, k1))
-        _put_block(words, q + h, block_words(b0 + np.uint64(q + h), 0, k0, k1))
-        _put_block(words, q + 2 * h, block_words(b0 + np.uint64(q + 2 * h), 0, k0, k1))
-        _put_block(words, q + 3 * h, block_words(b0 + np.uint64(q + 3 * h), 0, k0, k1))
+        _put_block(words, s0 + q, block_words(b0 + np.uint64(q), 0, k0, k1))
+        _put_block(words, s0 + q + h, block_words(b0 + np.uint64(q + h), 0, k0, k1))
+        _put_block(words, s0 + q + 2 * h, block_words(b0 + np.uint64(q + 2 * h), 0, k0, k1))
+        _put_block(words, s0 + q + 3 * h, block_words(b0 + np.uint64(q + 3 * h), 0, k0, k1))
     for q in range(4 * h, nb):
-        _put_block(words, q, block_words(b0 + np.uint64(q), 0, k0, k1))
+        _put_block(words, s0 + q, block_words(b0 + np.uint64(q), 0, k0, k1))
 
 
 @njit(cache=True)
@@ -388,42 +401,97 @@ def _tie_keep(j, k0, k1, tl):
 def keep_tile(kbuf, words, j0, L, k0, k1, th, tl):
     """Keep bits of stream positions ``j0 .. j0 + L - 1`` into ``kbuf[:L]``
     (``L <= TILE``; ``words`` is a TILE scratch of uint32)."""
-    first = np.int64(j0 & _U7)
-    nb = (first + L + 7) >> 3
-    _fill_lanes(words, j0 >> _U3, nb, k0, k1)
-    # tile-local slices: indices from range() are known non-negative, so
-    # LLVM emits contiguous vector loads (no wraparound selects)
-    ln = words.view(np.uint16)[first:first + L]
-    kb = kbuf[:L]
-    ties = False  # flagged in the same vectorised pass (no second scan)
-    for e in range(L):
-        v = np.uint32(ln[e])
-        kb[e] = v > th
-        ties |= v == th
-    if ties:
+    first = np.uint64(j0 & _U7)
+    nb = (np.int64(first) + L + 7) >> 3
+    _fill_lanes(words, 0, j0 >> _U3, nb, k0, k1)
+    if th > _MAX16:  # T = 2**32: nothing is kept, no ties
         for e in range(L):
-            if np.uint32(ln[e]) == th:
-                kb[e] = _tie_keep(j0 + np.uint64(e), k0, k1, tl)
+            kbuf[e] = False
+        return
+    ln = words.view(np.uint16)
+    th16 = np.uint16(th)
+    if _lanes_keep(kbuf, 0, ln, first, L, th16):
+        for e in range(L):
+            if ln[first + np.uint64(e)] == th16:
+                kbuf[e] = _tie_keep(j0 + np.uint64(e), k0, k1, tl)
+
+
+@njit(inline="always")
+def _lanes_keep(kb, kb0, lanes, first, L, th16):
+    """``kb[kb0 + e] = lanes[first + e] > th16`` for ``e < L`` (a tie is
+    written as dropped, to be resolved); returns whether any lane equals
+    ``th16``.  One vectorised pass at 16 bits; unsigned indices keep LLVM's
+    vector loads contiguous (no wraparound selects)."""
+    uf = np.uint64(first)
+    uk = np.uint64(kb0)
+    ties = False
+    for e in range(L):
+        ue = np.uint64(e)
+        v = lanes[uf + ue]
+        kb[uk + ue] = v > th16
+        ties |= v == th16
+    return ties
 
 
 @njit(cache=True)
-def _pack(kbuf, L, packed, byte0):
-    """Pack ``kbuf[:L]`` (little bit order) into ``packed[byte0:]``."""
-    # whole bytes as one branch-free expression over a uint8 view (LLVM
-    # vectorises it; the per-bit loop with a bounds test did not)
-    kb = kbuf.view(np.uint8)
-    full = L >> 3
+def _fix_ties(x, a, out, s, kb, kb0, lanes, first, L, th16, j0, k0, k1, tl):
+    """Resolve the ties of a tile whose select wrote them as kept: each lane
+    equal to ``th16`` gets its tie-break decision, into ``kb[kb0 + e]`` and,
+    when dropped, into ``out``."""
+    for e in range(L):
+        if lanes[first + e] == th16:
+            k = _tie_keep(j0 + np.uint64(e), k0, k1, tl)
+            kb[kb0 + e] = k
+            if not k:
+                out[a + e] = scale_select(x[a + e], s, False)
+
+
+@intrinsic
+def _pack32(typingctx, kb, e, packed, byte):
+    """Pack the 32 bools ``kb[e:e + 32]`` (little bit order) into the four
+    bytes ``packed[byte:byte + 4]``: one vector compare and a mask store,
+    where LLVM's own code for the shifts and ors was about 0.2 ns/element.
+    Both arrays C-contiguous."""
+    if not (isinstance(kb, types.Array) and kb.dtype == types.boolean and kb.layout == "C"
+            and isinstance(packed, types.Array) and packed.dtype == types.uint8
+            and packed.layout == "C"):
+        return None
+    sig = types.void(kb, e, packed, byte)
+
+    def codegen(context, builder, signature, args):
+        kt, et, pt, bt = signature.args
+        i8, i32 = ir.IntType(8), ir.IntType(32)
+        vty = ir.VectorType(i8, 32)
+        k = context.make_array(kt)(context, builder, args[0])
+        pk = context.make_array(pt)(context, builder, args[2])
+        ki = context.cast(builder, args[1], et, types.intp)
+        pi = context.cast(builder, args[3], bt, types.intp)
+        kp = builder.bitcast(builder.gep(k.data, [ki]), vty.as_pointer())
+        v = builder.load(kp, align=1)
+        bits = builder.bitcast(builder.icmp_unsigned("!=", v, ir.Constant(vty, None)), i32)
+        if sys.byteorder == "big":  # pragma: no cover - byte 0 holds bits 0-7
+            bits = builder.bswap(bits)
+        pp = builder.bitcast(builder.gep(pk.data, [pi]), i32.as_pointer())
+        builder.store(bits, pp, align=1)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@njit(cache=True)
+def _pack(kb, kb0, L, packed, byte0):
+    """Pack ``kb[kb0:kb0 + L]`` (little bit order) into ``packed[byte0:]``."""
+    full = L >> 5
     for q in range(full):
-        i = 8 * q
-        packed[byte0 + q] = (kb[i] | (kb[i + 1] << _B1) | (kb[i + 2] << _B2)
-                             | (kb[i + 3] << _B3) | (kb[i + 4] << _B4)
-                             | (kb[i + 5] << _B5) | (kb[i + 6] << _B6)
-                             | (kb[i + 7] << _B7))
+        _pack32(kb, kb0 + 32 * q, packed, byte0 + 4 * q)
+    v = 0
+    for e in range(32 * full, L):
+        v |= np.int64(kb[kb0 + e]) << (e & 7)
+        if e & 7 == 7:
+            packed[byte0 + (e >> 3)] = np.uint8(v)
+            v = 0
     if L & 7:
-        v = 0
-        for e in range(8 * full, L):
-            v |= np.int64(kbuf[e]) << (e & 7)
-        packed[byte0 + full] = np.uint8(v)
+        packed[byte0 + ((L - 1) >> 3)] = np.uint8(v)
 
 
 @njit(cache=True)
@@ -459,15 +527,17 @@ def _select_lanes(x, xa, out, oa, lanes, lb, L, s, th16):
 
 
 def _nt_tile(x, a, out, lanes, lb, s, th16):
-    """The fused select of one whole tile (``TILE`` elements from ``a``,
-    64-byte aligned in ``out``) with non-temporal stores; returns the tie
-    flag.  float16 bits take the ordinary select."""
+    """The select of one whole tile (``TILE`` elements from ``a``, 64-byte
+    aligned in ``out``) with non-temporal stores (see :func:`_nt_line`);
+    returns the tie flag."""
     raise NotImplementedError  # pragma: no cover - replaced by the overload
 
 
 @overload(_nt_tile)
 def _nt_tile_impl(x, a, out, lanes, lb, s, th16):
     if not isinstance(x.dtype, types.Float):
+        # float16 bits never stream (forward_contig checks _nt_capable):
+        # the ordinary select, so that this still compiles and is right
         return lambda x, a, out, lanes, lb, s, th16: _select_lanes(
             x, a, out, a, lanes, lb, TILE, s, th16)
     vl = 64 // x.dtype.bitwidth * 8
@@ -492,24 +562,26 @@ def forward_contig(x, out, seed, offset, T, s, keep_out, packed_out, nt):
     scale in the compute type.  ``keep_out`` (bool) / ``packed_out`` (uint8)
     are written when non-empty.  ``seed``, ``offset``, ``T`` are uint64.
     ``nt`` asks for non-temporal stores (a large output that is not ``x``;
-    taken by float32/float64 without mask outputs): each chunk then starts
+    taken by float32/float64): each chunk then starts
     with a short tile up to the next 64-byte line of ``out``, so its whole
     tiles are line-aligned.
     """
     n = x.shape[0]
     k0, k1, th, tl = _key(seed, T)
-    th16 = np.uint16(min(th, _MAX16))  # the fused path runs only for th <= 0xFFFF
+    th16 = np.uint16(min(th, _MAX16))  # the lanes path runs only for th <= 0xFFFF
     offset = np.uint64(offset)
     want_keep = keep_out.shape[0] > 0
     want_packed = packed_out.shape[0] > 0
-    fused = not (want_keep or want_packed or th > _MAX16)
     isz = np.uint64(out.itemsize)
-    stream = (nt and fused and _nt_capable(x) and _addr(out) % isz == _U0
+    stream = (nt and _nt_capable(x) and _addr(out) % isz == _U0
               and _addr(x) % isz == _U0)
     head = 0
     if stream:  # elements before the first 64-byte line boundary of a chunk
         head = np.int64((np.uint64(64) - (_addr(out) & np.uint64(63)))
                         & np.uint64(63)) // out.itemsize
+        if want_packed and head % 8 != 0:  # tiles must start on mask bytes
+            stream = False
+            head = 0
     nchunks = (n + CHUNK - 1) // CHUNK
     for c in prange(nchunks):
         words = np.empty(_TILE_WORDS, np.uint32)
@@ -518,36 +590,59 @@ def forward_contig(x, out, seed, offset, T, s, keep_out, packed_out, nt):
         start = c * CHUNK
         stop = min(n, start + CHUNK)
         a = start
+        carry = False
         while a < stop:
             L = min(TILE if a > start or head == 0 else head, stop - a)
             j0 = offset + np.uint64(a)
             _prefetch_tile(x, a, L)
-            if not fused:
-                xa = x[a:a + L]
-                oa = out[a:a + L]
+            if th > _MAX16:  # T = 2**32 (the API handles p = 1 itself)
+                carry = False
                 kb = keep_out[a:a + L] if want_keep else kbuf[:L]
                 keep_tile(kb, words, j0, L, k0, k1, th, tl)
                 for e in range(L):
-                    oa[e] = scale_select(xa[e], s, kb[e])
+                    out[a + e] = scale_select(x[a + e], s, kb[e])
                 if want_packed:
-                    _pack(kb, L, packed_out, a >> 3)
+                    _pack(kb, 0, L, packed_out, a >> 3)
             else:
-                # ties are written as kept, then fixed (in-place safe)
+                # select straight from the random lanes, ties written as
+                # kept (in-place safe); keep bits from the same lanes; then
+                # the rare ties resolved in both.  Arrays are passed whole
+                # with a base index: an array view or array variable made
+                # per tile costs reference counts, locked instructions that
+                # wait for the non-temporal stores to drain (measured 3x
+                # slower per tile)
                 first = np.int64(j0 & _U7)
-                nb = (first + L + 7) >> 3
-                _fill_lanes(words, j0 >> _U3, nb, k0, k1)
+                if carry:  # block 0 is the previous tile's block 32
+                    for w in range(4):
+                        words[w] = words[4 * (TILE // 8) + w]
+                    _fill_lanes(words, 1, (j0 >> _U3) + _U1, TILE // 8, k0, k1)
+                else:
+                    _fill_lanes(words, 0, j0 >> _U3, (first + L + 7) >> 3, k0, k1)
+                # a whole tile that starts inside a block ends inside one:
+                # the next tile (if any) starts in that block
+                carry = L == TILE and first != 0
                 if stream and L == TILE:
                     ties = _nt_tile(x, a, out, lanes, first, s, th16)
                 else:
                     ties = _select_lanes(x, a, out, a, lanes, first, L, s, th16)
-                if ties:
-                    for e in range(L):
-                        if lanes[first + e] == th16:
-                            if not _tie_keep(j0 + np.uint64(e), k0, k1, tl):
-                                out[a + e] = scale_select(x[a + e], s, False)
+                if want_keep:
+                    _lanes_keep(keep_out, a, lanes, first, L, th16)
+                    if ties:
+                        _fix_ties(x, a, out, s, keep_out, a, lanes, first, L, th16,
+                                  j0, k0, k1, tl)
+                    if want_packed:
+                        _pack(keep_out, a, L, packed_out, a >> 3)
+                else:
+                    if want_packed:
+                        _lanes_keep(kbuf, 0, lanes, first, L, th16)
+                    if ties:
+                        _fix_ties(x, a, out, s, kbuf, 0, lanes, first, L, th16,
+                                  j0, k0, k1, tl)
+                    if want_packed:
+                        _pack(kbuf, 0, L, packed_out, a >> 3)
             a += L
         if stream:
-            _sfence()
+            _fence()
 
 
 @njit(cache=True, parallel=True)
@@ -569,10 +664,10 @@ def mask_kernel(n, seed, offset, T, keep_out, packed_out):
             if want_keep:
                 keep_tile(keep_out[a:a + L], words, offset + np.uint64(a), L, k0, k1, th, tl)
                 if want_packed:
-                    _pack(keep_out[a:a + L], L, packed_out, a >> 3)
+                    _pack(keep_out, a, L, packed_out, a >> 3)
             else:
                 keep_tile(kbuf, words, offset + np.uint64(a), L, k0, k1, th, tl)
-                _pack(kbuf, L, packed_out, a >> 3)
+                _pack(kbuf, 0, L, packed_out, a >> 3)
 
 
 @njit(cache=True)
