@@ -212,20 +212,21 @@ def _run(kern, x, out, p, seed, offset, T, scale, M, mstrides, n, keep, packed, 
     elif keep is None and packed is None:
         forward(kern, x, out, seed, offset, T, scale, mstrides, fresh)
     elif M == x.shape:
-        kern.forward(x, out, seed, offset, T, scale, mstrides,
-                     keep_out=keep_flat, packed_out=packed)
+        forward(kern, x, out, seed, offset, T, scale, mstrides, fresh,
+                keep_out=keep_flat, packed_out=packed)
     else:
         kern.mask(n, seed, offset, T, keep_out=keep_flat, packed_out=packed)
         kern.apply_mask(x, out, mstrides, scale, keep=keep_flat, packed=packed)
 
 
-def forward(kern, x, out, seed, offset, T, scale, mstrides, fresh=False):
-    """``kern.forward`` without mask outputs, passing the ``fresh_out`` hint
-    to backends that take it (see :mod:`fastdrop._dispatch`)."""
+def forward(kern, x, out, seed, offset, T, scale, mstrides, fresh=False, **masks):
+    """``kern.forward`` (``masks``: its ``keep_out``/``packed_out``),
+    passing the ``fresh_out`` hint to backends that take it (see
+    :mod:`fastdrop._dispatch`)."""
     if fresh and getattr(kern, "ACCEPTS_FRESH_OUT", False):
-        kern.forward(x, out, seed, offset, T, scale, mstrides, fresh_out=True)
+        kern.forward(x, out, seed, offset, T, scale, mstrides, fresh_out=True, **masks)
     else:
-        kern.forward(x, out, seed, offset, T, scale, mstrides)
+        kern.forward(x, out, seed, offset, T, scale, mstrides, **masks)
 
 
 def _eval(x, out, p, mode):

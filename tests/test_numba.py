@@ -206,9 +206,11 @@ def test_forward_kernel_large(dtype, threads):
 def test_forward_nontemporal_stores(dtype, threads, monkeypatch):
     """Caller-provided outputs that are not ``x`` take the non-temporal
     store path (threshold lowered so small arrays reach it), with and
-    without mask outputs: every start of ``out`` within a 64-byte line,
-    stream offsets off a Philox block, ties inside the data; fresh and
-    in-place outputs keep ordinary stores."""
+    without mask outputs: starts of ``out`` across a 64-byte line (so
+    chunks begin with head tiles and whole tiles start inside a Philox
+    block, reusing the previous tile's last block), stream offsets off a
+    block, p = 0 and 1, ties inside the data and in a reused block; fresh,
+    in-place and unaligned outputs (which take ordinary stores) agree too."""
     from fastdrop._numba import kernels as K
 
     monkeypatch.setattr(K, "NT_MIN_BYTES", 0)
@@ -217,16 +219,23 @@ def test_forward_nontemporal_stores(dtype, threads, monkeypatch):
     per_line = 64 // x.itemsize
     buf = np.empty(n + 2 * per_line, dtype)
     base = (-(buf.ctypes.data // buf.itemsize)) % per_line
+    raw = bytearray((n + 1) * x.itemsize)
+    unaligned = np.frombuffer(raw, dtype, count=n, offset=1)  # address not a multiple
     for offset in (0, 3, 2**35 - 101):
-        ts = [R.threshold(0.3), (3 << 16) + 1]
+        # with out one element past a line, chunk 1's second whole tile
+        # starts at 2**16 + (per_line - 1) + 256: a tie there sits in the
+        # block reused from the tile before (unless offset + that is a
+        # multiple of 8)
+        ts = [R.threshold(0.3), (3 << 16) + 1, 0, 2**32]
         ts += list(tie_thresholds(SEED, offset + 2**16 + 300))
+        ts += list(tie_thresholds(SEED, offset + 2**16 + per_line - 1 + 256))
         for T in ts:
             ref = np.empty_like(x)
             R.forward(x, ref, SEED, offset, T, scale_of(T), (1,))
             kr = np.empty(n, bool)
             pr = np.empty((n + 7) // 8, np.uint8)
             R.mask(n, SEED, offset, T, keep_out=kr, packed_out=pr)
-            for shift in (0, 1, 3, 8 % per_line, per_line - 1):
+            for shift in (0, 1, 8 % per_line, per_line - 1):
                 out = buf[base + shift:base + shift + n]
                 out.fill(7)
                 B.forward(x, out, SEED, offset, T, scale_of(T), (1,))
@@ -250,6 +259,9 @@ def test_forward_nontemporal_stores(dtype, threads, monkeypatch):
             y = x.copy()
             B.forward(y, y, SEED, offset, T, scale_of(T), (1,))
             assert_same(y, ref)
+            unaligned.fill(7)
+            B.forward(x, unaligned, SEED, offset, T, scale_of(T), (1,))
+            assert_same(unaligned, ref)
 
 
 def test_forward_nontemporal_over_threshold(threads):

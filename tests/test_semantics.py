@@ -313,3 +313,33 @@ def test_get_backends_reports_reasons():
     assert set(info) >= {"reference", "cython", "numba", "cuda"}
     for name, v in info.items():
         assert v["available"] or v["reason"], name
+
+
+@pytest.mark.parametrize("name", ["cython", "numba"])
+def test_fresh_output_hint_reaches_the_backend(name, monkeypatch):
+    """An output the front end allocates is passed as ``fresh_out=True``
+    (ordinary stores, not non-temporal ones), with or without mask outputs;
+    a caller's ``out`` is not."""
+    if not fastdrop.get_backends()[name]["available"]:
+        pytest.skip(f"{name} not available")
+    from fastdrop import _dispatch
+
+    mod = _dispatch._load(name)[0]
+    real = mod.forward
+    calls = []
+
+    def recording(*args, **kwargs):
+        calls.append(kwargs.get("fresh_out", False))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(mod, "forward", recording)
+    x = special_values((40, 30), np.float32, seed=2)[:, ::2]  # not the fast path
+    want, keep = fastdrop.dropout(x, 0.5, rng=1, return_mask=True, backend="reference")
+    assert_array_equal(bits(fastdrop.dropout(x, 0.5, rng=1, backend=name)), bits(want))
+    y, k = fastdrop.dropout(x, 0.5, rng=1, return_mask=True, backend=name)
+    assert_array_equal(bits(y), bits(want))
+    assert_array_equal(k, keep)
+    out = np.empty(x.shape, np.float32)
+    fastdrop.dropout(x, 0.5, rng=1, out=out, return_mask=True, backend=name)
+    assert_array_equal(bits(out), bits(want))
+    assert calls == [True, True, False]

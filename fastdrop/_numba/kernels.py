@@ -64,13 +64,18 @@ __all__ = [
     "keep_tile", "philox4x32_10", "block_words", "lane", "keep_decision",
 ]
 
-#: Logical elements per parallel work item (multiple of 8).
+#: Logical elements per parallel work item.
 CHUNK = 1 << 16
-#: Logical elements per inner tile (multiple of 8); the lane scratch of one
-#: tile (TILE // 8 + 2 Philox blocks) stays in L1.
+#: Logical elements per inner tile; the lane scratch of one tile
+#: (TILE // 8 + 2 Philox blocks) stays in L1.
 TILE = 256
 _TILE_WORDS = 4 * (TILE // 8 + 2)
 _NB4 = TILE // 32  # blocks per Philox chain in _fill_lanes
+# What the kernels rely on: four whole Philox chains per tile, packed-mask
+# bytes and 32-bit pack groups never straddling tiles or chunks, and whole
+# tiles covering whole 64-byte lines of float32 (so an aligned first tile
+# keeps every later one aligned for the non-temporal stores).
+assert TILE % 32 == 0 and CHUNK % TILE == 0 and (TILE * 4) % 64 == 0
 
 #: Empty placeholders for absent optional outputs (one type, one compilation).
 NO_BOOL = np.zeros(0, dtype=np.bool_)
@@ -109,9 +114,7 @@ _S32 = _philox.S32
 # where L2 beat L1 clearly): lets a thread overlap a tile's Philox arithmetic
 # with the memory traffic of the tiles ahead (measured on the 2-core AVX-512
 # machine, 16 Mi float32, 1 thread: 0.63-0.65 -> 0.66-0.70 of the streaming
-# kernel; 2048 and 4096 bytes ahead did no better).  Non-temporal stores were
-# tried too (select a line in registers, stream it): no gain here, measured
-# interleaved in one process, so the kernels keep ordinary stores.
+# kernel; 2048 and 4096 bytes ahead did no better).
 # ---------------------------------------------------------------------------
 
 #: How far ahead of the current tile the input is prefetched, in bytes.
@@ -434,64 +437,96 @@ def _lanes_keep(kb, kb0, lanes, first, L, th16):
 
 
 @njit(cache=True)
-def _fix_ties(x, a, out, s, kb, kb0, lanes, first, L, th16, j0, k0, k1, tl):
+def _fix_ties(x, a, out, s, lanes, first, L, th16, j0, k0, k1, tl):
     """Resolve the ties of a tile whose select wrote them as kept: each lane
-    equal to ``th16`` gets its tie-break decision, into ``kb[kb0 + e]`` and,
-    when dropped, into ``out``."""
+    equal to ``th16`` that its tie-break drops becomes +0.0 in ``out``."""
     for e in range(L):
-        if lanes[first + e] == th16:
-            k = _tie_keep(j0 + np.uint64(e), k0, k1, tl)
-            kb[kb0 + e] = k
-            if not k:
-                out[a + e] = scale_select(x[a + e], s, False)
+        if lanes[first + e] == th16 and not _tie_keep(j0 + np.uint64(e), k0, k1, tl):
+            out[a + e] = scale_select(x[a + e], s, False)
 
 
 @intrinsic
-def _pack32(typingctx, kb, e, packed, byte):
-    """Pack the 32 bools ``kb[e:e + 32]`` (little bit order) into the four
-    bytes ``packed[byte:byte + 4]``: one vector compare and a mask store,
-    where LLVM's own code for the shifts and ors was about 0.2 ns/element.
-    Both arrays C-contiguous."""
-    if not (isinstance(kb, types.Array) and kb.dtype == types.boolean and kb.layout == "C"
-            and isinstance(packed, types.Array) and packed.dtype == types.uint8
-            and packed.layout == "C"):
+def _pack_lanes32(typingctx, lanes, lb, th16, packed, byte):
+    """Keep bits of the 32 random lanes ``lanes[lb:lb + 32]`` (``lane >
+    th16``: a tie is written as dropped, to be resolved) into the four
+    bytes ``packed[byte:byte + 4]`` (little bit order): one vector compare
+    and a 32-bit store, where LLVM's own code for the shifts and ors of a
+    bool-to-bits loop took about 0.2 ns/element.  Returns whether a lane
+    equals ``th16``."""
+    if not (isinstance(lanes, types.Array) and lanes.dtype == types.uint16
+            and isinstance(packed, types.Array) and packed.dtype == types.uint8):
         return None
-    sig = types.void(kb, e, packed, byte)
+    sig = types.boolean(lanes, lb, th16, packed, byte)
 
     def codegen(context, builder, signature, args):
-        kt, et, pt, bt = signature.args
-        i8, i32 = ir.IntType(8), ir.IntType(32)
-        vty = ir.VectorType(i8, 32)
-        k = context.make_array(kt)(context, builder, args[0])
-        pk = context.make_array(pt)(context, builder, args[2])
-        ki = context.cast(builder, args[1], et, types.intp)
-        pi = context.cast(builder, args[3], bt, types.intp)
-        kp = builder.bitcast(builder.gep(k.data, [ki]), vty.as_pointer())
-        v = builder.load(kp, align=1)
-        bits = builder.bitcast(builder.icmp_unsigned("!=", v, ir.Constant(vty, None)), i32)
+        lt, lbt, tht, pt, bt = signature.args
+        i32 = ir.IntType(32)
+        lty = ir.VectorType(ir.IntType(16), 32)
+        la = context.make_array(lt)(context, builder, args[0])
+        pk = context.make_array(pt)(context, builder, args[3])
+        li = context.cast(builder, args[1], lbt, types.intp)
+        pi = context.cast(builder, args[4], bt, types.intp)
+        lv = builder.load(builder.bitcast(builder.gep(la.data, [li]), lty.as_pointer()),
+                          align=2)
+        th = context.cast(builder, args[2], tht, types.uint16)
+        tv = ir.Constant(lty, ir.Undefined)
+        for k in range(32):
+            tv = builder.insert_element(tv, th, i32(k))
+        bits = builder.bitcast(builder.icmp_unsigned(">", lv, tv), i32)
         if sys.byteorder == "big":  # pragma: no cover - byte 0 holds bits 0-7
             bits = builder.bswap(bits)
         pp = builder.bitcast(builder.gep(pk.data, [pi]), i32.as_pointer())
         builder.store(bits, pp, align=1)
-        return context.get_dummy_value()
+        ties = builder.bitcast(builder.icmp_unsigned("==", lv, tv), i32)
+        return builder.icmp_unsigned("!=", ties, ir.Constant(i32, 0))
 
     return sig, codegen
 
 
-@njit(cache=True)
-def _pack(kb, kb0, L, packed, byte0):
-    """Pack ``kb[kb0:kb0 + L]`` (little bit order) into ``packed[byte0:]``."""
+@njit(inline="always")
+def _pack_lanes(lanes, first, L, th16, packed, byte0):
+    """Keep bits of ``lanes[first:first + L]`` (ties written as dropped)
+    packed into ``packed[byte0:]``; returns whether any lane equals
+    ``th16``."""
     full = L >> 5
+    ties = False
     for q in range(full):
-        _pack32(kb, kb0 + 32 * q, packed, byte0 + 4 * q)
+        ties |= _pack_lanes32(lanes, first + 32 * q, th16, packed, byte0 + 4 * q)
     v = 0
     for e in range(32 * full, L):
-        v |= np.int64(kb[kb0 + e]) << (e & 7)
+        u = lanes[first + e]
+        v |= np.int64(u > th16) << (e & 7)
+        ties |= u == th16
         if e & 7 == 7:
             packed[byte0 + (e >> 3)] = np.uint8(v)
             v = 0
     if L & 7:
         packed[byte0 + ((L - 1) >> 3)] = np.uint8(v)
+    return ties
+
+
+@njit(cache=True)
+def _fix_tie_masks(lanes, first, L, th16, j0, k0, k1, tl, a, keep, packed):
+    """Resolve the ties of a tile whose keep bits were written as dropped
+    (``keep[a + e]`` / bit ``a + e`` of ``packed``, each when non-empty)."""
+    for e in range(L):
+        if lanes[first + e] == th16 and _tie_keep(j0 + np.uint64(e), k0, k1, tl):
+            i = a + e
+            if keep.shape[0] > 0:
+                keep[i] = True
+            if packed.shape[0] > 0:
+                packed[i >> 3] |= np.uint8(1 << (i & 7))
+
+
+@njit(inline="always")
+def _no_keep(L, a, keep, packed):
+    """Keep bits of a tile with nothing kept (T = 2**32)."""
+    if keep.shape[0] > 0:
+        for e in range(L):
+            keep[a + e] = False
+    if packed.shape[0] > 0:
+        for q in range((L + 7) >> 3):
+            packed[(a >> 3) + q] = 0
 
 
 @njit(cache=True)
@@ -540,7 +575,7 @@ def _nt_tile_impl(x, a, out, lanes, lb, s, th16):
         # the ordinary select, so that this still compiles and is right
         return lambda x, a, out, lanes, lb, s, th16: _select_lanes(
             x, a, out, a, lanes, lb, TILE, s, th16)
-    vl = 64 // x.dtype.bitwidth * 8
+    vl = 512 // x.dtype.bitwidth  # elements per 64-byte line
 
     def impl(x, a, out, lanes, lb, s, th16):
         ties = False
@@ -562,7 +597,8 @@ def forward_contig(x, out, seed, offset, T, s, keep_out, packed_out, nt):
     scale in the compute type.  ``keep_out`` (bool) / ``packed_out`` (uint8)
     are written when non-empty.  ``seed``, ``offset``, ``T`` are uint64.
     ``nt`` asks for non-temporal stores (a large output that is not ``x``;
-    taken by float32/float64): each chunk then starts
+    taken by float32/float64, and with ``packed_out`` only when the first
+    64-byte line of ``out`` starts on a mask byte): each chunk then starts
     with a short tile up to the next 64-byte line of ``out``, so its whole
     tiles are line-aligned.
     """
@@ -586,7 +622,6 @@ def forward_contig(x, out, seed, offset, T, s, keep_out, packed_out, nt):
     for c in prange(nchunks):
         words = np.empty(_TILE_WORDS, np.uint32)
         lanes = words.view(np.uint16)
-        kbuf = np.empty(TILE, np.bool_)
         start = c * CHUNK
         stop = min(n, start + CHUNK)
         a = start
@@ -596,21 +631,17 @@ def forward_contig(x, out, seed, offset, T, s, keep_out, packed_out, nt):
             j0 = offset + np.uint64(a)
             _prefetch_tile(x, a, L)
             if th > _MAX16:  # T = 2**32 (the API handles p = 1 itself)
-                carry = False
-                kb = keep_out[a:a + L] if want_keep else kbuf[:L]
-                keep_tile(kb, words, j0, L, k0, k1, th, tl)
                 for e in range(L):
-                    out[a + e] = scale_select(x[a + e], s, kb[e])
-                if want_packed:
-                    _pack(kb, 0, L, packed_out, a >> 3)
+                    out[a + e] = scale_select(x[a + e], s, False)
+                _no_keep(L, a, keep_out, packed_out)
             else:
                 # select straight from the random lanes, ties written as
-                # kept (in-place safe); keep bits from the same lanes; then
-                # the rare ties resolved in both.  Arrays are passed whole
-                # with a base index: an array view or array variable made
-                # per tile costs reference counts, locked instructions that
-                # wait for the non-temporal stores to drain (measured 3x
-                # slower per tile)
+                # kept (in-place safe); keep bits from the same lanes, ties
+                # written as dropped; then the rare ties resolved in all.
+                # Arrays are passed whole with a base index: an array view
+                # or array variable made per tile costs reference counts,
+                # locked instructions that wait for the non-temporal stores
+                # to drain (measured 3x slower per tile)
                 first = np.int64(j0 & _U7)
                 if carry:  # block 0 is the previous tile's block 32
                     for w in range(4):
@@ -627,19 +658,13 @@ def forward_contig(x, out, seed, offset, T, s, keep_out, packed_out, nt):
                     ties = _select_lanes(x, a, out, a, lanes, first, L, s, th16)
                 if want_keep:
                     _lanes_keep(keep_out, a, lanes, first, L, th16)
-                    if ties:
-                        _fix_ties(x, a, out, s, keep_out, a, lanes, first, L, th16,
-                                  j0, k0, k1, tl)
-                    if want_packed:
-                        _pack(keep_out, a, L, packed_out, a >> 3)
-                else:
-                    if want_packed:
-                        _lanes_keep(kbuf, 0, lanes, first, L, th16)
-                    if ties:
-                        _fix_ties(x, a, out, s, kbuf, 0, lanes, first, L, th16,
-                                  j0, k0, k1, tl)
-                    if want_packed:
-                        _pack(kbuf, 0, L, packed_out, a >> 3)
+                if want_packed:
+                    _pack_lanes(lanes, first, L, th16, packed_out, a >> 3)
+                if ties:
+                    _fix_ties(x, a, out, s, lanes, first, L, th16, j0, k0, k1, tl)
+                    if want_keep or want_packed:
+                        _fix_tie_masks(lanes, first, L, th16, j0, k0, k1, tl, a,
+                                       keep_out, packed_out)
             a += L
         if stream:
             _fence()
@@ -650,24 +675,31 @@ def mask_kernel(n, seed, offset, T, keep_out, packed_out):
     """Keep bits of positions ``offset .. offset + n - 1`` into ``keep_out``
     (bool, when non-empty) and ``packed_out`` (uint8, when non-empty)."""
     k0, k1, th, tl = _key(seed, T)
+    th16 = np.uint16(min(th, _MAX16))
     offset = np.uint64(offset)
     want_keep = keep_out.shape[0] > 0
     want_packed = packed_out.shape[0] > 0
     nchunks = (n + CHUNK - 1) // CHUNK
     for c in prange(nchunks):
         words = np.empty(_TILE_WORDS, np.uint32)
-        kbuf = np.empty(TILE, np.bool_)
+        lanes = words.view(np.uint16)
         start = c * CHUNK
         stop = min(n, start + CHUNK)
         for a in range(start, stop, TILE):
             L = min(TILE, stop - a)
+            if th > _MAX16:
+                _no_keep(L, a, keep_out, packed_out)
+                continue
+            j0 = offset + np.uint64(a)
+            first = np.int64(j0 & _U7)
+            _fill_lanes(words, 0, j0 >> _U3, (first + L + 7) >> 3, k0, k1)
+            ties = False
             if want_keep:
-                keep_tile(keep_out[a:a + L], words, offset + np.uint64(a), L, k0, k1, th, tl)
-                if want_packed:
-                    _pack(keep_out, a, L, packed_out, a >> 3)
-            else:
-                keep_tile(kbuf, words, offset + np.uint64(a), L, k0, k1, th, tl)
-                _pack(kbuf, 0, L, packed_out, a >> 3)
+                ties = _lanes_keep(keep_out, a, lanes, first, L, th16)
+            if want_packed:
+                ties = _pack_lanes(lanes, first, L, th16, packed_out, a >> 3)
+            if ties:
+                _fix_tie_masks(lanes, first, L, th16, j0, k0, k1, tl, a, keep_out, packed_out)
 
 
 @njit(cache=True)
