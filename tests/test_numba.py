@@ -360,6 +360,40 @@ def test_apply_mask_kernel(dtype, threads):
             assert_same(y, ref)
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_apply_mask_contiguous(dtype, threads):
+    """The contiguous stored-mask path: several chunks, ragged ends (the
+    packed path's last bytes go element by element), outputs one element
+    off a line and at an address that is not a multiple of the itemsize,
+    in place, 2-D."""
+    rng = np.random.default_rng(9)
+    for n in (5, 100, 2**16 + 64, 2**17 + 5):
+        x = special_values((n,), dtype, seed=n)
+        keep = rng.random(n) < 0.6
+        packed = np.packbits(keep, bitorder="little")
+        s = 1.0 / 0.7
+        ref = np.empty_like(x)
+        R.apply_mask(x, ref, (1,), s, keep=keep)
+        raw = bytearray((n + 2) * x.itemsize)
+        for out in (np.empty_like(x), np.empty(n + 1, dtype)[1:],
+                    np.frombuffer(raw, dtype, count=n, offset=1)):
+            for kw in ({"keep": keep}, {"packed": packed}):
+                out.fill(7)
+                B.apply_mask(x, out, (1,), s, **kw)
+                assert_same(out, ref)
+        y = x.copy()
+        B.apply_mask(y, y, (1,), s, packed=packed)
+        assert_same(y, ref)
+    x = special_values((300, 301), dtype, seed=1)
+    keep = rng.random(x.size) < 0.3
+    ref = np.empty_like(x)
+    R.apply_mask(x, ref, (301, 1), 2.0, keep=keep)
+    for kw in ({"keep": keep}, {"packed": np.packbits(keep, bitorder="little")}):
+        out = np.empty_like(x)
+        B.apply_mask(x, out, (301, 1), 2.0, **kw)
+        assert_same(out, ref)
+
+
 @pytest.mark.parametrize("s", [1.0, 1.0 / 0.9, 10.0, 1.0 / (1 - 1 / 3)])
 def test_float16_all_bit_patterns(s):
     """float16 -> float32 * scale -> float16 (round to nearest even) for every

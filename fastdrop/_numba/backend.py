@@ -16,8 +16,11 @@ Layouts
   the Cython backend; a freshly allocated one (``fresh_out=True``) is not
   (its pages are first touched by the kernel, and cached stores serve
   that better).
+- ``apply_mask`` on C-contiguous float32/float64 ``x``/``out`` with a full
+  stored mask runs :func:`~fastdrop._numba.kernels.apply_contig` (packed
+  bits a 64-byte line at a time).
 - Anything else (strides, Fortran order, reversed or transposed views, noise
-  shapes, stored masks) runs :func:`~fastdrop._numba.kernels.forward_nd`:
+  shapes, other stored masks) runs :func:`~fastdrop._numba.kernels.forward_nd`:
   length-1 axes are dropped, an inner axis is chosen (mask stride 1, or the
   memory-contiguous axis if its mask stride is 0 or 1), compatible axes are
   merged into it, and each outer index runs a 1-D strided inner loop on
@@ -341,6 +344,16 @@ def apply_mask(x, out, mstrides, scale, keep=None, packed=None):
         keep = np.ascontiguousarray(keep).reshape(-1)
     else:
         packed = np.ascontiguousarray(packed).reshape(-1)
+    if (x.dtype != np.float16 and _is_full(x.shape, mstrides)
+            and x.flags.c_contiguous and out.flags.c_contiguous):
+        K = _kernels()
+        xs = _readonly(x.reshape(-1))
+        os_ = out.reshape(-1)
+        _call(K.apply_contig, (x.dtype.char, xs.flags.aligned, os_.flags.aligned),
+              xs, os_, _scale(x.dtype, scale),
+              keep if keep is not None else K.NO_BOOL,
+              packed if packed is not None else K.NO_BYTES)
+        return
     _nd(x, out, mstrides, 0, 0, 0, scale, keep, packed)
 
 
@@ -378,6 +391,7 @@ def warmup(dtypes=DTYPES):
         out = np.empty_like(x)
         forward(x, out, 1, 0, T, 2.0, (4, 1))
         forward(x, out, 1, 0, T, 2.0, (0, 1))
+        apply_mask(x, out, (4, 1), 2.0, keep=np.ones(16, bool))
     mask(8, 1, 0, T, keep_out=np.empty(8, bool), packed_out=np.empty(1, np.uint8))
     return compile_report()
 

@@ -60,7 +60,7 @@ _cache.install()  # cached kernels are invalidated when philox.py changes
 
 __all__ = [
     "CHUNK", "TILE", "NO_BOOL", "NO_BYTES",
-    "forward_contig", "forward_nd", "mask_kernel", "stream_scale",
+    "forward_contig", "forward_nd", "mask_kernel", "apply_contig", "stream_scale",
     "keep_tile", "philox4x32_10", "block_words", "lane", "keep_decision",
 ]
 
@@ -700,6 +700,74 @@ def mask_kernel(n, seed, offset, T, keep_out, packed_out):
                 ties = _pack_lanes(lanes, first, L, th16, packed_out, a >> 3)
             if ties:
                 _fix_tie_masks(lanes, first, L, th16, j0, k0, k1, tl, a, keep_out, packed_out)
+
+
+@intrinsic
+def _apply_bits_line(typingctx, x, a, out, packed, s):
+    """One 64-byte line of ``vl = 64 // itemsize`` elements from ``a`` (a
+    multiple of 8): ``out = x * s`` where the element's bit in ``packed``
+    is set, else +0.0; the line's ``vl`` bits are the ``vl // 8`` bytes
+    from ``packed[a >> 3]``, read as one integer.  float32/float64 only."""
+    if not (isinstance(x, types.Array) and isinstance(x.dtype, types.Float)
+            and isinstance(out, types.Array) and out.dtype == x.dtype
+            and isinstance(packed, types.Array) and packed.dtype == types.uint8
+            and s == x.dtype):
+        return None
+    sig = types.void(x, a, out, packed, s)
+
+    def codegen(context, builder, signature, args):
+        xt, at, ot, pt, _ = signature.args
+        size = xt.dtype.bitwidth // 8
+        vl = 64 // size
+        i32 = ir.IntType(32)
+        vty = ir.VectorType(context.get_value_type(xt.dtype), vl)
+        k = context.cast(builder, args[1], at, types.intp)
+
+        def ptr(aryty, arg, idx, ty):
+            ary = context.make_array(aryty)(context, builder, arg)
+            return builder.bitcast(builder.gep(ary.data, [idx]), ty.as_pointer())
+
+        bits = builder.load(ptr(pt, args[3], builder.lshr(k, k.type(3)), ir.IntType(vl)),
+                            align=1)
+        if sys.byteorder == "big" and vl > 8:  # pragma: no cover - byte 0 first
+            bits = builder.bswap(bits)
+        kept = builder.bitcast(bits, ir.VectorType(ir.IntType(1), vl))
+        xv = builder.load(ptr(xt, args[0], k, vty), align=size)
+        sv = ir.Constant(vty, ir.Undefined)
+        for q in range(vl):
+            sv = builder.insert_element(sv, args[4], i32(q))
+        res = builder.select(kept, builder.fmul(xv, sv), ir.Constant(vty, None))
+        builder.store(res, ptr(ot, args[2], k, vty), align=size)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@njit(cache=True, parallel=True)
+def apply_contig(x, out, s, keep, packed):
+    """Masked scaling of 1-D contiguous float32/float64 ``x`` -> ``out``
+    with a stored full mask: ``keep`` (bool, when non-empty) or the bits of
+    ``packed`` (little bit order), a 64-byte line per step."""
+    n = x.shape[0]
+    vl = 64 // x.itemsize
+    nchunks = (n + CHUNK - 1) // CHUNK
+    for c in prange(nchunks):
+        start = c * CHUNK
+        stop = min(n, start + CHUNK)
+        if packed.shape[0] == 0:  # unsigned indices: one vectorised select
+            us = np.uint64(start)
+            for e in range(stop - start):
+                u = us + np.uint64(e)
+                out[u] = scale_select(x[u], s, keep[u])
+            continue
+        a = start  # lines start on mask bytes: CHUNK and vl are multiples of 8
+        while a + vl <= stop:
+            if (a - start) % TILE == 0:
+                _prefetch_tile(x, a, TILE)
+            _apply_bits_line(x, a, out, packed, s)
+            a += vl
+        for e in range(a, stop):
+            out[e] = scale_select(x[e], s, (packed[e >> 3] >> (e & 7)) & 1 != 0)
 
 
 @njit(cache=True)
