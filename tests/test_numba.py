@@ -508,6 +508,35 @@ def test_concurrent_calls_from_threads():
     assert B.compile_report()["threading_layer"] in ("omp", "tbb", "workqueue")
 
 
+def test_concurrent_large_outputs_and_stored_masks():
+    """Four Python threads at once on the paths only large or contiguous
+    arrays take: caller-provided outputs over the non-temporal threshold
+    (with a bool mask too) and the contiguous stored-mask apply."""
+    n = (8 << 20) // 4 + 1000
+    jobs = []
+    for k in range(4):
+        x = special_values((n,), np.float32, seed=20 + k)
+        want, keep = fastdrop.dropout(x, 0.3, rng=k, return_mask=True, backend="reference")
+        jobs.append((x, k, want, keep, np.packbits(keep, bitorder="little")))
+
+    def run(job):
+        x, seed, want, keep, packed = job
+        out = np.empty(n + 3, np.float32)[3:]
+        ok = True
+        for _ in range(2):
+            out.fill(7)
+            _, k = fastdrop.dropout(x, 0.3, rng=seed, out=out, return_mask=True,
+                                    backend="numba")
+            ok &= np.array_equal(bits(out), bits(want)) and np.array_equal(k, keep)
+            out.fill(7)
+            fastdrop.apply_mask(x, packed, 0.3, out=out, backend="numba")
+            ok &= np.array_equal(bits(out), bits(want))
+        return ok
+
+    with ThreadPoolExecutor(4) as ex:
+        assert all(ex.map(run, jobs * 2))
+
+
 def test_workqueue_layer_is_serialised():
     """Under Numba's non-thread-safe 'workqueue' layer, concurrent calls are
     serialised by the backend and stay correct."""
