@@ -409,6 +409,48 @@ def test_float16_all_bit_patterns(s):
     assert_same(out, np.zeros_like(x))
 
 
+def test_integer_half_conversions():
+    """The integer float16 <-> float32 code (used where the hardware
+    conversions are not, see kernels.NATIVE_F16) against NumPy, for every
+    float16 value and for float32 values around every float16 rounding
+    boundary, subnormals, overflow, inf and NaN."""
+    from fastdrop._numba import kernels as K
+
+    @numba.njit
+    def widen(h, out):
+        for i in range(h.shape[0]):
+            out[i] = K.half_to_float(h[i])
+
+    @numba.njit
+    def narrow(f, out):
+        for i in range(f.shape[0]):
+            out[i] = K.float_to_half(f[i])
+
+    h = np.arange(2**16, dtype=np.uint32).astype(np.uint16)
+    f = np.empty(h.size, np.float32)
+    widen(h, f)
+    assert_array_equal(f.view(np.uint32), h.view(np.float16).astype(np.float32).view(np.uint32))
+    # each float16 value widened, and the float32 values 1 and 2 ulps to
+    # either side and halfway to the next float16 (ties to even)
+    base = f[np.isfinite(f)].view(np.uint32)
+    probes = [base, base + 1, base - 1, base + 2, base - 2, base + (1 << 12), base - (1 << 12)]
+    g = np.concatenate(probes).astype(np.uint32).view(np.float32)
+    payload = np.random.default_rng(3).integers(0, 2**22, 2000, dtype=np.uint32)
+    qnans = (payload | np.uint32(0x7FC00000) | (payload << np.uint32(31))).view(np.float32)
+    g = np.concatenate([g, qnans,
+                        np.float32([np.inf, -np.inf, np.nan, 65520.0, 65519.996, 1e-8])])
+    got = np.empty(g.size, np.uint16)
+    narrow(g, got)
+    with np.errstate(all="ignore"):
+        want = g.astype(np.float16).view(np.uint16)
+    nan = np.isnan(g)
+    assert_array_equal(got[~nan], want[~nan])
+    assert np.isnan(got[nan].view(np.float16)).all()
+    quiet = nan & ((g.view(np.uint32) & 0x400000) != 0)  # what a product yields
+    assert quiet.sum() > 1000
+    assert_array_equal(got[quiet], want[quiet])
+
+
 def test_results_independent_of_threads():
     x = special_values((3 * 2**16 + 11,), np.float32, seed=9)
     outs = []

@@ -31,7 +31,9 @@ streaming kernel ``out = x * s`` used as the benchmark bound (1-D contiguous
 
 float16 has no Numba CPU support: float16 arrays are passed as their
 ``uint16`` bits and converted exactly (float16 -> float32 is exact,
-float32 -> float16 rounds to nearest even, NaN/inf as NumPy) in integer code.
+float32 -> float16 rounds to nearest even, NaN/inf as NumPy) by the CPU's
+conversion instructions where LLVM has them (x86 F16C, AArch64; see
+:data:`NATIVE_F16`), else in integer code.
 
 Examples
 --------
@@ -322,6 +324,53 @@ def float_to_half(f):
     return np.uint16(r | sign)
 
 
+def _native_f16():
+    """Whether LLVM converts float16 <-> float32 in hardware for the CPU
+    Numba compiles for: x86 with F16C, or AArch64, and Numba targeting the
+    host CPU (``NUMBA_CPU_NAME`` unset).  Elsewhere the conversions would
+    be runtime-library calls, which Numba's JIT may not resolve, so the
+    integer code above is used instead."""
+    from numba import config
+
+    if config.CPU_NAME not in (None, "host"):
+        return False
+    arch = _llvm.get_process_triple().split("-")[0]
+    if _X86:
+        return bool(_llvm.get_host_cpu_features().get("f16c", False))
+    return arch in ("aarch64", "arm64")
+
+
+#: float16 scaling by hardware conversions (see :func:`_native_f16`).
+NATIVE_F16 = _native_f16()
+
+
+@intrinsic
+def _f32_of_half_bits(typingctx, h):
+    """float16 bits -> float32 by LLVM's ``fpext`` (exact)."""
+    if h != types.uint16:
+        return None
+    sig = types.float32(types.uint16)
+
+    def codegen(context, builder, signature, args):
+        return builder.fpext(builder.bitcast(args[0], ir.HalfType()), ir.FloatType())
+
+    return sig, codegen
+
+
+@intrinsic
+def _half_bits_of_f32(typingctx, f):
+    """float32 -> float16 bits by LLVM's ``fptrunc`` (round to nearest
+    even; a NaN keeps its top payload bits and is quiet)."""
+    if f != types.float32:
+        return None
+    sig = types.uint16(types.float32)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(builder.fptrunc(args[0], ir.HalfType()), ir.IntType(16))
+
+    return sig, codegen
+
+
 def scale_select(xv, s, k):
     """``x * s`` (compute type) if ``k`` else +0.0, in x's storage type."""
     raise NotImplementedError  # pragma: no cover - replaced by the overload
@@ -330,6 +379,12 @@ def scale_select(xv, s, k):
 @overload(scale_select)
 def _scale_select_impl(xv, s, k):
     if isinstance(xv, types.Integer):  # float16 bits
+        if NATIVE_F16:  # vectorised conversions (measured 16 Mi: 24.5 -> ms)
+            def impl_native(xv, s, k):
+                y = _half_bits_of_f32(_f32_of_half_bits(xv) * s)
+                return y if k else np.uint16(0)
+            return impl_native
+
         def impl(xv, s, k):
             y = float_to_half(half_to_float(xv) * s)
             return y if k else np.uint16(0)
