@@ -246,6 +246,11 @@ FD_CLONES static void fd_apply_1d_##SUF(const char *x, int64_t xs, char *y, int6
         const uint8_t *mpacked, CT s)                                                   \
 {                                                                                       \
     if (mkeep) {                                                                        \
+        if (ms == 1 && FD_USE_AVX512(xs, ys, sizeof(T), 0u)) {                          \
+            FD_AVX512_CALL(fd_apply_bool_avx512_##SUF((const void *)x, (void *)y, n,    \
+                mkeep + base, s));                                                      \
+            return;                                                                     \
+        }                                                                               \
         if (ms == 1 && xs == (int64_t)sizeof(T) && ys == (int64_t)sizeof(T)) {          \
             const T *xc = (const T *)x; T *yc = (T *)y;                                 \
             const uint8_t *kc = mkeep + base;                                           \
