@@ -16,8 +16,8 @@ Layouts
   the Cython backend; a freshly allocated one (``fresh_out=True``) is not
   (its pages are first touched by the kernel, and cached stores serve
   that better).
-- ``apply_mask`` on C-contiguous float32/float64 ``x``/``out`` with a full
-  stored mask runs :func:`~fastdrop._numba.kernels.apply_contig` (packed
+- ``apply_mask`` on C-contiguous ``x``/``out`` with a full stored mask runs
+  :func:`~fastdrop._numba.kernels.apply_contig` (float32/float64 packed
   bits a 64-byte line at a time).
 - Anything else (strides, Fortran order, reversed or transposed views, noise
   shapes, other stored masks) runs :func:`~fastdrop._numba.kernels.forward_nd`:
@@ -344,11 +344,10 @@ def apply_mask(x, out, mstrides, scale, keep=None, packed=None):
         keep = np.ascontiguousarray(keep).reshape(-1)
     else:
         packed = np.ascontiguousarray(packed).reshape(-1)
-    if (x.dtype != np.float16 and _is_full(x.shape, mstrides)
-            and x.flags.c_contiguous and out.flags.c_contiguous):
+    if _is_full(x.shape, mstrides) and x.flags.c_contiguous and out.flags.c_contiguous:
         K = _kernels()
-        xs = _readonly(x.reshape(-1))
-        os_ = out.reshape(-1)
+        xs = _readonly(_storage(x).reshape(-1))
+        os_ = _storage(out).reshape(-1)
         _call(K.apply_contig, (x.dtype.char, xs.flags.aligned, os_.flags.aligned),
               xs, os_, _scale(x.dtype, scale),
               keep if keep is not None else K.NO_BOOL,
