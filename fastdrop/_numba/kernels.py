@@ -211,6 +211,29 @@ def _fence(typingctx):
     return sig, codegen
 
 
+def _elem_ptr(context, builder, aryty, ary, idx, idxty, ty):
+    """Codegen: the address of element ``idx`` (of Numba type ``idxty``) of
+    the array value ``ary``, as a ``ty`` pointer."""
+    a = context.make_array(aryty)(context, builder, ary)
+    i = context.cast(builder, idx, idxty, types.intp)
+    return builder.bitcast(builder.gep(a.data, [i]), ty.as_pointer())
+
+
+def _splat(builder, v, vty):
+    """Codegen: ``v`` in every lane of the vector type ``vty``."""
+    out = ir.Constant(vty, ir.Undefined)
+    for k in range(vty.count):
+        out = builder.insert_element(out, v, ir.IntType(32)(k))
+    return out
+
+
+def _any(builder, lanes_true):
+    """Codegen: whether any lane of an ``i1`` vector is set."""
+    n = lanes_true.type.count
+    bits = builder.bitcast(lanes_true, ir.IntType(n))
+    return builder.icmp_unsigned("!=", bits, ir.Constant(ir.IntType(n), 0))
+
+
 @intrinsic
 def _nt_line(typingctx, x, xa, out, oa, lanes, lb, s, th16):
     """One 64-byte line of the select, stored non-temporally:
@@ -229,29 +252,20 @@ def _nt_line(typingctx, x, xa, out, oa, lanes, lb, s, th16):
         xt, xat, ot, oat, lt, lbt, _, tht = signature.args
         size = xt.dtype.bitwidth // 8
         vl = 64 // size
-        i32 = ir.IntType(32)
         vty = ir.VectorType(context.get_value_type(xt.dtype), vl)
         lty = ir.VectorType(ir.IntType(16), vl)
-
-        def ptr(aryty, arg, idx, idxty, ty):
-            ary = context.make_array(aryty)(context, builder, arg)
-            i = context.cast(builder, idx, idxty, types.intp)
-            return builder.bitcast(builder.gep(ary.data, [i]), ty.as_pointer())
-
-        xv = builder.load(ptr(xt, args[0], args[1], xat, vty), align=size)
-        lv = builder.load(ptr(lt, args[4], args[5], lbt, lty), align=2)
-        th = context.cast(builder, args[7], tht, types.uint16)
-        sv = ir.Constant(vty, ir.Undefined)
-        tv = ir.Constant(lty, ir.Undefined)
-        for k in range(vl):
-            sv = builder.insert_element(sv, args[6], i32(k))
-            tv = builder.insert_element(tv, th, i32(k))
-        res = builder.select(builder.icmp_unsigned(">=", lv, tv), builder.fmul(xv, sv),
+        xv = builder.load(_elem_ptr(context, builder, xt, args[0], args[1], xat, vty),
+                          align=size)
+        lv = builder.load(_elem_ptr(context, builder, lt, args[4], args[5], lbt, lty),
+                          align=2)
+        tv = _splat(builder, context.cast(builder, args[7], tht, types.uint16), lty)
+        res = builder.select(builder.icmp_unsigned(">=", lv, tv),
+                             builder.fmul(xv, _splat(builder, args[6], vty)),
                              ir.Constant(vty, None))
-        st = builder.store(res, ptr(ot, args[2], args[3], oat, vty), align=64)
-        st.set_metadata("nontemporal", builder.module.add_metadata([i32(1)]))
-        ties = builder.bitcast(builder.icmp_unsigned("==", lv, tv), ir.IntType(vl))
-        return builder.icmp_unsigned("!=", ties, ir.Constant(ir.IntType(vl), 0))
+        st = builder.store(res, _elem_ptr(context, builder, ot, args[2], args[3], oat, vty),
+                           align=64)
+        st.set_metadata("nontemporal", builder.module.add_metadata([ir.IntType(32)(1)]))
+        return _any(builder, builder.icmp_unsigned("==", lv, tv))
 
     return sig, codegen
 
@@ -459,9 +473,8 @@ def _tie_keep(j, k0, k1, tl):
 def keep_tile(kbuf, words, j0, L, k0, k1, th, tl):
     """Keep bits of stream positions ``j0 .. j0 + L - 1`` into ``kbuf[:L]``
     (``L <= TILE``; ``words`` is a TILE scratch of uint32)."""
-    first = np.uint64(j0 & _U7)
-    nb = (np.int64(first) + L + 7) >> 3
-    _fill_lanes(words, 0, j0 >> _U3, nb, k0, k1)
+    first = np.int64(j0 & _U7)
+    _fill_lanes(words, 0, j0 >> _U3, (first + L + 7) >> 3, k0, k1)
     if th > _MAX16:  # T = 2**32: nothing is kept, no ties
         for e in range(L):
             kbuf[e] = False
@@ -469,9 +482,7 @@ def keep_tile(kbuf, words, j0, L, k0, k1, th, tl):
     ln = words.view(np.uint16)
     th16 = np.uint16(th)
     if _lanes_keep(kbuf, 0, ln, first, L, th16):
-        for e in range(L):
-            if ln[first + np.uint64(e)] == th16:
-                kbuf[e] = _tie_keep(j0 + np.uint64(e), k0, k1, tl)
+        _fix_tie_masks(ln, first, L, th16, j0, k0, k1, tl, 0, kbuf, np.empty(0, np.uint8))
 
 
 @njit(inline="always")
@@ -517,23 +528,15 @@ def _pack_lanes32(typingctx, lanes, lb, th16, packed, byte):
         lt, lbt, tht, pt, bt = signature.args
         i32 = ir.IntType(32)
         lty = ir.VectorType(ir.IntType(16), 32)
-        la = context.make_array(lt)(context, builder, args[0])
-        pk = context.make_array(pt)(context, builder, args[3])
-        li = context.cast(builder, args[1], lbt, types.intp)
-        pi = context.cast(builder, args[4], bt, types.intp)
-        lv = builder.load(builder.bitcast(builder.gep(la.data, [li]), lty.as_pointer()),
+        lv = builder.load(_elem_ptr(context, builder, lt, args[0], args[1], lbt, lty),
                           align=2)
-        th = context.cast(builder, args[2], tht, types.uint16)
-        tv = ir.Constant(lty, ir.Undefined)
-        for k in range(32):
-            tv = builder.insert_element(tv, th, i32(k))
+        tv = _splat(builder, context.cast(builder, args[2], tht, types.uint16), lty)
         bits = builder.bitcast(builder.icmp_unsigned(">", lv, tv), i32)
         if sys.byteorder == "big":  # pragma: no cover - byte 0 holds bits 0-7
             bits = builder.bswap(bits)
-        pp = builder.bitcast(builder.gep(pk.data, [pi]), i32.as_pointer())
-        builder.store(bits, pp, align=1)
-        ties = builder.bitcast(builder.icmp_unsigned("==", lv, tv), i32)
-        return builder.icmp_unsigned("!=", ties, ir.Constant(i32, 0))
+        builder.store(bits, _elem_ptr(context, builder, pt, args[3], args[4], bt, i32),
+                      align=1)
+        return _any(builder, builder.icmp_unsigned("==", lv, tv))
 
     return sig, codegen
 
@@ -774,25 +777,20 @@ def _apply_bits_line(typingctx, x, a, out, packed, s):
         xt, at, ot, pt, _ = signature.args
         size = xt.dtype.bitwidth // 8
         vl = 64 // size
-        i32 = ir.IntType(32)
         vty = ir.VectorType(context.get_value_type(xt.dtype), vl)
         k = context.cast(builder, args[1], at, types.intp)
-
-        def ptr(aryty, arg, idx, ty):
-            ary = context.make_array(aryty)(context, builder, arg)
-            return builder.bitcast(builder.gep(ary.data, [idx]), ty.as_pointer())
-
-        bits = builder.load(ptr(pt, args[3], builder.lshr(k, k.type(3)), ir.IntType(vl)),
-                            align=1)
+        byte = builder.lshr(k, k.type(3))
+        bits = builder.load(_elem_ptr(context, builder, pt, args[3], byte, types.intp,
+                                      ir.IntType(vl)), align=1)
         if sys.byteorder == "big" and vl > 8:  # pragma: no cover - byte 0 first
             bits = builder.bswap(bits)
         kept = builder.bitcast(bits, ir.VectorType(ir.IntType(1), vl))
-        xv = builder.load(ptr(xt, args[0], k, vty), align=size)
-        sv = ir.Constant(vty, ir.Undefined)
-        for q in range(vl):
-            sv = builder.insert_element(sv, args[4], i32(q))
-        res = builder.select(kept, builder.fmul(xv, sv), ir.Constant(vty, None))
-        builder.store(res, ptr(ot, args[2], k, vty), align=size)
+        xv = builder.load(_elem_ptr(context, builder, xt, args[0], k, types.intp, vty),
+                          align=size)
+        res = builder.select(kept, builder.fmul(xv, _splat(builder, args[4], vty)),
+                             ir.Constant(vty, None))
+        builder.store(res, _elem_ptr(context, builder, ot, args[2], k, types.intp, vty),
+                      align=size)
         return context.get_dummy_value()
 
     return sig, codegen
