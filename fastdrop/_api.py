@@ -1,19 +1,28 @@
 """The NumPy-style front end: argument checks, rng/state, shapes, out=, dispatch.
 
-Every public function validates all of its arguments before it writes
-anything, so a call that raises leaves ``out`` (and any Generator) untouched.
+Every public function validates all of its arguments (with
+:mod:`fastdrop._validate`, whatever the mode) before it writes anything, so
+a call that raises leaves ``out`` (and any Generator) untouched.
+
+Arrays the NumPy API does not run natively get a definite answer (see
+:mod:`fastdrop._arrays`): GPU arrays go to the CUDA front end, torch CPU
+tensors are computed through zero-copy NumPy views and come back as tensors,
+Dask arrays go to :mod:`fastdrop.dask` (lazily) for :func:`dropout` and are
+refused elsewhere, ``numpy.ma`` masked arrays are refused.
 """
 
 from __future__ import annotations
 
 import math
-import numbers
-import operator
 
 import numpy as np
 
-from . import _dispatch
+from . import _arrays, _dispatch
 from ._generator import check_rng, resolve_rng, resolve_state
+from ._validate import (  # noqa: F401 - re-exported for older imports
+    as_float_array, bool_mask_geometry, check_flag, check_float_dtype, check_mode,
+    check_noise_shape, check_p, check_packed_shape, check_return_mask, check_training,
+    mask_geometry, normalize_shape, prepare_out)
 from .reference import threshold
 
 __all__ = ["dropout", "dropout_mask", "unpack_mask", "apply_mask", "dropout_backward"]
@@ -22,131 +31,6 @@ try:  # optional compiled fast path of dropout(); the package works without it
     from ._cython._kernels import fast_dropout as _fast_dropout
 except ImportError:  # pragma: no cover - extension not built
     _fast_dropout = None
-
-_FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
-_MODES = ("inverted", "classic")
-
-
-# ----------------------------------------------------------------------------
-# argument checks (shared with the CUDA front end)
-# ----------------------------------------------------------------------------
-
-def check_p(p):
-    """``p`` as a float in [0, 1]; ValueError for NaN or out of range."""
-    if isinstance(p, (bool, np.bool_)) or not isinstance(p, numbers.Real):
-        raise TypeError(f"p must be a real number, got {type(p).__name__}")
-    try:
-        p = float(p)
-    except OverflowError:
-        raise ValueError(f"p must be in [0, 1], got {p}") from None
-    if not 0.0 <= p <= 1.0:  # also catches NaN
-        raise ValueError(f"p must be in [0, 1], got {p}")
-    return p
-
-
-def check_mode(mode):
-    if mode not in _MODES:
-        raise ValueError(f"mode must be 'inverted' or 'classic', got {mode!r}")
-    return mode
-
-
-def check_float_dtype(dtype, name="x"):
-    dtype = np.dtype(dtype)
-    if dtype.kind == "f" and not dtype.isnative and dtype.newbyteorder("=") in _FLOAT_DTYPES:
-        raise TypeError(
-            f"{name} has non-native byte order (dtype {dtype.str}); convert it first, "
-            f"e.g. {name}.astype({name}.dtype.newbyteorder('='))")
-    if dtype not in _FLOAT_DTYPES:
-        raise TypeError(
-            f"{name} must have a floating dtype (float16, float32 or float64), "
-            f"got dtype {dtype}")
-    return dtype
-
-
-def as_float_array(x, name="x"):
-    """``np.asarray(x)`` (no copy for arrays) with a floating dtype check."""
-    arr = np.asarray(x)
-    check_float_dtype(arr.dtype, name)
-    return arr
-
-
-def check_return_mask(return_mask):
-    if return_mask is False or return_mask is None:
-        return None
-    if return_mask is True or return_mask == "bool":
-        return "bool"
-    if return_mask == "packed":
-        return "packed"
-    raise ValueError(f"return_mask must be False, True, 'bool' or 'packed', got {return_mask!r}")
-
-
-def normalize_shape(shape, name="shape"):
-    if isinstance(shape, numbers.Integral) and not isinstance(shape, bool):
-        shape = (shape,)
-    try:
-        shape = tuple(operator.index(s) for s in shape)
-    except TypeError:
-        raise TypeError(f"{name} must be an int or a tuple of ints, got {shape!r}") from None
-    if any(s < 0 for s in shape):
-        raise ValueError(f"{name} must not have negative entries, got {shape}")
-    return shape
-
-
-def mask_geometry(shape, noise_shape):
-    """Mask shape ``M``, per-axis mask strides and mask size for an input of
-    ``shape`` (DESIGN.md §1, "Logical index").
-
-    ``noise_shape`` has the input's ndim; each entry equals the input's
-    extent or is 1 (shared along that axis); ``None`` entries mean "the
-    input's extent".
-    """
-    shape = tuple(shape)
-    if noise_shape is None:
-        M = shape
-    else:
-        if isinstance(noise_shape, numbers.Integral):
-            noise_shape = (noise_shape,)
-        ns = tuple(noise_shape)
-        if len(ns) != len(shape):
-            raise ValueError(
-                f"noise_shape {ns} must have the same number of axes as x "
-                f"(shape {shape})")
-        M = []
-        for k, (m, s) in enumerate(zip(ns, shape)):
-            m = s if m is None else operator.index(m)
-            if m != s and m != 1:
-                raise ValueError(
-                    f"noise_shape {ns} is not broadcastable to x's shape {shape}: "
-                    f"axis {k} must be 1 or {s}")
-            M.append(m)
-        M = tuple(M)
-    mstrides = [0] * len(M)
-    acc = 1
-    for k in range(len(M) - 1, -1, -1):
-        mstrides[k] = acc if M[k] == shape[k] and M[k] != 1 else 0
-        acc *= M[k]
-    return M, tuple(mstrides), math.prod(M)
-
-
-def prepare_out(x, out, name="out"):
-    """Validate ``out`` against ``x`` or allocate it (same layout as ``x``)."""
-    if out is None:
-        return np.empty_like(x)
-    if not isinstance(out, np.ndarray):
-        raise TypeError(f"{name} must be a numpy.ndarray, got {type(out).__name__}")
-    if out.shape != x.shape:
-        raise ValueError(f"{name} has shape {out.shape}, expected {x.shape}")
-    if out.dtype != x.dtype:
-        raise TypeError(f"{name} has dtype {out.dtype}, expected {x.dtype}")
-    if not out.flags.writeable:
-        raise ValueError(f"{name} is read-only")
-    identical = (out.__array_interface__["data"][0] == x.__array_interface__["data"][0]
-                 and all(so == sx for so, sx, d in zip(out.strides, x.strides, x.shape)
-                         if d > 1))
-    if not identical and np.may_share_memory(x, out) and np.shares_memory(x, out):
-        raise ValueError(
-            f"{name} partly overlaps x; pass out=x for in-place, or a separate array")
-    return out
 
 
 def scale_for(p, mode):
@@ -166,15 +50,6 @@ def select_backend(backend, x):
             "device array); fastdrop never copies a NumPy array to the GPU "
             "silently: move it first, e.g. with cupy.asarray(x)")
     return backend, _dispatch.get_backend(backend)
-
-
-def _is_device_array(x):
-    if isinstance(x, np.ndarray):
-        return False
-    try:
-        return hasattr(x, "__cuda_array_interface__")
-    except (TypeError, RuntimeError):  # torch CUDA tensors: requires_grad, bfloat16
-        return True
 
 
 def _device(op):
@@ -202,6 +77,8 @@ def _run(kern, x, out, p, seed, offset, T, scale, M, mstrides, n, keep, packed, 
     """Training-mode masked scaling with a generated mask; writes the mask
     outputs too.  ``fresh``: ``out`` was just allocated here."""
     keep_flat = keep.reshape(-1) if keep is not None else None
+    if n == 0:
+        return  # x is empty too; nothing is drawn (an offset of 2**64 is fine)
     if p == 0.0:
         if out is not x:
             np.copyto(out, x)
@@ -318,28 +195,63 @@ def dropout(x, p=0.5, *, training=True, mode="inverted", rng=None, noise_shape=N
         y = _fast_dropout(x, p, rng, out)  # compiled fast path for the common case
         if y is not NotImplemented:
             return y
-    if _is_device_array(x):
+    where = _arrays.kind(x)
+    if where == "gpu":
         return _device("dropout")(x, p, training=training, mode=mode, rng=rng,
                                   noise_shape=noise_shape, out=out,
                                   return_mask=return_mask, backend=backend)
+    if where == "dask":
+        return _dask_dropout(x, p, training, mode, rng, noise_shape, out, return_mask,
+                             backend)
+    if where == "torch":
+        xv = _arrays.torch_view(x, "x")
+        ov = None if out is None else _arrays.torch_view(out, "out", writable=True)
+        res = dropout_host(xv, p, training, mode, rng, noise_shape, ov, return_mask,
+                           backend, fresh=out is None)
+        return _arrays.wrap_torch(res, [(ov, out)])
     return dropout_host(x, p, training, mode, rng, noise_shape, out, return_mask, backend,
                         fresh=out is None)
+
+
+def _dask_dropout(x, p, training, mode, rng, noise_shape, out, return_mask, backend):
+    """:func:`dropout` of a Dask array: the lazy :func:`fastdrop.dask.dropout`
+    (never a silent compute); ``out=`` and ``return_mask`` have no lazy form."""
+    check_return_mask(return_mask)
+    if out is not None:
+        raise TypeError(
+            "out= is not supported for a Dask array x: the result is a lazy Dask "
+            "array (fastdrop.dask.dropout); store it with dask.array.store")
+    if return_mask is not False and return_mask is not None:
+        raise TypeError(
+            "return_mask is not supported for a Dask array x; draw the mask with "
+            "fastdrop.dask.dropout_mask (same rng) instead")
+    from .adapters import dask as fdd
+
+    return fdd.dropout(x, p, rng=rng, noise_shape=noise_shape, mode=mode,
+                       training=training, backend=backend)
+
+
+def _refuse_dask(fn, name="x"):
+    raise TypeError(
+        f"fastdrop.{fn} does not take Dask arrays ({name} is one) and never computes "
+        "one silently; use fastdrop.dask.dropout, or compute the array first")
 
 
 def dropout_host(x, p, training, mode, rng, noise_shape, out, return_mask, backend,
                  fresh):
     """:func:`dropout` for host arrays; ``fresh`` says ``out`` was just
     allocated by the caller (the adapters), or is allocated here if None."""
+    training = check_training(training)
     p = check_p(p)
     check_mode(mode)
     kind = check_return_mask(return_mask)
     x = as_float_array(x)
     M, mstrides, n = mask_geometry(x.shape, noise_shape)
     _, kern = select_backend(backend, x)
+    check_rng(rng)
     fresh = fresh or out is None
     out = prepare_out(x, out)
     if not training:
-        check_rng(rng)
         _eval(x, out, p, mode)
         if kind is None:
             return out
@@ -384,6 +296,7 @@ def dropout_mask(shape, p, *, rng=None, packed=False, backend="auto"):
     """
     p = check_p(p)
     shape = normalize_shape(shape)
+    packed = check_flag(packed, "packed")
     n = math.prod(shape)
     if backend == "auto":
         _, kern = _dispatch.choose_cpu_backend(n)
@@ -391,10 +304,13 @@ def dropout_mask(shape, p, *, rng=None, packed=False, backend="auto"):
         raise TypeError("dropout_mask makes host arrays; backend='cuda' is for GPU arrays")
     else:
         kern = _dispatch.get_backend(backend)
+    check_rng(rng)
     seed, offset = resolve_rng(rng, n)
     keep, packed_out = _alloc_mask("packed" if packed else "bool", shape, n)
     keep_flat = keep.reshape(-1) if keep is not None else None
-    if p == 0.0 or p == 1.0:
+    if n == 0:
+        pass  # nothing drawn (also at the very end of the stream)
+    elif p == 0.0 or p == 1.0:
         _fill_mask(keep_flat, packed_out, n, p == 0.0)
     else:
         kern.mask(n, seed, offset, threshold(p), keep_out=keep_flat, packed_out=packed_out)
@@ -420,42 +336,10 @@ def unpack_mask(packed, shape):
     return np.unpackbits(packed, count=n, bitorder="little").view(bool).reshape(shape)
 
 
-def check_packed_shape(dtype, ndim, size, n):
-    """A packed mask must be 1-D uint8 with ``ceil(n / 8)`` bytes (host and
-    GPU front ends alike)."""
-    if dtype != np.uint8 or ndim != 1:
-        raise TypeError(
-            f"a packed mask must be a 1-D uint8 array, got dtype {dtype} "
-            f"with {ndim} axes")
-    if size != (n + 7) // 8:
-        raise ValueError(
-            f"packed mask has {size} bytes, expected {(n + 7) // 8} for "
-            f"{n} mask elements")
-
-
 def _check_packed(packed, n):
     packed = np.asarray(packed)
     check_packed_shape(packed.dtype, packed.ndim, packed.size, n)
     return np.ascontiguousarray(packed)
-
-
-def bool_mask_geometry(x_shape, mask_shape, noise_shape):
-    """``mask_geometry`` for a stored bool mask of ``mask_shape`` (which must
-    broadcast to ``x_shape`` and agree with ``noise_shape`` if given)."""
-    mask_shape = tuple(mask_shape)
-    if noise_shape is not None and tuple(noise_shape) != mask_shape:
-        raise ValueError(
-            f"mask has shape {mask_shape} but noise_shape is {tuple(noise_shape)}")
-    if len(mask_shape) != len(x_shape):
-        raise ValueError(
-            f"mask has shape {mask_shape}, which does not match x's shape "
-            f"{x_shape} (same number of axes, each 1 or x's extent)")
-    try:
-        return mask_geometry(x_shape, mask_shape)
-    except ValueError:
-        raise ValueError(
-            f"mask has shape {mask_shape}, which is not broadcastable to x's "
-            f"shape {x_shape}") from None
 
 
 def _stored_mask(x_shape, mask, noise_shape):
@@ -500,20 +384,35 @@ def apply_mask(x, mask, p, *, mode="inverted", noise_shape=None, out=None, backe
     >>> fastdrop.apply_mask(x, np.array([True, False, True, True]), 0.5)
     array([0., 0., 4., 6.], dtype=float32)
     """
-    if _is_device_array(x):
+    where = _arrays.kind(x)
+    if where == "gpu":
         return _device("apply_mask")(x, mask, p, mode=mode, noise_shape=noise_shape,
                                      out=out, backend=backend)
+    if where == "dask" or _arrays.kind(mask) == "dask":
+        _refuse_dask("apply_mask", "x" if where == "dask" else "mask")
+    if where == "torch":
+        xv = _arrays.torch_view(x, "x")
+        mv = _arrays.torch_view(mask, "mask") if _arrays.kind(mask) == "torch" else mask
+        ov = None if out is None else _arrays.torch_view(out, "out", writable=True)
+        res = apply_mask(xv, mv, p, mode=mode, noise_shape=noise_shape, out=ov,
+                         backend=backend)
+        return _arrays.wrap_torch(res, [(ov, out)])
     p = check_p(p)
     check_mode(mode)
     x = as_float_array(x)
     M, mstrides, n, keep, packed = _stored_mask(x.shape, mask, noise_shape)
     _, kern = select_backend(backend, x)
     out = prepare_out(x, out)
+    _apply_stored(kern, x, out, p, mode, mstrides, keep, packed)
+    return out
+
+
+def _apply_stored(kern, x, out, p, mode, mstrides, keep, packed):
+    """Masked scaling with a stored (bool or packed) mask."""
     if p == 1.0 and mode == "inverted":
         out[...] = 0
-    else:
+    elif x.size:
         kern.apply_mask(x, out, mstrides, scale_for(p, mode), keep=keep, packed=packed)
-    return out
 
 
 def dropout_backward(grad, p, *, mask=None, state=None, training=True, mode="inverted",
@@ -551,30 +450,46 @@ def dropout_backward(grad, p, *, mask=None, state=None, training=True, mode="inv
     >>> bool((gx == y).all())
     True
     """
+    training = check_training(training)
     if mask is not None and state is not None:
         raise ValueError("give either mask or state, not both")
-    if not training:
-        return dropout(grad, p, training=False, mode=mode, noise_shape=noise_shape,
-                       out=out, backend=backend)
-    if mask is not None:
-        return apply_mask(grad, mask, p, mode=mode, noise_shape=noise_shape, out=out,
-                          backend=backend)
-    if state is None:
+    if training and mask is None and state is None:
         raise ValueError(
             "dropout_backward needs the forward's mask (mask=) or the state it "
             "was drawn from (state=)")
-    if _is_device_array(grad):
-        return _device("dropout_backward")(grad, p, state=state, mode=mode,
+    where = _arrays.kind(grad)
+    if where == "gpu":
+        return _device("dropout_backward")(grad, p, mask=mask, state=state,
+                                           training=training, mode=mode,
                                            noise_shape=noise_shape, out=out,
                                            backend=backend)
+    if where == "dask" or (mask is not None and _arrays.kind(mask) == "dask"):
+        _refuse_dask("dropout_backward", "grad" if where == "dask" else "mask")
+    if where == "torch":
+        gv = _arrays.torch_view(grad, "grad")
+        mv = (_arrays.torch_view(mask, "mask") if mask is not None
+              and _arrays.kind(mask) == "torch" else mask)
+        ov = None if out is None else _arrays.torch_view(out, "out", writable=True)
+        res = dropout_backward(gv, p, mask=mv, state=state, training=training, mode=mode,
+                               noise_shape=noise_shape, out=ov, backend=backend)
+        return _arrays.wrap_torch(res, [(ov, out)])
     p = check_p(p)
     check_mode(mode)
     grad = as_float_array(grad, "grad")
-    M, mstrides, n = mask_geometry(grad.shape, noise_shape)
+    if mask is not None:
+        M, mstrides, n, keep, packed = _stored_mask(grad.shape, mask, noise_shape)
+    else:
+        M, mstrides, n = mask_geometry(grad.shape, noise_shape)
     _, kern = select_backend(backend, grad)
-    seed, offset = resolve_state(state, n)
+    if state is not None:
+        seed, offset = resolve_state(state, n)
     fresh = out is None
     out = prepare_out(grad, out)
-    _run(kern, grad, out, p, seed, offset, threshold(p), scale_for(p, mode),
-         M, mstrides, n, None, None, fresh)
+    if not training:
+        _eval(grad, out, p, mode)
+    elif mask is not None:
+        _apply_stored(kern, grad, out, p, mode, mstrides, keep, packed)
+    else:
+        _run(kern, grad, out, p, seed, offset, threshold(p), scale_for(p, mode),
+             M, mstrides, n, None, None, fresh)
     return out

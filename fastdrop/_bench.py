@@ -418,6 +418,26 @@ def _torch_adapter_impl(torch):
     return _Impl("fastdrop-torch", "fastdrop.torch (CPU tensor)", "torch", "cpu", make)
 
 
+def _check_some_backend_runs(cfg, impls, binfo, gpu_rt):
+    """RuntimeError, naming why, when none of the explicitly requested
+    fastdrop backends can be measured here (a run that times only NumPy and
+    torch is not what was asked for)."""
+    measured = {i.name for i in impls if i.kind == "fastdrop"}
+    if measured & set(cfg.backends):
+        return
+    why = []
+    for name in dict.fromkeys(cfg.backends):
+        info = binfo.get(name, {})
+        if not info.get("available"):
+            why.append(f"{name}: {_oneline(info.get('reason', 'unknown'))}")
+        elif name == "cuda" and not cfg.gpu:
+            why.append("cuda: --no-gpu was given")
+        elif name == "cuda" and gpu_rt is None:
+            why.append("cuda: no GPU found (NVIDIA driver, then CuPy or PyTorch with CUDA)")
+    raise RuntimeError("none of the requested backends can run here (" + "; ".join(why)
+                       + ")")
+
+
 def _gpu_impls(rt, torch, backends_info, want_cuda):
     impls = []
     if want_cuda and backends_info.get("cuda", {}).get("available"):
@@ -759,6 +779,9 @@ def run_bench(config, log=None, progress=False, progress_file=None):
     elif cfg.gpu:
         skipped.append({"what": "GPU", "reason": "no GPU found (NVIDIA driver, then CuPy "
                                                  "or PyTorch with CUDA)"})
+
+    if cfg.backends:  # None: all that run here; []: none asked for
+        _check_some_backend_runs(cfg, impls, binfo, gpu_rt)
 
     old_torch_threads = torch.get_num_threads() if torch is not None else None
     _set_threads(threads, torch, note)

@@ -47,9 +47,12 @@ def set_num_threads(n):
     """
     global _num_threads
     if isinstance(n, bool):
-        raise TypeError("n must be an int")
-    n = operator.index(n)
+        raise TypeError("set_num_threads: n must be an int, got bool")
+    try:
+        n = operator.index(n)
+    except TypeError:
+        raise TypeError(f"set_num_threads: n must be an int, got {type(n).__name__}") from None
     if n < 1:
-        raise ValueError(f"number of threads must be >= 1, got {n}")
+        raise ValueError(f"set_num_threads: n, the number of threads must be >= 1, got {n}")
     old, _num_threads = _num_threads, n
     return old

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numbers
 import operator
+import threading
 
 import numpy as np
 
@@ -46,6 +47,12 @@ class Generator:
     The state can be read and restored: re-running a computation from a saved
     state reproduces its masks exactly.
 
+    A Generator is safe to share between threads, like
+    :class:`numpy.random.Generator`: each call reserves its range of stream
+    positions under a lock, so concurrent calls get disjoint, consecutive
+    ranges (in whatever order the threads arrive) and never the same mask.
+    Generators can be pickled and copied (the copy starts at the same state).
+
     Parameters
     ----------
     seed : int, optional
@@ -71,12 +78,16 @@ class Generator:
     True
     """
 
-    __slots__ = ("_seed", "_offset", "_n_spawned")
+    __slots__ = ("_seed", "_offset", "_n_spawned", "_lock")
 
     def __init__(self, seed=None, offset=0):
         self._seed = _fresh_seed() if seed is None else check_seed(seed)
         self._offset = check_offset(offset)
         self._n_spawned = 0
+        self._lock = threading.Lock()
+
+    def __reduce__(self):
+        return (_restore, (self.state,))
 
     @property
     def seed(self):
@@ -91,8 +102,9 @@ class Generator:
     @property
     def state(self):
         """The generator's state as a dict; assign a saved dict to restore it."""
-        return {"version": 1, "seed": self._seed, "offset": self._offset,
-                "n_spawned": self._n_spawned}
+        with self._lock:
+            return {"version": 1, "seed": self._seed, "offset": self._offset,
+                    "n_spawned": self._n_spawned}
 
     @state.setter
     def state(self, value):
@@ -105,8 +117,15 @@ class Generator:
             offset = check_offset(value["offset"])
         except KeyError as e:
             raise ValueError(f"state is missing the key {e.args[0]!r}") from None
-        n_spawned = operator.index(value.get("n_spawned", 0))
-        self._seed, self._offset, self._n_spawned = seed, offset, n_spawned
+        n_spawned = value.get("n_spawned", 0)
+        if isinstance(n_spawned, (bool, np.bool_)) or not isinstance(n_spawned, numbers.Integral):
+            raise TypeError(f"state['n_spawned'] must be an integer, got "
+                            f"{type(n_spawned).__name__}")
+        n_spawned = operator.index(n_spawned)
+        if n_spawned < 0:
+            raise ValueError(f"state['n_spawned'] must be non-negative, got {n_spawned}")
+        with self._lock:
+            self._seed, self._offset, self._n_spawned = seed, offset, n_spawned
 
     def advance(self, n):
         """Use ``n`` stream positions: return the offset of the first and move
@@ -117,16 +136,24 @@ class Generator:
         ValueError
             If ``offset + n`` would exceed ``2**64``.
         """
+        return self._reserve(n)[1]
+
+    def _reserve(self, n):
+        """``(seed, first offset)`` of ``n`` positions, taken atomically (the
+        one place the offset moves)."""
+        if isinstance(n, (bool, np.bool_)):
+            raise TypeError("n must be an integer, got bool")
         n = operator.index(n)
         if n < 0:
             raise ValueError(f"n must be non-negative, got {n}")
-        start = self._offset
-        if start + n > _U64:
-            raise ValueError(
-                f"offset overflow: offset {start} + {n} elements exceeds 2**64; "
-                "use a new seed (e.g. Generator.spawn)")
-        self._offset = min(start + (n + 7) // 8 * 8, _U64)
-        return start
+        with self._lock:
+            start = self._offset
+            if start + n > _U64:
+                raise ValueError(
+                    f"offset overflow: offset {start} + {n} elements exceeds 2**64; "
+                    "use a new seed (e.g. Generator.spawn)")
+            self._offset = min(start + (n + 7) // 8 * 8, _U64)
+            return self._seed, start
 
     def spawn(self, n_children):
         """Return ``n_children`` new generators with independent seeds.
@@ -135,18 +162,30 @@ class Generator:
         generator's seed and a spawn counter, so spawning is itself
         reproducible from the saved state.
         """
+        if isinstance(n_children, (bool, np.bool_)):
+            raise TypeError("n_children must be an integer, got bool")
         n_children = operator.index(n_children)
         if n_children < 0:
             raise ValueError(f"n_children must be non-negative, got {n_children}")
+        with self._lock:
+            first = self._n_spawned
+            self._n_spawned += n_children
+            seed = self._seed
         out = []
-        for _ in range(n_children):
-            ss = np.random.SeedSequence(self._seed, spawn_key=(self._n_spawned,))
-            self._n_spawned += 1
+        for k in range(first, first + n_children):
+            ss = np.random.SeedSequence(seed, spawn_key=(k,))
             out.append(Generator(int(ss.generate_state(1, np.uint64)[0])))
         return out
 
     def __repr__(self):
         return f"fastdrop.Generator(seed={self._seed}, offset={self._offset})"
+
+
+def _restore(state):
+    """Unpickle a :class:`Generator` from its state dict."""
+    g = Generator(0)
+    g.state = state
+    return g
 
 
 def check_rng(rng):
@@ -168,7 +207,7 @@ def resolve_rng(rng, n):
     if rng is None:
         return _fresh_seed(), 0
     if isinstance(rng, Generator):
-        return rng.seed, rng.advance(n)
+        return rng._reserve(n)
     if isinstance(rng, np.random.Generator):
         return int(rng.integers(0, 2**64, dtype=np.uint64)), 0
     check_rng(rng)

@@ -154,3 +154,32 @@ def test_numba_round_trip():
 def test_host_array_never_copied():
     with pytest.raises(TypeError, match="never copies"):
         fastdrop.dropout(np.ones(8, np.float32), 0.5, backend="cuda")
+
+
+def test_shared_generator_threads():
+    """8 threads x 50 calls on one Generator through the GPU front end get
+    exactly the masks of 400 serial calls (the simulator cannot launch from
+    several Python threads, so this runs on a real GPU only)."""
+    import threading
+
+    from numba import cuda
+
+    g = fastdrop.Generator(11)
+    d = cuda.to_device(np.ones(64, np.float32))
+    got, lock = [], threading.Lock()
+
+    def body():
+        for _ in range(50):
+            y = fastdrop.dropout(d, 0.5, rng=g).copy_to_host()
+            with lock:
+                got.append(np.packbits(y != 0, bitorder="little").tobytes())
+
+    threads = [threading.Thread(target=body) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    gs = fastdrop.Generator(11)
+    want = sorted(fastdrop.dropout_mask(64, 0.5, rng=gs, packed=True).tobytes()
+                  for _ in range(400))
+    assert sorted(got) == want and g.offset == 400 * 64

@@ -482,6 +482,54 @@ class TestSim:
         assert g.offset == 0  # nothing advanced the generator
         np.testing.assert_array_equal(d.copy_to_host(), x)  # nothing written
 
+    # --- the adversarial review's findings, on the GPU path ----------------------------
+
+    def test_numba_device_array_routes_through_public_api(self):
+        """fastdrop.dropout(..., backend='cuda') takes the simulator's arrays."""
+        x = values((5, 7), np.float32, 20)
+        got = fastdrop.dropout(self.dev(x), 0.4, rng=3, backend="cuda")
+        assert_same(got.copy_to_host(), fastdrop.dropout(x, 0.4, rng=3, backend="reference"))
+
+    def test_self_overlapping_out_and_training_and_end_of_stream(self):
+        buf = np.full(64, -7.25, np.float32)
+        out = SimCAI(np.lib.stride_tricks.as_strided(buf, shape=(4, 8), strides=(8, 4)))
+        d = self.dev(np.ones((4, 8), np.float32))
+        g = fastdrop.Generator(2)
+        for training in (True, False):
+            with pytest.raises(ValueError, match="overlap each other"):
+                fastdrop.dropout(d, 0.5, rng=g, out=out, training=training)
+        with pytest.raises(ValueError, match="overlap each other"):
+            fastdrop.apply_mask(d, self.dev(np.ones((4, 8), bool)), 0.5, out=out)
+        for bad in ("False", 0, None):
+            with pytest.raises(TypeError, match="training must be a bool"):
+                fastdrop.dropout(d, 0.5, rng=g, training=bad)
+            with pytest.raises(TypeError, match="training must be a bool"):
+                fastdrop.dropout_backward(d, 0.5, state=2, training=bad)
+        with pytest.raises(TypeError, match="noise_shape"):
+            fastdrop.dropout(d, 0.5, rng=g, noise_shape=True)
+        assert (buf == -7.25).all() and g.offset == 0
+        end = fastdrop.Generator(1, offset=2**64)
+        e = self.dev(np.ones((3, 0), np.float32))
+        assert fastdrop.dropout(e, 0.5, rng=end).shape == (3, 0)
+        assert fastdrop.dropout(e, 0.5, rng=end, return_mask="packed")[1].shape == (0,)
+        assert fastdrop.dropout_backward(e, 0.5, state=(1, 2**64)).shape == (3, 0)
+        assert end.offset == 2**64
+
+    def test_backward_mask_and_eval_checks(self):
+        x = values((4, 8), np.float32, 21)
+        d = self.dev(x)
+        want, keep = fastdrop.dropout(x, 0.3, rng=4, return_mask=True, backend="reference")
+        got = fastdrop.dropout_backward(d, 0.3, mask=self.dev(keep))
+        assert_same(got.copy_to_host(), want)
+        ev = fastdrop.dropout_backward(d, 0.3, training=False, mode="classic")
+        assert_same(ev.copy_to_host(), fastdrop.dropout(x, 0.3, training=False,
+                                                        mode="classic"))
+        with pytest.raises(TypeError, match="state"):  # checked in evaluation too
+            fastdrop.dropout_backward(d, 0.3, state="x", training=False)
+        with pytest.raises(ValueError, match="bytes"):
+            fastdrop.dropout_backward(d, 0.3, mask=self.cuda.device_array(3, np.uint8),
+                                      training=False)
+
     def test_backend_registry_and_info(self):
         info = fastdrop.get_backends()["cuda"]
         assert info["available"] and info["dtypes"] == ("float16", "float32", "float64")

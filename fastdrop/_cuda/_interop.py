@@ -96,16 +96,7 @@ def array_kind(x):
     return "cai"
 
 
-def is_gpu_array(x):
-    """A GPU array fastdrop accepts (never a NumPy array)."""
-    if isinstance(x, np.ndarray):
-        return False
-    if _SimArray is not None and isinstance(x, _SimArray):
-        return True
-    try:
-        return hasattr(x, "__cuda_array_interface__")
-    except (TypeError, RuntimeError):  # torch: requires_grad, bfloat16
-        return True
+from .._arrays import is_gpu_array  # noqa: E402 - one definition for every front end
 
 
 def _c_strides(shape, itemsize):

@@ -25,9 +25,11 @@ advances; ``p == 0`` copies, ``p == 1`` zeros, evaluation is the identity or
 from __future__ import annotations
 
 from .. import _dispatch
-from .._api import (bool_mask_geometry, check_float_dtype, check_mode, check_p,
-                    check_packed_shape, check_return_mask, mask_geometry, scale_for)
-from .._generator import resolve_rng, resolve_state
+from .._api import scale_for
+from .._generator import check_rng, resolve_rng, resolve_state
+from .._validate import (bool_mask_geometry, check_float_dtype, check_mode,
+                         check_no_internal_overlap, check_p, check_packed_shape,
+                         check_return_mask, check_training, mask_geometry)
 from ..reference import threshold
 from . import _interop
 
@@ -51,6 +53,7 @@ def _prepare_out(x, dx, out, stream, name="out"):
     if out is None:
         return _interop.empty_like(x, dx, stream)
     if out is x:
+        check_no_internal_overlap(dx.shape, dx.strides, dx.dtype.itemsize, name)
         return out
     if not _interop.is_gpu_array(out):
         raise TypeError(
@@ -64,6 +67,7 @@ def _prepare_out(x, dx, out, stream, name="out"):
         raise TypeError(f"{name} has dtype {do.dtype}, expected {dx.dtype}")
     if do.readonly:
         raise ValueError(f"{name} is read-only")
+    check_no_internal_overlap(do.shape, do.strides, do.dtype.itemsize, name)
     identical = do.ptr == dx.ptr and do.strides == dx.strides
     if not identical and _interop.shares_memory(dx, do):
         raise ValueError(
@@ -82,6 +86,8 @@ def _alloc_mask(x, kind, M, n, stream):
 def _run(kern, x, out, p, seed, offset, T, scale, M, shape, mstrides, n, keep, packed,
          stream):
     """Training-mode masked scaling with a generated mask (as ``_api._run``)."""
+    if n == 0:
+        return  # x is empty too; nothing is drawn (an offset of 2**64 is fine)
     if p == 0.0:
         kern.copy(x, out, stream=stream)
         kern.fill_mask(keep, packed, n, True, stream=stream)
@@ -115,6 +121,7 @@ def dropout(x, p=0.5, *, training=True, mode="inverted", rng=None, noise_shape=N
     the returned arrays are GPU arrays of ``x``'s kind (see the module
     docstring).  The result is bit-identical to the CPU backends'.
     """
+    training = check_training(training)
     p = check_p(p)
     check_mode(mode)
     kind = check_return_mask(return_mask)
@@ -122,6 +129,7 @@ def dropout(x, p=0.5, *, training=True, mode="inverted", rng=None, noise_shape=N
     check_float_dtype(dx.dtype)
     M, mstrides, n = mask_geometry(dx.shape, noise_shape)
     kern = _select(backend)
+    check_rng(rng)
     with _interop.device_context(x):
         st = _interop.launch_stream(x, dx)
         out = _prepare_out(x, dx, out, st)
@@ -180,27 +188,42 @@ def apply_mask(x, mask, p, *, mode="inverted", noise_shape=None, out=None, backe
     with _interop.device_context(x):
         st = _interop.launch_stream(x, dx)
         out = _prepare_out(x, dx, out, st)
-        if p == 1.0 and mode == "inverted":
-            kern.zero(out, stream=st)
-        elif dx.size:
-            kern.apply_view(x, out, mkind, mview, ms, scale_for(p, mode), stream=st)
+        _apply_stored(kern, x, out, dx, p, mode, mkind, mview, ms, st)
     return out
 
 
-def dropout_backward(grad, p, *, state, mode="inverted", noise_shape=None, out=None,
-                     backend="auto"):
-    """:func:`fastdrop.dropout_backward` with ``state=`` for a GPU ``grad``:
-    the forward's mask is regenerated from ``state`` (nothing stored)."""
+def _apply_stored(kern, x, out, dx, p, mode, mkind, mview, ms, stream):
+    """Masked scaling with a stored GPU mask (as ``_api._apply_stored``)."""
+    if p == 1.0 and mode == "inverted":
+        kern.zero(out, stream=stream)
+    elif dx.size:
+        kern.apply_view(x, out, mkind, mview, ms, scale_for(p, mode), stream=stream)
+
+
+def dropout_backward(grad, p, *, mask=None, state=None, training=True, mode="inverted",
+                     noise_shape=None, out=None, backend="auto"):
+    """:func:`fastdrop.dropout_backward` for a GPU ``grad``: the forward's
+    stored GPU ``mask`` applied, or its mask regenerated from ``state``
+    (nothing stored); every argument is checked in evaluation mode too."""
+    training = check_training(training)
     p = check_p(p)
     check_mode(mode)
     dg = _interop.describe(grad, "grad")
     check_float_dtype(dg.dtype, "grad")
-    M, mstrides, n = mask_geometry(dg.shape, noise_shape)
+    if mask is not None:
+        mkind, ms, mview = _stored_mask(dg.shape, mask, noise_shape)
+    M, mstrides, n = mask_geometry(dg.shape, None if mask is not None else noise_shape)
     kern = _select(backend)
-    seed, offset = resolve_state(state, n)
+    if state is not None:
+        seed, offset = resolve_state(state, n)
     with _interop.device_context(grad):
         st = _interop.launch_stream(grad, dg)
         out = _prepare_out(grad, dg, out, st)
-        _run(kern, grad, out, p, seed, offset, threshold(p), scale_for(p, mode),
-             M, dg.shape, mstrides, n, None, None, st)
+        if not training:
+            _eval(kern, grad, out, p, mode, st)
+        elif mask is not None:
+            _apply_stored(kern, grad, out, dg, p, mode, mkind, mview, ms, st)
+        else:
+            _run(kern, grad, out, p, seed, offset, threshold(p), scale_for(p, mode),
+                 M, dg.shape, mstrides, n, None, None, st)
     return out

@@ -563,8 +563,7 @@ def fast_dropout(x, p, rng, out=None):
         if y0 != x0 and y0 < x0 + nbytes and x0 < y0 + nbytes:
             return NotImplemented  # partial overlap: the general path raises
     if gen is not None:
-        offset = gen.advance(n)
-        seed = gen._seed
+        seed, offset = gen._reserve(n)  # atomic: a Generator may be shared by threads
     if pd == 0.0:
         if cnp.PyArray_DATA(ya) != cnp.PyArray_DATA(xa):
             memcpy(cnp.PyArray_DATA(ya), cnp.PyArray_DATA(xa), nbytes)

@@ -40,9 +40,11 @@ import numpy as np
 from dask.base import tokenize
 
 from .. import _dispatch
-from .._api import check_float_dtype, check_mode, check_p, mask_geometry, normalize_shape, scale_for
 from .._api import forward as _api_forward
-from .._generator import resolve_rng
+from .._api import scale_for
+from .._generator import check_rng, resolve_rng
+from .._validate import (check_float_dtype, check_mode, check_p, check_training,
+                         mask_geometry, normalize_shape)
 from ..reference import threshold
 
 __all__ = ["dropout", "dropout_mask"]
@@ -157,12 +159,14 @@ def dropout(x, p=0.5, *, rng=None, noise_shape=None, mode="inverted", training=T
     """
     if not isinstance(x, da.Array):
         x = da.asarray(x)
+    training = check_training(training)
     p = check_p(p)
     check_mode(mode)
     check_float_dtype(x.dtype)
     _check_known_shape(x)
     backend = _check_backend(backend)
     M, mstrides, n = mask_geometry(x.shape, noise_shape)
+    check_rng(rng)  # in evaluation too: a bad rng must not hide until training
     if not training:
         name = "fastdrop-dropout-eval-" + tokenize(x, p, mode)
         return x.map_blocks(_eval_block, p=p, mode=mode, dtype=x.dtype, name=name)
@@ -222,6 +226,7 @@ def dropout_mask(shape, p, *, rng=None, chunks="auto", backend="auto"):
     shape = normalize_shape(shape)
     backend = _check_backend(backend)
     M, mstrides, n = mask_geometry(shape, None)
+    check_rng(rng)
     seed, offset = resolve_rng(rng, n)
     chunks = da.core.normalize_chunks(chunks, shape, dtype=bool)
     name = "fastdrop-mask-" + tokenize(shape, chunks, p, seed, offset, backend)

@@ -93,8 +93,9 @@ import numpy as np
 import torch
 
 from .. import _api
-from .._api import check_mode, check_p, mask_geometry
 from .._generator import Generator, check_seed, resolve_rng
+from .._validate import (check_flag, check_mode, check_noise_shape, check_p, check_training,
+                         mask_geometry)
 
 __all__ = [
     "dropout",
@@ -222,7 +223,7 @@ def _resolve_noise_shape(shape, noise_shape):
     if noise_shape is None:
         return None
     shape = tuple(shape)
-    if isinstance(noise_shape, str):
+    if isinstance(noise_shape, str):  # the one string a noise shape may be
         if noise_shape != "spatial":
             raise ValueError(
                 f"noise_shape must be a tuple, None or 'spatial', got {noise_shape!r}")
@@ -232,9 +233,7 @@ def _resolve_noise_shape(shape, noise_shape):
                 f"(N, C, ...), got shape {shape}")
         ns = shape[:2] + (1,) * (len(shape) - 2)
     else:
-        if isinstance(noise_shape, numbers.Integral):
-            noise_shape = (noise_shape,)
-        ns = tuple(noise_shape)
+        ns = check_noise_shape(noise_shape)
     M, _, _ = mask_geometry(shape, ns)  # validates; None entries -> extents
     if tuple(M) == shape:
         return None
@@ -424,14 +423,19 @@ def dropout(x, p=0.5, training=True, *, generator=None, noise_shape=None,
     >>> bool(np.array_equal(y.detach().numpy(), ref))
     True
     """
+    # every argument is checked in evaluation mode too (a bad one must not
+    # hide until training starts)
     _check_tensor(x)
+    training = check_training(training)
     p = check_p(p)
     check_mode(mode)
+    save_mask = check_flag(save_mask, "save_mask")
+    ns = _resolve_noise_shape(x.shape, noise_shape)
+    generator = _check_generator(generator)
     if not training:
         if mode == "inverted" or p == 0.0:
             return x
         return torch.ops.fastdrop.dropout(x, p, 0, 0, None, mode, False)
-    ns = _resolve_noise_shape(x.shape, noise_shape)
     seed, offset = _seed_offset(generator, _mask_size(x, ns))
     if save_mask:
         return torch.ops.fastdrop.dropout_packed(x, p, seed, offset, ns, mode)[0]
@@ -491,9 +495,11 @@ class Dropout(torch.nn.Module):
         super().__init__()
         self.p = check_p(p)
         self.mode = check_mode(mode)
+        if not (isinstance(noise_shape, str) and noise_shape == "spatial"):
+            noise_shape = check_noise_shape(noise_shape)
         self.noise_shape = noise_shape
         self.generator = _check_generator(generator)
-        self.save_mask = bool(save_mask)
+        self.save_mask = check_flag(save_mask, "save_mask")
 
     def _noise_shape(self, x):
         return self.noise_shape
