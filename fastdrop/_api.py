@@ -190,8 +190,9 @@ def dropout(x, p=0.5, *, training=True, mode="inverted", rng=None, noise_shape=N
     np.float32(0.5)
     """
     if (_fast_dropout is not None and training is True
-            and noise_shape is None and return_mask is False and mode == "inverted"
-            and (backend == "auto" or backend == "cython")):
+            and noise_shape is None and return_mask is False
+            and type(mode) is str and mode == "inverted"
+            and type(backend) is str and (backend == "auto" or backend == "cython")):
         y = _fast_dropout(x, p, rng, out)  # compiled fast path for the common case
         if y is not NotImplemented:
             return y
@@ -216,12 +217,12 @@ def dropout(x, p=0.5, *, training=True, mode="inverted", rng=None, noise_shape=N
 def _dask_dropout(x, p, training, mode, rng, noise_shape, out, return_mask, backend):
     """:func:`dropout` of a Dask array: the lazy :func:`fastdrop.dask.dropout`
     (never a silent compute); ``out=`` and ``return_mask`` have no lazy form."""
-    check_return_mask(return_mask)
+    kind = check_return_mask(return_mask)
     if out is not None:
         raise TypeError(
             "out= is not supported for a Dask array x: the result is a lazy Dask "
             "array (fastdrop.dask.dropout); store it with dask.array.store")
-    if return_mask is not False and return_mask is not None:
+    if kind is not None:
         raise TypeError(
             "return_mask is not supported for a Dask array x; draw the mask with "
             "fastdrop.dask.dropout_mask (same rng) instead")

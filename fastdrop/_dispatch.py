@@ -93,7 +93,10 @@ def get_backends():
 def get_backend(name):
     """The kernel module of a backend; ``ValueError`` for an unknown name,
     ``RuntimeError`` (with the reason) for one that cannot run here."""
-    if not isinstance(name, str) or name not in BACKENDS:
+    if not isinstance(name, str):
+        raise TypeError(f"backend must be a string ('auto' or one of {sorted(BACKENDS)}), "
+                        f"got {type(name).__name__}")
+    if name not in BACKENDS:
         raise ValueError(
             f"unknown backend {name!r}; choose 'auto' or one of {sorted(BACKENDS)}")
     mod, why = _load(name)

@@ -34,6 +34,13 @@ def check_offset(offset):
     return offset
 
 
+def _count(n, name):
+    """An integer count argument (not a bool), with errors naming it."""
+    if isinstance(n, (bool, np.bool_)) or not isinstance(n, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {type(n).__name__}")
+    return operator.index(n)
+
+
 def _fresh_seed():
     return int(np.random.SeedSequence().generate_state(1, np.uint64)[0])
 
@@ -141,9 +148,7 @@ class Generator:
     def _reserve(self, n):
         """``(seed, first offset)`` of ``n`` positions, taken atomically (the
         one place the offset moves)."""
-        if isinstance(n, (bool, np.bool_)):
-            raise TypeError("n must be an integer, got bool")
-        n = operator.index(n)
+        n = _count(n, "n")
         if n < 0:
             raise ValueError(f"n must be non-negative, got {n}")
         with self._lock:
@@ -162,9 +167,7 @@ class Generator:
         generator's seed and a spawn counter, so spawning is itself
         reproducible from the saved state.
         """
-        if isinstance(n_children, (bool, np.bool_)):
-            raise TypeError("n_children must be an integer, got bool")
-        n_children = operator.index(n_children)
+        n_children = _count(n_children, "n_children")
         if n_children < 0:
             raise ValueError(f"n_children must be non-negative, got {n_children}")
         with self._lock:

@@ -62,7 +62,9 @@ def check_p(p, name="p"):
 
 def check_mode(mode):
     """``"inverted"`` or ``"classic"``."""
-    if not isinstance(mode, str) or mode not in MODES:
+    if not isinstance(mode, str):
+        raise TypeError(f"mode must be 'inverted' or 'classic', got {_tname(mode)} ({mode!r})")
+    if mode not in MODES:
         raise ValueError(f"mode must be 'inverted' or 'classic', got {mode!r}")
     return mode
 
@@ -122,12 +124,15 @@ def as_float_array(x, name="x"):
 
 def check_return_mask(return_mask):
     """``None`` (no mask), ``"bool"`` or ``"packed"``."""
-    if return_mask is False or return_mask is None:
+    if return_mask is None:
         return None
-    if return_mask is True:
-        return "bool"
+    if isinstance(return_mask, (bool, np.bool_)):
+        return "bool" if return_mask else None
     if isinstance(return_mask, str) and return_mask in ("bool", "packed"):
         return return_mask
+    if not isinstance(return_mask, str):
+        raise TypeError(f"return_mask must be False, True, 'bool' or 'packed', got "
+                        f"{_tname(return_mask)} ({return_mask!r})")
     raise ValueError(f"return_mask must be False, True, 'bool' or 'packed', got {return_mask!r}")
 
 

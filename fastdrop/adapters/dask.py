@@ -192,6 +192,24 @@ def _mask_block(block_info=None, *, p, seed, offset, mstrides, backend):
     return out != 0
 
 
+def _normalize_chunks(chunks, shape):
+    """``da.core.normalize_chunks`` with errors that name ``chunks`` (a bool
+    is not a chunk size)."""
+    def bad(why):
+        return ValueError(f"chunks: {why}")
+
+    if isinstance(chunks, (bool, np.bool_)) or (
+            isinstance(chunks, (tuple, list))
+            and any(isinstance(c, (bool, np.bool_)) for c in chunks)):
+        raise TypeError(f"chunks must not be a bool, got {chunks!r}")
+    try:
+        return da.core.normalize_chunks(chunks, shape, dtype=bool)
+    except (ValueError, TypeError, ZeroDivisionError) as e:
+        raise (TypeError if isinstance(e, TypeError) else ValueError)(
+            f"chunks {chunks!r} is not a valid chunk specification for shape {shape}: "
+            f"{e}") from None
+
+
 def dropout_mask(shape, p, *, rng=None, chunks="auto", backend="auto"):
     """The keep mask (True = kept) as a chunked bool Dask array.
 
@@ -227,8 +245,8 @@ def dropout_mask(shape, p, *, rng=None, chunks="auto", backend="auto"):
     backend = _check_backend(backend)
     M, mstrides, n = mask_geometry(shape, None)
     check_rng(rng)
-    seed, offset = resolve_rng(rng, n)
-    chunks = da.core.normalize_chunks(chunks, shape, dtype=bool)
+    chunks = _normalize_chunks(chunks, shape)
+    seed, offset = resolve_rng(rng, n)  # last: a failing call moves no generator
     name = "fastdrop-mask-" + tokenize(shape, chunks, p, seed, offset, backend)
     return da.map_blocks(_mask_block, p=p, seed=seed, offset=offset, mstrides=mstrides,
                          backend=backend, chunks=chunks, dtype=bool, name=name,

@@ -495,7 +495,11 @@ class Dropout(torch.nn.Module):
         super().__init__()
         self.p = check_p(p)
         self.mode = check_mode(mode)
-        if not (isinstance(noise_shape, str) and noise_shape == "spatial"):
+        if isinstance(noise_shape, str):
+            if noise_shape != "spatial":
+                raise ValueError(
+                    f"noise_shape must be a tuple, None or 'spatial', got {noise_shape!r}")
+        else:
             noise_shape = check_noise_shape(noise_shape)
         self.noise_shape = noise_shape
         self.generator = _check_generator(generator)
@@ -525,6 +529,7 @@ class _DropoutNd(Dropout):
         super().__init__(p, None, mode=mode, generator=generator, save_mask=save_mask)
 
     def _noise_shape(self, x):
+        _check_tensor(x)
         k = self._nspatial
         if x.dim() == k + 2:        # (N, C, *spatial)
             return tuple(x.shape[:2]) + (1,) * k
