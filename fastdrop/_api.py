@@ -169,11 +169,22 @@ def dropout(x, p=0.5, *, training=True, mode="inverted", rng=None, noise_shape=N
     Raises
     ------
     ValueError
-        ``p`` NaN or outside [0, 1]; unknown mode or backend; bad
-        ``noise_shape``; ``out`` of the wrong shape, read-only or partly
-        overlapping ``x``.
+        ``p`` NaN or outside [0, 1]; unknown mode or backend name;
+        ``noise_shape`` not broadcastable to ``x``; ``out`` of the wrong
+        shape, read-only, partly overlapping ``x`` or with elements that
+        overlap each other; a Generator whose stream would run past 2**64.
     TypeError
-        Non-floating ``x``; ``out`` of another dtype; bad ``rng``.
+        Non-floating ``x`` (the message names the dtype); ``out`` of another
+        dtype; ``training`` not a bool; ``noise_shape`` not a tuple of ints
+        and ``None``; bad ``rng``; a masked array; ``out=`` or
+        ``return_mask`` with a Dask array.
+
+    Notes
+    -----
+    A :class:`fastdrop.Generator` may be shared between threads: each call
+    reserves its positions atomically.  A torch CPU tensor comes back as a
+    tensor; a Dask array comes back as a lazy Dask array
+    (:func:`fastdrop.dask.dropout`).
 
     Examples
     --------

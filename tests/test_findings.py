@@ -108,58 +108,52 @@ def test_shared_generator_advance_under_threads():
     assert g.offset == 8 * N_THREADS * 20000
 
 
-def test_shared_generator_threads_mixed_entry_points():
-    """dropout (fast path and general path), dropout_mask and Generator.advance
-    sharing one Generator: every range handed out once."""
-    g = fastdrop.Generator(99)
-    x = np.ones(N_ELEM, np.float32)
-    calls = [
-        lambda: np.packbits(fastdrop.dropout(x, 0.5, rng=g) != 0, bitorder="little"),
-        lambda: np.packbits(fastdrop.dropout(x, 0.5, rng=g, backend="reference") != 0,
-                            bitorder="little"),
-        lambda: fastdrop.dropout(x, 0.5, rng=g, return_mask="packed")[1],
-        lambda: fastdrop.dropout_mask(N_ELEM, 0.5, rng=g, packed=True),
-    ]
+def assert_threads_share(seed, n_calls, draws):
+    """``N_THREADS`` threads make ``n_calls`` calls each on one Generator,
+    cycling through ``draws`` (each returns the packed keep bits of one
+    ``N_ELEM``-element call): exactly the serial masks and final offset."""
+    g = fastdrop.Generator(seed)
 
     def body(k):
-        return [calls[(k + i) % len(calls)]().tobytes() for i in range(100)]
+        return [bytes(draws[(k + i) % len(draws)](g)) for i in range(n_calls)]
 
     got = sorted(m for ms in run_threads(N_THREADS, body) for m in ms)
-    assert got == _serial_masks(99, N_THREADS * 100, N_ELEM)
-    assert g.offset == N_THREADS * 100 * N_ELEM
+    assert got == _serial_masks(seed, N_THREADS * n_calls, N_ELEM)
+    assert g.offset == N_THREADS * n_calls * N_ELEM
+
+
+def _packed(y):
+    return np.packbits(np.asarray(y) != 0, bitorder="little").tobytes()
+
+
+def test_shared_generator_threads_mixed_entry_points():
+    """dropout (fast path and general path), dropout_mask and the packed
+    mask output sharing one Generator: every range handed out once."""
+    x = np.ones(N_ELEM, np.float32)
+    assert_threads_share(99, 100, [
+        lambda g: _packed(fastdrop.dropout(x, 0.5, rng=g)),
+        lambda g: _packed(fastdrop.dropout(x, 0.5, rng=g, backend="reference")),
+        lambda g: fastdrop.dropout(x, 0.5, rng=g, return_mask="packed")[1].tobytes(),
+        lambda g: fastdrop.dropout_mask(N_ELEM, 0.5, rng=g, packed=True).tobytes(),
+    ])
 
 
 def test_shared_generator_threads_torch_adapter():
     torch = pytest.importorskip("torch")
     import fastdrop.torch as fdt
 
-    g = fastdrop.Generator(7)
     x = torch.ones(N_ELEM)
-
-    def body(_):
-        return [np.packbits((fdt.dropout(x, 0.5, generator=g) != 0).numpy(),
-                            bitorder="little").tobytes() for _ in range(50)]
-
-    got = sorted(m for ms in run_threads(N_THREADS, body) for m in ms)
-    assert got == _serial_masks(7, N_THREADS * 50, N_ELEM)
-    assert g.offset == N_THREADS * 50 * N_ELEM
+    assert_threads_share(7, 50, [lambda g: _packed(fdt.dropout(x, 0.5, generator=g).numpy())])
 
 
 def test_shared_generator_threads_dask_adapter():
+    """Graph building reserves the range; computing later is pure."""
     da = pytest.importorskip("dask.array")
     import fastdrop.dask as fdd
 
-    g = fastdrop.Generator(8)
     x = da.ones(N_ELEM, chunks=16, dtype=np.float32)
-
-    def body(_):
-        return [fdd.dropout(x, 0.5, rng=g) for _ in range(20)]
-
-    lazy = [y for ys in run_threads(N_THREADS, body) for y in ys]
-    got = sorted(np.packbits(y.compute(scheduler="sync") != 0, bitorder="little").tobytes()
-                 for y in lazy)
-    assert got == _serial_masks(8, N_THREADS * 20, N_ELEM)
-    assert g.offset == N_THREADS * 20 * N_ELEM
+    assert_threads_share(8, 20, [
+        lambda g: _packed(fdd.dropout(x, 0.5, rng=g).compute(scheduler="sync"))])
 
 
 def test_generator_pickles_and_copies():
