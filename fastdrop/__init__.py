@@ -21,7 +21,7 @@ from ._generator import Generator
 
 __version__ = "0.1.0"
 
-#: Version of the mask stream definition (DESIGN.md §1) these kernels implement.
+#: Version of the mask stream definition (docs/spec.md §1) these kernels implement.
 MASK_STREAM_VERSION = 1
 
 __all__ = [

@@ -17,27 +17,17 @@ import math
 
 import numpy as np
 
-from . import _arrays, _dispatch
-from ._generator import check_rng, resolve_rng, resolve_state
+from . import _arrays, _dispatch, _plan
+from ._generator import check_rng
+from ._plan import scale_for  # noqa: F401 - re-exported for older imports
 from ._validate import (  # noqa: F401 - re-exported for older imports
     as_float_array, bool_mask_geometry, check_flag, check_float_dtype, check_mode,
     check_noise_shape, check_p, check_packed_shape, check_return_mask, check_training,
     mask_geometry, normalize_shape, prepare_out)
-from .reference import threshold
 
 __all__ = ["dropout", "dropout_mask", "unpack_mask", "apply_mask", "dropout_backward"]
 
-try:  # optional compiled fast path of dropout(); the package works without it
-    from ._cython._kernels import fast_dropout as _fast_dropout
-except ImportError:  # pragma: no cover - extension not built
-    _fast_dropout = None
-
-
-def scale_for(p, mode):
-    """The factor kept elements are multiplied by in training (float64)."""
-    if mode == "classic" or p >= 1.0:
-        return 1.0
-    return 1.0 / (1.0 - p)
+_fast_dropout = _dispatch.fast_path()  # the Cython backend's compiled common case, or None
 
 
 def select_backend(backend, x):
@@ -58,63 +48,24 @@ def _device(op):
     return getattr(frontend, op)
 
 
-def _fill_mask(keep_out, packed_out, n, value):
-    if keep_out is not None:
-        keep_out[...] = value
-    if packed_out is not None:
-        packed_out[...] = 0xFF if value else 0
-        if value and n % 8:
-            packed_out[-1] = (1 << (n % 8)) - 1
-
-
 def _alloc_mask(kind, M, n):
     keep = np.empty(M, dtype=bool) if kind == "bool" else None
     packed = np.empty((n + 7) // 8, dtype=np.uint8) if kind == "packed" else None
     return keep, packed
 
 
-def _run(kern, x, out, p, seed, offset, T, scale, M, mstrides, n, keep, packed, fresh=False):
-    """Training-mode masked scaling with a generated mask; writes the mask
-    outputs too.  ``fresh``: ``out`` was just allocated here."""
-    keep_flat = keep.reshape(-1) if keep is not None else None
-    if n == 0:
-        return  # x is empty too; nothing is drawn (an offset of 2**64 is fine)
-    if p == 0.0:
-        if out is not x:
-            np.copyto(out, x)
-        _fill_mask(keep_flat, packed, n, True)
-    elif p == 1.0:
-        out[...] = 0
-        _fill_mask(keep_flat, packed, n, False)
-    elif keep is None and packed is None:
-        forward(kern, x, out, seed, offset, T, scale, mstrides, fresh)
-    elif M == x.shape:
-        forward(kern, x, out, seed, offset, T, scale, mstrides, fresh,
-                keep_out=keep_flat, packed_out=packed)
-    else:
-        kern.mask(n, seed, offset, T, keep_out=keep_flat, packed_out=packed)
-        kern.apply_mask(x, out, mstrides, scale, keep=keep_flat, packed=packed)
+def run_host(plan, kern, x, out):
+    """Run ``plan`` on host arrays with kernel module ``kern``; allocate the
+    mask output the plan asks for.  Returns ``out`` or ``(out, mask)``.
 
-
-def forward(kern, x, out, seed, offset, T, scale, mstrides, fresh=False, **masks):
-    """``kern.forward`` (``masks``: its ``keep_out``/``packed_out``),
-    passing the ``fresh_out`` hint to backends that take it (see
-    :mod:`fastdrop._dispatch`)."""
-    if fresh and getattr(kern, "ACCEPTS_FRESH_OUT", False):
-        kern.forward(x, out, seed, offset, T, scale, mstrides, fresh_out=True, **masks)
-    else:
-        kern.forward(x, out, seed, offset, T, scale, mstrides, **masks)
-
-
-def _eval(x, out, p, mode):
-    from . import reference
-
-    if mode == "classic" and p == 1.0:
-        out[...] = 0
-    elif mode == "classic" and p != 0.0:
-        reference.scale(x, out, 1.0 - p)
-    elif out is not x:
-        np.copyto(out, x)
+    The plan-level entry the adapters use (with :mod:`fastdrop._plan`).
+    """
+    keep, packed = _alloc_mask(plan.mask_out, plan.M, plan.n)
+    _dispatch.run(plan, _dispatch.HostOps(kern), x, out,
+                  keep.reshape(-1) if keep is not None else None, packed)
+    if plan.mask_out is None:
+        return out
+    return out, (keep if plan.mask_out == "bool" else packed)
 
 
 # ----------------------------------------------------------------------------
@@ -125,7 +76,7 @@ def dropout(x, p=0.5, *, training=True, mode="inverted", rng=None, noise_shape=N
             out=None, return_mask=False, backend="auto"):
     """Dropout: zero each element with probability ``p`` and scale the rest.
 
-    The mask is fastdrop's mask stream v1 (DESIGN.md §1): element ``i`` of
+    The mask is fastdrop's mask stream v1 (docs/spec.md §1): element ``i`` of
     the mask (its C-order logical index) is decided by Philox4x32-10 keyed by
     the seed at stream position ``offset + i``, identically on every backend,
     thread count and device.
@@ -258,25 +209,14 @@ def dropout_host(x, p, training, mode, rng, noise_shape, out, return_mask, backe
     check_mode(mode)
     kind = check_return_mask(return_mask)
     x = as_float_array(x)
-    M, mstrides, n = mask_geometry(x.shape, noise_shape)
+    mask_geometry(x.shape, noise_shape)
     _, kern = select_backend(backend, x)
     check_rng(rng)
     fresh = fresh or out is None
     out = prepare_out(x, out)
-    if not training:
-        _eval(x, out, p, mode)
-        if kind is None:
-            return out
-        keep, packed = _alloc_mask(kind, M, n)
-        _fill_mask(keep, packed, n, True)
-        return out, (keep if kind == "bool" else packed)
-    seed, offset = resolve_rng(rng, n)
-    keep, packed = _alloc_mask(kind, M, n)
-    _run(kern, x, out, p, seed, offset, threshold(p), scale_for(p, mode),
-         M, mstrides, n, keep, packed, fresh)
-    if kind is None:
-        return out
-    return out, (keep if kind == "bool" else packed)
+    plan = _plan.plan_dropout(x.shape, p, training=training, mode=mode, rng=rng,
+                              noise_shape=noise_shape, mask_out=kind, fresh_out=fresh)
+    return run_host(plan, kern, x, out)
 
 
 def dropout_mask(shape, p, *, rng=None, packed=False, backend="auto"):
@@ -317,16 +257,8 @@ def dropout_mask(shape, p, *, rng=None, packed=False, backend="auto"):
     else:
         kern = _dispatch.get_backend(backend)
     check_rng(rng)
-    seed, offset = resolve_rng(rng, n)
-    keep, packed_out = _alloc_mask("packed" if packed else "bool", shape, n)
-    keep_flat = keep.reshape(-1) if keep is not None else None
-    if n == 0:
-        pass  # nothing drawn (also at the very end of the stream)
-    elif p == 0.0 or p == 1.0:
-        _fill_mask(keep_flat, packed_out, n, p == 0.0)
-    else:
-        kern.mask(n, seed, offset, threshold(p), keep_out=keep_flat, packed_out=packed_out)
-    return packed_out if packed else keep
+    plan = _plan.plan_mask(shape, p, rng=rng, mask_out="packed" if packed else "bool")
+    return run_host(plan, kern, None, None)[1]
 
 
 def unpack_mask(packed, shape):
@@ -355,14 +287,15 @@ def _check_packed(packed, n):
 
 
 def _stored_mask(x_shape, mask, noise_shape):
-    """(M, mstrides, n, keep_flat, packed) for a stored bool or packed mask."""
+    """``(kind, (M, mstrides, n), flat mask)`` for a stored bool or packed
+    mask (the ``stored`` argument of the planners)."""
     mask = np.asarray(mask)
     if mask.dtype == np.bool_:
-        M, mstrides, n = bool_mask_geometry(x_shape, mask.shape, noise_shape)
-        return M, mstrides, n, np.ascontiguousarray(mask).reshape(-1), None
+        geometry = bool_mask_geometry(x_shape, mask.shape, noise_shape)
+        return "bool", geometry, np.ascontiguousarray(mask).reshape(-1)
     if mask.dtype == np.uint8:
-        M, mstrides, n = mask_geometry(x_shape, noise_shape)
-        return M, mstrides, n, None, _check_packed(mask, n)
+        geometry = mask_geometry(x_shape, noise_shape)
+        return "packed", geometry, _check_packed(mask, geometry[2])
     raise TypeError(
         f"mask must be a bool array or a 1-D uint8 packed mask, got dtype {mask.dtype}")
 
@@ -412,19 +345,10 @@ def apply_mask(x, mask, p, *, mode="inverted", noise_shape=None, out=None, backe
     p = check_p(p)
     check_mode(mode)
     x = as_float_array(x)
-    M, mstrides, n, keep, packed = _stored_mask(x.shape, mask, noise_shape)
+    stored = _stored_mask(x.shape, mask, noise_shape)
     _, kern = select_backend(backend, x)
     out = prepare_out(x, out)
-    _apply_stored(kern, x, out, p, mode, mstrides, keep, packed)
-    return out
-
-
-def _apply_stored(kern, x, out, p, mode, mstrides, keep, packed):
-    """Masked scaling with a stored (bool or packed) mask."""
-    if p == 1.0 and mode == "inverted":
-        out[...] = 0
-    elif x.size:
-        kern.apply_mask(x, out, mstrides, scale_for(p, mode), keep=keep, packed=packed)
+    return run_host(_plan.plan_apply(x.shape, p, mode, stored), kern, x, out)
 
 
 def dropout_backward(grad, p, *, mask=None, state=None, training=True, mode="inverted",
@@ -488,20 +412,12 @@ def dropout_backward(grad, p, *, mask=None, state=None, training=True, mode="inv
     p = check_p(p)
     check_mode(mode)
     grad = as_float_array(grad, "grad")
-    if mask is not None:
-        M, mstrides, n, keep, packed = _stored_mask(grad.shape, mask, noise_shape)
-    else:
-        M, mstrides, n = mask_geometry(grad.shape, noise_shape)
+    stored = _stored_mask(grad.shape, mask, noise_shape) if mask is not None else None
+    if stored is None:
+        mask_geometry(grad.shape, noise_shape)
     _, kern = select_backend(backend, grad)
-    if state is not None:
-        seed, offset = resolve_state(state, n)
     fresh = out is None
     out = prepare_out(grad, out)
-    if not training:
-        _eval(grad, out, p, mode)
-    elif mask is not None:
-        _apply_stored(kern, grad, out, p, mode, mstrides, keep, packed)
-    else:
-        _run(kern, grad, out, p, seed, offset, threshold(p), scale_for(p, mode),
-             M, mstrides, n, None, None, fresh)
-    return out
+    plan = _plan.plan_backward(grad.shape, p, training=training, mode=mode, state=state,
+                               stored=stored, noise_shape=noise_shape, fresh_out=fresh)
+    return run_host(plan, kern, grad, out)

@@ -13,8 +13,7 @@ Each :class:`Comparison` names an operation and says, for that operation,
 
 The table is :data:`COMPARISONS`; ``tests/test_comparisons.py``, the
 ``fastdrop bench`` engine (:mod:`fastdrop._bench`) and the pytest-benchmark
-suite in ``bench/`` all iterate over it (DESIGN.md section 4, conventions 8
-and 9).  Importing this module imports NumPy and fastdrop only.
+suite in ``bench/`` all iterate over it.  Importing this module imports NumPy and fastdrop only.
 
 Examples
 --------

@@ -1,10 +1,20 @@
-"""Backend registry: name -> module, availability, dtypes; the choice for "auto".
+"""Backend registry and the plan runner.
+
+Backends only run plans (:mod:`fastdrop._plan`): :func:`run` turns a plan's
+rule into calls of a backend's primitives, through an *ops* object
+(:class:`HostOps` for the CPU backends; the CUDA front end has its own, with
+the stream).  The registry knows each backend's module, whether it runs
+here (and why not), its dtypes and whether it takes the fresh-output hint;
+:func:`choose_cpu_backend` is what ``backend="auto"`` uses for host arrays,
+and :func:`fast_path` gives the compiled fast path of the backend that
+has one (the Cython backend's ``fast_dropout``).
 
 The kernel interface
 --------------------
 A backend is a module with three functions.  The front end (``_api``) has
-already validated every argument and allocated every output; kernels only
-compute.  Arrays are NumPy arrays on the CPU (device arrays for ``cuda``).
+already validated every argument, resolved the plan and allocated every
+output; kernels only compute.  They never see ``p``, ``mode`` or ``rng``.
+Arrays are NumPy arrays on the CPU (device arrays for ``cuda``).
 
 ``forward(x, out, seed, offset, T, scale, mstrides, keep_out=None, packed_out=None)``
     ``x`` and ``out`` have the same shape and floating dtype and any strides
@@ -38,7 +48,10 @@ from __future__ import annotations
 
 import importlib
 
-__all__ = ["BACKENDS", "get_backends", "get_backend", "choose_cpu_backend"]
+import numpy as np
+
+__all__ = ["BACKENDS", "get_backends", "get_backend", "choose_cpu_backend", "fast_path",
+           "run", "HostOps"]
 
 #: name -> module path, in order of preference for ``backend="auto"`` on the CPU.
 BACKENDS = {
@@ -112,3 +125,88 @@ def choose_cpu_backend(size):
         if mod is not None:
             return name, mod
     return "reference", _load("reference")[0]
+
+
+def fast_path():
+    """The compiled fast path for the common ``dropout`` call, or None.
+
+    It belongs to the Cython backend (``fastdrop._cython._kernels.fast_dropout``):
+    it takes the call's ``(x, p, rng, out)`` for training with
+    ``mode="inverted"`` and no noise shape or mask output, handles only the
+    plain select rule (``0 < p < 1``, C-contiguous arrays, an int seed or a
+    Generator) exactly as the plan would, and returns ``NotImplemented``
+    for anything else, before anything is written or any generator moves.
+    """
+    mod, _ = _load("cython")
+    return getattr(mod, "fast_dropout", None) if mod is not None else None
+
+
+class HostOps:
+    """The primitives :func:`run` needs, for a CPU kernel module."""
+
+    def __init__(self, kern):
+        self.kern = kern
+        self.fresh_ok = getattr(kern, "ACCEPTS_FRESH_OUT", False)
+
+    def copy(self, x, out):
+        if out is not x:
+            np.copyto(out, x)
+
+    def zero(self, out):
+        out[...] = 0
+
+    def scale(self, x, out, factor):
+        from . import reference
+
+        reference.scale(x, out, factor)
+
+    def fill_mask(self, keep_out, packed_out, n, value):
+        if keep_out is not None:
+            keep_out[...] = value
+        if packed_out is not None:
+            packed_out[...] = 0xFF if value else 0
+            if value and n % 8:
+                packed_out[-1] = (1 << (n % 8)) - 1
+
+    def forward(self, x, out, plan, keep_out, packed_out):
+        hint = {"fresh_out": True} if plan.fresh_out and self.fresh_ok else {}
+        self.kern.forward(x, out, plan.seed, plan.offset, plan.T, plan.scale, plan.mstrides,
+                          keep_out=keep_out, packed_out=packed_out, **hint)
+
+    def mask(self, plan, keep_out, packed_out):
+        self.kern.mask(plan.n, plan.seed, plan.offset, plan.T, keep_out=keep_out,
+                       packed_out=packed_out)
+
+    def apply(self, x, out, plan, kind, stored):
+        if x.size:
+            self.kern.apply_mask(x, out, plan.mstrides, plan.scale,
+                                 keep=stored if kind == "bool" else None,
+                                 packed=stored if kind == "packed" else None)
+
+
+def run(plan, ops, x, out, keep_out=None, packed_out=None):
+    """Carry out ``plan`` with a backend's primitives ``ops``.
+
+    ``out`` receives the values (unless the rule is ``"none"``);
+    ``keep_out`` (flat bool, ``plan.n``) and ``packed_out`` (uint8,
+    ``ceil(n / 8)``) the mask outputs the plan asks for.
+    """
+    rule = plan.rule
+    if rule == "copy":
+        ops.copy(x, out)
+    elif rule == "zero":
+        ops.zero(out)
+    elif rule == "scale":
+        ops.scale(x, out, plan.scale)
+    elif rule == "select" and plan.source != "philox":
+        ops.apply(x, out, plan, plan.source, plan.stored)
+    elif rule == "select" and (plan.full_mask or (keep_out is None and packed_out is None)):
+        ops.forward(x, out, plan, keep_out, packed_out)
+    elif rule == "select":  # a broadcast mask that is also returned: draw it, apply it
+        ops.mask(plan, keep_out, packed_out)
+        kind, stored = ("bool", keep_out) if keep_out is not None else ("packed", packed_out)
+        ops.apply(x, out, plan, kind, stored)
+    elif plan.source == "philox":  # rule "none": mask outputs only
+        ops.mask(plan, keep_out, packed_out)
+    if plan.mask_fill is not None:
+        ops.fill_mask(keep_out, packed_out, plan.n, plan.mask_fill)

@@ -46,7 +46,7 @@ def _fresh_seed():
 
 
 class Generator:
-    """A position ``(seed, offset)`` in fastdrop's mask stream (DESIGN.md §1).
+    """A position ``(seed, offset)`` in fastdrop's mask stream (docs/spec.md §3).
 
     Each call that draws a mask of ``n`` elements from the generator uses
     stream positions ``offset .. offset + n - 1`` and then advances ``offset``

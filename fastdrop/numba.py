@@ -5,7 +5,7 @@ Numba dispatchers, compiled (or loaded from Numba's disk cache) for the
 argument types of their first call, from inside ``@njit`` code or from
 Python.  ``import fastdrop`` does not import this module.
 
-The mask is fastdrop's mask stream v1 (DESIGN.md section 1), bit for bit:
+The mask is fastdrop's mask stream v1 (docs/spec.md §1), bit for bit:
 ``keep(seed, j, p)`` is the decision for stream position ``j``, which is what
 :func:`fastdrop.dropout` uses for the element of logical (C-order) index
 ``i`` when called with ``rng=seed`` at offset ``j - i``.

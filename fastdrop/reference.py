@@ -1,6 +1,6 @@
 """Pure-NumPy implementation of the mask stream v1 and masked scaling.
 
-This module is the executable form of DESIGN.md sections 1-2: every other
+This module is the executable form of docs/spec.md (§1-§6): every other
 backend must reproduce it bit for bit.  It is also the fallback backend
 (``backend="reference"``).  It works through large inputs in fixed-size
 chunks, so its working memory stays bounded (a few tens of MB) whatever the
@@ -95,7 +95,7 @@ def philox4x32_10(c0, c1, c2, c3, k0, k1):
 
 
 def threshold(p):
-    """The integer threshold ``T = rint(p * 2**32)`` of DESIGN.md section 1.
+    """The integer threshold ``T = rint(p * 2**32)`` of docs/spec.md §1.
 
     Examples
     --------

@@ -2,7 +2,7 @@
 
 For every operation in the table, every available CPU backend and every
 dtype it supports, the public-API call must equal the table's reference
-equivalent exactly (DESIGN.md section 4, conventions 1 and 8).  The same
+equivalent exactly.  The same
 table drives ``fastdrop bench`` and the ``bench/`` suite.
 """
 

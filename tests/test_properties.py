@@ -1,6 +1,6 @@
 """Property-based tests (hypothesis) over shapes, strides, dtypes, p and
 offsets: every CPU backend equals the reference, and the reference equals
-§2's formula applied to the mask of the logical shape."""
+docs/spec.md §4's formula applied to the mask of the logical shape."""
 
 import numpy as np
 from hypothesis import given

@@ -1,4 +1,4 @@
-"""Known-answer vectors (Random123) and DESIGN.md's golden masks."""
+"""Known-answer vectors (Random123) and the golden masks of docs/spec.md §1."""
 
 import numpy as np
 import pytest

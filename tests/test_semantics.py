@@ -1,5 +1,5 @@
-"""DESIGN.md §2 (what kept and dropped elements become) and the logical-index
-rule of §1, checked on every available CPU backend against independent NumPy
+"""docs/spec.md §4 (what kept and dropped elements become) and the logical-index
+rule of §2, checked on every available CPU backend against independent NumPy
 formulas and the reference backend."""
 
 import numpy as np

@@ -3,10 +3,11 @@
 when ``x`` is a GPU array (anything with ``__cuda_array_interface__`` that
 is not a NumPy array).
 
-Semantics, validation and error messages mirror :mod:`fastdrop._api`
-(every argument is checked before anything is written or a Generator
-advances; ``p == 0`` copies, ``p == 1`` zeros, evaluation is the identity or
-``x * (1 - p)``).  GPU specifics:
+Validation is :mod:`fastdrop._validate`'s and the semantics are the plan's
+(:mod:`fastdrop._plan`), exactly as for host arrays: every argument is
+checked before anything is written or a Generator advances, and the plan is
+run by :func:`fastdrop._dispatch.run` with the CUDA primitives
+(:class:`CudaOps`).  GPU specifics:
 
 - Inputs are used in place through the CUDA array interface (zero-copy);
   CuPy arrays, torch CUDA tensors and Numba device arrays are supported.
@@ -24,16 +25,16 @@ advances; ``p == 0`` copies, ``p == 1`` zeros, evaluation is the identity or
 
 from __future__ import annotations
 
-from .. import _dispatch
-from .._api import scale_for
-from .._generator import check_rng, resolve_rng, resolve_state
+from dataclasses import dataclass
+
+from .. import _dispatch, _plan
+from .._generator import check_rng
 from .._validate import (bool_mask_geometry, check_float_dtype, check_mode,
                          check_no_internal_overlap, check_p, check_packed_shape,
                          check_return_mask, check_training, mask_geometry)
-from ..reference import threshold
 from . import _interop
 
-__all__ = ["dropout", "apply_mask", "dropout_backward"]
+__all__ = ["dropout", "apply_mask", "dropout_backward", "run_plan", "CudaOps"]
 
 
 def _select(backend):
@@ -48,10 +49,11 @@ def _select(backend):
     return _dispatch.get_backend(backend)  # ValueError for unknown names
 
 
-def _prepare_out(x, dx, out, stream, name="out"):
-    """Validate ``out`` against ``x`` (a :class:`_interop.Desc`) or allocate."""
+def _prepare_out(x, dx, out, stream, name="out", check_only=False):
+    """Validate ``out`` against ``x`` (a :class:`_interop.Desc`) or allocate
+    it (unless ``check_only``)."""
     if out is None:
-        return _interop.empty_like(x, dx, stream)
+        return None if check_only else _interop.empty_like(x, dx, stream)
     if out is x:
         check_no_internal_overlap(dx.shape, dx.strides, dx.dtype.itemsize, name)
         return out
@@ -75,6 +77,54 @@ def _prepare_out(x, dx, out, stream, name="out"):
     return out
 
 
+@dataclass(frozen=True)
+class StoredView:
+    """A stored GPU mask as the kernels read it: a view and its element
+    strides (a bool mask of any layout: its own strides, 0 on broadcast axes;
+    packed bits: the logical mask strides)."""
+
+    view: object
+    ms: tuple
+
+
+class CudaOps:
+    """The primitives :func:`fastdrop._dispatch.run` needs, on one stream."""
+
+    def __init__(self, kern, stream):
+        self.kern, self.stream = kern, stream
+
+    def copy(self, x, out):
+        self.kern.copy(x, out, stream=self.stream)
+
+    def zero(self, out):
+        self.kern.zero(out, stream=self.stream)
+
+    def scale(self, x, out, factor):
+        self.kern.scale(x, out, factor, stream=self.stream)
+
+    def fill_mask(self, keep_out, packed_out, n, value):
+        self.kern.fill_mask(keep_out, packed_out, n, value, stream=self.stream)
+
+    def forward(self, x, out, plan, keep_out, packed_out):
+        self.kern.forward(x, out, plan.seed, plan.offset, plan.T, plan.scale, plan.mstrides,
+                          keep_out=keep_out, packed_out=packed_out, stream=self.stream)
+
+    def mask(self, plan, keep_out, packed_out):
+        self.kern.mask(plan.n, plan.seed, plan.offset, plan.T, keep_out=keep_out,
+                       packed_out=packed_out, stream=self.stream)
+
+    def apply(self, x, out, plan, kind, stored):
+        if isinstance(stored, StoredView):
+            if stored.view is not None:
+                self.kern.apply_view(x, out, kind, stored.view, stored.ms, plan.scale,
+                                     stream=self.stream)
+        else:  # a mask this call just drew (flat)
+            self.kern.apply_mask(x, out, plan.mstrides, plan.scale,
+                                 keep=stored if kind == "bool" else None,
+                                 packed=stored if kind == "packed" else None,
+                                 stream=self.stream)
+
+
 def _alloc_mask(x, kind, M, n, stream):
     import numpy as np
 
@@ -83,34 +133,23 @@ def _alloc_mask(x, kind, M, n, stream):
     return keep, packed
 
 
-def _run(kern, x, out, p, seed, offset, T, scale, M, shape, mstrides, n, keep, packed,
-         stream):
-    """Training-mode masked scaling with a generated mask (as ``_api._run``)."""
-    if n == 0:
-        return  # x is empty too; nothing is drawn (an offset of 2**64 is fine)
-    if p == 0.0:
-        kern.copy(x, out, stream=stream)
-        kern.fill_mask(keep, packed, n, True, stream=stream)
-    elif p == 1.0:
-        kern.zero(out, stream=stream)
-        kern.fill_mask(keep, packed, n, False, stream=stream)
-    elif keep is None and packed is None:
-        kern.forward(x, out, seed, offset, T, scale, mstrides, stream=stream)
-    elif M == shape:
-        kern.forward(x, out, seed, offset, T, scale, mstrides, keep_out=keep,
-                     packed_out=packed, stream=stream)
-    else:
-        kern.mask(n, seed, offset, T, keep_out=keep, packed_out=packed, stream=stream)
-        kern.apply_mask(x, out, mstrides, scale, keep=keep, packed=packed, stream=stream)
+def _execute(plan, kern, x, dx, out, stream):
+    """Allocate the plan's outputs on ``x``'s device and run it."""
+    out = _prepare_out(x, dx, out, stream)
+    keep, packed = _alloc_mask(x, plan.mask_out, plan.M, plan.n, stream)
+    _dispatch.run(plan, CudaOps(kern, stream), x, out, keep, packed)  # kernels flatten
+    if plan.mask_out is None:
+        return out
+    return out, (keep if plan.mask_out == "bool" else packed)
 
 
-def _eval(kern, x, out, p, mode, stream):
-    if mode == "classic" and p == 1.0:
-        kern.zero(out, stream=stream)
-    elif mode == "classic" and p != 0.0:
-        kern.scale(x, out, 1.0 - p, stream=stream)
-    else:
-        kern.copy(x, out, stream=stream)
+def run_plan(plan, x, out=None):
+    """Run a plan on a GPU array (the plan-level entry for adapters, e.g.
+    Dask chunks that are CuPy arrays)."""
+    dx = _interop.describe(x)
+    with _interop.device_context(x):
+        return _execute(plan, _dispatch.get_backend("cuda"), x, dx, out,
+                        _interop.launch_stream(x, dx))
 
 
 def dropout(x, p=0.5, *, training=True, mode="inverted", rng=None, noise_shape=None,
@@ -127,32 +166,21 @@ def dropout(x, p=0.5, *, training=True, mode="inverted", rng=None, noise_shape=N
     kind = check_return_mask(return_mask)
     dx = _interop.describe(x)
     check_float_dtype(dx.dtype)
-    M, mstrides, n = mask_geometry(dx.shape, noise_shape)
+    mask_geometry(dx.shape, noise_shape)
     kern = _select(backend)
     check_rng(rng)
     with _interop.device_context(x):
         st = _interop.launch_stream(x, dx)
-        out = _prepare_out(x, dx, out, st)
-        if not training:
-            _eval(kern, x, out, p, mode, st)
-            if kind is None:
-                return out
-            keep, packed = _alloc_mask(x, kind, M, n, st)
-            kern.fill_mask(keep, packed, n, True, stream=st)
-            return out, (keep if kind == "bool" else packed)
-        seed, offset = resolve_rng(rng, n)
-        keep, packed = _alloc_mask(x, kind, M, n, st)
-        _run(kern, x, out, p, seed, offset, threshold(p), scale_for(p, mode),
-             M, dx.shape, mstrides, n, keep, packed, st)
-    if kind is None:
-        return out
-    return out, (keep if kind == "bool" else packed)
+        _prepare_out(x, dx, out, st, check_only=True)
+        plan = _plan.plan_dropout(dx.shape, p, training=training, mode=mode, rng=rng,
+                                  noise_shape=noise_shape, mask_out=kind, fresh_out=out is None)
+        return _execute(plan, kern, x, dx, out, st)
 
 
 def _stored_mask(x_shape, mask, noise_shape):
-    """(kind, ms, view) for a stored GPU bool or packed mask, checked as in
-    ``_api._stored_mask``.  For bool masks ``ms`` are the mask's own element
-    strides (0 on broadcast axes), so any layout is read in place."""
+    """``(kind, (M, mstrides, n), StoredView)`` for a stored GPU bool or
+    packed mask, checked as in ``_api._stored_mask``.  Bool masks are read
+    in place with their own strides, so any layout works."""
     import numpy as np
 
     if not _interop.is_gpu_array(mask):
@@ -162,16 +190,18 @@ def _stored_mask(x_shape, mask, noise_shape):
             "silently")
     dm = _interop.describe(mask, "mask")
     if dm.dtype == np.bool_:
-        M, _, _ = bool_mask_geometry(x_shape, dm.shape, noise_shape)
+        geometry = bool_mask_geometry(x_shape, dm.shape, noise_shape)
         if dm.size == 0:
-            return "bool", None, None
+            return "bool", geometry, StoredView(None, ())
         v = _interop.view(dm, "mask")
+        M = geometry[0]
         ms = tuple(0 if M[k] == 1 else v.strides[k] for k in range(len(M)))
-        return "bool", ms, v
+        return "bool", geometry, StoredView(v, ms)
     if dm.dtype == np.uint8:
-        M, mstrides, n = mask_geometry(x_shape, noise_shape)
-        check_packed_shape(dm.dtype, len(dm.shape), dm.size, n)
-        return "packed", mstrides, (_interop.view(dm, "mask") if dm.size else None)
+        geometry = mask_geometry(x_shape, noise_shape)
+        check_packed_shape(dm.dtype, len(dm.shape), dm.size, geometry[2])
+        return "packed", geometry, StoredView(
+            _interop.view(dm, "mask") if dm.size else None, geometry[1])
     raise TypeError(
         f"mask must be a bool array or a 1-D uint8 packed mask, got dtype {dm.dtype}")
 
@@ -183,21 +213,11 @@ def apply_mask(x, mask, p, *, mode="inverted", noise_shape=None, out=None, backe
     check_mode(mode)
     dx = _interop.describe(x)
     check_float_dtype(dx.dtype)
-    mkind, ms, mview = _stored_mask(dx.shape, mask, noise_shape)
+    stored = _stored_mask(dx.shape, mask, noise_shape)
     kern = _select(backend)
     with _interop.device_context(x):
         st = _interop.launch_stream(x, dx)
-        out = _prepare_out(x, dx, out, st)
-        _apply_stored(kern, x, out, dx, p, mode, mkind, mview, ms, st)
-    return out
-
-
-def _apply_stored(kern, x, out, dx, p, mode, mkind, mview, ms, stream):
-    """Masked scaling with a stored GPU mask (as ``_api._apply_stored``)."""
-    if p == 1.0 and mode == "inverted":
-        kern.zero(out, stream=stream)
-    elif dx.size:
-        kern.apply_view(x, out, mkind, mview, ms, scale_for(p, mode), stream=stream)
+        return _execute(_plan.plan_apply(dx.shape, p, mode, stored), kern, x, dx, out, st)
 
 
 def dropout_backward(grad, p, *, mask=None, state=None, training=True, mode="inverted",
@@ -210,20 +230,14 @@ def dropout_backward(grad, p, *, mask=None, state=None, training=True, mode="inv
     check_mode(mode)
     dg = _interop.describe(grad, "grad")
     check_float_dtype(dg.dtype, "grad")
-    if mask is not None:
-        mkind, ms, mview = _stored_mask(dg.shape, mask, noise_shape)
-    M, mstrides, n = mask_geometry(dg.shape, None if mask is not None else noise_shape)
+    stored = _stored_mask(dg.shape, mask, noise_shape) if mask is not None else None
+    if stored is None:
+        mask_geometry(dg.shape, noise_shape)
     kern = _select(backend)
-    if state is not None:
-        seed, offset = resolve_state(state, n)
     with _interop.device_context(grad):
         st = _interop.launch_stream(grad, dg)
-        out = _prepare_out(grad, dg, out, st)
-        if not training:
-            _eval(kern, grad, out, p, mode, st)
-        elif mask is not None:
-            _apply_stored(kern, grad, out, dg, p, mode, mkind, mview, ms, st)
-        else:
-            _run(kern, grad, out, p, seed, offset, threshold(p), scale_for(p, mode),
-                 M, dg.shape, mstrides, n, None, None, st)
-    return out
+        _prepare_out(grad, dg, out, st, check_only=True)
+        plan = _plan.plan_backward(dg.shape, p, training=training, mode=mode, state=state,
+                                   stored=stored, noise_shape=noise_shape,
+                                   fresh_out=out is None)
+        return _execute(plan, kern, grad, dg, out, st)

@@ -1,4 +1,4 @@
-"""Numba CUDA kernels for the mask stream v1 (DESIGN.md sections 1-2).
+"""Numba CUDA kernels for the mask stream v1 (docs/spec.md §1, §2 and §4).
 
 Importing this module imports :mod:`numba.cuda` but compiles nothing: the
 kernels are built by factories on first use, one per (dtype, variant), and

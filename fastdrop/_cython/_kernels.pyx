@@ -2,8 +2,8 @@
 """Cython CPU kernels: drivers around the header-only C core (kernels.h).
 
 The drivers turn an array and its mask strides into "outer rows x inner
-axis" tasks of at most :data:`CHUNK` elements (DESIGN.md §1, "Logical
-index"), then run them with the GIL released, in parallel with OpenMP when
+axis" tasks of at most :data:`CHUNK` elements (docs/spec.md §2,
+"Logical index"), then run them with the GIL released, in parallel with OpenMP when
 the work is large.  A task's result depends only on its index, so results
 never depend on the number of threads.
 """
@@ -475,8 +475,11 @@ def apply_mask(x, out, mstrides, scale, keep=None, packed=None):
 def fast_dropout(x, p, rng, out=None):
     """Fast path of :func:`fastdrop.dropout` for the common case.
 
+    The compiled form of the plan's common case (:mod:`fastdrop._plan`: the
+    select rule with decisions from the stream, scale ``1 / (1 - p)``);
+    reached through :func:`fastdrop._dispatch.fast_path`.
     Handles a C-contiguous, aligned, native float16/32/64 ``numpy.ndarray``
-    with ``p`` a float (or int) in [0, 1] and ``rng`` an int seed or a
+    with ``p`` a float strictly between 0 and 1 and ``rng`` an int seed or a
     :class:`fastdrop.Generator`, in training with ``mode="inverted"``, no
     ``noise_shape`` or ``return_mask`` (the caller checks those), and
     ``out`` either None or a writeable C-contiguous aligned ``numpy.ndarray``
@@ -518,12 +521,11 @@ def fast_dropout(x, p, rng, out=None):
         g.dtype = FD_F16
     else:
         return NotImplemented
-    if isinstance(p, float) or (type(p) is int and (p == 0 or p == 1)):
-        pd = p
-    else:
+    if not isinstance(p, float):
         return NotImplemented
-    if not (pd >= 0.0 and pd <= 1.0):
-        return NotImplemented
+    pd = p
+    if not (pd > 0.0 and pd < 1.0):
+        return NotImplemented  # p == 0, p == 1 and bad p: the plan's business
     n = cnp.PyArray_SIZE(xa)
     if n == 0:
         return NotImplemented
@@ -564,13 +566,6 @@ def fast_dropout(x, p, rng, out=None):
             return NotImplemented  # partial overlap: the general path raises
     if gen is not None:
         seed, offset = gen._reserve(n)  # atomic: a Generator may be shared by threads
-    if pd == 0.0:
-        if cnp.PyArray_DATA(ya) != cnp.PyArray_DATA(xa):
-            memcpy(cnp.PyArray_DATA(ya), cnp.PyArray_DATA(xa), nbytes)
-        return ya
-    if pd == 1.0:
-        memset(cnp.PyArray_DATA(ya), 0, nbytes)
-        return ya
     T = fd_threshold(pd)
     g.op = FD_OP_FORWARD
     # non-temporal stores as in forward(): a caller's large out-of-place

@@ -4,7 +4,7 @@
 #
 # Build the cimporting extension with ``include_dirs=[fastdrop._cython.get_include()]``.
 # All functions are single-threaded, ``noexcept nogil``, and implement
-# fastdrop's mask stream v1 exactly (DESIGN.md sections 1-2): element k of a
+# fastdrop's mask stream v1 exactly (docs/spec.md §1, §2 and §4): element k of a
 # call uses stream position ``offset + k``.  float16 data is passed as its
 # uint16 bit pattern (numpy.float16 / npy_half).
 

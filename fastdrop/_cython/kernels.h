@@ -4,7 +4,7 @@
  * "base index + mask strides" task runner used by _kernels.pyx and the
  * public per-dtype C API declared in api.pxd.
  *
- * Semantics: DESIGN.md sections 1-2.  Dropped elements are a select of +0.0;
+ * Semantics: docs/spec.md §1, §2 and §4.  Dropped elements are a select of +0.0;
  * kept ones are T(CT(x) * CT(scale)) with CT = double for float64, float for
  * float32 and float16 (round to nearest even on the way back to float16).
  */

@@ -1,5 +1,5 @@
 /*
- * fastdrop mask stream v1 -- header-only C core (DESIGN.md section 1).
+ * fastdrop mask stream v1 -- header-only C core (docs/spec.md §1).
  *
  * Philox4x32-10 (Random123), the threshold, the exact v1 keep decision for
  * one stream position, and a structure-of-arrays batch generator that

@@ -1,4 +1,4 @@
-"""Numba CPU kernels for the mask stream v1 (DESIGN.md sections 1-2).
+"""Numba CPU kernels for the mask stream v1 (docs/spec.md §1, §2 and §4).
 
 Importing this module imports Numba and *defines* the kernels, but compiles
 nothing: every kernel is a lazily compiled ``numba.njit`` dispatcher

@@ -3,8 +3,8 @@
 Imported only by ``import fastdrop.dask`` (``import fastdrop`` never imports
 dask).
 
-Each chunk computes its own part of the mask of the whole array (DESIGN.md
-§1, "Logical index"): a chunk at global origin ``g`` has mask indices
+Each chunk computes its own part of the mask of the whole array (docs/spec.md
+§2, "Logical index"): a chunk at global origin ``g`` has mask indices
 ``i = base + sum_k local_k * mstride_k`` with ``base = sum_k g_k * mstride_k``
 and the global mask strides ``mstride`` (0 on broadcast axes of
 ``noise_shape``).  Since the keep decision of index ``i`` depends only on the
@@ -39,24 +39,26 @@ import dask.array as da
 import numpy as np
 from dask.base import tokenize
 
-from .. import _dispatch
-from .._api import forward as _api_forward
-from .._api import scale_for
-from .._generator import check_rng, resolve_rng
+from .. import _arrays, _dispatch, _plan
+from .._api import run_host
+from .._generator import check_rng
 from .._validate import (check_float_dtype, check_mode, check_p, check_training,
                          mask_geometry, normalize_shape)
-from ..reference import threshold
 
 __all__ = ["dropout", "dropout_mask"]
 
 
-def _kernel(backend, block):
-    """The backend kernel module for one block."""
-    if not isinstance(block, np.ndarray) and hasattr(block, "__cuda_array_interface__"):
-        return _dispatch.get_backend("cuda")
-    if backend == "auto":
-        return _dispatch.choose_cpu_backend(block.size)[1]
-    return _dispatch.get_backend(backend)
+def _run_block(plan, block, backend):
+    """Run a (block) plan on one chunk: NumPy chunks on a CPU backend, GPU
+    chunks (CuPy) through the CUDA front end."""
+    if _arrays.is_gpu_array(block):
+        from .._cuda import frontend
+
+        return frontend.run_plan(plan, block)
+    name, kern = (_dispatch.choose_cpu_backend(block.size) if backend == "auto"
+                  else (backend, _dispatch.get_backend(backend)))
+    out = np.empty_like(block)
+    return run_host(plan, kern, block, out)
 
 
 def _base(block_info, mstrides):
@@ -65,32 +67,8 @@ def _base(block_info, mstrides):
     return sum(start * ms for (start, _), ms in zip(loc, mstrides))
 
 
-def _dropout_block(block, *, p, seed, offset, mode, mstrides, backend, block_info=None):
-    out = np.empty_like(block)  # CuPy blocks get a CuPy array (__array_function__)
-    if block.size == 0:
-        return out
-    if p == 0.0:
-        out[...] = block
-    elif p == 1.0:
-        out[...] = 0
-    else:
-        kern = _kernel(backend, block)
-        _api_forward(kern, block, out, seed, offset + _base(block_info, mstrides),
-                     threshold(p), scale_for(p, mode), mstrides, fresh=True)
-    return out
-
-
-def _eval_block(block, *, p, mode):
-    out = np.empty_like(block)
-    if mode == "classic" and p == 1.0:
-        out[...] = 0
-    elif mode == "classic" and p != 0.0:
-        from .. import reference
-
-        reference.scale(block, out, 1.0 - p)
-    else:
-        out[...] = block
-    return out
+def _dropout_block(block, *, plan, backend, block_info=None):
+    return _run_block(plan.at(_base(block_info, plan.mstrides)), block, backend)
 
 
 def _check_backend(backend):
@@ -165,39 +143,31 @@ def dropout(x, p=0.5, *, rng=None, noise_shape=None, mode="inverted", training=T
     check_float_dtype(x.dtype)
     _check_known_shape(x)
     backend = _check_backend(backend)
-    M, mstrides, n = mask_geometry(x.shape, noise_shape)
+    mask_geometry(x.shape, noise_shape)
     check_rng(rng)  # in evaluation too: a bad rng must not hide until training
-    if not training:
-        name = "fastdrop-dropout-eval-" + tokenize(x, p, mode)
-        return x.map_blocks(_eval_block, p=p, mode=mode, dtype=x.dtype, name=name)
-    seed, offset = resolve_rng(rng, n)
-    name = "fastdrop-dropout-" + tokenize(x, p, seed, offset, mode, M, backend)
-    return x.map_blocks(_dropout_block, p=p, seed=seed, offset=offset, mode=mode,
-                        mstrides=mstrides, backend=backend, dtype=x.dtype, name=name)
+    # planned now, when the graph is built: a Generator advances once, and
+    # (seed, offset) are constants of the graph
+    plan = _plan.plan_dropout(x.shape, p, training=training, mode=mode, rng=rng,
+                              noise_shape=noise_shape, fresh_out=True)
+    name = "fastdrop-dropout-" + tokenize(x, plan, backend)
+    return x.map_blocks(_dropout_block, plan=plan, backend=backend, dtype=x.dtype, name=name)
 
 
-def _mask_block(block_info=None, *, p, seed, offset, mstrides, backend):
-    info = block_info[None]
-    shape = info["chunk-shape"]
-    if p == 0.0 or p == 1.0 or 0 in shape:
-        return np.full(shape, p == 0.0, dtype=bool)
-    # The kernel interface generates masks only for contiguous index ranges;
-    # a chunk of a multi-axis mask is not one, so run forward on a stride-0
-    # array of ones and read the keep bits off the result.
+def _mask_block(block_info=None, *, plan, backend):
+    shape = tuple(block_info[None]["chunk-shape"])
+    if plan.source is None:  # nothing drawn: a constant mask (or an empty one)
+        return np.full(shape, bool(plan.mask_fill), dtype=bool)
+    # Masks are drawn for contiguous index ranges only; a chunk of a
+    # multi-axis mask is not one, so run the plan's keep values (1.0 kept,
+    # +0.0 dropped) on a stride-0 array of ones and read them off.
     ones = np.broadcast_to(np.ones((), dtype=np.float32), shape)
-    out = np.empty(shape, dtype=np.float32)
-    kern = _kernel(backend, out)
-    kern.forward(ones, out, seed, offset + _base(block_info, mstrides), threshold(p), 1.0,
-                 mstrides)
-    return out != 0
+    vals = _run_block(plan.keep_values().at(_base(block_info, plan.mstrides)), ones, backend)
+    return vals != 0
 
 
 def _normalize_chunks(chunks, shape):
     """``da.core.normalize_chunks`` with errors that name ``chunks`` (a bool
     is not a chunk size)."""
-    def bad(why):
-        return ValueError(f"chunks: {why}")
-
     if isinstance(chunks, (bool, np.bool_)) or (
             isinstance(chunks, (tuple, list))
             and any(isinstance(c, (bool, np.bool_)) for c in chunks)):
@@ -243,11 +213,10 @@ def dropout_mask(shape, p, *, rng=None, chunks="auto", backend="auto"):
     p = check_p(p)
     shape = normalize_shape(shape)
     backend = _check_backend(backend)
-    M, mstrides, n = mask_geometry(shape, None)
     check_rng(rng)
     chunks = _normalize_chunks(chunks, shape)
-    seed, offset = resolve_rng(rng, n)  # last: a failing call moves no generator
-    name = "fastdrop-mask-" + tokenize(shape, chunks, p, seed, offset, backend)
-    return da.map_blocks(_mask_block, p=p, seed=seed, offset=offset, mstrides=mstrides,
-                         backend=backend, chunks=chunks, dtype=bool, name=name,
+    plan = _plan.plan_mask(shape, p, rng=rng, mask_out="bool")  # last: the rng moves
+    name = "fastdrop-mask-" + tokenize(shape, chunks, plan, backend)
+    return da.map_blocks(_mask_block, plan=plan, backend=backend, chunks=chunks,
+                         dtype=bool, name=name,
                          meta=np.empty((0,) * len(shape), dtype=bool))

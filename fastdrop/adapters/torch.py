@@ -26,7 +26,7 @@ bfloat16, and fastdrop's float16/float32 rounding rules do not cover it).
 
 Seeds, offsets and the op schema
 --------------------------------
-A mask is fixed by ``(seed, offset)``, two uint64 values (DESIGN.md §1).
+A mask is fixed by ``(seed, offset)``, two uint64 values (docs/spec.md §1).
 Operator schemas carry int64, so the ops take both reinterpreted as signed
 64-bit integers (two's complement: values ``>= 2**63`` are passed as
 ``value - 2**64`` and mapped back inside the kernel wrapper).  The
@@ -92,7 +92,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 import torch
 
-from .. import _api
+from .. import _api, _dispatch, _plan
 from .._generator import Generator, check_seed, resolve_rng
 from .._validate import (check_flag, check_mode, check_noise_shape, check_p, check_training,
                          mask_geometry)
@@ -258,10 +258,13 @@ def _dropout_op(x: torch.Tensor, p: float, seed: int, offset: int,
     if training:
         kwargs["rng"] = Generator(seed, offset)
     if x.device.type == "cpu":
-        # out was just allocated: tell the kernels (no streaming stores on
-        # untouched pages)
-        _api.dropout_host(_np(x), p, training, mode, kwargs.get("rng"), kwargs["noise_shape"],
-                          _np(out), False, "auto", fresh=True)
+        # plan-level API: out was just allocated (the fresh_out hint: no
+        # streaming stores on untouched pages)
+        xn = _np(x)
+        plan = _plan.plan_dropout(xn.shape, p, training=training, mode=mode,
+                                  rng=kwargs.get("rng"), noise_shape=kwargs["noise_shape"],
+                                  fresh_out=True)
+        _api.run_host(plan, _dispatch.choose_cpu_backend(xn.size)[1], xn, _np(out))
     else:
         _into(out, _api.dropout(x.detach(), p, out=out, **kwargs))
     return out

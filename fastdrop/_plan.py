@@ -1,0 +1,182 @@
+"""Plans: the semantics of a call, resolved once (docs/spec.md §3-§6).
+
+A validated call becomes a frozen :class:`Plan` that says
+
+- which **rule** forms each output element:
+  ``"select"`` (kept elements ``x * scale``, dropped ``+0.0``; the keep
+  decisions come from the plan's ``source``), ``"scale"`` (every element
+  ``x * scale``), ``"copy"`` (``x`` unchanged), ``"zero"`` (every element
+  ``+0.0``) or ``"none"`` (no values: a mask-only call);
+- the **source** of keep decisions for ``"select"`` and mask outputs:
+  ``"philox"`` (the mask stream at ``(seed, offset)`` with threshold ``T``),
+  ``"bool"`` or ``"packed"`` (a stored mask, in ``stored``), or a constant
+  (``mask_fill``: every decision True or False, nothing drawn);
+- the **geometry**: the mask shape ``M``, per-axis mask strides
+  ``mstrides`` (0 on broadcast axes) and the mask size ``n``;
+- the **outputs** wanted besides the values (``mask_out``: ``"bool"``,
+  ``"packed"`` or None) and the **hints** (``fresh_out``: the value output
+  was just allocated, so streaming stores would not pay).
+
+This is the only module that looks at ``p == 0``, ``p == 1``, ``training``
+and ``mode``; backends only run plans (:func:`fastdrop._dispatch.run`) and
+never see ``p``, ``mode`` or ``rng``.  The planners assume validated
+arguments (:mod:`fastdrop._validate`) and are the plan-level API the
+adapters use (:mod:`fastdrop.adapters.dask` plans once and runs one block
+at a time with :meth:`Plan.at`).
+
+Examples
+--------
+>>> from fastdrop import _plan
+>>> pl = _plan.plan_dropout((2, 4), 0.5, training=True, mode="inverted", rng=0)
+>>> pl.rule, pl.source, pl.scale, pl.T, (pl.seed, pl.offset)
+('select', 'philox', 2.0, 2147483648, (0, 0))
+>>> _plan.plan_dropout((2, 4), 0.5, training=False, mode="classic", rng=0).rule
+'scale'
+>>> _plan.plan_dropout((2, 4), 1.0, training=True, mode="inverted", rng=0).rule
+'zero'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from ._generator import resolve_rng, resolve_state
+from ._validate import mask_geometry
+from .reference import threshold
+
+__all__ = ["Plan", "scale_for", "plan_dropout", "plan_backward", "plan_apply", "plan_mask"]
+
+RULES = ("select", "scale", "copy", "zero", "none")
+SOURCES = ("philox", "bool", "packed", None)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A resolved call (see the module docstring).  Frozen: derive variants
+    with :meth:`at` or :func:`dataclasses.replace`."""
+
+    rule: str                      # one of RULES
+    source: Optional[str]          # one of SOURCES (None: no decisions drawn or read)
+    shape: tuple                   # shape of the values (x, out)
+    M: tuple                       # mask shape
+    mstrides: tuple                # per-axis element strides of M (0 on broadcast axes)
+    n: int                         # mask size
+    scale: float = 1.0             # kept (select) or every (scale) element: x * scale
+    seed: int = 0                  # philox source
+    offset: int = 0
+    T: int = 0
+    stored: Any = None             # bool or packed source: the stored mask (flat)
+    mask_out: Optional[str] = None  # "bool" | "packed" | None
+    mask_fill: Optional[bool] = None  # mask outputs constant (no draw)
+    fresh_out: bool = False
+
+    def __post_init__(self):
+        assert self.rule in RULES and self.source in SOURCES, (self.rule, self.source)
+
+    @property
+    def full_mask(self):
+        """The mask is not broadcast: mask outputs come with the values."""
+        return self.M == self.shape
+
+    def keep_values(self):
+        """This plan's keep decisions as values: kept ``x * 1.0``, dropped
+        ``+0.0`` (run on ones, it computes a block of a multi-axis mask)."""
+        return dataclasses.replace(self, rule="select", scale=1.0, mask_out=None)
+
+    def at(self, base):
+        """The plan of a sub-block whose first element has mask index
+        ``base`` (docs/spec.md §2): the stream offset moves, nothing else
+        (mask strides stay those of the whole array; a block plan is run
+        without mask outputs)."""
+        if self.source != "philox" or base == 0:
+            return self
+        return dataclasses.replace(self, offset=self.offset + base)
+
+
+def scale_for(p, mode):
+    """The factor kept elements are multiplied by in training (float64,
+    computed once; docs/spec.md §4)."""
+    if mode == "classic" or p >= 1.0:
+        return 1.0
+    return 1.0 / (1.0 - p)
+
+
+def _eval(geometry, p, mode, mask_out, fresh_out):  # geometry: (shape, M, mstrides, n)
+    """Evaluation: no mask is drawn; every decision is "keep"."""
+    if mode == "classic" and p == 1.0:
+        rule, scale = "zero", 1.0
+    elif mode == "classic" and p != 0.0:
+        rule, scale = "scale", 1.0 - p
+    else:
+        rule, scale = "copy", 1.0
+    return Plan(rule, None, *geometry, scale=scale, mask_out=mask_out,
+                mask_fill=True if mask_out else None, fresh_out=fresh_out)
+
+
+def _train(geometry, p, mode, seed, offset, mask_out, fresh_out):
+    """Training with decisions from the stream at ``(seed, offset)``."""
+    common = dict(mask_out=mask_out, fresh_out=fresh_out)
+    fill = (lambda v: v if mask_out else None)
+    if geometry[3] == 0:
+        return Plan("none", None, *geometry, **common)  # empty: nothing drawn
+    if p == 0.0:
+        return Plan("copy", None, *geometry, mask_fill=fill(True), **common)
+    if p == 1.0:
+        return Plan("zero", None, *geometry, mask_fill=fill(False), **common)
+    return Plan("select", "philox", *geometry, scale=scale_for(p, mode), seed=seed,
+                offset=offset, T=threshold(p), **common)
+
+
+def plan_dropout(shape, p, *, training, mode, rng, noise_shape=None, mask_out=None,
+                 fresh_out=False):
+    """The plan of ``fastdrop.dropout``; in training a Generator ``rng``
+    advances here (the last step: everything else was checked before)."""
+    geometry = (tuple(shape),) + mask_geometry(shape, noise_shape)
+    if not training:
+        return _eval(geometry, p, mode, mask_out, fresh_out)
+    seed, offset = resolve_rng(rng, geometry[3])
+    return _train(geometry, p, mode, seed, offset, mask_out, fresh_out)
+
+
+def plan_backward(shape, p, *, training, mode, state=None, stored=None, noise_shape=None,
+                  fresh_out=False):
+    """The plan of ``fastdrop.dropout_backward``: the forward's mask from
+    ``stored`` (``(kind, geometry, flat mask)`` of :func:`stored_mask`) or
+    regenerated from ``state``; evaluation needs neither."""
+    if stored is not None:
+        geometry = (tuple(shape),) + stored[1]
+    else:
+        geometry = (tuple(shape),) + mask_geometry(shape, noise_shape)
+    if state is not None:
+        seed, offset = resolve_state(state, geometry[3])
+    if not training:
+        return _eval(geometry, p, mode, None, fresh_out)
+    if stored is not None:
+        return plan_apply(shape, p, mode, stored, fresh_out=fresh_out)
+    return _train(geometry, p, mode, seed, offset, None, fresh_out)
+
+
+def plan_apply(shape, p, mode, stored, *, fresh_out=False):
+    """The plan of ``fastdrop.apply_mask``: a stored mask, ``stored =
+    (kind, (M, mstrides, n), mask)`` with kind ``"bool"`` or ``"packed"``
+    (the mask as the backend reads it: flat on the host, a view on a GPU)."""
+    kind, geometry, flat = stored
+    geometry = (tuple(shape),) + geometry
+    if p == 1.0 and mode == "inverted":
+        return Plan("zero", None, *geometry, fresh_out=fresh_out)
+    return Plan("select", kind, *geometry, scale=scale_for(p, mode), stored=flat,
+                fresh_out=fresh_out)
+
+
+def plan_mask(shape, p, *, rng, mask_out):
+    """The plan of ``fastdrop.dropout_mask``: mask outputs only."""
+    geometry = (tuple(shape),) + mask_geometry(shape, None)
+    seed, offset = resolve_rng(rng, geometry[3])
+    if geometry[3] == 0:
+        return Plan("none", None, *geometry, mask_out=mask_out)
+    if p == 0.0 or p == 1.0:
+        return Plan("none", None, *geometry, mask_out=mask_out, mask_fill=p == 0.0)
+    return Plan("none", "philox", *geometry, seed=seed, offset=offset, T=threshold(p),
+                mask_out=mask_out)
