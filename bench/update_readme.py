@@ -51,7 +51,7 @@ _OP_TITLES = {
 
 
 def _fmt_size(n):
-    from fastdrop._bench import _fmt_size
+    from fastdrop._benchmark.report import _fmt_size
 
     return _fmt_size(n)
 
@@ -71,7 +71,7 @@ def _cell(r):
                          else f"{r['speedup_vs_numpy']:.0f}×")
         return f"{rate:.3g} G elem/s" + (f" ({', '.join(parts)})" if parts else "")
     if r.get("pct_ceiling") is not None and r["kind"] != "ceiling":
-        from fastdrop._bench import _fmt_pct
+        from fastdrop._benchmark.report import _fmt_pct
 
         parts.append(_fmt_pct(r["pct_ceiling"]))
     if r.get("speedup_vs_numpy") is not None:
@@ -211,7 +211,7 @@ def main(argv=None):
             json.dump(report, f, indent=1)
     image = None
     if args.plot and args.plot.lower() != "none":
-        from fastdrop._bench import plot_report
+        from fastdrop._benchmark.report import plot_report
 
         os.makedirs(os.path.dirname(os.path.abspath(args.plot)), exist_ok=True)
         plot_report(report, args.plot)

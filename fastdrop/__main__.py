@@ -192,7 +192,7 @@ def build_parser():
 
 
 def _bench_config(args, parser):
-    from fastdrop._bench import BenchConfig
+    from fastdrop._benchmark import BenchConfig
 
     overrides = dict(
         sizes=args.sizes, dtypes=args.dtypes, ps=args.ps, ops=args.ops, backends=args.backends,
@@ -208,7 +208,7 @@ def _bench_config(args, parser):
 
 def _cmd_bench(args, parser):
     parser = args.subparser
-    from fastdrop import _bench
+    from fastdrop import _benchmark
 
     cfg = _bench_config(args, parser)
     if args.plot:
@@ -226,7 +226,7 @@ def _cmd_bench(args, parser):
 
     progress = (not args.quiet) and sys.stderr.isatty()
     try:
-        report = _bench.run_bench(cfg, log=log, progress=progress)
+        report = _benchmark.run_bench(cfg, log=log, progress=progress)
     except (ValueError, TypeError, RuntimeError) as e:
         print(f"fastdrop bench: error: {e}", file=sys.stderr)
         return 1
@@ -234,12 +234,12 @@ def _cmd_bench(args, parser):
     if args.format == "json":
         sys.stdout.write(json.dumps(report, indent=1) + "\n")
     elif args.format == "csv":
-        sys.stdout.write(_bench.format_csv(report))
+        sys.stdout.write(_benchmark.format_csv(report))
     else:
-        sys.stdout.write(_bench.format_table(report) + "\n")
+        sys.stdout.write(_benchmark.format_table(report) + "\n")
     sys.stdout.flush()
     if args.plot:
-        _bench.plot_report(report, args.plot)
+        _benchmark.plot_report(report, args.plot)
         log(f"wrote {args.plot}")
     return 0
 

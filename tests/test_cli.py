@@ -17,7 +17,8 @@ import sys
 import pytest
 
 import fastdrop
-from fastdrop import _bench
+from fastdrop import _bench, _benchmark
+from fastdrop._benchmark import implementations, report as _report
 from fastdrop.__main__ import build_parser, main
 
 TINY = ["--sizes", "1000", "--repeat", "3", "--min-time", "0.0002", "--max-time", "0.2"]
@@ -97,8 +98,8 @@ def test_bench_json_carries_the_table(json_run):
             if r["kind"] != "ceiling":
                 assert math.isclose(r["speedup_vs_numpy"], best_np / r["median_s"])
     # every cell of the table is derived from the JSON alone
-    table = _bench.format_table(report)
-    for _, cells, _ in _bench.table_rows(report):
+    table = _benchmark.format_table(report)
+    for _, cells, _ in _report.table_rows(report):
         for cell in cells[1:]:
             assert cell in table
     assert report["warmup"] and all(w["first_call_s"] > 0 for w in report["warmup"])
@@ -108,7 +109,7 @@ def test_bench_plot(json_run):
     report, png, err = json_run
     with open(png, "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
-    fig = _bench.plot_report(report)
+    fig = _benchmark.plot_report(report)
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
     for name in CPU_BACKENDS:
         assert f"fastdrop[{name}]" in labels
@@ -202,11 +203,24 @@ def test_unavailable_backend_is_reported():
 
 
 def test_time_call_and_formatting():
-    r = _bench.time_call(lambda: None, repeat=4, min_time=1e-4)
+    r = _benchmark.time_call(lambda: None, repeat=4, min_time=1e-4)
     assert r["repeat"] == 4 and r["number"] > 1 and r["median_s"] > 0
-    assert [_bench._fmt_size(n) for n in (12, 1000, 25000, 10 ** 8)] == \
+    assert [_report._fmt_size(n) for n in (12, 1000, 25000, 10 ** 8)] == \
         ["12", "1e3", "2.5e4", "1e8"]
-    assert _bench._fmt_time(1.5e-6) == "1.5 us"
+    assert _report._fmt_time(1.5e-6) == "1.5 us"
+
+
+def test_bench_module_re_exports_the_engine():
+    """fastdrop._bench, where the engine used to live, re-exports its names."""
+    for name in ("BenchConfig", "run_bench", "time_call", "format_table", "format_csv",
+                 "plot_report", "table_rows", "header_lines", "DEFAULT_SIZES", "QUICK_SIZES",
+                 "CSV_FIELDS", "SCHEMA", "_fmt_size", "_fmt_time", "_fmt_pct", "_GpuRuntime",
+                 "_may_have_gpu", "_find_gpu", "_check_some_backend_runs", "_Ceiling"):
+        assert hasattr(_bench, name), name
+    assert _bench.run_bench is _benchmark.run_bench
+    assert _bench.BenchConfig is _benchmark.BenchConfig
+    assert _bench.table_rows is _report.table_rows
+    assert _bench._find_gpu is implementations._find_gpu
 
 
 # ----------------------------------------------------------------------------
@@ -244,9 +258,9 @@ def test_console_script_info():
 
 
 def test_cli_modules_import_nothing_heavy():
-    code = ("import sys, fastdrop, fastdrop._comparisons, fastdrop._bench, fastdrop._info, "
-            "fastdrop.__main__; print(sorted(m for m in ('numba', 'torch', 'matplotlib', "
-            "'cupy', 'tqdm', 'cpuinfo') if m in sys.modules))")
+    code = ("import sys, fastdrop, fastdrop._comparisons, fastdrop._bench, fastdrop._benchmark, "
+            "fastdrop._info, fastdrop.__main__; print(sorted(m for m in ('numba', 'torch', "
+            "'matplotlib', 'cupy', 'tqdm', 'cpuinfo') if m in sys.modules))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        timeout=60)
     assert r.returncode == 0, r.stderr
@@ -258,9 +272,9 @@ def test_progress_bar(monkeypatch, use_tqdm):
     if not use_tqdm:
         monkeypatch.setitem(sys.modules, "tqdm", None)  # import fails: simple bar
     buf = io.StringIO()
-    cfg = _bench.BenchConfig(sizes=[100], ops=["forward"], backends=["reference"],
-                             torch=False, gpu=False, repeat=3, min_time=1e-5)
-    report = _bench.run_bench(cfg, progress=True, progress_file=buf)
+    cfg = _benchmark.BenchConfig(sizes=[100], ops=["forward"], backends=["reference"],
+                                 torch=False, gpu=False, repeat=3, min_time=1e-5)
+    report = _benchmark.run_bench(cfg, progress=True, progress_file=buf)
     assert report["results"]
     text = buf.getvalue()
     assert "forward float32 100" in text  # the bar names what it is timing
@@ -284,12 +298,12 @@ def test_gpu_path_with_a_fake_device(monkeypatch):
             deviceSynchronize=lambda: syncs.append(1),
             memGetInfo=lambda: (1 << 34, 1 << 34),
             getDeviceProperties=lambda i: {"name": b"Fake GPU"})))
-    rt = _bench._GpuRuntime("cupy", fake)
-    monkeypatch.setattr(_bench, "_may_have_gpu", lambda: True)
-    monkeypatch.setattr(_bench, "_find_gpu", lambda torch: rt)
-    cfg = _bench.BenchConfig(sizes=[1000], ops=["forward", "apply_mask"],
-                             backends=["reference"], torch=False, repeat=3, min_time=1e-4)
-    report = _bench.run_bench(cfg)
+    rt = implementations._GpuRuntime("cupy", fake)
+    monkeypatch.setattr(implementations, "_may_have_gpu", lambda: True)
+    monkeypatch.setattr(implementations, "_find_gpu", lambda torch: rt)
+    cfg = _benchmark.BenchConfig(sizes=[1000], ops=["forward", "apply_mask"],
+                                 backends=["reference"], torch=False, repeat=3, min_time=1e-4)
+    report = _benchmark.run_bench(cfg)
     gpu = [r for r in report["results"] if r["device"] == "gpu"]
     assert {r["impl"] for r in gpu} == {"ceiling-gpu", "cupy-f64", "cupy-f32", "cupy"}
     assert syncs  # every GPU sample is synchronised
@@ -298,8 +312,8 @@ def test_gpu_path_with_a_fake_device(monkeypatch):
         if r["kind"] == "cupy":
             assert r["speedup_vs_numpy"] > 0  # GPU rows compare with the best CuPy idiom
     assert report["machine"]["gpu"] == "Fake GPU"
-    assert "GPU: Fake GPU" in _bench.format_table(report)
-    labels = [t.get_text() for t in _bench.plot_report(report).legends[0].get_texts()]
+    assert "GPU: Fake GPU" in _benchmark.format_table(report)
+    labels = [t.get_text() for t in _benchmark.plot_report(report).legends[0].get_texts()]
     assert "GPU ceiling (same-traffic stream)" in labels
 
 
