@@ -48,26 +48,6 @@ def _device(op):
     return getattr(frontend, op)
 
 
-def _alloc_mask(kind, M, n):
-    keep = np.empty(M, dtype=bool) if kind == "bool" else None
-    packed = np.empty((n + 7) // 8, dtype=np.uint8) if kind == "packed" else None
-    return keep, packed
-
-
-def run_host(plan, kern, x, out):
-    """Run ``plan`` on host arrays with kernel module ``kern``; allocate the
-    mask output the plan asks for.  Returns ``out`` or ``(out, mask)``.
-
-    The plan-level entry the adapters use (with :mod:`fastdrop._plan`).
-    """
-    keep, packed = _alloc_mask(plan.mask_out, plan.M, plan.n)
-    _dispatch.run(plan, _dispatch.HostOps(kern), x, out,
-                  keep.reshape(-1) if keep is not None else None, packed)
-    if plan.mask_out is None:
-        return out
-    return out, (keep if plan.mask_out == "bool" else packed)
-
-
 # ----------------------------------------------------------------------------
 # public functions
 # ----------------------------------------------------------------------------
@@ -216,7 +196,7 @@ def dropout_host(x, p, training, mode, rng, noise_shape, out, return_mask, backe
     out = prepare_out(x, out)
     plan = _plan.plan_dropout(x.shape, p, training=training, mode=mode, rng=rng,
                               noise_shape=noise_shape, mask_out=kind, fresh_out=fresh)
-    return run_host(plan, kern, x, out)
+    return _dispatch.run_host(plan, kern, x, out)
 
 
 def dropout_mask(shape, p, *, rng=None, packed=False, backend="auto"):
@@ -258,7 +238,7 @@ def dropout_mask(shape, p, *, rng=None, packed=False, backend="auto"):
         kern = _dispatch.get_backend(backend)
     check_rng(rng)
     plan = _plan.plan_mask(shape, p, rng=rng, mask_out="packed" if packed else "bool")
-    return run_host(plan, kern, None, None)[1]
+    return _dispatch.run_host(plan, kern, None, None)[1]
 
 
 def unpack_mask(packed, shape):
@@ -280,7 +260,17 @@ def unpack_mask(packed, shape):
     return np.unpackbits(packed, count=n, bitorder="little").view(bool).reshape(shape)
 
 
+def _host_only(a, name):
+    """TypeError for a GPU array where a host array is needed (never a silent
+    device-to-host copy)."""
+    if _arrays.kind(a) == "gpu":
+        raise TypeError(
+            f"{name} is a GPU array but this call works on host arrays; fastdrop never "
+            "copies between device and host silently: copy it to the host first")
+
+
 def _check_packed(packed, n):
+    _host_only(packed, "packed")
     packed = np.asarray(packed)
     check_packed_shape(packed.dtype, packed.ndim, packed.size, n)
     return np.ascontiguousarray(packed)
@@ -289,6 +279,7 @@ def _check_packed(packed, n):
 def _stored_mask(x_shape, mask, noise_shape):
     """``(kind, (M, mstrides, n), flat mask)`` for a stored bool or packed
     mask (the ``stored`` argument of the planners)."""
+    _host_only(mask, "mask")
     mask = np.asarray(mask)
     if mask.dtype == np.bool_:
         geometry = bool_mask_geometry(x_shape, mask.shape, noise_shape)
@@ -348,7 +339,7 @@ def apply_mask(x, mask, p, *, mode="inverted", noise_shape=None, out=None, backe
     stored = _stored_mask(x.shape, mask, noise_shape)
     _, kern = select_backend(backend, x)
     out = prepare_out(x, out)
-    return run_host(_plan.plan_apply(x.shape, p, mode, stored), kern, x, out)
+    return _dispatch.run_host(_plan.plan_apply(x.shape, p, mode, stored), kern, x, out)
 
 
 def dropout_backward(grad, p, *, mask=None, state=None, training=True, mode="inverted",
@@ -420,4 +411,4 @@ def dropout_backward(grad, p, *, mask=None, state=None, training=True, mode="inv
     out = prepare_out(grad, out)
     plan = _plan.plan_backward(grad.shape, p, training=training, mode=mode, state=state,
                                stored=stored, noise_shape=noise_shape, fresh_out=fresh)
-    return run_host(plan, kern, grad, out)
+    return _dispatch.run_host(plan, kern, grad, out)

@@ -51,7 +51,7 @@ import importlib
 import numpy as np
 
 __all__ = ["BACKENDS", "get_backends", "get_backend", "choose_cpu_backend", "fast_path",
-           "run", "HostOps"]
+           "run", "run_host", "HostOps"]
 
 #: name -> module path, in order of preference for ``backend="auto"`` on the CPU.
 BACKENDS = {
@@ -182,6 +182,21 @@ class HostOps:
             self.kern.apply_mask(x, out, plan.mstrides, plan.scale,
                                  keep=stored if kind == "bool" else None,
                                  packed=stored if kind == "packed" else None)
+
+
+def run_host(plan, kern, x, out):
+    """Run ``plan`` on host arrays with kernel module ``kern``, allocating
+    the mask output the plan asks for.  Returns ``out`` or ``(out, mask)``.
+
+    The plan-level entry the adapters use (with :mod:`fastdrop._plan`).
+    """
+    kind = plan.mask_out
+    keep = np.empty(plan.M, dtype=bool) if kind == "bool" else None
+    packed = np.empty((plan.n + 7) // 8, dtype=np.uint8) if kind == "packed" else None
+    run(plan, HostOps(kern), x, out, keep.reshape(-1) if keep is not None else None, packed)
+    if kind is None:
+        return out
+    return out, (keep if kind == "bool" else packed)
 
 
 def run(plan, ops, x, out, keep_out=None, packed_out=None):

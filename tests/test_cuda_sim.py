@@ -3,12 +3,12 @@ NumPy reference, grid independence, strides, noise shapes, masks, front end.
 
 The simulator must be switched on before ``numba.cuda`` is first imported,
 and the rest of the suite imports it (``fastdrop.get_backends()`` probes the
-CUDA backend).  So in a normal run this file contributes one test,
-:func:`test_simulator_suite`, which runs this same file in a fresh
-interpreter with ``NUMBA_ENABLE_CUDASIM=1``; there the ``TestSim`` tests
-run and ``test_simulator_suite`` is skipped.  To run them directly::
+CUDA backend).  So the ``TestSim`` tests run in their own pytest process,
+a step of ``.ci/run`` of its own::
 
     NUMBA_ENABLE_CUDASIM=1 python -m pytest tests/test_cuda_sim.py
+
+In a normal run only the module-level tests here run.
 
 Sizes stay small (the simulator runs each GPU thread as a Python thread).
 """
@@ -36,18 +36,6 @@ sim_only = pytest.mark.skipif(not SIM, reason="runs inside test_simulator_suite"
 
 DTYPES = (np.float16, np.float32, np.float64)
 LAUNCHES = ((1, 32), (3, 64), (2, 96), None)  # (grid, block); None = default
-
-
-@pytest.mark.skipif(SIM, reason="this is the simulator run itself")
-def test_simulator_suite():
-    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
-    r = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
-         "-p", "no:randomly", os.path.abspath(__file__)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
-    tail = r.stdout[-8000:] + "\n" + r.stderr[-4000:]
-    assert r.returncode == 0, tail
-    assert " passed" in r.stdout and " failed" not in r.stdout, tail
 
 
 def test_import_is_lazy():
@@ -483,6 +471,44 @@ class TestSim:
         np.testing.assert_array_equal(d.copy_to_host(), x)  # nothing written
 
     # --- the adversarial review's findings, on the GPU path ----------------------------
+
+    @pytest.mark.parametrize("dtype", DTYPES)
+    def test_public_api_takes_numba_device_arrays(self, dtype):
+        """Every public function that takes arrays, through ``fastdrop.*`` with
+        ``numba.cuda.to_device`` arrays, equals the reference bit for bit."""
+        x = values((6, 10), dtype, 30)
+        ref = dict(backend="reference")
+        for kw in (dict(), dict(noise_shape=(6, 1)), dict(mode="classic"),
+                   dict(training=False, mode="classic"), dict(training=False)):
+            for rm in (False, True, "packed"):
+                want = fastdrop.dropout(x, 0.3, rng=fastdrop.Generator(2, 5), return_mask=rm,
+                                        **kw, **ref)
+                got = fastdrop.dropout(self.dev(x), 0.3, rng=fastdrop.Generator(2, 5),
+                                       return_mask=rm, **kw)
+                if rm is False:
+                    want, got = (want,), (got,)
+                for w, g in zip(want, got):
+                    assert_same(g.copy_to_host(), w)
+        out = self.cuda.device_array(x.shape, x.dtype)
+        assert fastdrop.dropout(self.dev(x), 0.3, rng=4, out=out) is out
+        want = fastdrop.dropout(x, 0.3, rng=4, **ref)
+        assert_same(out.copy_to_host(), want)
+        d = self.dev(x)
+        assert fastdrop.dropout(d, 0.3, rng=4, out=d) is d  # in place
+        assert_same(d.copy_to_host(), want)
+        _, keep = fastdrop.dropout(x, 0.3, rng=4, return_mask=True, **ref)
+        packed = np.packbits(keep.reshape(-1), bitorder="little")
+        for m in (keep, packed):
+            assert_same(fastdrop.apply_mask(self.dev(x), self.dev(m), 0.3).copy_to_host(),
+                        fastdrop.apply_mask(x, m, 0.3, **ref))
+            assert_same(fastdrop.dropout_backward(self.dev(x), 0.3, mask=self.dev(m))
+                        .copy_to_host(), want)
+        assert_same(fastdrop.dropout_backward(self.dev(x), 0.3, state=4).copy_to_host(), want)
+        assert_same(fastdrop.dropout_backward(self.dev(x), 0.3, training=False,
+                                              mode="classic").copy_to_host(),
+                    fastdrop.dropout(x, 0.3, training=False, mode="classic", **ref))
+        with pytest.raises(TypeError, match="GPU array"):
+            fastdrop.unpack_mask(self.dev(packed), x.shape)  # host function: no silent copy
 
     def test_numba_device_array_routes_through_public_api(self):
         """fastdrop.dropout(..., backend='cuda') takes the simulator's arrays."""

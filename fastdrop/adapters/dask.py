@@ -40,7 +40,6 @@ import numpy as np
 from dask.base import tokenize
 
 from .. import _arrays, _dispatch, _plan
-from .._api import run_host
 from .._generator import check_rng
 from .._validate import (check_float_dtype, check_mode, check_p, check_training,
                          mask_geometry, normalize_shape)
@@ -58,7 +57,7 @@ def _run_block(plan, block, backend):
     name, kern = (_dispatch.choose_cpu_backend(block.size) if backend == "auto"
                   else (backend, _dispatch.get_backend(backend)))
     out = np.empty_like(block)
-    return run_host(plan, kern, block, out)
+    return _dispatch.run_host(plan, kern, block, out)
 
 
 def _base(block_info, mstrides):

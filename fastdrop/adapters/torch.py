@@ -254,17 +254,17 @@ def _dropout_op(x: torch.Tensor, p: float, seed: int, offset: int,
     _device_check(x)
     seed, offset = _to_u64(seed), _to_u64(offset)
     out = torch.empty_like(x)
-    kwargs = dict(training=training, mode=mode, noise_shape=_noise(noise_shape))
-    if training:
-        kwargs["rng"] = Generator(seed, offset)
+    # evaluation draws nothing, so the rng is only used in training
+    kwargs = dict(training=training, mode=mode, noise_shape=_noise(noise_shape),
+                  rng=Generator(seed, offset))
     if x.device.type == "cpu":
         # plan-level API: out was just allocated (the fresh_out hint: no
         # streaming stores on untouched pages)
         xn = _np(x)
         plan = _plan.plan_dropout(xn.shape, p, training=training, mode=mode,
-                                  rng=kwargs.get("rng"), noise_shape=kwargs["noise_shape"],
+                                  rng=kwargs["rng"], noise_shape=kwargs["noise_shape"],
                                   fresh_out=True)
-        _api.run_host(plan, _dispatch.choose_cpu_backend(xn.size)[1], xn, _np(out))
+        _dispatch.run_host(plan, _dispatch.choose_cpu_backend(xn.size)[1], xn, _np(out))
     else:
         _into(out, _api.dropout(x.detach(), p, out=out, **kwargs))
     return out
@@ -436,8 +436,9 @@ def dropout(x, p=0.5, training=True, *, generator=None, noise_shape=None,
     ns = _resolve_noise_shape(x.shape, noise_shape)
     generator = _check_generator(generator)
     if not training:
-        if mode == "inverted" or p == 0.0:
-            return x
+        plan = _plan.plan_dropout(tuple(x.shape), p, training=False, mode=mode, rng=None)
+        if plan.rule == "copy":
+            return x  # the identity returns x itself, as torch does
         return torch.ops.fastdrop.dropout(x, p, 0, 0, None, mode, False)
     seed, offset = _seed_offset(generator, _mask_size(x, ns))
     if save_mask:
