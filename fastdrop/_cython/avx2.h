@@ -116,6 +116,7 @@ static inline void fd_out_bits64(uint64_t w, int m, uint8_t *keep, uint8_t *pack
  * LOADS(p) / STORES(p, v): load to / store from the compute vector VT;
  * MASK(b): the all-ones / zero lane mask of VL keep bits b, as VT. */
 #define FD_FWD_AVX2(SUF, T, CT, VL, VT, SET1, LOADS, STORES, MULV, ANDV, MASK)          \
+FD_MAYBE_UNUSED                                                                         \
 FD_T256 static void fd_fwd_avx2_##SUF(const T *x, T *y, int64_t n, uint64_t j0,         \
         uint64_t seed, uint32_t Th, uint32_t Tl, CT s, uint8_t *keep, uint8_t *packed)  \
 {                                                                                       \
@@ -182,6 +183,7 @@ FD_FWD_AVX2(f64, double, double, 4, __m256d, _mm256_set1_pd, _mm256_loadu_pd, _m
 FD_FWD_AVX2(f16, uint16_t, float, 8, __m256, _mm256_set1_ps, fd_load_ph8, fd_store_ph8,
             _mm256_mul_ps, _mm256_and_ps, fd_mask8_ps)
 
+FD_MAYBE_UNUSED
 FD_T256 static void fd_mask_avx2(int64_t n, uint64_t j0, uint64_t seed, uint32_t Th,
                                  uint32_t Tl, uint8_t *keep, uint8_t *packed)
 {

@@ -201,6 +201,7 @@ FD_T512 static inline void fd_out_bits256(const uint64_t bits[4], int m, uint8_t
  * +0.0 whatever x holds); STORE(p, lm, v): masked store converted back;
  * FD_STREAM_SUF(p, v): non-temporal store of a whole vector (full batches, nt). */
 #define FD_FWD_AVX512_RUN(SUF, T, CT, VL, MT, VT, SET1, LOAD, MUL, STORE)             \
+FD_MAYBE_UNUSED                                                                         \
 FD_T512 static void fd_fwd_avx512_##SUF##_run(const T *x, T *y, int64_t n, uint64_t j0, \
         uint64_t seed, uint32_t Th, uint32_t Tl, CT s, uint8_t *keep, uint8_t *packed,  \
         int nt)                                                                         \
@@ -255,6 +256,7 @@ FD_FOR_DTYPES(FD_FWD_AVX512_RUN)
  * the output is written with non-temporal stores once it is 64-byte aligned:
  * the few head elements before that go through the ordinary stores. */
 #define FD_FWD_AVX512_WRAP(SUF, T, CT)                                                  \
+FD_MAYBE_UNUSED                                                                         \
 FD_T512 static void fd_fwd_avx512_##SUF(const T *x, T *y, int64_t n, uint64_t j0,        \
         uint64_t seed, uint32_t Th, uint32_t Tl, CT s, uint8_t *keep, uint8_t *packed,  \
         int nt)                                                                         \
@@ -282,6 +284,7 @@ FD_FWD_AVX512_WRAP(f16, uint16_t, float)
  * the (at most 3) bytes that hold them; the packed array is read only up to
  * its byte of bit base + n - 1. */
 #define FD_APPLY_PACKED_AVX512(SUF, T, CT, VL, MT, VT, SET1, LOAD, MUL, STORE)         \
+FD_MAYBE_UNUSED                                                                         \
 FD_T512 static void fd_apply_packed_avx512_##SUF(const T *x, T *y, int64_t n,          \
         uint64_t base, const uint8_t *mp, CT s)                                         \
 {                                                                                       \
@@ -303,6 +306,7 @@ FD_FOR_DTYPES(FD_APPLY_PACKED_AVX512)
  * its mask register by one byte test (GCC does not vectorise the float16
  * conversions of the plain loop: float16 took 9x the packed-mask time). */
 #define FD_APPLY_BOOL_AVX512(SUF, T, CT, VL, MT, VT, SET1, LOAD, MUL, STORE)           \
+FD_MAYBE_UNUSED                                                                         \
 FD_T512 static void fd_apply_bool_avx512_##SUF(const T *x, T *y, int64_t n,            \
         const uint8_t *kp, CT s)                                                        \
 {                                                                                       \
@@ -337,6 +341,7 @@ static inline void fd_transpose64(uint64_t a[64])
  * most 8 rows: one byte per inner position, one bit test per row), and each
  * row is then applied with zero-masked multiplies over contiguous memory. */
 #define FD_APPLY_2D_AVX512(SUF, T, CT, VL, MT, VT, SET1, LOAD, MUL, STORE)             \
+FD_MAYBE_UNUSED                                                                         \
 FD_T512 static void fd_apply_2d_avx512_##SUF(const char *x, char *y, int64_t n,         \
         int64_t base, int64_t ms, int64_t nr, int64_t rxs, int64_t rys,                 \
         const uint8_t *mkeep, CT s)                                                     \
@@ -383,6 +388,7 @@ FD_FOR_DTYPES(FD_APPLY_2D_AVX512)
  * (each a contiguous run of the stream), regrouped into keep bytes in memory
  * order, then zero-masked multiplies over the contiguous memory. */
 #define FD_FWD_TSHORT_AVX512(SUF, T, CT, VL, MT, VT, SET1, LOAD, MUL, STORE)           \
+FD_MAYBE_UNUSED                                                                         \
 FD_T512 static void fd_fwd_tshort_avx512_##SUF(const T *x, T *y, int a, int64_t L,      \
         int64_t j0, int64_t j1, uint64_t offset, uint64_t seed, uint32_t Th,            \
         uint32_t Tl, CT s)                                                              \
@@ -419,6 +425,7 @@ FD_T512 static void fd_fwd_tshort_avx512_##SUF(const T *x, T *y, int a, int64_t 
 }
 FD_FOR_DTYPES(FD_FWD_TSHORT_AVX512)
 
+FD_MAYBE_UNUSED
 FD_T512 static void fd_mask_avx512(int64_t n, uint64_t j0, uint64_t seed, uint32_t Th,
                                    uint32_t Tl, uint8_t *keep, uint8_t *packed)
 {

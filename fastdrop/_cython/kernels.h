@@ -83,9 +83,13 @@ static inline uint16_t fd_f2h_soft(float x)
 #define FD_USE_AVX512(xs, ys, sz, Th) \
     ((xs) == (int64_t)(sz) && (ys) == (int64_t)(sz) && (Th) <= 0xFFFFu && fd_have_avx512())
 #define FD_AVX512_CALL(call) call
+/* FD_STAGED around an AVX-512 kernel (nothing at all without that path, so
+ * no staging buffers are left set but unused) */
+#define FD_STAGED_AVX512(T, x, xs, y, ys, n, CALL) FD_STAGED(T, x, xs, y, ys, n, CALL)
 #else
 #define FD_USE_AVX512(xs, ys, sz, Th) 0
 #define FD_AVX512_CALL(call) ((void)0)
+#define FD_STAGED_AVX512(T, x, xs, y, ys, n, CALL) ((void)0)
 #endif
 #ifdef FD_HAVE_AVX2_PATH
 #define FD_USE_AVX2(xs, ys, sz, Th) \
@@ -176,6 +180,7 @@ static inline void fd_sel_s_##SUF(const char *x, int64_t xs, char *y, int64_t ys
     }                                                                                   \
 }                                                                                       \
                                                                                         \
+FD_MAYBE_UNUSED                                                                         \
 FD_CLONES static void fd_fwd_seq_##SUF(const char *x, int64_t xs, char *y, int64_t ys,  \
         int64_t n, uint64_t j0, uint64_t seed, uint32_t Th, uint32_t Tl, CT s,          \
         uint8_t *keep, uint8_t *packed)                                                 \
@@ -197,10 +202,12 @@ FD_CLONES static void fd_fwd_seq_##SUF(const char *x, int64_t xs, char *y, int64
     }                                                                                   \
 }                                                                                       \
                                                                                         \
+FD_MAYBE_UNUSED                                                                         \
 static void fd_fwd_1d_##SUF(const char *x, int64_t xs, char *y, int64_t ys, int64_t n,  \
         int64_t base, int64_t ms, uint64_t offset, uint64_t seed, uint32_t Th,          \
         uint32_t Tl, CT s, uint8_t *keep, uint8_t *packed, int nt)                      \
 {                                                                                       \
+    (void)nt;  /* only the AVX-512 path streams */                                      \
     if (n <= 0) return;                                                                 \
     if (ms == 1 || n == 1) {                                                            \
         if (FD_USE_AVX512(xs, ys, sizeof(T), Th)) {                                     \
@@ -212,10 +219,10 @@ static void fd_fwd_1d_##SUF(const char *x, int64_t xs, char *y, int64_t ys, int6
             /* strided (step, reversed): tiles copied to and from L1 buffers      \
              * around the contiguous kernel (a reversed 16 Mi float32 view, 1      \
              * thread: 148 ms with the portable strided select, 27 ms) */         \
-            FD_STAGED(T, x, xs, y, ys, n,                                               \
-                FD_AVX512_CALL(fd_fwd_avx512_##SUF((const void *)xb, (void *)yb, m,     \
+            FD_STAGED_AVX512(T, x, xs, y, ys, n,                                        \
+                fd_fwd_avx512_##SUF((const void *)xb, (void *)yb, m,                    \
                     offset + (uint64_t)(base + k), seed, Th, Tl, s,                     \
-                    keep ? keep + k : NULL, packed ? packed + k / 8 : NULL, 0)));       \
+                    keep ? keep + k : NULL, packed ? packed + k / 8 : NULL, 0));        \
             return;                                                                     \
         }                                                                               \
         if (FD_USE_AVX2(xs, ys, sizeof(T), Th)) {                                       \
@@ -241,6 +248,7 @@ static void fd_fwd_1d_##SUF(const char *x, int64_t xs, char *y, int64_t ys, int6
     }                                                                                   \
 }                                                                                       \
                                                                                         \
+FD_MAYBE_UNUSED                                                                         \
 FD_CLONES static void fd_apply_1d_##SUF(const char *x, int64_t xs, char *y, int64_t ys, \
         int64_t n, int64_t base, int64_t ms, const uint8_t *mkeep,                      \
         const uint8_t *mpacked, CT s)                                                   \
@@ -277,9 +285,10 @@ FD_CLONES static void fd_apply_1d_##SUF(const char *x, int64_t xs, char *y, int6
         }                                                                               \
         if (ms == 1 && n > 1 && FD_USE_AVX512(sizeof(T), sizeof(T), sizeof(T), 0u)) {   \
             /* strided: through L1 staging tiles, as in fd_fwd_1d */                    \
-            FD_STAGED(T, x, xs, y, ys, n,                                               \
-                FD_AVX512_CALL(fd_apply_packed_avx512_##SUF(xb, yb, m,                  \
-                    (uint64_t)(base + k), mpacked, s)));                                \
+            /* (float16: the fd_half tiles go as their uint16_t bits) */                \
+            FD_STAGED_AVX512(T, x, xs, y, ys, n,                                        \
+                fd_apply_packed_avx512_##SUF((const void *)xb, (void *)yb, m,           \
+                    (uint64_t)(base + k), mpacked, s));                                 \
             return;                                                                     \
         }                                                                               \
         for (int64_t k = 0; k < n; k++) {                                               \
@@ -295,6 +304,7 @@ FD_CLONES static void fd_apply_1d_##SUF(const char *x, int64_t xs, char *y, int6
  * across all rows: used when the inner (memory-contiguous) axis has a large   \
  * mask stride and the rows a small one (Fortran-ordered / transposed input),  \
  * so the keep bytes read for one inner position are contiguous. */            \
+FD_MAYBE_UNUSED                                                                         \
 FD_CLONES static void fd_apply_2d_##SUF(const char *x, int64_t xs, char *y, int64_t ys, \
         int64_t n, int64_t base, int64_t ms, int64_t nr, int64_t rxs, int64_t rys,      \
         int64_t rms, const uint8_t *mkeep, CT s)                                        \
@@ -324,6 +334,7 @@ FD_DEFINE(f64, double, double, FD_ID, FD_ID)
 
 /* Keep bits of positions j0 .. j0 + n - 1 into keep[0..n) and/or packed
  * bits [0..n) (tail bits of the last byte zero). */
+FD_MAYBE_UNUSED
 FD_CLONES static void fd_mask_seq(int64_t n, uint64_t j0, uint64_t seed, uint32_t Th,
                                   uint32_t Tl, uint8_t *keep, uint8_t *packed)
 {
@@ -339,6 +350,7 @@ FD_CLONES static void fd_mask_seq(int64_t n, uint64_t j0, uint64_t seed, uint32_
     }
 }
 
+FD_MAYBE_UNUSED
 static void fd_mask_1d(int64_t n, uint64_t j0, uint64_t seed, uint32_t Th, uint32_t Tl,
                        uint8_t *keep, uint8_t *packed)
 {
@@ -368,6 +380,7 @@ static inline int fd_have_tshort(void)
 /* Task t = (row, chunk of the inner axis); results depend only on t. */
 static void fd_run_apply_block(const fd_task_t *g, int64_t t);
 
+FD_MAYBE_UNUSED
 static void fd_run_task(const fd_task_t *g, int64_t t)
 {
     if (g->rblock > 0) {
@@ -434,6 +447,7 @@ static void fd_run_task(const fd_task_t *g, int64_t t)
 
 /* Task t of a stored-mask apply in row blocks (g->nd == 1): rows
  * rb * rblock .. + rblock of the single outer axis, chunk c of the inner. */
+FD_MAYBE_UNUSED
 static void fd_run_apply_block(const fd_task_t *g, int64_t t)
 {
     int64_t rb = t / g->cpr, c = t % g->cpr;
@@ -455,6 +469,7 @@ static void fd_run_apply_block(const fd_task_t *g, int64_t t)
 }
 
 /* Streaming ceiling for benchmarks: y = x * s (float32, same traffic). */
+FD_MAYBE_UNUSED
 FD_CLONES static void fd_stream_scale_f32(const float *x, float *y, int64_t n, float s)
 {
     for (int64_t k = 0; k < n; k++)

@@ -100,6 +100,15 @@ static inline uint64_t fd_fix_ties(uint64_t w, uint64_t t, uint64_t seed, uint64
     return w;
 }
 
+/* Marks the static (not inline) functions of these headers: a file that
+ * includes them and calls only some (a cimporter of api.pxd, one header on
+ * its own) must not get -Wunused-function.  No effect on the code made. */
+#if defined(__GNUC__)
+#define FD_MAYBE_UNUSED __attribute__((unused))
+#else
+#define FD_MAYBE_UNUSED
+#endif
+
 /* Run a CPU probe once and cache its result in *state (-1: not yet). */
 #define FD_CPU_ONCE(state, probe) \
     ((state) >= 0 ? (state) : ((state) = (__builtin_cpu_init(), (probe) ? 1 : 0)))
