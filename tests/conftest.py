@@ -26,6 +26,34 @@ def backend(request):
     return request.param
 
 
+def cython_isas():
+    """The distinct hand-written Cython paths this CPU can run, widest first
+    (a cap never widens the path)."""
+    try:
+        from fastdrop._cython import _kernels
+    except ImportError:
+        return []
+    order = ["avx512", "avx2", "portable"]
+    return order[order.index(_kernels.isa()):]
+
+
+@pytest.fixture(params=cython_isas() or [None])
+def cython_isa(request):
+    """Run a test on each Cython ISA path in turn, in this process
+    (``_kernels.set_max_isa``); the widest path is restored afterwards."""
+    if request.param is None:
+        yield None
+        return
+    from fastdrop._cython import _kernels
+
+    old = _kernels.set_max_isa(request.param)
+    assert _kernels.isa() == request.param
+    try:
+        yield request.param
+    finally:
+        _kernels.set_max_isa(old)
+
+
 def special_values(shape, dtype, seed=0):
     """Random normals with NaN, +-inf, -0.0 and negatives sprinkled in."""
     rng = np.random.default_rng(seed)

@@ -12,6 +12,10 @@ from fastdrop import reference as R
 K = pytest.importorskip("fastdrop._cython._kernels")
 from fastdrop._cython import backend as CB  # noqa: E402
 
+# every test runs on each hand-written path this CPU has (AVX-512, AVX2,
+# portable), in this process (conftest.cython_isa)
+pytestmark = pytest.mark.usefixtures("cython_isa")
+
 DTYPES = (np.float16, np.float32, np.float64)
 UINT = {2: np.uint16, 4: np.uint32, 8: np.uint64}
 SEED = 0x1234_5678_9ABC_DEF0

@@ -12,6 +12,9 @@ from conftest import bits, special_values
 
 pytest.importorskip("fastdrop._cython._kernels")
 
+# every test runs on each hand-written path this CPU has, in this process
+pytestmark = pytest.mark.usefixtures("cython_isa")
+
 
 @pytest.fixture(params=[1, 2], ids=["1thread", "2threads"])
 def threads(request):

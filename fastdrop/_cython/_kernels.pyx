@@ -63,6 +63,8 @@ cdef extern from "kernels.h" nogil:
     int fd_have_tshort()
     int fd_have_avx512()
     int fd_have_avx2()
+    int fd_isa_cap()
+    void fd_set_isa_cap(int c)
     void fd_stream_scale_f32(const float *x, float *y, int64_t n, float s)
     uint64_t fd_threshold(double p)
 
@@ -103,6 +105,32 @@ def isa():
         return "avx2"
     return "portable"
 
+
+
+
+_ISA_CAPS = {"portable": 0, "avx2": 1, "avx512": 2}
+
+
+def set_max_isa(name):
+    """Cap the hand-written kernels at ``name`` (``"avx512"``, ``"avx2"`` or
+    ``"portable"``) in this process, as ``FASTDROP_MAX_ISA`` does at start-up;
+    a cap never widens the path beyond what the CPU has.  Returns the
+    previous cap's name.  For tests (the ISA parity suite runs every path in
+    one process): do not call it while kernels run in other threads.
+
+    Examples
+    --------
+    >>> from fastdrop._cython import _kernels
+    >>> old = _kernels.set_max_isa("portable")
+    >>> _kernels.isa()
+    'portable'
+    >>> _ = _kernels.set_max_isa(old)
+    """
+    if not isinstance(name, str) or name not in _ISA_CAPS:
+        raise ValueError(f"name must be one of {sorted(_ISA_CAPS)}, got {name!r}")
+    old = [k for k, v in _ISA_CAPS.items() if v == fd_isa_cap()][0]
+    fd_set_isa_cap(_ISA_CAPS[name])
+    return old
 
 def omp_max_threads():
     """OpenMP's default thread count (1 without OpenMP).
@@ -505,7 +533,7 @@ def fast_dropout(x, p, rng, out=None):
     cdef cnp.ndarray xa, ya
     cdef double pd
     cdef int64_t n
-    cdef uint64_t seed, offset, T
+    cdef uint64_t seed = 0, offset = 0, T
     cdef fd_task_t g
     if type(x) is not cnp.ndarray:
         return NotImplemented

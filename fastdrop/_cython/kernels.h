@@ -524,6 +524,20 @@ static inline int fastdrop_keep(uint64_t seed, uint64_t position, double p)
     return fd_keep_at(seed, position, (uint32_t)(T_ >> 16), (uint32_t)(T_ & 0xFFFFu));
 }
 
+/* Cap the hand-written paths in-process (2: AVX-512, 1: AVX2, 0: portable;
+ * never wider than the CPU): the ISA parity tests run every path in one
+ * process.  Not for concurrent use with running kernels. */
+FD_MAYBE_UNUSED static void fd_set_isa_cap(int c)
+{
+    fd_isa_cap_state = c < 0 ? 0 : (c > 2 ? 2 : c);
+#ifdef FD_HAVE_AVX512_PATH
+    fd_avx512_state = -1;
+#endif
+#ifdef FD_HAVE_AVX2_PATH
+    fd_avx2_state = -1;
+#endif
+}
+
 /* Philox4x32-10 of one block (for known-answer tests). */
 static inline void fastdrop_philox4x32_10(uint32_t ctr[4], uint32_t k0, uint32_t k1)
 {

@@ -23,7 +23,7 @@ blocks per AVX-512 iteration, see :func:`_fill_lanes`) and with plain
 ``njit`` for the scalar paths.
 
 :func:`forward_contig` is the 1-D fast path (with non-temporal stores for
-large caller-provided outputs, :func:`_nt_line`), :func:`forward_nd` the generic
+large caller-provided outputs, :func:`_nt_tile`), :func:`forward_nd` the generic
 strided/broadcast path (with a blocked variant for transposed layouts),
 :func:`mask_kernel` the mask alone and :func:`stream_scale` the same-traffic
 streaming kernel ``out = x * s`` used as the benchmark bound (1-D contiguous
@@ -34,6 +34,15 @@ float16 has no Numba CPU support: float16 arrays are passed as their
 float32 -> float16 rounds to nearest even, NaN/inf as NumPy) by the CPU's
 conversion instructions where LLVM has them (x86 F16C, AArch64; see
 :data:`NATIVE_F16`), else in integer code.
+
+This module holds the kernels only.  The LLVM intrinsics they call (the
+prefetch, the non-temporal line stores and their ``sfence``, the packed-mask
+helpers, the float16 bit conversions) are in :mod:`fastdrop._numba.llvm`,
+each with the measurements that justify it; the tuning constants
+(:data:`CHUNK`, :data:`TILE`, :data:`PREFETCH_BYTES`, :data:`NT_MIN_BYTES`,
+:data:`PBLOCK`) and the other tuning notes (four Philox chains,
+:func:`_fill_lanes`; unsigned indices, :func:`_select_lanes`) are in the
+comments and docstrings next to them here.
 
 Examples
 --------
@@ -46,19 +55,18 @@ Examples
 [2.0, 0.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0]
 """
 
-import sys
-
 import numpy as np
-from llvmlite import binding as _llvm
-from llvmlite import ir
 from numba import njit, prange, types
-from numba.core import cgutils
-from numba.extending import intrinsic, overload
+from numba.extending import overload
 
 from . import _cache
 from . import philox as _philox
+from .llvm import (
+    addr, apply_bits_line, bits_from_f32, f32_from_bits, f32_of_half_bits,
+    half_bits_of_f32, native_f16, nt_line, pack_lanes32, prefetch, store_fence,
+)
 
-_cache.install()  # cached kernels are invalidated when philox.py changes
+_cache.install()  # cached kernels are invalidated when philox.py or llvm.py change
 
 __all__ = [
     "CHUNK", "TILE", "NO_BOOL", "NO_BYTES",
@@ -112,41 +120,13 @@ _S32 = _philox.S32
 
 
 # ---------------------------------------------------------------------------
-# software prefetch (llvm.prefetch) into L2 (locality 2, as the C kernels,
-# where L2 beat L1 clearly): lets a thread overlap a tile's Philox arithmetic
-# with the memory traffic of the tiles ahead (measured on the 2-core AVX-512
-# machine, 16 Mi float32, 1 thread: 0.63-0.65 -> 0.66-0.70 of the streaming
-# kernel; 2048 and 4096 bytes ahead did no better).
+# software prefetch into L2 (:func:`fastdrop._numba.llvm.prefetch`, where the
+# gain is measured)
 # ---------------------------------------------------------------------------
 
-#: How far ahead of the current tile the input is prefetched, in bytes.
+#: How far ahead of the current tile the input is prefetched, in bytes
+#: (2048 and 4096 bytes ahead did no better).
 PREFETCH_BYTES = 1024
-_LLVM_MAJOR = _llvm.llvm_version_info[0]
-
-
-@intrinsic
-def _prefetch(typingctx, arr, idx):
-    """Prefetch the cache line of ``arr[idx]`` into L2 for reading (no bounds
-    check: a prefetch never faults)."""
-    if not isinstance(arr, types.Array) or not isinstance(idx, types.Integer):
-        return None
-    sig = types.void(arr, idx)
-
-    def codegen(context, builder, signature, args):
-        aryty, idxty = signature.args
-        ary = context.make_array(aryty)(context, builder, args[0])
-        i = context.cast(builder, args[1], idxty, types.intp)
-        ptr = builder.bitcast(builder.gep(ary.data, [i]), ir.IntType(8).as_pointer())
-        i32 = ir.IntType(32)
-        fnty = ir.FunctionType(ir.VoidType(), [ptr.type, i32, i32, i32])
-        # the intrinsic's name carries the pointer type: "p0" with the opaque
-        # pointers of LLVM >= 15, "p0i8" before
-        name = "llvm.prefetch.p0" if _LLVM_MAJOR >= 15 else "llvm.prefetch.p0i8"
-        fn = cgutils.get_or_insert_function(builder.module, fnty, name)
-        builder.call(fn, [ptr, i32(0), i32(2), i32(1)])
-        return context.get_dummy_value()
-
-    return sig, codegen
 
 
 @njit(inline="always")
@@ -155,119 +135,17 @@ def _prefetch_tile(x, a, L):
     step = max(1, 64 // x.itemsize)
     ahead = PREFETCH_BYTES // x.itemsize
     for e in range(0, L, step):
-        _prefetch(x, a + ahead + e)
+        prefetch(x, a + ahead + e)
 
 
 # ---------------------------------------------------------------------------
-# non-temporal stores: a large caller-provided output is written with whole
-# 64-byte lines that bypass the caches, so the memory system does not read
-# each output line first (the read-for-ownership of an ordinary store): 8
-# bytes of traffic per float32 element instead of 12.  Measured on the 2-core
-# AVX-512 machine, 16 Mi float32 forward, interleaved in one process with the
-# streaming kernel: 0.75-0.88 -> 0.88-0.99 of it on 1 thread, 0.70-0.72 ->
-# 0.76-0.79 on 2.  LLVM's auto-vectoriser does not emit these stores (they
-# need whole aligned vectors), so :func:`_nt_line` builds the vector code
-# itself.  Not for float16 (its bits path converts in integer code).
+# non-temporal stores of whole 64-byte lines for large caller-provided
+# outputs (:func:`fastdrop._numba.llvm.nt_line`, where the gain is measured);
+# not for float16 (its bits path converts in integer code)
 # ---------------------------------------------------------------------------
 
 #: Outputs at least this large get non-temporal stores (as the Cython kernels).
 NT_MIN_BYTES = 8 << 20
-
-
-@intrinsic
-def _addr(typingctx, arr):
-    """The address of ``arr``'s data, as uint64."""
-    if not isinstance(arr, types.Array):
-        return None
-    sig = types.uint64(arr)
-
-    def codegen(context, builder, signature, args):
-        ary = context.make_array(signature.args[0])(context, builder, args[0])
-        return builder.ptrtoint(ary.data, ir.IntType(64))
-
-    return sig, codegen
-
-
-_X86 = _llvm.get_process_triple().split("-")[0] in ("x86_64", "i386", "i686")
-
-
-@intrinsic
-def _fence(typingctx):
-    """Order this thread's non-temporal stores before anything after it
-    (``sfence`` on x86, where LLVM's own fence may become a locked stack
-    operation; a sequentially consistent fence elsewhere): called at the
-    end of a parallel work item that streamed."""
-    sig = types.void()
-
-    def codegen(context, builder, signature, args):
-        if _X86:
-            fnty = ir.FunctionType(ir.VoidType(), [])
-            fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.x86.sse.sfence")
-            builder.call(fn, [])
-        else:  # pragma: no cover - not x86
-            builder.fence("seq_cst")
-        return context.get_dummy_value()
-
-    return sig, codegen
-
-
-def _elem_ptr(context, builder, aryty, ary, idx, idxty, ty):
-    """Codegen: the address of element ``idx`` (of Numba type ``idxty``) of
-    the array value ``ary``, as a ``ty`` pointer."""
-    a = context.make_array(aryty)(context, builder, ary)
-    i = context.cast(builder, idx, idxty, types.intp)
-    return builder.bitcast(builder.gep(a.data, [i]), ty.as_pointer())
-
-
-def _splat(builder, v, vty):
-    """Codegen: ``v`` in every lane of the vector type ``vty``."""
-    out = ir.Constant(vty, ir.Undefined)
-    for k in range(vty.count):
-        out = builder.insert_element(out, v, ir.IntType(32)(k))
-    return out
-
-
-def _any(builder, lanes_true):
-    """Codegen: whether any lane of an ``i1`` vector is set."""
-    n = lanes_true.type.count
-    bits = builder.bitcast(lanes_true, ir.IntType(n))
-    return builder.icmp_unsigned("!=", bits, ir.Constant(ir.IntType(n), 0))
-
-
-@intrinsic
-def _nt_line(typingctx, x, xa, out, oa, lanes, lb, s, th16):
-    """One 64-byte line of the select, stored non-temporally:
-    ``out[oa + e] = x[xa + e] * s if lanes[lb + e] >= th16 else +0.0`` for
-    the ``64 // itemsize`` elements of the line (``out + oa`` must be
-    64-byte aligned; float32/float64 only).  Returns whether a lane equals
-    ``th16`` (a tie, written as kept, to be resolved)."""
-    if not (isinstance(x, types.Array) and isinstance(x.dtype, types.Float)
-            and isinstance(out, types.Array) and out.dtype == x.dtype
-            and isinstance(lanes, types.Array) and lanes.dtype == types.uint16
-            and s == x.dtype):
-        return None
-    sig = types.boolean(x, xa, out, oa, lanes, lb, s, th16)
-
-    def codegen(context, builder, signature, args):
-        xt, xat, ot, oat, lt, lbt, _, tht = signature.args
-        size = xt.dtype.bitwidth // 8
-        vl = 64 // size
-        vty = ir.VectorType(context.get_value_type(xt.dtype), vl)
-        lty = ir.VectorType(ir.IntType(16), vl)
-        xv = builder.load(_elem_ptr(context, builder, xt, args[0], args[1], xat, vty),
-                          align=size)
-        lv = builder.load(_elem_ptr(context, builder, lt, args[4], args[5], lbt, lty),
-                          align=2)
-        tv = _splat(builder, context.cast(builder, args[7], tht, types.uint16), lty)
-        res = builder.select(builder.icmp_unsigned(">=", lv, tv),
-                             builder.fmul(xv, _splat(builder, args[6], vty)),
-                             ir.Constant(vty, None))
-        st = builder.store(res, _elem_ptr(context, builder, ot, args[2], args[3], oat, vty),
-                           align=64)
-        st.set_metadata("nontemporal", builder.module.add_metadata([ir.IntType(32)(1)]))
-        return _any(builder, builder.icmp_unsigned("==", lv, tv))
-
-    return sig, codegen
 
 
 def _nt_capable(x):
@@ -285,28 +163,6 @@ def _nt_capable_impl(x):
 # float16 <-> float32 on raw bits (exact, branchless)
 # ---------------------------------------------------------------------------
 
-@intrinsic
-def _f32_from_bits(typingctx, u):
-    """Reinterpret a uint32 as float32."""
-    sig = types.float32(types.uint32)
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.FloatType())
-
-    return sig, codegen
-
-
-@intrinsic
-def _bits_from_f32(typingctx, f):
-    """Reinterpret a float32 as uint32."""
-    sig = types.uint32(types.float32)
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.IntType(32))
-
-    return sig, codegen
-
-
 @njit(cache=True)
 def half_to_float(h):
     """float16 bits -> float32 (exact)."""
@@ -315,74 +171,32 @@ def half_to_float(h):
     e = h & np.uint32(0x7C00)
     o = ((h & np.uint32(0x7FFF)) << np.uint32(13)) + np.uint32(112 << 23)
     # subnormal: rebuild with an implicit 1 and subtract 2**-14 (exact)
-    den = _bits_from_f32(_f32_from_bits(o + np.uint32(1 << 23)) - np.float32(6.103515625e-05))
+    den = bits_from_f32(f32_from_bits(o + np.uint32(1 << 23)) - np.float32(6.103515625e-05))
     o_inf = o + np.uint32(112 << 23)
     r = den if e == np.uint32(0) else (o_inf if e == np.uint32(0x7C00) else o)
-    return _f32_from_bits(r | sign)
+    return f32_from_bits(r | sign)
 
 
 @njit(cache=True)
 def float_to_half(f):
     """float32 -> float16 bits, round to nearest even (NaN keeps its top
     payload bits and is quiet, as NumPy's conversion of a quiet NaN)."""
-    u = _bits_from_f32(f)
+    u = bits_from_f32(f)
     sign = (u >> np.uint32(16)) & np.uint32(0x8000)
     a = u & np.uint32(0x7FFFFFFF)
     nan = np.uint32(0x7E00) | ((a >> np.uint32(13)) & np.uint32(0x3FF))
     big = nan if a > np.uint32(0x7F800000) else np.uint32(0x7C00)
     # subnormal/zero results: let the FPU round at 2**-24 granularity
-    den = _bits_from_f32(_f32_from_bits(a) + np.float32(0.5)) - np.uint32(126 << 23)
+    den = bits_from_f32(f32_from_bits(a) + np.float32(0.5)) - np.uint32(126 << 23)
     odd = (a >> np.uint32(13)) & np.uint32(1)
     nrm = (a - np.uint32(112 << 23) + np.uint32(0xFFF) + odd) >> np.uint32(13)
     r = big if a >= np.uint32(143 << 23) else (den if a < np.uint32(113 << 23) else nrm)
     return np.uint16(r | sign)
 
 
-def _native_f16():
-    """Whether LLVM converts float16 <-> float32 in hardware for the CPU
-    Numba compiles for: x86 with F16C, or AArch64, and Numba targeting the
-    host CPU (``NUMBA_CPU_NAME`` unset).  Elsewhere the conversions would
-    be runtime-library calls, which Numba's JIT may not resolve, so the
-    integer code above is used instead."""
-    from numba import config
-
-    if config.CPU_NAME not in (None, "host"):
-        return False
-    arch = _llvm.get_process_triple().split("-")[0]
-    if _X86:
-        return bool(_llvm.get_host_cpu_features().get("f16c", False))
-    return arch in ("aarch64", "arm64")
-
-
-#: float16 scaling by hardware conversions (see :func:`_native_f16`).
-NATIVE_F16 = _native_f16()
-
-
-@intrinsic
-def _f32_of_half_bits(typingctx, h):
-    """float16 bits -> float32 by LLVM's ``fpext`` (exact)."""
-    if h != types.uint16:
-        return None
-    sig = types.float32(types.uint16)
-
-    def codegen(context, builder, signature, args):
-        return builder.fpext(builder.bitcast(args[0], ir.HalfType()), ir.FloatType())
-
-    return sig, codegen
-
-
-@intrinsic
-def _half_bits_of_f32(typingctx, f):
-    """float32 -> float16 bits by LLVM's ``fptrunc`` (round to nearest
-    even; a NaN keeps its top payload bits and is quiet)."""
-    if f != types.float32:
-        return None
-    sig = types.uint16(types.float32)
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(builder.fptrunc(args[0], ir.HalfType()), ir.IntType(16))
-
-    return sig, codegen
+#: float16 scaling by hardware conversions (see
+#: :func:`fastdrop._numba.llvm.native_f16`).
+NATIVE_F16 = native_f16()
 
 
 def scale_select(xv, s, k):
@@ -395,7 +209,7 @@ def _scale_select_impl(xv, s, k):
     if isinstance(xv, types.Integer):  # float16 bits
         if NATIVE_F16:  # vectorised conversions (measured 16 Mi: 24.5 -> ms)
             def impl_native(xv, s, k):
-                y = _half_bits_of_f32(_f32_of_half_bits(xv) * s)
+                y = half_bits_of_f32(f32_of_half_bits(xv) * s)
                 return y if k else np.uint16(0)
             return impl_native
 
@@ -511,36 +325,6 @@ def _fix_ties(x, a, out, s, lanes, first, L, th16, j0, k0, k1, tl):
             out[a + e] = scale_select(x[a + e], s, False)
 
 
-@intrinsic
-def _pack_lanes32(typingctx, lanes, lb, th16, packed, byte):
-    """Keep bits of the 32 random lanes ``lanes[lb:lb + 32]`` (``lane >
-    th16``: a tie is written as dropped, to be resolved) into the four
-    bytes ``packed[byte:byte + 4]`` (little bit order): one vector compare
-    and a 32-bit store, where LLVM's own code for the shifts and ors of a
-    bool-to-bits loop took about 0.2 ns/element.  Returns whether a lane
-    equals ``th16``."""
-    if not (isinstance(lanes, types.Array) and lanes.dtype == types.uint16
-            and isinstance(packed, types.Array) and packed.dtype == types.uint8):
-        return None
-    sig = types.boolean(lanes, lb, th16, packed, byte)
-
-    def codegen(context, builder, signature, args):
-        lt, lbt, tht, pt, bt = signature.args
-        i32 = ir.IntType(32)
-        lty = ir.VectorType(ir.IntType(16), 32)
-        lv = builder.load(_elem_ptr(context, builder, lt, args[0], args[1], lbt, lty),
-                          align=2)
-        tv = _splat(builder, context.cast(builder, args[2], tht, types.uint16), lty)
-        bits = builder.bitcast(builder.icmp_unsigned(">", lv, tv), i32)
-        if sys.byteorder == "big":  # pragma: no cover - byte 0 holds bits 0-7
-            bits = builder.bswap(bits)
-        builder.store(bits, _elem_ptr(context, builder, pt, args[3], args[4], bt, i32),
-                      align=1)
-        return _any(builder, builder.icmp_unsigned("==", lv, tv))
-
-    return sig, codegen
-
-
 @njit(inline="always")
 def _pack_lanes(lanes, first, L, th16, packed, byte0):
     """Keep bits of ``lanes[first:first + L]`` (ties written as dropped)
@@ -549,7 +333,7 @@ def _pack_lanes(lanes, first, L, th16, packed, byte0):
     full = L >> 5
     ties = False
     for q in range(full):
-        ties |= _pack_lanes32(lanes, first + 32 * q, th16, packed, byte0 + 4 * q)
+        ties |= pack_lanes32(lanes, first + 32 * q, th16, packed, byte0 + 4 * q)
     v = 0
     for e in range(32 * full, L):
         u = lanes[first + e]
@@ -621,8 +405,8 @@ def _select_lanes(x, xa, out, oa, lanes, lb, L, s, th16):
 
 def _nt_tile(x, a, out, lanes, lb, s, th16):
     """The select of one whole tile (``TILE`` elements from ``a``, 64-byte
-    aligned in ``out``) with non-temporal stores (see :func:`_nt_line`);
-    returns the tie flag."""
+    aligned in ``out``) with non-temporal stores (see
+    :func:`fastdrop._numba.llvm.nt_line`); returns the tie flag."""
     raise NotImplementedError  # pragma: no cover - replaced by the overload
 
 
@@ -638,7 +422,7 @@ def _nt_tile_impl(x, a, out, lanes, lb, s, th16):
     def impl(x, a, out, lanes, lb, s, th16):
         ties = False
         for q in range(TILE // vl):
-            ties |= _nt_line(x, a + q * vl, out, a + q * vl, lanes, lb + q * vl, s, th16)
+            ties |= nt_line(x, a + q * vl, out, a + q * vl, lanes, lb + q * vl, s, th16)
         return ties
     return impl
 
@@ -667,11 +451,11 @@ def forward_contig(x, out, seed, offset, T, s, keep_out, packed_out, nt):
     want_keep = keep_out.shape[0] > 0
     want_packed = packed_out.shape[0] > 0
     isz = np.uint64(out.itemsize)
-    stream = (nt and _nt_capable(x) and _addr(out) % isz == _U0
-              and _addr(x) % isz == _U0)
+    stream = (nt and _nt_capable(x) and addr(out) % isz == _U0
+              and addr(x) % isz == _U0)
     head = 0
     if stream:  # elements before the first 64-byte line boundary of a chunk
-        head = np.int64((np.uint64(64) - (_addr(out) & np.uint64(63)))
+        head = np.int64((np.uint64(64) - (addr(out) & np.uint64(63)))
                         & np.uint64(63)) // out.itemsize
         if want_packed and head % 8 != 0:  # tiles must start on mask bytes
             stream = False
@@ -725,7 +509,7 @@ def forward_contig(x, out, seed, offset, T, s, keep_out, packed_out, nt):
                                        keep_out, packed_out)
             a += L
         if stream:
-            _fence()
+            store_fence()
 
 
 @njit(cache=True, parallel=True)
@@ -760,42 +544,6 @@ def mask_kernel(n, seed, offset, T, keep_out, packed_out):
                 _fix_tie_masks(lanes, first, L, th16, j0, k0, k1, tl, a, keep_out, packed_out)
 
 
-@intrinsic
-def _apply_bits_line(typingctx, x, a, out, packed, s):
-    """One 64-byte line of ``vl = 64 // itemsize`` elements from ``a`` (a
-    multiple of 8): ``out = x * s`` where the element's bit in ``packed``
-    is set, else +0.0; the line's ``vl`` bits are the ``vl // 8`` bytes
-    from ``packed[a >> 3]``, read as one integer.  float32/float64 only."""
-    if not (isinstance(x, types.Array) and isinstance(x.dtype, types.Float)
-            and isinstance(out, types.Array) and out.dtype == x.dtype
-            and isinstance(packed, types.Array) and packed.dtype == types.uint8
-            and s == x.dtype):
-        return None
-    sig = types.void(x, a, out, packed, s)
-
-    def codegen(context, builder, signature, args):
-        xt, at, ot, pt, _ = signature.args
-        size = xt.dtype.bitwidth // 8
-        vl = 64 // size
-        vty = ir.VectorType(context.get_value_type(xt.dtype), vl)
-        k = context.cast(builder, args[1], at, types.intp)
-        byte = builder.lshr(k, k.type(3))
-        bits = builder.load(_elem_ptr(context, builder, pt, args[3], byte, types.intp,
-                                      ir.IntType(vl)), align=1)
-        if sys.byteorder == "big" and vl > 8:  # pragma: no cover - byte 0 first
-            bits = builder.bswap(bits)
-        kept = builder.bitcast(bits, ir.VectorType(ir.IntType(1), vl))
-        xv = builder.load(_elem_ptr(context, builder, xt, args[0], k, types.intp, vty),
-                          align=size)
-        res = builder.select(kept, builder.fmul(xv, _splat(builder, args[4], vty)),
-                             ir.Constant(vty, None))
-        builder.store(res, _elem_ptr(context, builder, ot, args[2], k, types.intp, vty),
-                      align=size)
-        return context.get_dummy_value()
-
-    return sig, codegen
-
-
 def _apply_packed_run(x, out, packed, s, start, stop):
     """``out[e] = x[e] * s`` where bit ``e`` of ``packed`` is set, else
     +0.0, for ``start <= e < stop`` (``start`` a multiple of 8)."""
@@ -827,7 +575,7 @@ def _apply_packed_run_impl(x, out, packed, s, start, stop):
         while a + vl <= stop:
             if (a - start) % TILE == 0:
                 _prefetch_tile(x, a, TILE)
-            _apply_bits_line(x, a, out, packed, s)
+            apply_bits_line(x, a, out, packed, s)
             a += vl
         for e in range(a, stop):
             out[e] = scale_select(x[e], s, (packed[e >> 3] >> (e & 7)) & 1 != 0)

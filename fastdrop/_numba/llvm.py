@@ -1,0 +1,332 @@
+"""The LLVM intrinsics of the Numba CPU kernels (:mod:`fastdrop._numba.kernels`).
+
+Each function here is a Numba ``@intrinsic``: callable from ``njit`` code
+only, it emits a few LLVM instructions where Numba's own code generation
+falls short.  Every call is inlined into the calling kernel (and cached with
+it: :mod:`fastdrop._numba._cache` hashes this file into the kernels' cache
+stamp).  LLVM intrinsic functions are declared with
+``ir.Module.declare_intrinsic`` from the types of the arguments actually
+passed, so their names are mangled to match the pointers llvmlite emits
+(typed ``i8*`` or opaque ``ptr``) whatever the LLVM version.
+
+- :func:`prefetch`: ``llvm.prefetch`` of one cache line into L2
+  (declared by :func:`declare_prefetch`).
+- :func:`addr`: an array's data address, for alignment checks.
+- :func:`nt_line`, :func:`store_fence`: the select of one 64-byte line
+  stored non-temporally (``!nontemporal``), and the ``sfence`` that orders
+  such stores.
+- :func:`pack_lanes32`, :func:`apply_bits_line`: 32 keep bits packed by one
+  vector compare; one line of the select read from packed bits.
+- :func:`f32_from_bits`, :func:`bits_from_f32`, :func:`f32_of_half_bits`,
+  :func:`half_bits_of_f32`: float32/float16 bit reinterpretations and
+  conversions (the latter two where :func:`native_f16`).
+
+Why each exists, with the measurements behind it, is in its section below.
+"""
+
+import sys
+
+from llvmlite import binding as _llvm
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic
+
+__all__ = [
+    "X86", "native_f16", "declare_prefetch", "prefetch", "addr", "store_fence", "nt_line",
+    "pack_lanes32", "apply_bits_line", "f32_from_bits", "bits_from_f32",
+    "f32_of_half_bits", "half_bits_of_f32",
+]
+
+#: Whether the process (and so Numba's JIT) targets x86.
+X86 = _llvm.get_process_triple().split("-")[0] in ("x86_64", "i386", "i686")
+
+_I32 = ir.IntType(32)
+_VOID = ir.VoidType()
+
+
+# ---------------------------------------------------------------------------
+# codegen helpers
+# ---------------------------------------------------------------------------
+
+def _elem_ptr(context, builder, aryty, ary, idx, idxty, ty):
+    """Codegen: the address of element ``idx`` (of Numba type ``idxty``) of
+    the array value ``ary``, as a ``ty`` pointer."""
+    a = context.make_array(aryty)(context, builder, ary)
+    i = context.cast(builder, idx, idxty, types.intp)
+    return builder.bitcast(builder.gep(a.data, [i]), ty.as_pointer())
+
+
+def _splat(builder, v, vty):
+    """Codegen: ``v`` in every lane of the vector type ``vty``."""
+    out = ir.Constant(vty, ir.Undefined)
+    for k in range(vty.count):
+        out = builder.insert_element(out, v, _I32(k))
+    return out
+
+
+def _any(builder, lanes_true):
+    """Codegen: whether any lane of an ``i1`` vector is set."""
+    n = lanes_true.type.count
+    bits = builder.bitcast(lanes_true, ir.IntType(n))
+    return builder.icmp_unsigned("!=", bits, ir.Constant(ir.IntType(n), 0))
+
+
+def _is_float_array(a):
+    return isinstance(a, types.Array) and isinstance(a.dtype, types.Float)
+
+
+# ---------------------------------------------------------------------------
+# software prefetch (llvm.prefetch) into L2 (locality 2, as the C kernels,
+# where L2 beat L1 clearly): lets a thread overlap a tile's Philox arithmetic
+# with the memory traffic of the tiles ahead (measured on the 2-core AVX-512
+# machine, 16 Mi float32, 1 thread: 0.63-0.65 -> 0.66-0.70 of the streaming
+# kernel; the distance is kernels.PREFETCH_BYTES).
+# ---------------------------------------------------------------------------
+
+def declare_prefetch(module, ptrty):
+    """Codegen: ``llvm.prefetch`` declared in ``module`` for an address of
+    the llvmlite pointer type ``ptrty``.  The intrinsic is overloaded on the
+    pointer type, so its name is mangled from the type passed: ``.p0i8``
+    for a typed ``i8*`` (which LLVM >= 15 reads as ``ptr`` and remangles),
+    ``.p0`` for an opaque ``ptr``."""
+    fnty = ir.FunctionType(_VOID, [ptrty, _I32, _I32, _I32])
+    return module.declare_intrinsic("llvm.prefetch", [ptrty], fnty)
+
+
+@intrinsic
+def prefetch(typingctx, arr, idx):
+    """Prefetch the cache line of ``arr[idx]`` into L2 for reading (no bounds
+    check: a prefetch never faults)."""
+    if not isinstance(arr, types.Array) or not isinstance(idx, types.Integer):
+        return None
+    sig = types.void(arr, idx)
+
+    def codegen(context, builder, signature, args):
+        aryty, idxty = signature.args
+        ary = context.make_array(aryty)(context, builder, args[0])
+        i = context.cast(builder, args[1], idxty, types.intp)
+        ptr = builder.bitcast(builder.gep(ary.data, [i]), ir.IntType(8).as_pointer())
+        fn = declare_prefetch(builder.module, ptr.type)
+        builder.call(fn, [ptr, _I32(0), _I32(2), _I32(1)])  # read, L2, data cache
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+# ---------------------------------------------------------------------------
+# non-temporal stores: a large caller-provided output is written with whole
+# 64-byte lines that bypass the caches, so the memory system does not read
+# each output line first (the read-for-ownership of an ordinary store): 8
+# bytes of traffic per float32 element instead of 12.  Measured on the 2-core
+# AVX-512 machine, 16 Mi float32 forward, interleaved in one process with the
+# streaming kernel: 0.75-0.88 -> 0.88-0.99 of it on 1 thread, 0.70-0.72 ->
+# 0.76-0.79 on 2.  LLVM's auto-vectoriser does not emit these stores (they
+# need whole aligned vectors), so :func:`nt_line` builds the vector code
+# itself.  Not for float16 (its bits path converts in integer code).
+# ---------------------------------------------------------------------------
+
+@intrinsic
+def addr(typingctx, arr):
+    """The address of ``arr``'s data, as uint64."""
+    if not isinstance(arr, types.Array):
+        return None
+    sig = types.uint64(arr)
+
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        return builder.ptrtoint(ary.data, ir.IntType(64))
+
+    return sig, codegen
+
+
+@intrinsic
+def store_fence(typingctx):
+    """Order this thread's non-temporal stores before anything after it
+    (``sfence`` on x86, where LLVM's own fence may become a locked stack
+    operation; a sequentially consistent fence elsewhere): called at the
+    end of a parallel work item that streamed."""
+    sig = types.void()
+
+    def codegen(context, builder, signature, args):
+        if X86:
+            fn = builder.module.declare_intrinsic(
+                "llvm.x86.sse.sfence", (), ir.FunctionType(_VOID, []))
+            builder.call(fn, [])
+        else:  # pragma: no cover - not x86
+            builder.fence("seq_cst")
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def nt_line(typingctx, x, xa, out, oa, lanes, lb, s, th16):
+    """One 64-byte line of the select, stored non-temporally:
+    ``out[oa + e] = x[xa + e] * s if lanes[lb + e] >= th16 else +0.0`` for
+    the ``64 // itemsize`` elements of the line (``out + oa`` must be
+    64-byte aligned; float32/float64 only).  Returns whether a lane equals
+    ``th16`` (a tie, written as kept, to be resolved)."""
+    if not (_is_float_array(x) and isinstance(out, types.Array) and out.dtype == x.dtype
+            and isinstance(lanes, types.Array) and lanes.dtype == types.uint16
+            and s == x.dtype):
+        return None
+    sig = types.boolean(x, xa, out, oa, lanes, lb, s, th16)
+
+    def codegen(context, builder, signature, args):
+        xt, xat, ot, oat, lt, lbt, _, tht = signature.args
+        size = xt.dtype.bitwidth // 8
+        vl = 64 // size
+        vty = ir.VectorType(context.get_value_type(xt.dtype), vl)
+        lty = ir.VectorType(ir.IntType(16), vl)
+        xv = builder.load(_elem_ptr(context, builder, xt, args[0], args[1], xat, vty),
+                          align=size)
+        lv = builder.load(_elem_ptr(context, builder, lt, args[4], args[5], lbt, lty),
+                          align=2)
+        tv = _splat(builder, context.cast(builder, args[7], tht, types.uint16), lty)
+        res = builder.select(builder.icmp_unsigned(">=", lv, tv),
+                             builder.fmul(xv, _splat(builder, args[6], vty)),
+                             ir.Constant(vty, None))
+        st = builder.store(res, _elem_ptr(context, builder, ot, args[2], args[3], oat, vty),
+                           align=64)
+        st.set_metadata("nontemporal", builder.module.add_metadata([_I32(1)]))
+        return _any(builder, builder.icmp_unsigned("==", lv, tv))
+
+    return sig, codegen
+
+
+# ---------------------------------------------------------------------------
+# packed keep bits
+# ---------------------------------------------------------------------------
+
+@intrinsic
+def pack_lanes32(typingctx, lanes, lb, th16, packed, byte):
+    """Keep bits of the 32 random lanes ``lanes[lb:lb + 32]`` (``lane >
+    th16``: a tie is written as dropped, to be resolved) into the four
+    bytes ``packed[byte:byte + 4]`` (little bit order): one vector compare
+    and a 32-bit store, where LLVM's own code for the shifts and ors of a
+    bool-to-bits loop took about 0.2 ns/element.  Returns whether a lane
+    equals ``th16``."""
+    if not (isinstance(lanes, types.Array) and lanes.dtype == types.uint16
+            and isinstance(packed, types.Array) and packed.dtype == types.uint8):
+        return None
+    sig = types.boolean(lanes, lb, th16, packed, byte)
+
+    def codegen(context, builder, signature, args):
+        lt, lbt, tht, pt, bt = signature.args
+        lty = ir.VectorType(ir.IntType(16), 32)
+        lv = builder.load(_elem_ptr(context, builder, lt, args[0], args[1], lbt, lty),
+                          align=2)
+        tv = _splat(builder, context.cast(builder, args[2], tht, types.uint16), lty)
+        bits = builder.bitcast(builder.icmp_unsigned(">", lv, tv), _I32)
+        if sys.byteorder == "big":  # pragma: no cover - byte 0 holds bits 0-7
+            bits = builder.bswap(bits)
+        builder.store(bits, _elem_ptr(context, builder, pt, args[3], args[4], bt, _I32),
+                      align=1)
+        return _any(builder, builder.icmp_unsigned("==", lv, tv))
+
+    return sig, codegen
+
+
+@intrinsic
+def apply_bits_line(typingctx, x, a, out, packed, s):
+    """One 64-byte line of ``vl = 64 // itemsize`` elements from ``a`` (a
+    multiple of 8): ``out = x * s`` where the element's bit in ``packed``
+    is set, else +0.0; the line's ``vl`` bits are the ``vl // 8`` bytes
+    from ``packed[a >> 3]``, read as one integer.  float32/float64 only."""
+    if not (_is_float_array(x) and isinstance(out, types.Array) and out.dtype == x.dtype
+            and isinstance(packed, types.Array) and packed.dtype == types.uint8
+            and s == x.dtype):
+        return None
+    sig = types.void(x, a, out, packed, s)
+
+    def codegen(context, builder, signature, args):
+        xt, at, ot, pt, _ = signature.args
+        size = xt.dtype.bitwidth // 8
+        vl = 64 // size
+        vty = ir.VectorType(context.get_value_type(xt.dtype), vl)
+        k = context.cast(builder, args[1], at, types.intp)
+        byte = builder.lshr(k, k.type(3))
+        bits = builder.load(_elem_ptr(context, builder, pt, args[3], byte, types.intp,
+                                      ir.IntType(vl)), align=1)
+        if sys.byteorder == "big" and vl > 8:  # pragma: no cover - byte 0 first
+            bits = builder.bswap(bits)
+        kept = builder.bitcast(bits, ir.VectorType(ir.IntType(1), vl))
+        xv = builder.load(_elem_ptr(context, builder, xt, args[0], k, types.intp, vty),
+                          align=size)
+        res = builder.select(kept, builder.fmul(xv, _splat(builder, args[4], vty)),
+                             ir.Constant(vty, None))
+        builder.store(res, _elem_ptr(context, builder, ot, args[2], k, types.intp, vty),
+                      align=size)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+# ---------------------------------------------------------------------------
+# float32 / float16 bits
+# ---------------------------------------------------------------------------
+
+@intrinsic
+def f32_from_bits(typingctx, u):
+    """Reinterpret a uint32 as float32."""
+    sig = types.float32(types.uint32)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.FloatType())
+
+    return sig, codegen
+
+
+@intrinsic
+def bits_from_f32(typingctx, f):
+    """Reinterpret a float32 as uint32."""
+    sig = types.uint32(types.float32)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], _I32)
+
+    return sig, codegen
+
+
+def native_f16():
+    """Whether LLVM converts float16 <-> float32 in hardware for the CPU
+    Numba compiles for: x86 with F16C, or AArch64, and Numba targeting the
+    host CPU (``NUMBA_CPU_NAME`` unset).  Elsewhere the conversions would
+    be runtime-library calls, which Numba's JIT may not resolve, so the
+    kernels convert in integer code instead (:func:`f32_of_half_bits` and
+    :func:`half_bits_of_f32` are for where this is true)."""
+    from numba import config
+
+    if config.CPU_NAME not in (None, "host"):
+        return False
+    arch = _llvm.get_process_triple().split("-")[0]
+    if X86:
+        return bool(_llvm.get_host_cpu_features().get("f16c", False))
+    return arch in ("aarch64", "arm64")
+
+
+@intrinsic
+def f32_of_half_bits(typingctx, h):
+    """float16 bits -> float32 by LLVM's ``fpext`` (exact)."""
+    if h != types.uint16:
+        return None
+    sig = types.float32(types.uint16)
+
+    def codegen(context, builder, signature, args):
+        return builder.fpext(builder.bitcast(args[0], ir.HalfType()), ir.FloatType())
+
+    return sig, codegen
+
+
+@intrinsic
+def half_bits_of_f32(typingctx, f):
+    """float32 -> float16 bits by LLVM's ``fptrunc`` (round to nearest
+    even; a NaN keeps its top payload bits and is quiet)."""
+    if f != types.float32:
+        return None
+    sig = types.uint16(types.float32)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(builder.fptrunc(args[0], ir.HalfType()), ir.IntType(16))
+
+    return sig, codegen
