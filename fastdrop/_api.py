@@ -189,13 +189,13 @@ def dropout_host(x, p, training, mode, rng, noise_shape, out, return_mask, backe
     check_mode(mode)
     kind = check_return_mask(return_mask)
     x = as_float_array(x)
-    mask_geometry(x.shape, noise_shape)
+    geometry = mask_geometry(x.shape, noise_shape)
     _, kern = select_backend(backend, x)
     check_rng(rng)
     fresh = fresh or out is None
     out = prepare_out(x, out)
     plan = _plan.plan_dropout(x.shape, p, training=training, mode=mode, rng=rng,
-                              noise_shape=noise_shape, mask_out=kind, fresh_out=fresh)
+                              mask_out=kind, fresh_out=fresh, geometry=geometry)
     return _dispatch.run_host(plan, kern, x, out)
 
 

@@ -184,6 +184,9 @@ class HostOps:
                                  packed=stored if kind == "packed" else None)
 
 
+_host_ops = {}  # kernel module -> its HostOps (made once)
+
+
 def run_host(plan, kern, x, out):
     """Run ``plan`` on host arrays with kernel module ``kern``, allocating
     the mask output the plan asks for.  Returns ``out`` or ``(out, mask)``.
@@ -193,7 +196,10 @@ def run_host(plan, kern, x, out):
     kind = plan.mask_out
     keep = np.empty(plan.M, dtype=bool) if kind == "bool" else None
     packed = np.empty((plan.n + 7) // 8, dtype=np.uint8) if kind == "packed" else None
-    run(plan, HostOps(kern), x, out, keep.reshape(-1) if keep is not None else None, packed)
+    ops = _host_ops.get(kern)
+    if ops is None:
+        ops = _host_ops[kern] = HostOps(kern)
+    run(plan, ops, x, out, keep.reshape(-1) if keep is not None else None, packed)
     if kind is None:
         return out
     return out, (keep if kind == "bool" else packed)

@@ -15,6 +15,8 @@ _U64 = 1 << 64
 
 def check_seed(seed, what="seed"):
     """Return ``seed`` as a Python int in [0, 2**64), or raise."""
+    if type(seed) is int and 0 <= seed < _U64:  # the common case, without ABC checks
+        return seed
     if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
         raise TypeError(f"{what} must be an integer, got {type(seed).__name__}")
     seed = operator.index(seed)
@@ -148,7 +150,8 @@ class Generator:
     def _reserve(self, n):
         """``(seed, first offset)`` of ``n`` positions, taken atomically (the
         one place the offset moves)."""
-        n = _count(n, "n")
+        if type(n) is not int:
+            n = _count(n, "n")
         if n < 0:
             raise ValueError(f"n must be non-negative, got {n}")
         with self._lock:
@@ -157,7 +160,8 @@ class Generator:
                 raise ValueError(
                     f"offset overflow: offset {start} + {n} elements exceeds 2**64; "
                     "use a new seed (e.g. Generator.spawn)")
-            self._offset = min(start + (n + 7) // 8 * 8, _U64)
+            end = start + ((n + 7) & -8)  # the next call starts on a fresh block
+            self._offset = end if end < _U64 else _U64
             return self._seed, start
 
     def spawn(self, n_children):
@@ -194,7 +198,8 @@ def _restore(state):
 def check_rng(rng):
     """Validate an ``rng=`` argument without drawing from it (evaluation
     mode draws no mask but still rejects a bad ``rng``)."""
-    if rng is None or isinstance(rng, (Generator, np.random.Generator)):
+    if rng is None or type(rng) is Generator or isinstance(rng, (Generator,
+                                                                 np.random.Generator)):
         return
     if isinstance(rng, numbers.Integral) and not isinstance(rng, (bool, np.bool_)):
         check_seed(rng, "rng seed")
@@ -209,6 +214,8 @@ def resolve_rng(rng, n):
     elements, advancing a :class:`Generator` by the positions it uses."""
     if rng is None:
         return _fresh_seed(), 0
+    if type(rng) is int:
+        return check_seed(rng, "rng seed"), 0
     if isinstance(rng, Generator):
         return rng._reserve(n)
     if isinstance(rng, np.random.Generator):

@@ -38,9 +38,7 @@ Examples
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 from ._generator import resolve_rng, resolve_state
 from ._validate import mask_geometry
@@ -52,10 +50,10 @@ RULES = ("select", "scale", "copy", "zero", "none")
 SOURCES = ("philox", "bool", "packed", None)
 
 
-@dataclass(frozen=True)
-class Plan:
-    """A resolved call (see the module docstring).  Frozen: derive variants
-    with :meth:`at` or :func:`dataclasses.replace`."""
+class Plan(NamedTuple):
+    """A resolved call (see the module docstring).  Immutable (a named
+    tuple: cheap to build on every call); derive variants with :meth:`at`,
+    :meth:`keep_values` or ``_replace``."""
 
     rule: str                      # one of RULES
     source: Optional[str]          # one of SOURCES (None: no decisions drawn or read)
@@ -72,9 +70,6 @@ class Plan:
     mask_fill: Optional[bool] = None  # mask outputs constant (no draw)
     fresh_out: bool = False
 
-    def __post_init__(self):
-        assert self.rule in RULES and self.source in SOURCES, (self.rule, self.source)
-
     @property
     def full_mask(self):
         """The mask is not broadcast: mask outputs come with the values."""
@@ -83,7 +78,7 @@ class Plan:
     def keep_values(self):
         """This plan's keep decisions as values: kept ``x * 1.0``, dropped
         ``+0.0`` (run on ones, it computes a block of a multi-axis mask)."""
-        return dataclasses.replace(self, rule="select", scale=1.0, mask_out=None)
+        return self._replace(rule="select", scale=1.0, mask_out=None)
 
     def at(self, base):
         """The plan of a sub-block whose first element has mask index
@@ -92,7 +87,7 @@ class Plan:
         without mask outputs)."""
         if self.source != "philox" or base == 0:
             return self
-        return dataclasses.replace(self, offset=self.offset + base)
+        return self._replace(offset=self.offset + base)
 
 
 def scale_for(p, mode):
@@ -130,10 +125,11 @@ def _train(geometry, p, mode, seed, offset, mask_out, fresh_out):
 
 
 def plan_dropout(shape, p, *, training, mode, rng, noise_shape=None, mask_out=None,
-                 fresh_out=False):
+                 fresh_out=False, geometry=None):
     """The plan of ``fastdrop.dropout``; in training a Generator ``rng``
-    advances here (the last step: everything else was checked before)."""
-    geometry = (tuple(shape),) + mask_geometry(shape, noise_shape)
+    advances here (the last step: everything else was checked before).
+    ``geometry``: ``mask_geometry(shape, noise_shape)`` if the caller has it."""
+    geometry = (tuple(shape),) + (geometry or mask_geometry(shape, noise_shape))
     if not training:
         return _eval(geometry, p, mode, mask_out, fresh_out)
     seed, offset = resolve_rng(rng, geometry[3])

@@ -49,6 +49,8 @@ def _tname(v):
 
 def check_p(p, name="p"):
     """``p`` as a float in [0, 1]; ValueError for NaN or out of range."""
+    if type(p) is float and 0.0 <= p <= 1.0:  # the common case, without ABC checks
+        return p
     if isinstance(p, (bool, np.bool_)) or not isinstance(p, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {_tname(p)}")
     try:

@@ -102,7 +102,9 @@ def threshold(p):
     >>> threshold(0.5), threshold(0.0), threshold(1.0)
     (2147483648, 0, 4294967296)
     """
-    return int(np.rint(np.float64(p) * np.float64(_TWO32)))
+    # the product is exact in float64; Python's round() on a float rounds
+    # half to even, as np.rint does, and returns the int directly
+    return int(round(float(p) * 4294967296.0))
 
 
 def _lanes(seed, blocks, c2):

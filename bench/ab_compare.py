@@ -1,0 +1,112 @@
+"""Old build against new build, interleaved: did a change make fastdrop slower?
+
+Two source trees with their extensions built in place (e.g. a ``git
+worktree`` of the old HEAD and this checkout) are measured in alternation,
+round after round, each round in a fresh process per tree (so both see the
+same machine conditions over the run; the order flips every round):
+
+- ``stream``: ``bench/stream_ratio.py``'s interleaved measurement (dropout
+  against a same-traffic stream, median of its samples) for each backend and
+  thread count, 16 Mi float32 by default;
+- ``small``: the best of several timeit repeats of a 1000-element float32
+  ``fastdrop.dropout`` with ``out=``, with an int seed and with a Generator
+  (the compiled fast path), and with ``return_mask=True`` (the general path).
+
+Medians over the rounds are printed with new/old ratios (for ``stream``:
+new ratio-to-stream over old; for ``small``: new time over old)::
+
+    python bench/ab_compare.py --old /tmp/old --new . --rounds 5 --isa avx2
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+
+_STREAM = r"""
+import json, sys
+sys.path.insert(0, {tree!r} + "/bench")
+import stream_ratio, fastdrop
+res = {{}}
+for backend in {backends!r}:
+    for th in {threads!r}:
+        d, name, s = stream_ratio.measure(backend, {size}, th, samples={samples})
+        res[f"{{backend}} {{th}}t"] = s / d
+print(json.dumps(res))
+"""
+
+_SMALL = r"""
+import json, timeit
+import numpy as np, fastdrop
+x = np.ones(1000, np.float32); out = np.empty_like(x); g = fastdrop.Generator(1)
+calls = {{
+    "int seed, out=": lambda: fastdrop.dropout(x, 0.5, rng=7, out=out),
+    "Generator, out=": lambda: fastdrop.dropout(x, 0.5, rng=g, out=out),
+    "return_mask (general path)": lambda: fastdrop.dropout(x, 0.5, rng=7, return_mask=True),
+}}
+res = {{}}
+for k, f in calls.items():
+    f()
+    t = timeit.Timer(f)
+    n = 2000
+    res[k] = min(t.repeat(7, n)) / n
+print(json.dumps(res))
+"""
+
+
+def _run(tree, code, env):
+    env = dict(env, PYTHONPATH=os.path.abspath(tree))
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                       text=True, cwd=os.path.abspath(tree))
+    if r.returncode:
+        sys.exit(f"{tree}: {r.stderr[-2000:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--old", required=True)
+    ap.add_argument("--new", default=".")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--backends", default="cython,numba")
+    ap.add_argument("--size", type=int, default=16 * 2**20)
+    ap.add_argument("--samples", type=int, default=15)
+    ap.add_argument("--isa", default=None, help="FASTDROP_MAX_ISA for both trees")
+    ap.add_argument("--what", default="stream,small")
+    args = ap.parse_args(argv)
+    env = dict(os.environ)
+    if args.isa:
+        env["FASTDROP_MAX_ISA"] = args.isa
+    ncpu = len(os.sched_getaffinity(0))
+    threads = sorted({1, ncpu})
+    trees = {"old": args.old, "new": args.new}
+    what = args.what.split(",")
+    results = {k: {"old": [], "new": []} for k in what}
+    for r in range(args.rounds):
+        order = ["old", "new"] if r % 2 == 0 else ["new", "old"]
+        for which in order:
+            tree = trees[which]
+            if "stream" in what:
+                code = _STREAM.format(tree=os.path.abspath(args.new), backends=args.backends.split(","),
+                                      threads=threads, size=args.size, samples=args.samples)
+                results["stream"][which].append(_run(tree, code, env))
+            if "small" in what:
+                results["small"][which].append(_run(tree, _SMALL.format(), env))
+        print(f"round {r + 1}/{args.rounds} done", file=sys.stderr, flush=True)
+    print(f"# {args.rounds} rounds, FASTDROP_MAX_ISA={args.isa or '(unset)'}, "
+          f"old={args.old} new={args.new}")
+    for k in what:
+        keys = results[k]["old"][0].keys()
+        unit = "ratio to stream" if k == "stream" else "seconds per call"
+        print(f"## {k} ({unit}: median over rounds, then new/old)")
+        for key in keys:
+            o = statistics.median(d[key] for d in results[k]["old"])
+            n = statistics.median(d[key] for d in results[k]["new"])
+            fmt = (lambda v: f"{v:.3f}") if k == "stream" else (lambda v: f"{v * 1e6:.2f} us")
+            print(f"{key:32s} old {fmt(o):>10s}  new {fmt(n):>10s}  new/old {n / o:.3f}")
+
+
+if __name__ == "__main__":
+    main()
