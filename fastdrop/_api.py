@@ -33,7 +33,7 @@ _fast_dropout = _dispatch.fast_path()  # the Cython backend's compiled common ca
 def select_backend(backend, x):
     """(name, kernel module) for a host array."""
     if backend == "auto":
-        return _dispatch.choose_cpu_backend(x.size)
+        return _dispatch.choose_cpu_backend(x.size, x.dtype)
     if backend == "cuda" and backend in _dispatch.BACKENDS:
         raise TypeError(
             "backend='cuda' needs a GPU array (CuPy, torch CUDA tensor or Numba "

@@ -264,7 +264,7 @@ def _dropout_op(x: torch.Tensor, p: float, seed: int, offset: int,
         plan = _plan.plan_dropout(xn.shape, p, training=training, mode=mode,
                                   rng=kwargs["rng"], noise_shape=kwargs["noise_shape"],
                                   fresh_out=True)
-        _dispatch.run_host(plan, _dispatch.choose_cpu_backend(xn.size)[1], xn, _np(out))
+        _dispatch.run_host(plan, _dispatch.choose_cpu_backend(xn.size, xn.dtype)[1], xn, _np(out))
     else:
         _into(out, _api.dropout(x.detach(), p, out=out, **kwargs))
     return out
