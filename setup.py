@@ -3,6 +3,12 @@ compiler supports it (and a clean build without it).
 
 Set ``FASTDROP_NO_OPENMP=1`` to build without OpenMP.  No ``-march=native``:
 the kernels pick their instruction set at run time.
+
+The per-dtype C kernels are written once, in Tempita templates next to their
+headers (``fastdrop/_cython/NAME.h.in``); every run of this script first
+generates ``NAME.h`` from each (when it is missing or older than its
+template), before cythonize, so the package data and ``get_include()`` have
+them.  The generated headers are not committed (.gitignore).
 """
 
 import os
@@ -11,6 +17,7 @@ import sys
 import tempfile
 
 import numpy as np
+from Cython import Tempita
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
@@ -24,6 +31,32 @@ int main(void) { int n = 0;
 """
 
 CY_DIR = os.path.join("fastdrop", "_cython")
+
+#: Tempita templates of the C headers, each rendered to the file without ".in".
+HEADER_TEMPLATES = ["avx512.h.in", "avx2.h.in", "kernels.h.in"]
+
+
+def generate_headers(directory=CY_DIR, force=False):
+    """Render each header template in ``directory`` to its header when the
+    header is missing or older than the template (or with ``force``)."""
+    for name in HEADER_TEMPLATES:
+        src = os.path.join(directory, name)
+        dst = src[:-len(".in")]
+        if not os.path.exists(src):
+            if os.path.exists(dst):
+                continue  # a tree with the generated header only
+            raise FileNotFoundError(f"{src}: header template missing")
+        if (not force and os.path.exists(dst)
+                and os.path.getmtime(dst) >= os.path.getmtime(src)):
+            continue
+        with open(src, encoding="utf-8") as f:
+            text = Tempita.Template(f.read(), name=src).substitute()
+        tmp = f"{dst}.{os.getpid()}.tmp"
+        with open(tmp, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+        os.replace(tmp, dst)
+        print(f"fastdrop: generated {dst} from {name}", file=sys.stderr)
+
 
 extensions = [
     Extension(
@@ -67,6 +100,8 @@ class BuildExt(build_ext):
                 ext.extra_link_args = list(ext.extra_link_args) + ["-fopenmp"]
         super().build_extensions()
 
+
+generate_headers()  # before cythonize: _kernels.pyx includes kernels.h
 
 setup(
     ext_modules=cythonize(
