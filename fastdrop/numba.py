@@ -201,13 +201,11 @@ def dropout_inplace(x, seed, offset, p):
     scale = 1.0 / (1.0 - p) if p < 1.0 else 1.0
     s = _k.cast_like(x, scale)
     offset = np.uint64(offset)
-    k0, k1, th, tl = _k._key(seed, threshold(p))
-    words = np.empty(_k._TILE_WORDS, np.uint32)
     kbuf = np.empty(_k.TILE, np.bool_)
     n = x.shape[0]
-    for a in range(0, n, _k.TILE):
+    for a in range(0, n, _k.TILE):  # a tile of keep bits, then the select
         L = min(_k.TILE, n - a)
-        _k.keep_tile(kbuf, words, offset + np.uint64(a), L, k0, k1, th, tl)
+        fill_mask(kbuf[:L], seed, offset + np.uint64(a), p)
         xa = x[a:a + L]
         for e in range(L):
             xa[e] = _k.scale_select(xa[e], s, kbuf[e])

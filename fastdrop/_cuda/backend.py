@@ -146,6 +146,21 @@ def _views(x, out, name_out="out"):
     return dx, do
 
 
+def _operands(x, out, stream, ref="x"):
+    """``(dx, st, vx, vo)`` for an elementwise launch over ``x`` and
+    ``out`` (descriptions, stream, kernel views), or None when empty.
+    ``ref`` names the array whose producer's stream is used by default."""
+    from . import _interop
+
+    dx, do = _views(x, out)
+    if do.size == 0:
+        return None
+    st = _stream(x, dx, stream) if ref == "x" else _stream(out, do, stream)
+    vx = _interop.view(dx)
+    vo = vx if out is x else _interop.view(do, "out")
+    return dx, do, st, vx, vo
+
+
 def _stream(x, dx, stream):
     if stream is not None:
         return stream
@@ -195,13 +210,11 @@ def forward(x, out, seed, offset, T, scale, mstrides, keep_out=None, packed_out=
     """
     from . import _interop, kernels
 
-    dx, do = _views(x, out)
-    n = dx.size
-    if n == 0:
+    ops = _operands(x, out, stream)
+    if ops is None:
         return
-    st = _stream(x, dx, stream)
-    vx = _interop.view(dx)
-    vo = vx if out is x else _interop.view(do, "out")
+    dx, do, st, vx, vo = ops
+    n = dx.size
     off, k0, k1, th, tl = _keys(seed, offset, T)
     s = _ct(dx.dtype, scale)
     shape, (xs, os_, ms) = _collapse(dx.shape, [vx.strides, vo.strides, tuple(mstrides)])
@@ -294,13 +307,11 @@ def apply_view(x, out, kind, mview, ms, scale, *, stream=None, launch=None):
     """
     from . import _interop, kernels
 
-    dx, do = _views(x, out)
-    n = dx.size
-    if n == 0:
+    ops = _operands(x, out, stream)
+    if ops is None:
         return
-    st = _stream(x, dx, stream)
-    vx = _interop.view(dx)
-    vo = vx if out is x else _interop.view(do, "out")
+    dx, do, st, vx, vo = ops
+    n = dx.size
     s = _ct(dx.dtype, scale)
     shape, (xs, os_, ms) = _collapse(dx.shape, [vx.strides, vo.strides, tuple(ms)])
     source = kernels.BOOL if kind == "bool" else kernels.PACKED
@@ -317,13 +328,11 @@ def apply_view(x, out, kind, mview, ms, scale, *, stream=None, launch=None):
 def _fill(x, out, op, factor, stream, launch):
     from . import _interop, kernels
 
-    dx, do = _views(x, out)
-    n = do.size
-    if n == 0:
+    ops = _operands(x, out, stream, ref="out")
+    if ops is None:
         return
-    st = _stream(out, do, stream)
-    vx = _interop.view(dx)
-    vo = vx if out is x else _interop.view(do, "out")
+    dx, do, st, vx, vo = ops
+    n = do.size
     shape, (xs, os_) = _collapse(do.shape, [vx.strides, vo.strides])
     kern = kernels.fill_kernel(do.dtype.name, op)
     block = _block(launch)
