@@ -54,6 +54,15 @@ def cython_isa(request):
         _kernels.set_max_isa(old)
 
 
+@pytest.fixture(params=[1, 2], ids=["t1", "t2"])
+def threads(request):
+    """Run a test with 1 and with 2 threads (``fastdrop.set_num_threads``);
+    a test may parametrise it indirectly with its own counts."""
+    old = fastdrop.set_num_threads(request.param)
+    yield request.param
+    fastdrop.set_num_threads(old)
+
+
 def special_values(shape, dtype, seed=0):
     """Random normals with NaN, +-inf, -0.0 and negatives sprinkled in."""
     rng = np.random.default_rng(seed)

@@ -1,7 +1,12 @@
-"""Numba CPU backend and ``fastdrop.numba``: bit-exact parity with the reference.
+"""Numba CPU backend and ``fastdrop.numba``: what is the Numba backend's own.
 
-Every comparison is exact, on the raw bits (so -0.0 and +0.0 differ, and NaN
-payloads must match), against :mod:`fastdrop.reference`.
+Import hygiene, non-temporal stores (``NT_MIN_BYTES``), float16 through
+integer conversions, results independent of the thread count, concurrent
+calls and the ``workqueue`` layer, ``fastdrop.numba`` from user ``@njit``
+code, Philox known answers, the compile report.  Parity with the reference
+over layouts, offsets, thresholds and dtypes is table-driven in
+``test_parity.py`` (cases in ``cases.py``).  Every comparison is exact, on
+the raw bits (so -0.0 and +0.0 differ, and NaN payloads must match).
 """
 
 import os
@@ -15,100 +20,27 @@ import pytest
 from numpy.testing import assert_array_equal
 
 import fastdrop
-from fastdrop import reference as R
-from fastdrop._api import mask_geometry
+from cases import DTYPES, assert_same, lane
 from conftest import bits, special_values
+from fastdrop import reference as R
 
 numba = pytest.importorskip("numba")
 
 from fastdrop._numba import backend as B  # noqa: E402
 
-DTYPES = (np.float16, np.float32, np.float64)
-OFFSETS = (0, 5, 13, 2**40 + 3, 2**35 - 101)  # the last: block index crosses 2**32
 SEED = 0x9E3779B97F4A7C15  # exercises both key words
-
-
-def assert_same(actual, expected):
-    assert actual.shape == expected.shape and actual.dtype == expected.dtype
-    assert_array_equal(bits(actual), bits(expected))
-
-
-def lanes(seed, j, c2):
-    """16-bit lane of stream position ``j`` (c2 = 0 high half, 1 tie-break)."""
-    b = np.array([j >> 3], dtype=np.uint64)
-    return int(R._lanes(seed, b, c2)[0, j & 7])
 
 
 def tie_thresholds(seed, j):
     """Two thresholds whose Th equals the lane of position j: one keeps j
     (lo >= Tl), one drops it (Tl = lo + 1)."""
-    hi, lo = lanes(seed, j, 0), lanes(seed, j, 1)
-    t_keep = (hi << 16) | lo
-    t_drop = (hi << 16) + lo + 1
-    return t_keep, t_drop
-
-
-def thresholds(seed, offset):
-    """T values: p = 0, 1, 0.1, 0.5, 0.9, k/65536 (Tl = 0), neighbours with
-    Tl != 0, and two that force a tie-break at logical index 3."""
-    ts = [0, 2**32] + [R.threshold(p) for p in (0.1, 0.5, 0.9)]
-    ts += [3 << 16, (3 << 16) + 7, (40000 << 16) - 1, 40000 << 16]
-    ts += list(tie_thresholds(seed, offset + 3))
-    return ts
+    hi, lo = lane(seed, j, 0), lane(seed, j, 1)
+    return (hi << 16) | lo, (hi << 16) + lo + 1
 
 
 def scale_of(T):
     p = T / 2**32
     return 1.0 / (1.0 - p) if p < 1.0 else 1.0
-
-
-# (shape, view, noise_shape)
-CASES = [
-    ((1,), None, None),
-    ((7,), None, None),
-    ((1000,), None, None),
-    ((), None, None),
-    ((0,), None, None),
-    ((0, 5), None, (1, 5)),
-    ((30, 50), None, None),
-    ((30, 50), "F", None),
-    ((50, 30), "T", None),
-    ((3001,), "step3", None),
-    ((1001,), "rev", None),
-    ((30, 50), None, (1, 50)),
-    ((30, 50), None, (30, 1)),
-    ((30, 50), "F", (30, 1)),
-    ((30, 50), "F", (1, 1)),
-    ((6, 7, 9), None, None),
-    ((6, 7, 9), "F", None),
-    ((6, 7, 9), None, (6, 1, 9)),
-    ((6, 7, 9), "F", (1, 7, 1)),
-    ((9, 7, 6), "T", (6, 1, 9)),
-    ((6, 7, 9), "slice", (6, 1, 1)),
-]
-
-
-def make_case(shape, view, dtype, seed=0):
-    x = special_values(shape, dtype, seed)
-    if view == "F":
-        x = np.asfortranarray(x)
-    elif view == "T":
-        x = x.T
-    elif view == "step3":
-        x = x[::3]
-    elif view == "rev":
-        x = x[::-1]
-    elif view == "slice":
-        x = special_values((8, 9, 12), dtype, seed)[1:7, ::-1][:, 1:8, ::-1][:, :, 1:10]
-        assert x.shape == shape
-    return x
-
-
-@pytest.fixture(params=[1, 2], ids=["threads1", "threads2"])
-def threads(request):
-    old = fastdrop.set_num_threads(request.param)
-    yield request.param
-    fastdrop.set_num_threads(old)
 
 
 # ---------------------------------------------------------------------------
@@ -138,69 +70,8 @@ def test_available_and_registered():
 
 
 # ---------------------------------------------------------------------------
-# raw kernels
+# raw kernels: non-temporal stores, float16
 # ---------------------------------------------------------------------------
-
-@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
-def test_forward_kernel_matches_reference(dtype, threads):
-    for ci, (shape, view, ns) in enumerate(CASES):
-        x = make_case(shape, view, dtype, seed=ci)
-        M, ms, n = mask_geometry(x.shape, ns)
-        for offset in OFFSETS:
-            for T in thresholds(SEED, offset):
-                s = scale_of(T)
-                ref = np.empty_like(x)
-                R.forward(x, ref, SEED, offset, T, s, ms)
-                out = np.empty_like(x)
-                B.forward(x, out, SEED, offset, T, s, ms)
-                assert_same(out, ref)
-                if M == x.shape:  # mask outputs only for a full mask
-                    keep = np.empty(n, bool)
-                    packed = np.empty((n + 7) // 8, np.uint8)
-                    out2 = np.empty_like(x)
-                    B.forward(x, out2, SEED, offset, T, s, ms, keep_out=keep,
-                              packed_out=packed)
-                    kr = np.empty(n, bool)
-                    pr = np.empty((n + 7) // 8, np.uint8)
-                    R.mask(n, SEED, offset, T, keep_out=kr, packed_out=pr)
-                    assert_same(out2, ref)
-                    assert_array_equal(keep, kr)
-                    assert_array_equal(packed, pr)
-                # in place (out is x)
-                y = make_case(shape, view, dtype, seed=ci)
-                B.forward(y, y, SEED, offset, T, s, ms)
-                assert_same(y, ref)
-
-
-@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
-def test_forward_kernel_large(dtype, threads):
-    """Several chunks and tiles, ragged end, tie-breaks inside the data."""
-    n = 2**17 + 3
-    x = special_values((n,), dtype, seed=3)
-    for offset in (0, 13, 2**40 + 3):
-        ts = [R.threshold(0.1), R.threshold(0.9), (3 << 16) + 1]
-        ts += list(tie_thresholds(SEED, offset + 2**17 - 5))
-        for T in ts:
-            ref = np.empty_like(x)
-            R.forward(x, ref, SEED, offset, T, scale_of(T), (1,))
-            out = np.empty_like(x)
-            B.forward(x, out, SEED, offset, T, scale_of(T), (1,))
-            assert_same(out, ref)
-            keep = np.empty(n, bool)
-            packed = np.empty((n + 7) // 8, np.uint8)
-            B.forward(x, out, SEED, offset, T, scale_of(T), (1,), keep_out=keep,
-                      packed_out=packed)
-            assert_same(out, ref)
-            assert_array_equal(np.packbits(keep, bitorder="little"), packed)
-            # strided (every 3rd element of a bigger array) and reversed
-            big = special_values((3 * n,), dtype, seed=4)
-            for xv in (big[::3], big[::-1][: n]):
-                ref = np.empty_like(xv)
-                R.forward(xv, ref, SEED, offset, T, scale_of(T), (1,))
-                out = np.empty_like(xv)
-                B.forward(xv, out, SEED, offset, T, scale_of(T), (1,))
-                assert_same(out, ref)
-
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 def test_forward_nontemporal_stores(dtype, threads, monkeypatch):
@@ -276,124 +147,6 @@ def test_forward_nontemporal_over_threshold(threads):
     assert_same(out, want)
 
 
-@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
-def test_transposed_blocked_path(dtype, threads):
-    """Transposed / Fortran layouts (blocked kernel path): several blocks in
-    both directions, ragged edges, stored masks too."""
-    rng = np.random.default_rng(8)
-    xs = [np.asfortranarray(special_values((600, 530), dtype, seed=1)),
-          special_values((530, 600), dtype, seed=2).T,
-          special_values((3, 270, 300), dtype, seed=3).transpose(0, 2, 1),
-          np.asfortranarray(special_values((520, 4, 300), dtype, seed=4))[:, ::-1]]
-    for x in xs:
-        for offset in (0, 13):
-            for T in (R.threshold(0.3), (7 << 16) + 3):
-                M, ms, n = mask_geometry(x.shape, None)
-                ref = np.empty_like(x)
-                R.forward(x, ref, SEED, offset, T, scale_of(T), ms)
-                out = np.empty_like(x)
-                B.forward(x, out, SEED, offset, T, scale_of(T), ms)
-                assert_same(out, ref)
-                keep = np.empty(n, bool)
-                packed = np.empty((n + 7) // 8, np.uint8)
-                B.forward(x, out, SEED, offset, T, scale_of(T), ms, keep_out=keep,
-                          packed_out=packed)
-                assert_same(out, ref)
-                assert_array_equal(keep, R.keep_range(SEED, offset, n, T))
-        keep = rng.random(x.size) < 0.5
-        ref = np.empty_like(x)
-        R.apply_mask(x, ref, mask_geometry(x.shape, None)[1], 2.0, keep=keep)
-        out = np.empty_like(x)
-        B.apply_mask(x, out, mask_geometry(x.shape, None)[1], 2.0,
-                     packed=np.packbits(keep, bitorder="little"))
-        assert_same(out, ref)
-
-
-def test_large_tie_counts_checked():
-    """The data in test_forward_kernel_large really contains tie-breaks."""
-    n = 2**17 + 3
-    kr = R.keep_range(SEED, 0, n, 3 << 16)
-    hi = R._lanes(SEED, np.arange((n + 7) // 8, dtype=np.uint64), 0).reshape(-1)[:n]
-    assert (hi == 3).sum() >= 1
-    assert kr.sum() < n
-
-
-@pytest.mark.parametrize("n", [1, 7, 9, 1000, 2**16 + 5, 2**17 + 3])
-def test_mask_kernel(n, threads):
-    for offset in OFFSETS:
-        for T in thresholds(SEED, offset)[:7] + list(tie_thresholds(SEED, offset + n - 1)):
-            kr = np.empty(n, bool)
-            pr = np.empty((n + 7) // 8, np.uint8)
-            R.mask(n, SEED, offset, T, keep_out=kr, packed_out=pr)
-            keep = np.empty(n, bool)
-            packed = np.full((n + 7) // 8, 0xAA, np.uint8)
-            B.mask(n, SEED, offset, T, keep_out=keep, packed_out=packed)
-            assert_array_equal(keep, kr)
-            assert_array_equal(packed, pr)
-            only_packed = np.full((n + 7) // 8, 0x55, np.uint8)
-            B.mask(n, SEED, offset, T, packed_out=only_packed)
-            assert_array_equal(only_packed, pr)
-            only_keep = np.empty(n, bool)
-            B.mask(n, SEED, offset, T, keep_out=only_keep)
-            assert_array_equal(only_keep, kr)
-
-
-@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
-def test_apply_mask_kernel(dtype, threads):
-    rng = np.random.default_rng(5)
-    for ci, (shape, view, ns) in enumerate(CASES):
-        x = make_case(shape, view, dtype, seed=ci)
-        M, ms, n = mask_geometry(x.shape, ns)
-        keep = rng.random(n) < 0.6
-        packed = np.packbits(keep, bitorder="little")
-        for s in (1.0, 1.0 / 0.7, 10.0):
-            ref = np.empty_like(x)
-            R.apply_mask(x, ref, ms, s, keep=keep)
-            out = np.empty_like(x)
-            B.apply_mask(x, out, ms, s, keep=keep)
-            assert_same(out, ref)
-            out = np.empty_like(x)
-            B.apply_mask(x, out, ms, s, packed=packed)
-            assert_same(out, ref)
-            y = make_case(shape, view, dtype, seed=ci)
-            B.apply_mask(y, y, ms, s, packed=packed)
-            assert_same(y, ref)
-
-
-@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
-def test_apply_mask_contiguous(dtype, threads):
-    """The contiguous stored-mask path: several chunks, ragged ends (the
-    packed path's last bytes go element by element), outputs one element
-    off a line and at an address that is not a multiple of the itemsize,
-    in place, 2-D."""
-    rng = np.random.default_rng(9)
-    for n in (5, 100, 2**16 + 64, 2**17 + 5):
-        x = special_values((n,), dtype, seed=n)
-        keep = rng.random(n) < 0.6
-        packed = np.packbits(keep, bitorder="little")
-        s = 1.0 / 0.7
-        ref = np.empty_like(x)
-        R.apply_mask(x, ref, (1,), s, keep=keep)
-        raw = bytearray((n + 2) * x.itemsize)
-        for out in (np.empty_like(x), np.empty(n + 1, dtype)[1:],
-                    np.frombuffer(raw, dtype, count=n, offset=1)):
-            for kw in ({"keep": keep}, {"packed": packed}):
-                out.fill(7)
-                B.apply_mask(x, out, (1,), s, **kw)
-                assert_same(out, ref)
-        y = x.copy()
-        B.apply_mask(y, y, (1,), s, packed=packed)
-        assert_same(y, ref)
-    x = special_values((300, 301), dtype, seed=1)
-    keep = rng.random(x.size) < 0.3
-    ref = np.empty_like(x)
-    R.apply_mask(x, ref, (301, 1), 2.0, keep=keep)
-    for kw in ({"keep": keep}, {"packed": np.packbits(keep, bitorder="little")}):
-        out = np.empty_like(x)
-        B.apply_mask(x, out, (301, 1), 2.0, **kw)
-        assert_same(out, ref)
-
-
 @pytest.mark.parametrize("s", [1.0, 1.0 / 0.9, 10.0, 1.0 / (1 - 1 / 3)])
 def test_float16_all_bit_patterns(s):
     """float16 -> float32 * scale -> float16 (round to nearest even) for every
@@ -466,44 +219,8 @@ def test_results_independent_of_threads():
 
 
 # ---------------------------------------------------------------------------
-# public API with backend="numba"
+# public API with backend="numba": golden values
 # ---------------------------------------------------------------------------
-
-@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
-def test_api_matches_reference(dtype, threads):
-    for ci, (shape, view, ns) in enumerate(CASES):
-        x = make_case(shape, view, dtype, seed=ci)
-        for p in (0.0, 1.0, 0.1, 0.5, 3 / 65536, (3 * 65536 + 9) / 2**32):
-            for rm in (False, True, "packed"):
-                ga, gb = fastdrop.Generator(SEED, offset=13), fastdrop.Generator(SEED, offset=13)
-                a = fastdrop.dropout(x, p, rng=ga, noise_shape=ns, return_mask=rm,
-                                     backend="numba")
-                b = fastdrop.dropout(x, p, rng=gb, noise_shape=ns, return_mask=rm,
-                                     backend="reference")
-                if rm:
-                    assert_same(a[0], b[0])
-                    assert_array_equal(a[1], b[1])
-                else:
-                    assert_same(a, b)
-                assert ga.offset == gb.offset
-            # in place
-            y = make_case(shape, view, dtype, seed=ci)
-            r = fastdrop.dropout(y, p, rng=7, noise_shape=ns, out=y, backend="numba")
-            assert r is y
-            assert_same(y, fastdrop.dropout(x, p, rng=7, noise_shape=ns, backend="reference"))
-            # stored masks, bool and packed, and the backward
-            kwargs = {} if ns is None else {"noise_shape": ns}
-            mb = fastdrop.dropout_mask(mask_geometry(x.shape, ns)[0], p, rng=3, backend="numba")
-            assert_array_equal(
-                mb, fastdrop.dropout_mask(mask_geometry(x.shape, ns)[0], p, rng=3,
-                                          backend="reference"))
-            mp = np.packbits(mb.reshape(-1), bitorder="little")
-            ref = fastdrop.apply_mask(x, mb, p, backend="reference")
-            assert_same(fastdrop.apply_mask(x, mb, p, backend="numba"), ref)
-            assert_same(fastdrop.apply_mask(x, mp, p, backend="numba", **kwargs), ref)
-            assert_same(fastdrop.dropout_backward(x, p, state=3, backend="numba", **kwargs),
-                        fastdrop.dropout(x, p, rng=3, backend="reference", **kwargs))
-
 
 def test_api_golden_values():
     keep = fastdrop.dropout_mask(32, 0.5, rng=0, backend="numba")
