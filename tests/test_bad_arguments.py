@@ -397,30 +397,20 @@ MODE_TARGETS = ["dropout", "apply_mask", "dropout_backward", "torch.dropout", *T
                 "dask.dropout", "dropout[torch x]", "dropout[dask x]"]
 
 # --- rng (NumPy API and Dask) and generator (torch) ---------------------------
-RNG_TYPE = r"rng must be None, an int seed"
-RNG_SEED = r"rng seed must be in \[0, 2\*\*64\)"
-RNG_BAD = [
-    ("s", TypeError, RNG_TYPE),
-    (1.5, TypeError, RNG_TYPE),
-    (True, TypeError, RNG_TYPE),
-    ([1], TypeError, RNG_TYPE),
-    (np.float64(1.0), TypeError, RNG_TYPE),
-    ({"seed": 1, "offset": 0}, TypeError, RNG_TYPE),
-    (-1, ValueError, RNG_SEED),
-    (2**64, ValueError, RNG_SEED),
+_SEED_BAD = [  # (value, exception, which message): the same for rng= and generator=
+    ("s", TypeError, "type"), (1.5, TypeError, "type"), (True, TypeError, "type"),
+    ([1], TypeError, "type"), (-1, ValueError, "seed"), (2**64, ValueError, "seed"),
+]
+RNG_MSG = {"type": r"rng must be None, an int seed", "seed": r"rng seed must be in \[0, 2\*\*64\)"}
+GEN_MSG = {"type": r"generator must be None, a torch.Generator",
+           "seed": r"generator seed must be in \[0, 2\*\*64\)"}
+RNG_BAD = [(v, e, RNG_MSG[m]) for v, e, m in _SEED_BAD] + [
+    (np.float64(1.0), TypeError, RNG_MSG["type"]),
+    ({"seed": 1, "offset": 0}, TypeError, RNG_MSG["type"]),
 ]
 RNG_TARGETS = ["dropout", "dropout_mask", "dask.dropout", "dask.dropout_mask",
                "dropout[torch x]", "dropout[dask x]"]
-GEN_TYPE = r"generator must be None, a torch.Generator"
-GEN_SEED = r"generator seed must be in \[0, 2\*\*64\)"
-GENERATOR_BAD = [
-    ("s", TypeError, GEN_TYPE),
-    (1.5, TypeError, GEN_TYPE),
-    (True, TypeError, GEN_TYPE),
-    ([1], TypeError, GEN_TYPE),
-    (-1, ValueError, GEN_SEED),
-    (2**64, ValueError, GEN_SEED),
-]
+GENERATOR_BAD = [(v, e, GEN_MSG[m]) for v, e, m in _SEED_BAD]
 # a Generator with too few stream positions left: an error only when a mask
 # is drawn (evaluation draws none); the generator must not move
 OVERFLOW = r"offset overflow"
@@ -732,8 +722,8 @@ LAYER_ATTRS_BAD = [
     ("p", 1.5, ValueError, P_RANGE),
     ("p", "0.5", TypeError, P_TYPE),
     ("mode", "scaled", ValueError, MODE),
-    ("generator", "s", TypeError, GEN_TYPE),
-    ("generator", -1, ValueError, GEN_SEED),
+    ("generator", "s", TypeError, GEN_MSG["type"]),
+    ("generator", -1, ValueError, GEN_MSG["seed"]),
     ("save_mask", "yes", TypeError, r"save_mask must be a bool"),
     ("noise_shape", (3, 4), ValueError, NS_BCAST),
     ("noise_shape", (1,), ValueError, NS_AXES),

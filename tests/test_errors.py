@@ -181,31 +181,16 @@ def test_offset_overflow():
         fastdrop.dropout(np.ones(1, np.float32), 0.5, rng=g)
 
 
-def test_unknown_backend():
+@pytest.mark.parametrize("kwargs,exc,msg", [
+    (dict(backend="fast"), ValueError, "unknown backend 'fast'"),
+    (dict(backend="cuda"), TypeError, "needs a GPU array"),
+    (dict(mode="scaled"), ValueError, "mode must be 'inverted' or 'classic'"),
+    (dict(return_mask="bits"), ValueError, "return_mask must be"),
+])
+def test_bad_option(kwargs, exc, msg):
     out = fresh_out()
-    with pytest.raises(ValueError, match="unknown backend 'fast'"):
-        fastdrop.dropout(X, 0.5, rng=0, out=out, backend="fast")
-    check_untouched(out)
-
-
-def test_cuda_backend_with_host_array_raises():
-    out = fresh_out()
-    with pytest.raises(TypeError, match="needs a GPU array"):
-        fastdrop.dropout(X, 0.5, rng=0, out=out, backend="cuda")
-    check_untouched(out)
-
-
-def test_unknown_mode():
-    out = fresh_out()
-    with pytest.raises(ValueError, match="mode must be 'inverted' or 'classic'"):
-        fastdrop.dropout(X, 0.5, rng=0, out=out, mode="scaled")
-    check_untouched(out)
-
-
-def test_bad_return_mask():
-    out = fresh_out()
-    with pytest.raises(ValueError, match="return_mask must be"):
-        fastdrop.dropout(X, 0.5, rng=0, out=out, return_mask="bits")
+    with pytest.raises(exc, match=msg):
+        fastdrop.dropout(X, 0.5, rng=0, out=out, **kwargs)
     check_untouched(out)
 
 
