@@ -147,11 +147,9 @@ def dropout(x, p=0.5, *, training=True, mode="inverted", rng=None, noise_shape=N
         return _dask_dropout(x, p, training, mode, rng, noise_shape, out, return_mask,
                              backend)
     if where == "torch":
-        xv = _arrays.torch_view(x, "x")
-        ov = None if out is None else _arrays.torch_view(out, "out", writable=True)
-        res = dropout_host(xv, p, training, mode, rng, noise_shape, ov, return_mask,
-                           backend, fresh=out is None)
-        return _arrays.wrap_torch(res, [(ov, out)])
+        return _arrays.via_torch(
+            lambda xv, _, ov: dropout_host(xv, p, training, mode, rng, noise_shape, ov,
+                                           return_mask, backend, fresh=ov is None), x, out)
     return dropout_host(x, p, training, mode, rng, noise_shape, out, return_mask, backend,
                         fresh=out is None)
 
@@ -327,12 +325,9 @@ def apply_mask(x, mask, p, *, mode="inverted", noise_shape=None, out=None, backe
     if where == "dask" or _arrays.kind(mask) == "dask":
         _refuse_dask("apply_mask", "x" if where == "dask" else "mask")
     if where == "torch":
-        xv = _arrays.torch_view(x, "x")
-        mv = _arrays.torch_view(mask, "mask") if _arrays.kind(mask) == "torch" else mask
-        ov = None if out is None else _arrays.torch_view(out, "out", writable=True)
-        res = apply_mask(xv, mv, p, mode=mode, noise_shape=noise_shape, out=ov,
-                         backend=backend)
-        return _arrays.wrap_torch(res, [(ov, out)])
+        return _arrays.via_torch(
+            lambda xv, mv, ov: apply_mask(xv, mv, p, mode=mode, noise_shape=noise_shape,
+                                          out=ov, backend=backend), x, out, mask)
     p = check_p(p)
     check_mode(mode)
     x = as_float_array(x)
@@ -393,19 +388,15 @@ def dropout_backward(grad, p, *, mask=None, state=None, training=True, mode="inv
     if where == "dask" or (mask is not None and _arrays.kind(mask) == "dask"):
         _refuse_dask("dropout_backward", "grad" if where == "dask" else "mask")
     if where == "torch":
-        gv = _arrays.torch_view(grad, "grad")
-        mv = (_arrays.torch_view(mask, "mask") if mask is not None
-              and _arrays.kind(mask) == "torch" else mask)
-        ov = None if out is None else _arrays.torch_view(out, "out", writable=True)
-        res = dropout_backward(gv, p, mask=mv, state=state, training=training, mode=mode,
-                               noise_shape=noise_shape, out=ov, backend=backend)
-        return _arrays.wrap_torch(res, [(ov, out)])
+        return _arrays.via_torch(
+            lambda gv, mv, ov: dropout_backward(gv, p, mask=mv, state=state,
+                                                training=training, mode=mode,
+                                                noise_shape=noise_shape, out=ov,
+                                                backend=backend), grad, out, mask, "grad")
     p = check_p(p)
     check_mode(mode)
     grad = as_float_array(grad, "grad")
     stored = _stored_mask(grad.shape, mask, noise_shape) if mask is not None else None
-    if stored is None:
-        mask_geometry(grad.shape, noise_shape)
     _, kern = select_backend(backend, grad)
     fresh = out is None
     out = prepare_out(grad, out)

@@ -33,7 +33,7 @@ import sys
 
 import numpy as np
 
-__all__ = ["kind", "is_gpu_array", "torch_view", "wrap_torch"]
+__all__ = ["kind", "is_gpu_array", "torch_view", "wrap_torch", "via_torch"]
 
 
 def is_gpu_array(x):
@@ -104,3 +104,13 @@ def wrap_torch(result, views):
     if isinstance(result, tuple):
         return tuple(one(a) for a in result)
     return one(result)
+
+
+def via_torch(call, x, out, mask=None, name="x"):
+    """Run ``call(x_view, mask_view, out_view)`` (a NumPy-API call) on the
+    zero-copy NumPy views of CPU tensors and return tensors: ``out`` itself
+    when given, otherwise tensors sharing the results' memory."""
+    xv = torch_view(x, name)
+    mv = torch_view(mask, "mask") if mask is not None and kind(mask) == "torch" else mask
+    ov = None if out is None else torch_view(out, "out", writable=True)
+    return wrap_torch(call(xv, mv, ov), [(ov, out)])

@@ -139,7 +139,7 @@ def plan_dropout(shape, p, *, training, mode, rng, noise_shape=None, mask_out=No
 def plan_backward(shape, p, *, training, mode, state=None, stored=None, noise_shape=None,
                   fresh_out=False):
     """The plan of ``fastdrop.dropout_backward``: the forward's mask from
-    ``stored`` (``(kind, geometry, flat mask)`` of :func:`stored_mask`) or
+    ``stored`` (``(kind, (M, mstrides, n), mask)``, as for :func:`plan_apply`) or
     regenerated from ``state``; evaluation needs neither."""
     if stored is not None:
         geometry = (tuple(shape),) + stored[1]
@@ -167,12 +167,8 @@ def plan_apply(shape, p, mode, stored, *, fresh_out=False):
 
 
 def plan_mask(shape, p, *, rng, mask_out):
-    """The plan of ``fastdrop.dropout_mask``: mask outputs only."""
+    """The plan of ``fastdrop.dropout_mask``: the training decisions of
+    :func:`plan_dropout` (same p == 0 / p == 1 rules), mask outputs only."""
     geometry = (tuple(shape),) + mask_geometry(shape, None)
     seed, offset = resolve_rng(rng, geometry[3])
-    if geometry[3] == 0:
-        return Plan("none", None, *geometry, mask_out=mask_out)
-    if p == 0.0 or p == 1.0:
-        return Plan("none", None, *geometry, mask_out=mask_out, mask_fill=p == 0.0)
-    return Plan("none", "philox", *geometry, seed=seed, offset=offset, T=threshold(p),
-                mask_out=mask_out)
+    return _train(geometry, p, "inverted", seed, offset, mask_out, False)._replace(rule="none")

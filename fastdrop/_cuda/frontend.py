@@ -49,11 +49,11 @@ def _select(backend):
     return _dispatch.get_backend(backend)  # ValueError for unknown names
 
 
-def _prepare_out(x, dx, out, stream, name="out", check_only=False):
+def _prepare_out(x, dx, out, stream, name="out"):
     """Validate ``out`` against ``x`` (a :class:`_interop.Desc`) or allocate
-    it (unless ``check_only``)."""
+    it (before the plan: a failing call moves no generator)."""
     if out is None:
-        return None if check_only else _interop.empty_like(x, dx, stream)
+        return _interop.empty_like(x, dx, stream)
     if out is x:
         check_no_internal_overlap(dx.shape, dx.strides, dx.dtype.itemsize, name)
         return out
@@ -133,9 +133,8 @@ def _alloc_mask(x, kind, M, n, stream):
     return keep, packed
 
 
-def _execute(plan, kern, x, dx, out, stream):
-    """Allocate the plan's outputs on ``x``'s device and run it."""
-    out = _prepare_out(x, dx, out, stream)
+def _execute(plan, kern, x, out, stream):
+    """Allocate the plan's mask outputs on ``x``'s device and run it."""
     keep, packed = _alloc_mask(x, plan.mask_out, plan.M, plan.n, stream)
     _dispatch.run(plan, CudaOps(kern, stream), x, out, keep, packed)  # kernels flatten
     if plan.mask_out is None:
@@ -148,8 +147,9 @@ def run_plan(plan, x, out=None):
     Dask chunks that are CuPy arrays)."""
     dx = _interop.describe(x)
     with _interop.device_context(x):
-        return _execute(plan, _dispatch.get_backend("cuda"), x, dx, out,
-                        _interop.launch_stream(x, dx))
+        st = _interop.launch_stream(x, dx)
+        return _execute(plan, _dispatch.get_backend("cuda"), x,
+                        _prepare_out(x, dx, out, st), st)
 
 
 def dropout(x, p=0.5, *, training=True, mode="inverted", rng=None, noise_shape=None,
@@ -166,15 +166,16 @@ def dropout(x, p=0.5, *, training=True, mode="inverted", rng=None, noise_shape=N
     kind = check_return_mask(return_mask)
     dx = _interop.describe(x)
     check_float_dtype(dx.dtype)
-    mask_geometry(dx.shape, noise_shape)
+    geometry = mask_geometry(dx.shape, noise_shape)
     kern = _select(backend)
     check_rng(rng)
     with _interop.device_context(x):
         st = _interop.launch_stream(x, dx)
-        _prepare_out(x, dx, out, st, check_only=True)
+        fresh = out is None
+        out = _prepare_out(x, dx, out, st)
         plan = _plan.plan_dropout(dx.shape, p, training=training, mode=mode, rng=rng,
-                                  noise_shape=noise_shape, mask_out=kind, fresh_out=out is None)
-        return _execute(plan, kern, x, dx, out, st)
+                                  mask_out=kind, fresh_out=fresh, geometry=geometry)
+        return _execute(plan, kern, x, out, st)
 
 
 def _stored_mask(x_shape, mask, noise_shape):
@@ -217,7 +218,8 @@ def apply_mask(x, mask, p, *, mode="inverted", noise_shape=None, out=None, backe
     kern = _select(backend)
     with _interop.device_context(x):
         st = _interop.launch_stream(x, dx)
-        return _execute(_plan.plan_apply(dx.shape, p, mode, stored), kern, x, dx, out, st)
+        return _execute(_plan.plan_apply(dx.shape, p, mode, stored), kern, x,
+                        _prepare_out(x, dx, out, st), st)
 
 
 def dropout_backward(grad, p, *, mask=None, state=None, training=True, mode="inverted",
@@ -231,13 +233,11 @@ def dropout_backward(grad, p, *, mask=None, state=None, training=True, mode="inv
     dg = _interop.describe(grad, "grad")
     check_float_dtype(dg.dtype, "grad")
     stored = _stored_mask(dg.shape, mask, noise_shape) if mask is not None else None
-    if stored is None:
-        mask_geometry(dg.shape, noise_shape)
     kern = _select(backend)
     with _interop.device_context(grad):
         st = _interop.launch_stream(grad, dg)
-        _prepare_out(grad, dg, out, st, check_only=True)
+        fresh = out is None
+        out = _prepare_out(grad, dg, out, st)
         plan = _plan.plan_backward(dg.shape, p, training=training, mode=mode, state=state,
-                                   stored=stored, noise_shape=noise_shape,
-                                   fresh_out=out is None)
-        return _execute(plan, kern, grad, dg, out, st)
+                                   stored=stored, noise_shape=noise_shape, fresh_out=fresh)
+        return _execute(plan, kern, grad, out, st)

@@ -54,8 +54,8 @@ def _run_block(plan, block, backend):
         from .._cuda import frontend
 
         return frontend.run_plan(plan, block)
-    name, kern = (_dispatch.choose_cpu_backend(block.size, block.dtype) if backend == "auto"
-                  else (backend, _dispatch.get_backend(backend)))
+    kern = (_dispatch.choose_cpu_backend(block.size, block.dtype)[1] if backend == "auto"
+            else _dispatch.get_backend(backend))
     out = np.empty_like(block)
     return _dispatch.run_host(plan, kern, block, out)
 
