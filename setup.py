@@ -33,7 +33,7 @@ int main(void) { int n = 0;
 CY_DIR = os.path.join("fastdrop", "_cython")
 
 #: Tempita templates of the C headers, each rendered to the file without ".in".
-HEADER_TEMPLATES = ["avx512.h.in", "avx2.h.in", "kernels.h.in"]
+HEADER_TEMPLATES = ["leaf_portable.h.in", "leaf_avx2.h.in", "leaf_avx512.h.in", "kernels.h.in"]
 
 
 def generate_headers(directory=CY_DIR, force=False):
@@ -63,6 +63,9 @@ extensions = [
         "fastdrop._cython._kernels",
         [os.path.join(CY_DIR, "_kernels.pyx")],
         include_dirs=[np.get_include(), CY_DIR],
+        # the header-only C core: a changed header rebuilds the extension
+        depends=[os.path.join(CY_DIR, h) for h in
+                 ["philox.h"] + [t[:-len(".in")] for t in HEADER_TEMPLATES]],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
         extra_compile_args=["-O3", "-fno-math-errno", "-fno-trapping-math",
                             "-ffp-contract=off"],

@@ -1,11 +1,23 @@
-"""Process-wide settings: the number of threads kernels may use."""
+"""Process-wide settings (the number of threads kernels may use) and the
+work-splitting constants every CPU backend shares."""
 
 from __future__ import annotations
 
 import operator
 import os
 
-__all__ = ["get_num_threads", "set_num_threads"]
+__all__ = ["get_num_threads", "set_num_threads", "CHUNK", "NT_MIN_BYTES"]
+
+#: Elements per parallel task of the CPU backends (Cython and Numba): a
+#: multiple of 256, so packed mask bytes and every ISA's batch stay inside
+#: one task.  A task's result depends only on its index, so results never
+#: depend on the number of threads.  Arrays smaller than this run on the
+#: calling thread.
+CHUNK = 1 << 16
+
+#: Out-of-place forward outputs of at least this many bytes (in a caller's
+#: buffer, not a fresh one) are written with non-temporal stores.
+NT_MIN_BYTES = 8 << 20
 
 
 def _default_threads():

@@ -16,16 +16,21 @@ already validated every argument, resolved the plan and allocated every
 output; kernels only compute.  They never see ``p``, ``mode`` or ``rng``.
 Arrays are NumPy arrays on the CPU (device arrays for ``cuda``).
 
-``forward(x, out, seed, offset, T, scale, mstrides, keep_out=None, packed_out=None)``
+``forward(x, out, seed, offset, T, scale, mstrides, keep_out=None, packed_out=None, *, shift=-0.0, fill=0.0)``
     ``x`` and ``out`` have the same shape and floating dtype and any strides
     (``out`` may be ``x`` itself, for in-place; they never partly overlap).
     For every multi-index ``idx`` of ``x`` the mask index is
     ``i = sum(idx[k] * mstrides[k])`` (``mstrides`` are the C-order element
     strides of the mask shape, 0 on broadcast axes) and the element is
-    ``out[idx] = x[idx] * scale`` if ``keep(offset + i)`` else ``+0.0``, where
-    ``keep`` is the v1 decision for ``seed`` and threshold ``T`` (an int in
-    ``[0, 2**32]``).  ``scale`` is a Python float (float64) that the kernel
-    casts once to the compute type (float64 for float64, float32 otherwise).
+    ``out[idx] = x[idx] * scale + shift`` if ``keep(offset + i)`` else
+    ``fill`` (the affine select; plain dropout: ``shift = -0.0``, an exact
+    identity, and ``fill = +0.0``), where ``keep`` is the v1 decision for
+    ``seed`` and threshold ``T`` (an int in ``[0, 2**32]``).  ``scale``,
+    ``shift`` and ``fill`` are Python floats (float64) that the kernel casts
+    once to the compute type (float64 for float64, float32 otherwise); the
+    product and the sum are two correctly rounded operations (never fused),
+    and ``fill`` reaches the storage type through the compute type, as a kept
+    value does (docs/spec.md §4).
     ``keep_out`` (C-contiguous bool, mask size) and ``packed_out``
     (C-contiguous uint8, ``ceil(n / 8)`` bytes, tail bits zero) are given only
     when the mask is not broadcast (``mstrides`` are x's C strides); then the
@@ -33,7 +38,7 @@ Arrays are NumPy arrays on the CPU (device arrays for ``cuda``).
 ``mask(n, seed, offset, T, keep_out=None, packed_out=None)``
     Keep bits of stream positions ``offset .. offset + n - 1`` into either or
     both outputs.
-``apply_mask(x, out, mstrides, scale, keep=None, packed=None)``
+``apply_mask(x, out, mstrides, scale, keep=None, packed=None, *, shift=-0.0, fill=0.0)``
     As ``forward`` but ``keep(i)`` is read from a stored C-contiguous bool
     array or from little-endian packed bits (exactly one is given).
 
@@ -206,7 +211,8 @@ class HostOps:
     def forward(self, x, out, plan, keep_out, packed_out):
         hint = {"fresh_out": True} if plan.fresh_out and self.fresh_ok else {}
         self.kern.forward(x, out, plan.seed, plan.offset, plan.T, plan.scale, plan.mstrides,
-                          keep_out=keep_out, packed_out=packed_out, **hint)
+                          keep_out=keep_out, packed_out=packed_out, shift=plan.shift,
+                          fill=plan.fill, **hint)
 
     def mask(self, plan, keep_out, packed_out):
         self.kern.mask(plan.n, plan.seed, plan.offset, plan.T, keep_out=keep_out,
@@ -216,7 +222,8 @@ class HostOps:
         if x.size:
             self.kern.apply_mask(x, out, plan.mstrides, plan.scale,
                                  keep=stored if kind == "bool" else None,
-                                 packed=stored if kind == "packed" else None)
+                                 packed=stored if kind == "packed" else None,
+                                 shift=plan.shift, fill=plan.fill)
 
 
 _host_ops = {}  # kernel module -> its HostOps (made once)

@@ -3,8 +3,9 @@
 A validated call becomes a frozen :class:`Plan` that says
 
 - which **rule** forms each output element:
-  ``"select"`` (kept elements ``x * scale``, dropped ``+0.0``; the keep
-  decisions come from the plan's ``source``), ``"scale"`` (every element
+  ``"select"`` (the affine select: kept elements ``x * scale + shift``,
+  dropped ``fill``; plain dropout has ``shift = -0.0``, which adds nothing,
+  and ``fill = +0.0``; the keep decisions come from the plan's ``source``), ``"scale"`` (every element
   ``x * scale``), ``"copy"`` (``x`` unchanged), ``"zero"`` (every element
   ``+0.0``) or ``"none"`` (no values: a mask-only call);
 - the **source** of keep decisions for ``"select"`` and mask outputs:
@@ -62,6 +63,8 @@ class Plan(NamedTuple):
     mstrides: tuple                # per-axis element strides of M (0 on broadcast axes)
     n: int                         # mask size
     scale: float = 1.0             # kept (select) or every (scale) element: x * scale
+    shift: float = -0.0            # ... + shift for a kept element (-0.0: adds nothing)
+    fill: float = 0.0              # a dropped element (select)
     seed: int = 0                  # philox source
     offset: int = 0
     T: int = 0
@@ -78,7 +81,7 @@ class Plan(NamedTuple):
     def keep_values(self):
         """This plan's keep decisions as values: kept ``x * 1.0``, dropped
         ``+0.0`` (run on ones, it computes a block of a multi-axis mask)."""
-        return self._replace(rule="select", scale=1.0, mask_out=None)
+        return self._replace(rule="select", scale=1.0, shift=-0.0, fill=0.0, mask_out=None)
 
     def at(self, base):
         """The plan of a sub-block whose first element has mask index

@@ -160,7 +160,7 @@ def fill_mask(out, seed, offset, p):
             oa[e] = kbuf[e]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def dropout_inplace(x, seed, offset, p):
     """Dropout of a 1-D float32/float64 array, in place (inverted scaling).
 
@@ -168,7 +168,16 @@ def dropout_inplace(x, seed, offset, p):
     cast to ``x``'s dtype) if position ``offset + i`` is kept, else exactly
     ``+0.0``: the same values as ``fastdrop.dropout(x, p, rng=seed)`` for
     ``offset == 0``, or as a :class:`fastdrop.Generator` at ``(seed,
-    offset)``.
+    offset)``.  This is the affine select of docs/spec.md §4 with shift
+    ``-0.0`` (an exact identity) and fill ``+0.0``, the same code as the
+    Numba backend's kernels.
+
+    ``p = 0`` and ``p = 1`` are not special cases: the threshold
+    ``T = rint(p * 2**32)`` is 0 for ``p = 0`` (every element kept, with
+    scale 1: ``x * 1 + -0.0`` is ``x`` bit for bit, ``-0.0``, infinities and
+    quiet NaN payloads included; a signalling NaN comes back quiet, as from
+    any multiplication) and ``2**32`` for ``p = 1`` (nothing kept: ``+0.0``
+    everywhere; the scale is then ``inf``, which no kept element meets).
 
     Parameters
     ----------
@@ -177,8 +186,7 @@ def dropout_inplace(x, seed, offset, p):
     seed, offset : int
         uint64 seed and stream position of ``x[0]``.
     p : float
-        Drop probability in [0, 1]; ``p == 0`` leaves ``x`` unchanged,
-        ``p == 1`` zeroes it.
+        Drop probability in [0, 1].
 
     Raises
     ------
@@ -193,13 +201,18 @@ def dropout_inplace(x, seed, offset, p):
     >>> fdn.dropout_inplace(x, 0, 0, 0.5)
     >>> x.tolist()
     [2.0, 0.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0]
+    >>> x = np.array([-0.0, np.inf, -1.5], np.float32)
+    >>> fdn.dropout_inplace(x, 0, 0, 0.0)
+    >>> x.tolist()
+    [-0.0, inf, -1.5]
+    >>> fdn.dropout_inplace(x, 0, 0, 1.0)
+    >>> x.tolist()
+    [0.0, 0.0, 0.0]
     """
     if not (p >= 0.0 and p <= 1.0):
         raise ValueError("p must be in [0, 1]")
-    if p == 0.0:
-        return
-    scale = 1.0 / (1.0 - p) if p < 1.0 else 1.0
-    s = _k.cast_like(x, scale)
+    # p = 1: 1 / 0.0 is inf under error_model="numpy" (no ZeroDivisionError)
+    sel = _k.select_constants(x, 1.0 / (1.0 - np.float64(p)), -0.0, 0.0)
     offset = np.uint64(offset)
     kbuf = np.empty(_k.TILE, np.bool_)
     n = x.shape[0]
@@ -208,4 +221,4 @@ def dropout_inplace(x, seed, offset, p):
         fill_mask(kbuf[:L], seed, offset + np.uint64(a), p)
         xa = x[a:a + L]
         for e in range(L):
-            xa[e] = _k.scale_select(xa[e], s, kbuf[e])
+            xa[e] = _k.affine_select(xa[e], sel, kbuf[e])

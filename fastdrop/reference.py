@@ -224,23 +224,25 @@ def _chunk_index(start, sub_shape, mstrides):
     return idx
 
 
-def _masked_scale(x, out, mstrides, scale, keep_of):
-    """out = keep ? x * scale : +0.0, chunk by chunk; ``keep_of(idx)`` gives
-    the keep bools for an int64 array of mask indices."""
+def _masked_select(x, out, mstrides, scale, shift, fill, keep_of):
+    """out = keep ? x * scale + shift : fill, chunk by chunk (docs/spec.md
+    §4: the compute type, then the storage type); ``keep_of(idx)`` gives the
+    keep bools for an int64 array of mask indices."""
     ct = _compute_type(x.dtype)
-    s = ct(scale)
-    zero = x.dtype.type(0)
     with np.errstate(all="ignore"):
+        a, b = ct(scale), ct(shift)
+        c = x.dtype.type(ct(fill))  # a large fill is inf in float16, as x * a would be
         for sl, start, sub in _chunks(x.shape):
             idx = _chunk_index(start, sub, mstrides)
             keep = keep_of(idx)
-            xv = x[sl]
-            y = (xv.astype(ct) * s).astype(x.dtype, copy=False)
-            out[sl] = np.where(keep, y, zero)
+            y = (x[sl].astype(ct) * a + b).astype(x.dtype, copy=False)
+            out[sl] = np.where(keep, y, c)
 
 
-def forward(x, out, seed, offset, T, scale, mstrides, keep_out=None, packed_out=None):
-    """Dropout forward: ``out[idx] = keep(offset + i(idx)) ? x[idx] * scale : +0.0``.
+def forward(x, out, seed, offset, T, scale, mstrides, keep_out=None, packed_out=None, *,
+            shift=-0.0, fill=0.0):
+    """Dropout forward: ``out[idx] = keep(offset + i(idx)) ? x[idx] * scale + shift
+    : fill`` (plain dropout: ``shift = -0.0``, which adds nothing, and ``fill = +0.0``).
 
     See :mod:`fastdrop._dispatch` for the argument conventions.
 
@@ -257,7 +259,7 @@ def forward(x, out, seed, offset, T, scale, mstrides, keep_out=None, packed_out=
         n = keep_out.size if keep_out is not None else x.size
         full = keep_out if keep_out is not None else np.empty(n, dtype=bool)
         mask(n, seed, offset, T, keep_out=full, packed_out=packed_out)
-        apply_mask(x, out, mstrides, scale, keep=full)
+        apply_mask(x, out, mstrides, scale, keep=full, shift=shift, fill=fill)
         return
 
     def keep_of(idx):
@@ -266,7 +268,7 @@ def forward(x, out, seed, offset, T, scale, mstrides, keep_out=None, packed_out=
         kr = keep_range(seed, offset + lo, hi - lo + 1, T)
         return kr[idx - lo]
 
-    _masked_scale(x, out, mstrides, scale, keep_of)
+    _masked_select(x, out, mstrides, scale, shift, fill, keep_of)
 
 
 def mask(n, seed, offset, T, keep_out=None, packed_out=None):
@@ -295,8 +297,9 @@ def mask(n, seed, offset, T, keep_out=None, packed_out=None):
             packed_out[pos // 8:(pos + m + 7) // 8] = np.packbits(k, bitorder="little")
 
 
-def apply_mask(x, out, mstrides, scale, keep=None, packed=None):
-    """Masked scaling with a stored mask: ``out[idx] = keep[i(idx)] ? x[idx] * scale : +0.0``.
+def apply_mask(x, out, mstrides, scale, keep=None, packed=None, *, shift=-0.0, fill=0.0):
+    """Masked select with a stored mask: ``out[idx] = keep[i(idx)] ? x[idx] * scale
+    + shift : fill``.
 
     ``keep`` is a C-contiguous bool array over the mask's logical indices;
     ``packed`` the same as little-endian packed bits.
@@ -321,7 +324,7 @@ def apply_mask(x, out, mstrides, scale, keep=None, packed=None):
         def keep_of(idx):
             return ((bits[idx >> 3] >> (idx & 7).astype(np.uint8)) & 1).astype(bool)
 
-    _masked_scale(x, out, mstrides, scale, keep_of)
+    _masked_select(x, out, mstrides, scale, shift, fill, keep_of)
 
 
 def scale(x, out, factor):

@@ -1,4 +1,5 @@
-"""The header-only C core (philox.h, avx512.h, avx2.h, kernels.h) compiles
+"""The header-only C core (philox.h, the ISA leaves leaf_portable.h,
+leaf_avx2.h and leaf_avx512.h, and the skeleton kernels.h) compiles
 without a single warning under GCC 14's stricter defaults.
 
 GCC 14 turned ``incompatible-pointer-types``, ``implicit-function-declaration``
@@ -25,7 +26,7 @@ STRICT = ["-std=c11", "-Wall", "-Wextra", "-Werror",
 #: setup.py's extra_compile_args for the extension.
 SETUP = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=off"]
 
-HEADERS = ("philox.h", "avx512.h", "avx2.h", "kernels.h")
+HEADERS = ("philox.h", "leaf_portable.h", "leaf_avx2.h", "leaf_avx512.h", "kernels.h")
 
 #: What the generated _kernels.c has before ``#include "kernels.h"``: the C
 #: headers Cython includes, then the verbatim preamble of _kernels.pyx's
@@ -55,25 +56,39 @@ USES = {
     uint64_t T = fd_threshold(0.5);
     rc += fd_keep_at(1u, 2u, (uint32_t)(T >> 16), (uint32_t)(T & 0xFFFFu));
 """,
-    "avx512.h": r"""
-    rc += fd_have_avx512() + fd_isa_cap();
+    "leaf_portable.h": r"""
+    uint64_t bits[FD_PORTABLE_WORDS];
+    uint8_t kb[64] = {0u};
+    fd_portable_bits(0u, 100, 1u, 0x8000u, 0u, bits, NULL, 0);
+    fd_portable_to_bytes(bits[0], 64, kb);
+    rc += (int)fd_portable_from_bytes(kb, 64, 0xFF) + (int)fd_f2h(fd_h2f(0x3C00u));
 """,
-    "avx2.h": r"""
-    rc += fd_have_avx2();
+    "leaf_avx2.h": r"""
+#ifdef FD_HAVE_AVX2
+    rc += fd_avx2_cpu();
+#endif
+""",
+    "leaf_avx512.h": r"""
+#ifdef FD_HAVE_AVX512
+    rc += fd_avx512_cpu();
+#endif
 """,
     "kernels.h": r"""
     /* _kernels.pyx */
     fd_task_t g;
     memset(&g, 0, sizeof g);
     g.op = FD_OP_FORWARD; g.dtype = FD_F16; g.nd = 0;
+    g.isa = fd_isa_for(0u);
+    g.af.a = 2.0; g.af.b = -0.0; g.af.c = 0.0;
     fd_run_task(&g, (int64_t)0);
-    rc += fd_have_tshort() + fd_have_avx512() + fd_have_avx2() + FD_MAXDIM + FD_F32 + FD_F64;
+    rc += fd_isa_select(1)->level + fd_isa()->level + fd_isa_cap_level;
+    rc += FD_MAXDIM + FD_F32 + FD_F64;
     float f[8] = {0.0f}, fo[8];
     double d[8] = {0.0}, dout[8];
     uint16_t h[8] = {0u}, ho[8];
     uint8_t packed[1] = {0u};
     uint32_t ctr2[4] = {0u, 0u, 0u, 0u};
-    fd_stream_scale_f32(f, fo, (int64_t)8, 2.0f);
+    fd_isa()->stream_scale(f, fo, (int64_t)8, 2.0f);
     /* api.pxd (float16 as its uint16_t bits) */
     rc += fastdrop_dropout_f16(h, ho, 8u, 1u, 0u, 0.5);
     rc += fastdrop_dropout_f32(f, fo, 8u, 1u, 0u, 0.5);
@@ -154,8 +169,8 @@ def test_headers_compile_warning_free(cc, openmp, tmp_path, headers, omp):
 
 
 #: The headers' configuration macros: the code a build for another CPU
-#: (no AVX paths), without _Float16 or without target_clones compiles.
-PORTABLE = ["-DFD_NO_AVX512", "-DFD_NO_AVX2", "-DFD_SOFT_HALF", "-DFD_NO_CLONES"]
+#: (no AVX leaves) or without _Float16 compiles.
+PORTABLE = ["-DFD_NO_AVX512", "-DFD_NO_AVX2", "-DFD_SOFT_HALF"]
 
 
 @pytest.mark.parametrize("omp", [False, True], ids=["serial", "openmp"])

@@ -6,7 +6,9 @@ Every test is marked ``gpu`` and skips cleanly without a usable CUDA GPU
 tests are in ``test_cuda_sim.py``).  Run with ``python -m pytest -m gpu``.
 """
 
+import math
 import os
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -149,6 +151,140 @@ def test_numba_round_trip():
     assert isinstance(y, cuda.devicearray.DeviceNDArray)
     np.testing.assert_array_equal(bits(y.copy_to_host()), bits(fastdrop.dropout(x, 0.5, rng=1)))
     assert fastdrop.dropout(d, 0.5, rng=1, out=d) is d and d.device_ctypes_pointer.value == ptr
+
+
+# --- the affine select (docs/spec.md §4): x * scale + shift, fill -------------------
+
+#: (scale, shift, fill), as in test_cuda_sim.py
+AFFINE = ((1.7, -0.3, -1.25), (1.0526315789473684, 0.1, 3.0), (0.5, -0.0, -0.0),
+          (3.0, 1e-40, 1e6))
+
+
+def _affine_values(n, dtype, seed):
+    """Normals with -0.0, +-inf, NaN, subnormals and the extreme normals."""
+    rng = np.random.default_rng(seed)
+    v = (rng.standard_normal(n) * 3).astype(dtype)
+    fi = np.finfo(dtype)
+    sp = np.array([np.nan, np.inf, -np.inf, -0.0, 0.0, fi.smallest_subnormal,
+                   -fi.smallest_subnormal, fi.smallest_subnormal * 3, fi.smallest_normal,
+                   -fi.smallest_normal / 2, fi.max, -fi.max], dtype=dtype)
+    pos = rng.permutation(n)[:n // 8]
+    v[pos] = sp[np.arange(pos.size) % sp.size]
+    return v
+
+
+def _assert_select(got, want):
+    """Bit-exact equality, except that where the reference holds a NaN the
+    GPU value need only be a NaN: NVIDIA arithmetic returns the canonical
+    NaN rather than propagating the input's payload and sign as x86 does
+    (docs/spec.md §4 promises NaN-ness for kept NaNs)."""
+    got, want = np.ascontiguousarray(got), np.ascontiguousarray(want)
+    assert got.shape == want.shape and got.dtype == want.dtype
+    nan = np.isnan(want)
+    np.testing.assert_array_equal(np.isnan(got), nan)
+    np.testing.assert_array_equal(bits(got)[~nan], bits(want)[~nan])
+
+
+def _ref(x, fn, *args, **kw):
+    out = np.empty_like(x)
+    fn(np.ascontiguousarray(x), out, *args, **kw)
+    return out
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize("abc", AFFINE)
+def test_affine_select_bit_exact(dtype, abc):
+    """forward (contiguous aligned/unaligned with mask outputs, strided,
+    broadcast noise shape) and apply_mask (bool, packed) against the
+    reference, for kept ``x * scale + shift`` and dropped ``fill``."""
+    from numba import cuda
+
+    from fastdrop import reference as R
+    from fastdrop._cuda import backend
+    from fastdrop._validate import mask_geometry
+
+    scale, shift, fill = abc
+    aff = dict(shift=shift, fill=fill)
+    T = R.threshold(0.3)
+    n = 300_007
+    x = _affine_values(n, dtype, 21)
+    d = cuda.to_device(x)
+    for offset in (0, 5):
+        want = _ref(x, R.forward, 17, offset, T, scale, (1,), **aff)
+        out = cuda.device_array(n, dtype)
+        keep = cuda.device_array(n, np.bool_)
+        pk = cuda.device_array((n + 7) // 8, np.uint8)
+        backend.forward(d, out, 17, offset, T, scale, (1,), keep_out=keep, packed_out=pk,
+                        **aff)
+        _assert_select(out.copy_to_host(), want)
+        kr = R.keep_range(17, offset, n, T)
+        np.testing.assert_array_equal(keep.copy_to_host(), kr)
+        np.testing.assert_array_equal(pk.copy_to_host(), np.packbits(kr, bitorder="little"))
+        backend.forward(d, out, 17, offset, T, scale, (1,), **aff)
+        _assert_select(out.copy_to_host(), want)
+    # strided (a reversed, transposed view) and broadcast (noise shape)
+    x3 = _affine_values(60 * 50 * 40, dtype, 22).reshape(60, 50, 40)
+    d3 = cuda.to_device(x3)
+    hv, dv = x3[::-2, :, 1::3].transpose(2, 0, 1), d3[::-2, :, 1::3].transpose((2, 0, 1))
+    for ns in (None, (1, 30, 50), (hv.shape[0], 1, 1)):
+        M, ms, nm = mask_geometry(hv.shape, ns)
+        want = _ref(hv, R.forward, 5, 3, T, scale, ms, **aff)
+        out = cuda.device_array(hv.shape, dtype)
+        backend.forward(dv, out, 5, 3, T, scale, ms, **aff)
+        _assert_select(out.copy_to_host(), want)
+        km = np.random.default_rng(nm).random(nm) < 0.6
+        want = _ref(hv, R.apply_mask, ms, scale, keep=km, **aff)
+        backend.apply_mask(dv, out, ms, scale, keep=cuda.to_device(km), **aff)
+        _assert_select(out.copy_to_host(), want)
+        out2 = cuda.device_array(hv.shape, dtype)
+        backend.apply_mask(dv, out2, ms, scale,
+                           packed=cuda.to_device(np.packbits(km, bitorder="little")), **aff)
+        _assert_select(out2.copy_to_host(), want)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_affine_select_is_not_fused(dtype):
+    """An element whose FMA differs from mul-then-add (checked with exact
+    rationals) gets the two-rounding value on the GPU, in every kernel, and
+    the compiled PTX of the select kernels has no floating-point FMA."""
+    from numba import cuda
+
+    from fastdrop import reference as R
+    from fastdrop._cuda import backend, kernels
+
+    ct = np.float64 if dtype is np.float64 else np.float32
+    x0, scale = {np.float16: (1 + 2**-10, 1 + 2**-14), np.float32: (1 + 2**-12, 1 + 2**-12),
+                 np.float64: (1 + 2**-27, 1 + 2**-27)}[dtype]
+    shift = -float(ct(x0) * ct(scale))
+    exact = Fraction(x0) * Fraction(scale) + Fraction(shift)
+    assert exact != 0 and Fraction(float(exact)) == exact
+    if dtype is np.float64 and hasattr(math, "fma"):
+        assert math.fma(x0, scale, shift) == float(exact)
+    assert bits(np.array(dtype(ct(float(exact))))) != 0  # the fused result is not +0.0
+    x = np.full(4099, x0, dtype)
+    x[1::3] = _affine_values(x[1::3].size, dtype, 23)
+    want = _ref(x, R.forward, 1, 0, 0, scale, (1,), shift=shift, fill=-2.0)  # T = 0: all kept
+    assert (bits(want[::3]) == 0).all()  # mul-then-add: +0.0
+    for offset, view in ((0, slice(None)), (3, slice(None)), (0, slice(None, None, 2))):
+        d = cuda.to_device(x)[view]
+        out = cuda.device_array(d.shape, dtype)
+        backend.forward(d, out, 1, offset, 0, scale, (1,), shift=shift, fill=-2.0)
+        _assert_select(out.copy_to_host(), want[view])
+    keep = np.arange(x.size) % 5 != 2
+    out = cuda.device_array(x.shape, dtype)
+    backend.apply_mask(cuda.to_device(x), out, (1,), scale, keep=cuda.to_device(keep),
+                       shift=shift, fill=-2.0)
+    got = out.copy_to_host()
+    _assert_select(got[keep], want[keep])
+    assert (bits(got[~keep]) == bits(np.array(dtype(-2.0)))).all()
+    name = np.dtype(dtype).name  # the value kernels this test compiled
+    kerns = ([k for key, k in kernels._tile_cache.items() if key[0] == name and key[1]]
+             + [k for key, k in kernels._nd_cache.items() if key[0] == name])
+    assert len(kerns) >= 3
+    for k in kerns:
+        for ptx in k.inspect_asm().values():
+            assert "fma.rn.f" not in ptx  # no contraction: the only float math is the select
+            assert "mul.rn.f" in ptx and "add.rn.f" in ptx
 
 
 def test_host_array_never_copied():

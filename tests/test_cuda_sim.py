@@ -13,9 +13,11 @@ In a normal run only the module-level tests here run.
 Sizes stay small (the simulator runs each GPU thread as a Python thread).
 """
 
+import math
 import os
 import subprocess
 import sys
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -95,10 +97,57 @@ def values(shape, dtype, seed=0):
     return v.reshape(shape)
 
 
-def ref_forward(x, seed, offset, T, scale, mstrides):
+def ref_forward(x, seed, offset, T, scale, mstrides, **affine):
     out = np.empty_like(x)
-    R.forward(x, out, seed, offset, T, scale, mstrides)
+    R.forward(np.ascontiguousarray(x), out, seed, offset, T, scale, mstrides, **affine)
     return out
+
+
+def affine_values(shape, dtype, seed=0):
+    """:func:`values` plus subnormals (both signs) and the smallest normals."""
+    v = values(shape, dtype, seed).reshape(-1).copy()
+    fi = np.finfo(dtype)
+    tiny = np.array([fi.smallest_subnormal, -fi.smallest_subnormal,
+                     fi.smallest_subnormal * 3, fi.smallest_normal,
+                     -fi.smallest_normal, fi.smallest_normal / 2], dtype=dtype)
+    if v.size:
+        pos = np.random.default_rng(seed + 1).permutation(v.size)[:max(1, v.size // 10)]
+        v[pos] = tiny[np.arange(pos.size) % tiny.size]
+    return v.reshape(shape)
+
+
+#: (scale, shift, fill) of the affine select tests: dropout-like factors with
+#: a shift and a fill; a halving that rounds subnormals with a -0.0 fill; a
+#: shift that is a float32 subnormal and a fill that overflows float16.
+AFFINE = ((1.7, -0.3, -1.25), (1.0526315789473684, 0.1, 3.0), (0.5, -0.0, -0.0),
+          (3.0, 1e-40, 1e6))
+
+
+def fma_case(dtype):
+    """``(x, scale, shift)``, each exact in its type, for which the
+    separately rounded ``R(C(x) * C(scale) + C(shift))`` and a fused
+    multiply-add (one rounding to the compute type) give different bits:
+    ``C(x) * C(scale)`` is not exact in the compute type and ``shift`` is
+    minus its rounded value, so mul-then-add gives ``+0.0`` and an FMA the
+    (nonzero) rounding error of the product."""
+    x, scale = {np.float16: (1 + 2**-10, 1 + 2**-14),  # error 2**-24: f16's least subnormal
+                np.float32: (1 + 2**-12, 1 + 2**-12),  # error 2**-24
+                np.float64: (1 + 2**-27, 1 + 2**-27)}[dtype]  # error 2**-54
+    ct = np.float64 if dtype is np.float64 else np.float32
+    assert float(dtype(x)) == x and float(ct(scale)) == scale
+    shift = -float(ct(x) * ct(scale))
+    return x, scale, shift
+
+
+def fused(x, scale, shift, dtype):
+    """``R(fma(x, scale, shift))``: the exact ``x * scale + shift`` rounded
+    once to the compute type (then to ``dtype``), by exact rationals."""
+    ct = np.float64 if dtype is np.float64 else np.float32
+    exact = Fraction(x) * Fraction(scale) + Fraction(shift)
+    assert Fraction(float(exact)) == exact  # exact in float64: no double rounding below
+    if dtype is np.float64 and hasattr(math, "fma"):  # Python 3.13+
+        assert math.fma(x, scale, shift) == float(exact)
+    return dtype(ct(float(exact)))
 
 
 def c_strides(shape):
@@ -328,6 +377,201 @@ class TestSim:
         np.testing.assert_array_equal(pk.copy_to_host(), want_pk)
         got3 = fastdrop.dropout(SimCAI(x.copy()), 0.3, rng=8, noise_shape=ns)
         assert_same(got3.copy_to_host(), want)
+
+    # --- the affine select (docs/spec.md §4): x * scale + shift, fill --------------------
+
+    @pytest.mark.parametrize("dtype", DTYPES)
+    @pytest.mark.parametrize("abc", AFFINE)
+    def test_affine_forward_contiguous(self, dtype, abc):
+        """Tile kernel (aligned and unaligned offsets), with and without mask
+        outputs, out of place and in place."""
+        cuda = self.cuda
+        scale, shift, fill = abc
+        aff = dict(shift=shift, fill=fill)
+        n, seed = 203, 99
+        x = affine_values(n, dtype, 40)
+        T = R.threshold(0.35)
+        for offset, launch in ((8, (2, 32)), (5, (3, 64)), (0, None)):
+            want = ref_forward(x, seed, offset, T, scale, (1,), **aff)
+            kr = R.keep_range(seed, offset, n, T)
+            assert kr.any() and not kr.all()
+            dx = self.dev(x)
+            out = cuda.device_array(n, dtype)
+            self.B.forward(dx, out, seed, offset, T, scale, (1,), launch=launch, **aff)
+            assert_same(out.copy_to_host(), want)
+            keep = cuda.device_array(n, np.bool_)
+            pk = cuda.device_array((n + 7) // 8, np.uint8)
+            out2 = cuda.device_array(n, dtype)
+            self.B.forward(dx, out2, seed, offset, T, scale, (1,), keep_out=keep,
+                           packed_out=pk, launch=launch, **aff)
+            assert_same(out2.copy_to_host(), want)
+            np.testing.assert_array_equal(keep.copy_to_host(), kr)
+            np.testing.assert_array_equal(pk.copy_to_host(), np.packbits(kr, bitorder="little"))
+            self.B.forward(dx, dx, seed, offset, T, scale, (1,), launch=launch, **aff)
+            assert_same(dx.copy_to_host(), want)
+        # dropped elements are exactly R(C(fill)), kept ones R(C(x) * a + b)
+        ct = np.float64 if dtype is np.float64 else np.float32
+        with np.errstate(all="ignore"):
+            kept = (x.astype(ct) * ct(scale) + ct(shift)).astype(dtype)
+            c = dtype(ct(fill))
+        got = out.copy_to_host()
+        np.testing.assert_array_equal(bits(got)[~kr], np.full((~kr).sum(), bits(np.array(c))))
+        np.testing.assert_array_equal(bits(got)[kr], bits(kept)[kr])
+
+    @pytest.mark.parametrize("dtype", DTYPES)
+    @pytest.mark.parametrize("abc", AFFINE)
+    def test_affine_forward_strided(self, dtype, abc):
+        """Strided kernel: a reversed, transposed view into a strided output,
+        with mask outputs."""
+        cuda = self.cuda
+        scale, shift, fill = abc
+        aff = dict(shift=shift, fill=fill)
+        base = affine_values((6, 9, 8), dtype, 41)
+        hx = base[::-1, 1::2, ::3].transpose(2, 0, 1)
+        dx = self.dev(base)[::-1, 1::2, ::3].transpose((2, 0, 1))
+        T, ms = R.threshold(0.4), c_strides(hx.shape)
+        want = ref_forward(hx, 7, 3, T, scale, ms, **aff)
+        out = cuda.device_array(hx.shape + (2,), dtype)[..., 0]
+        self.B.forward(dx, out, 7, 3, T, scale, ms, launch=(2, 32), **aff)
+        assert_same(out.copy_to_host(), want)
+        keep = cuda.device_array(hx.shape, np.bool_)
+        pk = cuda.device_array((hx.size + 7) // 8, np.uint8)
+        out2 = cuda.device_array(hx.shape, dtype, order="F")
+        self.B.forward(dx, out2, 7, 3, T, scale, ms, keep_out=keep, packed_out=pk, **aff)
+        assert_same(out2.copy_to_host(), want)
+        kr = R.keep_range(7, 3, hx.size, T)
+        np.testing.assert_array_equal(keep.copy_to_host().ravel(), kr)
+        np.testing.assert_array_equal(pk.copy_to_host(), np.packbits(kr, bitorder="little"))
+
+    @pytest.mark.parametrize("dtype", DTYPES)
+    @pytest.mark.parametrize("ns", [(6, 1), (1, 20), (1, 1)])
+    def test_affine_forward_broadcast(self, dtype, ns):
+        """Broadcast mask strides (noise shapes), contiguous and strided x."""
+        from fastdrop._validate import mask_geometry
+
+        cuda = self.cuda
+        x = affine_values((6, 20), dtype, 42)
+        _, ms, _ = mask_geometry(x.shape, ns)
+        T = R.threshold(0.3)
+        for scale, shift, fill in AFFINE[:2]:
+            want = ref_forward(x, 12, 1, T, scale, ms, shift=shift, fill=fill)
+            out = cuda.device_array(x.shape, dtype)
+            self.B.forward(self.dev(x), out, 12, 1, T, scale, ms, shift=shift, fill=fill,
+                           launch=(2, 32))
+            assert_same(out.copy_to_host(), want)
+            wide = self.dev(np.stack([x, -x], axis=2))[:, :, 0]  # strided input
+            self.B.forward(wide, out, 12, 1, T, scale, ms, shift=shift, fill=fill)
+            assert_same(out.copy_to_host(), want)
+
+    @pytest.mark.parametrize("dtype", DTYPES)
+    @pytest.mark.parametrize("abc", AFFINE)
+    def test_affine_apply_mask(self, dtype, abc):
+        """Stored bool and packed masks, full and broadcast (noise shape),
+        contiguous and strided x."""
+        from fastdrop._validate import mask_geometry
+
+        cuda = self.cuda
+        scale, shift, fill = abc
+        aff = dict(shift=shift, fill=fill)
+        x = affine_values((5, 24), dtype, 43)
+        views = ((x, self.dev(x)),
+                 (x[:, ::-2], self.dev(x)[:, ::-2]))  # reversed, stride 2
+        for ns in (None, (5, 1)):
+            for hx, dx in views:
+                M, ms, n = mask_geometry(hx.shape, ns)
+                keep = np.random.default_rng(n).random(n) < 0.6
+                pk = np.packbits(keep, bitorder="little")
+                want = np.empty_like(hx)
+                R.apply_mask(np.ascontiguousarray(hx), want, ms, scale, keep=keep, **aff)
+                want2 = np.empty_like(hx)
+                R.apply_mask(np.ascontiguousarray(hx), want2, ms, scale, packed=pk, **aff)
+                assert_same(want2, want)
+                out = cuda.device_array(hx.shape, dtype)
+                self.B.apply_mask(dx, out, ms, scale, keep=self.dev(keep), launch=(2, 32),
+                                  **aff)
+                assert_same(out.copy_to_host(), want)
+                out = cuda.device_array(hx.shape, dtype)
+                self.B.apply_mask(dx, out, ms, scale, packed=self.dev(pk), **aff)
+                assert_same(out.copy_to_host(), want)
+
+    @pytest.mark.parametrize("dtype", DTYPES)
+    def test_affine_is_not_fused(self, dtype):
+        """An element whose fused multiply-add differs from mul-then-add
+        (checked here with exact rationals, so this test can fail): every
+        kernel path gives the two-rounding result of the reference."""
+        cuda = self.cuda
+        x0, scale, shift = fma_case(dtype)
+        ct = np.float64 if dtype is np.float64 else np.float32
+        two_step = dtype(ct(ct(dtype(x0)) * ct(scale)) + ct(shift))
+        assert bits(np.array(two_step)) == 0  # +0.0
+        f = fused(x0, scale, shift, dtype)
+        assert f != 0 and bits(np.array(f)) != bits(np.array(two_step))
+        x = np.full(40, x0, dtype)
+        x[1::4] = affine_values(10, dtype, 44)  # and ordinary values around it
+        aff = dict(shift=shift, fill=-2.0)
+        want = ref_forward(x, 1, 0, 0, scale, (1,), **aff)  # T = 0: all kept
+        assert (bits(want[::4]) == bits(np.array(two_step))).all()
+        for offset in (0, 3):  # tile kernel, aligned and not
+            out = cuda.device_array(x.shape, dtype)
+            self.B.forward(self.dev(x), out, 1, offset, 0, scale, (1,), launch=(1, 32), **aff)
+            assert_same(out.copy_to_host(), want)
+        out = cuda.device_array(20, dtype)  # strided kernel
+        self.B.forward(self.dev(x)[::2], out, 1, 0, 0, scale, (1,), **aff)
+        assert_same(out.copy_to_host(), want[::2])
+        out = cuda.device_array(x.shape, dtype)  # stored mask
+        keep = np.arange(40) % 3 != 1
+        self.B.apply_mask(self.dev(x), out, (1,), scale, keep=self.dev(keep), **aff)
+        got = out.copy_to_host()
+        assert_same(got[keep], want[keep])
+        assert (bits(got[~keep]) == bits(np.array(dtype(-2.0)))).all()
+
+    def test_plain_is_affine_with_defaults(self):
+        """shift=-0.0, fill=+0.0 (the defaults) is plain dropout, bit for bit:
+        -0.0 inputs stay -0.0, NaN and inf pass, dropped are +0.0."""
+        cuda = self.cuda
+        for dtype in DTYPES:
+            x = affine_values(100, dtype, 45)
+            T, s = R.threshold(0.5), 2.0
+            want = ref_forward(x, 3, 0, T, s, (1,))
+            ct = np.float64 if dtype is np.float64 else np.float32
+            kr = R.keep_range(3, 0, x.size, T)
+            with np.errstate(all="ignore"):
+                plain = np.where(kr, (x.astype(ct) * ct(s)).astype(dtype), dtype(0))
+            assert_same(want, plain)
+            for kw in ({}, dict(shift=-0.0, fill=0.0)):
+                out = cuda.device_array(x.shape, dtype)
+                self.B.forward(self.dev(x), out, 3, 0, T, s, (1,), launch=(1, 32), **kw)
+                assert_same(out.copy_to_host(), want)
+
+    @pytest.mark.parametrize("kind", [None, "bool", "packed"])
+    @pytest.mark.parametrize("ns", [None, (4, 1, 6)])
+    def test_affine_plans_through_frontend(self, kind, ns):
+        """The front end's CudaOps pass a plan's shift and fill to every kernel
+        path: forward (with mask outputs), draw-then-apply (broadcast mask
+        returned) and stored masks; the host runner gives the same bits."""
+        from fastdrop import _dispatch, _plan
+
+        x = affine_values((4, 5, 6), np.float32, 46)
+        scale, shift, fill = AFFINE[0]
+        plan = _plan.plan_dropout(x.shape, 0.3, training=True, mode="inverted", rng=5,
+                                  noise_shape=ns, mask_out=kind)
+        plan = plan._replace(shift=shift, fill=fill)
+        assert plan.rule == "select" and plan.scale != scale  # scale from p, as in dropout
+        want = _dispatch.run_host(plan, R, x, np.empty_like(x))
+        got = self.F.run_plan(plan, self.dev(x))
+        if kind is None:
+            want, got = (want,), (got,)
+        for w, g in zip(want, got):
+            assert_same(g.copy_to_host(), w)
+        # the stored mask of that draw, bool (read in place, transposed) and packed
+        _, keep = _dispatch.run_host(plan._replace(mask_out="bool"), R, x, np.empty_like(x))
+        yv = want[0]
+        for m in (self.dev(np.ascontiguousarray(keep.T)).T,
+                  self.dev(np.packbits(keep.reshape(-1), bitorder="little"))):
+            stored = self.F._stored_mask(x.shape, m, ns)
+            ap = _plan.plan_apply(x.shape, 0.3, "inverted", stored)._replace(shift=shift,
+                                                                            fill=fill)
+            assert_same(self.F.run_plan(ap, self.dev(x)).copy_to_host(), yv)
 
     # --- front end ---------------------------------------------------------------------
 

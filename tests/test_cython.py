@@ -157,7 +157,7 @@ def test_public_c_api_header_consistent():
     # the C API (api.pxd) reuses the same kernels; it is compiled in test_cimport
     import os
     from fastdrop._cython import get_include
-    for f in ("philox.h", "kernels.h", "avx512.h", "api.pxd"):
+    for f in ("philox.h", "kernels.h", "leaf_avx512.h", "api.pxd"):
         assert os.path.exists(os.path.join(get_include(), f))
 
 

@@ -1,9 +1,12 @@
 """Numba CPU backend and ``fastdrop.numba``: what is the Numba backend's own.
 
 Import hygiene, non-temporal stores (``NT_MIN_BYTES``), float16 through
-integer conversions, results independent of the thread count, concurrent
-calls and the ``workqueue`` layer, ``fastdrop.numba`` from user ``@njit``
-code, Philox known answers, the compile report.  Parity with the reference
+integer conversions, the affine select (docs/spec.md §4: ``keep ? x * scale
++ shift : fill``) on every path of the backend against the reference,
+``fastdrop.numba.dropout_inplace`` at p = 0 and 1 (no special case),
+results independent of the thread count, concurrent calls and the
+``workqueue`` layer, ``fastdrop.numba`` from user ``@njit`` code, Philox
+known answers, the compile report.  Parity with the reference
 over layouts, offsets, thresholds and dtypes is table-driven in
 ``test_parity.py`` (cases in ``cases.py``).  Every comparison is exact, on
 the raw bits (so -0.0 and +0.0 differ, and NaN payloads must match).
@@ -20,7 +23,7 @@ import pytest
 from numpy.testing import assert_array_equal
 
 import fastdrop
-from cases import DTYPES, assert_same, lane
+from cases import DTYPES, LAYOUTS, assert_same, lane, unaligned_like, values
 from conftest import bits, special_values
 from fastdrop import reference as R
 
@@ -216,6 +219,245 @@ def test_results_independent_of_threads():
     for y, m in outs[1:]:
         assert_same(y, outs[0][0])
         assert_array_equal(m, outs[0][1])
+
+
+# ---------------------------------------------------------------------------
+# the affine select: keep ? x * scale + shift : fill, on every path
+# ---------------------------------------------------------------------------
+
+#: (scale, shift, fill) of an affine select other than plain dropout
+SELECTS = [(1.7, -0.3, -1.25), (1.0526315789473684, 0.1, 3.0)]
+SELECT_IDS = ["sel1.7,-0.3,-1.25", "sel1.05,0.1,3"]
+
+#: raw bits sprinkled into the inputs besides cases.SPECIALS: subnormals
+#: (smallest and largest, both signs), the smallest normal, the largest
+#: finite value (whose product overflows) and quiet NaNs with payloads
+EXTRA_BITS = {
+    np.float16: [0x0001, 0x8001, 0x03FF, 0x83FF, 0x0400, 0x7BFF, 0xFBFF, 0x7E01, 0xFE3F],
+    np.float32: [0x00000001, 0x80000001, 0x007FFFFF, 0x807FFFFF, 0x00800000,
+                 0x7F7FFFFF, 0xFF7FFFFF, 0x7FC12345, 0xFFC00001],
+    np.float64: [0x1, 0x8000000000000001, 0x000FFFFFFFFFFFFF, 0x800FFFFFFFFFFFFF,
+                 0x0010000000000000, 0x7FEFFFFFFFFFFFFF, 0xFFEFFFFFFFFFFFFF,
+                 0x7FF8000000012345, 0xFFF8000000000001],
+}
+UINT = {np.float16: np.uint16, np.float32: np.uint32, np.float64: np.uint64}
+
+#: cases.LAYOUTS through each of the backend's paths: contiguous 1-D (over
+#: several CHUNK tasks: forward_contig / apply_contig), a 2-D C array,
+#: stepped and reversed 1-D, a transposed 2-D array (the blocked walk of
+#: forward_nd), Fortran order, noise shapes (broadcast mask strides), an
+#: unaligned transpose (copied first)
+SELECT_LAYOUTS = ["C131077", "C4099", "C30x50", "C3000[s3]", "C1001[s-1]",
+                  "C300x257.T", "F30x50", "C30x50-noise1x50", "C30x50-noise30x1",
+                  "C5x6x7-noise5x1x7", "C300x257.T-noise1x300", "U30x50.T"]
+
+
+def select_inputs(layout, dtype, seed=0):
+    """``x`` laid out as ``layout``: cases.values (NaN, infinities, signed
+    zeros, ...) plus :data:`EXTRA_BITS`, and values close to
+    ``-shift / scale`` (a sum that cancels: where a fused multiply-add
+    would differ)."""
+    v = values(layout.base, dtype, seed)
+    flat = v.reshape(-1)
+    if flat.size:
+        rng = np.random.default_rng(seed + 1)
+        extra = np.array(EXTRA_BITS[dtype], UINT[dtype]).view(dtype)
+        near = np.array([0.3 / 1.7, -0.1 / 1.0526315789473684], dtype)
+        near = np.concatenate([near, np.nextafter(near, dtype(1)), np.nextafter(near, dtype(-1))])
+        extra = np.concatenate([extra, near])
+        pos = rng.choice(flat.size, size=min(flat.size, 3 * extra.size), replace=False)
+        flat[pos] = extra[np.arange(pos.size) % extra.size]
+    if layout.order == "F":
+        v = np.asfortranarray(v)
+    elif layout.order == "unaligned":
+        v = unaligned_like(v)
+    return layout.view(v)
+
+
+def thresholds_for(offset):
+    """A plain threshold, both kinds of tie (the tie-break drops or keeps
+    position ``offset + 300``: the tie fix-up writes the fill or leaves the
+    select's value), nothing dropped (T = 0) and nothing kept (T = 2**32)."""
+    return [R.threshold(0.3), *tie_thresholds(SEED, offset + 300), 0, 2**32]
+
+
+@pytest.mark.parametrize("sel", SELECTS, ids=SELECT_IDS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("lay", SELECT_LAYOUTS)
+def test_affine_forward(lay, dtype, sel, threads):
+    """``forward(..., shift=, fill=)`` against the reference, raw bits: fresh
+    (with the fresh-output hint), caller-provided and in-place outputs, and
+    with ``keep_out`` / ``packed_out`` where the mask is not broadcast."""
+    layout = LAYOUTS[lay]
+    a, b, c = sel
+    x = select_inputs(layout, dtype)
+    M, ms, n = layout.geometry
+    off = 2**35 - 101
+    for T in thresholds_for(off):
+        ref = np.empty_like(x)
+        R.forward(x, ref, SEED, off, T, a, ms, shift=b, fill=c)
+        out = np.empty_like(x)
+        B.forward(x, out, SEED, off, T, a, ms, shift=b, fill=c)
+        assert_same(out, ref, f"T={T}")
+        out = np.empty_like(x)
+        B.forward(x, out, SEED, off, T, a, ms, shift=b, fill=c, fresh_out=True)
+        assert_same(out, ref, f"T={T} fresh_out")
+        y = x.copy(order="K")
+        B.forward(y, y, SEED, off, T, a, ms, shift=b, fill=c)
+        assert_same(y, ref, f"T={T} in place")
+        if M == x.shape:
+            kr = R.keep_range(SEED, off, n, T)
+            keep = np.zeros(n, bool)
+            packed = np.full((n + 7) // 8, 0xAB, np.uint8)
+            out = np.empty_like(x)
+            B.forward(x, out, SEED, off, T, a, ms, keep_out=keep, packed_out=packed,
+                      shift=b, fill=c)
+            assert_same(out, ref, f"T={T} with mask outputs")
+            assert_array_equal(keep, kr)
+            assert_array_equal(packed, np.packbits(kr, bitorder="little"))
+            for kw in ({"keep_out": np.zeros(n, bool)},
+                       {"packed_out": np.zeros((n + 7) // 8, np.uint8)}):
+                out = np.empty_like(x)
+                B.forward(x, out, SEED, off, T, a, ms, shift=b, fill=c, **kw)
+                assert_same(out, ref, f"T={T} {list(kw)}")
+
+
+@pytest.mark.parametrize("sel", SELECTS, ids=SELECT_IDS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_affine_forward_nontemporal(dtype, sel, monkeypatch):
+    """The non-temporal store path (threshold lowered), one element off a
+    64-byte line (a head tile) and line-aligned, alone and with mask
+    outputs, ties in a whole tile included."""
+    from fastdrop._numba import kernels as K
+
+    monkeypatch.setattr(K, "NT_MIN_BYTES", 0)
+    a, b, c = sel
+    n = 2**17 + 1001
+    x = select_inputs(LAYOUTS["C131077"], dtype, seed=5)
+    x = np.concatenate([x, x[:n - x.size]])
+    per_line = 64 // x.itemsize
+    buf = np.empty(n + 2 * per_line, dtype)
+    base = (-(buf.ctypes.data // buf.itemsize)) % per_line
+    off = 3
+    for T in [R.threshold(0.3), *tie_thresholds(SEED, off + 2**16 + 300), 2**32]:
+        ref = np.empty_like(x)
+        R.forward(x, ref, SEED, off, T, a, (1,), shift=b, fill=c)
+        kr = R.keep_range(SEED, off, n, T)
+        for shift in (0, 1):
+            out = buf[base + shift:base + shift + n]
+            out.fill(7)
+            B.forward(x, out, SEED, off, T, a, (1,), shift=b, fill=c)
+            assert_same(out, ref, f"T={T} line+{shift}")
+            out.fill(7)
+            keep = np.zeros(n, bool)
+            packed = np.zeros((n + 7) // 8, np.uint8)
+            B.forward(x, out, SEED, off, T, a, (1,), keep_out=keep, packed_out=packed,
+                      shift=b, fill=c)
+            assert_same(out, ref, f"T={T} line+{shift} with masks")
+            assert_array_equal(keep, kr)
+            assert_array_equal(packed, np.packbits(kr, bitorder="little"))
+
+
+@pytest.mark.parametrize("sel", SELECTS, ids=SELECT_IDS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("lay", SELECT_LAYOUTS)
+def test_affine_apply_mask(lay, dtype, sel):
+    """``apply_mask(..., shift=, fill=)`` with stored bool and packed masks
+    against the reference: fresh and in place."""
+    layout = LAYOUTS[lay]
+    a, b, c = sel
+    x = select_inputs(layout, dtype, seed=2)
+    M, ms, n = layout.geometry
+    keep = np.random.default_rng(n).random(n) < 0.6
+    packed = np.packbits(keep, bitorder="little")
+    ref = np.empty_like(x)
+    R.apply_mask(x, ref, ms, a, keep=keep, shift=b, fill=c)
+    assert_same(ref, np.where(keep.reshape(M), ref, dtype(c)))  # the fills are there
+    for kw in ({"keep": keep}, {"packed": packed}):
+        out = np.empty_like(x)
+        B.apply_mask(x, out, ms, a, shift=b, fill=c, **kw)
+        assert_same(out, ref, str(list(kw)))
+        y = x.copy(order="K")
+        B.apply_mask(y, y, ms, a, shift=b, fill=c, **kw)
+        assert_same(y, ref, f"{list(kw)} in place")
+
+
+@pytest.mark.parametrize("sel", [(1.0, -0.0, 0.0)] + SELECTS, ids=["plain"] + SELECT_IDS)
+def test_affine_float16_all_bit_patterns(sel):
+    """Every float16 value through the affine select:
+    ``float16(float32(x) * float32(a) + float32(b))`` kept (two float32
+    roundings, then one to float16), ``float16(float32(c))`` dropped."""
+    a, b, c = sel
+    x = np.arange(2**16, dtype=np.uint32).astype(np.uint16).view(np.float16)
+    f32 = np.float32
+    with np.errstate(all="ignore"):
+        kept = (x.astype(f32) * f32(a) + f32(b)).astype(np.float16)
+    for T, want in ((0, kept), (2**32, np.full_like(x, np.float16(f32(c))))):
+        out = np.empty_like(x)
+        B.forward(x, out, 1, 0, T, a, (1,), shift=b, fill=c)
+        assert_same(out, want, f"T={T}")
+        ref = np.empty_like(x)
+        R.forward(x, ref, 1, 0, T, a, (1,), shift=b, fill=c)
+        assert_same(out, ref, f"T={T} reference")
+        for kw in ({"keep": np.full(x.size, T == 0)},
+                   {"packed": np.full(x.size // 8, 0xFF if T == 0 else 0, np.uint8)}):
+            out = np.empty_like(x)
+            B.apply_mask(x, out, (1,), a, shift=b, fill=c, **kw)
+            assert_same(out, want, f"T={T} {list(kw)}")
+
+
+def test_plain_select_is_the_old_formula():
+    """shift = -0.0 adds nothing: the defaults give ``x * scale`` kept and
+    +0.0 dropped, bit for bit, -0.0 and NaN payloads included."""
+    for dtype in DTYPES:
+        x = select_inputs(LAYOUTS["C1000"], dtype, seed=4)
+        ct = np.float64 if dtype == np.float64 else np.float32
+        keep = R.keep_range(SEED, 0, x.size, R.threshold(0.3))
+        with np.errstate(all="ignore"):
+            want = np.where(keep, (x.astype(ct) * ct(1 / 0.7)).astype(dtype), dtype(0))
+        out = np.empty_like(x)
+        B.forward(x, out, SEED, 0, R.threshold(0.3), 1 / 0.7, (1,))
+        assert_same(out, want)
+        out = np.empty_like(x)
+        B.forward(x, out, SEED, 0, R.threshold(0.3), 1 / 0.7, (1,), shift=-0.0, fill=0.0)
+        assert_same(out, want)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+def test_dropout_inplace_p0_p1(dtype):
+    """``fastdrop.numba.dropout_inplace`` has no p = 0 / p = 1 branch: at
+    p = 0 (T = 0, scale 1) every value comes back bit for bit (-0.0,
+    infinities, subnormals and quiet NaN payloads included), at p = 1
+    (T = 2**32, scale inf) every element is +0.0; both as the reference,
+    contiguous and strided."""
+    import fastdrop.numba as fdn
+
+    x = select_inputs(LAYOUTS["C1000"], dtype, seed=7)
+    u = x.view(UINT[dtype])
+    assert (u == np.array(EXTRA_BITS[dtype][-1], UINT[dtype])).any()  # a NaN payload
+    assert (u == np.array(1 << (8 * x.itemsize - 1), UINT[dtype])).any()  # -0.0
+    for view in (lambda v: v, lambda v: v[::-3]):
+        for p, T in ((0.0, 0), (1.0, 2**32)):
+            assert R.threshold(p) == T
+            y = x.copy()
+            fdn.dropout_inplace(view(y), SEED, 11, p)
+            ref = view(x).copy()
+            R.forward(view(x), ref, SEED, 11, T, 1.0, (1,))
+            assert_same(view(y), ref, f"p={p}")
+            api = fastdrop.dropout(view(x), p, rng=fastdrop.Generator(SEED, 11),
+                                   backend="reference")
+            assert_same(view(y), api, f"p={p} fastdrop.dropout")
+            inside = np.zeros(y.size, bool)
+            view(inside)[...] = True
+            assert_same(y[~inside], x[~inside], "outside the view")
+            if p == 0.0:
+                assert_same(y, x)  # unchanged, bit for bit
+            else:
+                assert_same(view(y), np.zeros_like(view(x)))  # +0.0 everywhere
+    with pytest.raises(ValueError):
+        fdn.dropout_inplace(x.copy(), 1, 0, float("nan"))
+    with pytest.raises(ValueError):
+        fdn.dropout_inplace(x.copy(), 1, 0, -0.5)
 
 
 # ---------------------------------------------------------------------------

@@ -121,20 +121,43 @@ def test_store_fence_runs_and_keeps_results():
 
 
 # ---------------------------------------------------------------------------
-# nt_line: one 64-byte line of the select, stored non-temporally
+# nt_line: one 64-byte line of the affine select, stored non-temporally
 # ---------------------------------------------------------------------------
 
+#: (scale, shift, fill): plain dropout (shift -0.0 adds nothing, fill +0.0)
+#: and two affine selects
+SELECTS = [(1.25, -0.0, 0.0), (1.7, -0.3, -1.25), (1.0526315789473684, 0.1, 3.0)]
+
+
+def _no_fma(fn):
+    """The product and the sum stay two rounded operations (x86: no fused
+    multiply-add instruction in the machine code)."""
+    if X86:
+        for sig in fn.signatures:
+            asm = fn.inspect_asm(sig).lower()
+            assert "vfmadd" not in asm and "vfnmadd" not in asm and "vfmsub" not in asm
+
+
+def _affine(x, a, b, c, kept):
+    """NumPy's x * a + b (two roundings in x's dtype) where kept, else c."""
+    t = x.dtype.type
+    with np.errstate(all="ignore"):
+        return np.where(kept, x * t(a) + t(b), t(c))
+
+
 @njit
-def _nt_line_at(x, xa, out, oa, lanes, lb, s, th16):
-    return L.nt_line(x, xa, out, oa, lanes, lb, s, th16)
+def _nt_line_at(x, xa, out, oa, lanes, lb, a, b, c, th16):
+    return L.nt_line(x, xa, out, oa, lanes, lb, a, b, c, th16)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("tie", [False, True])
-def test_nt_line_values_and_nontemporal_store(dtype, tie):
+@pytest.mark.parametrize("sel", SELECTS, ids=["plain", "affine1", "affine2"])
+def test_nt_line_values_and_nontemporal_store(dtype, tie, sel):
     vl = 64 // np.dtype(dtype).itemsize
     rng = np.random.default_rng(vl)
     x = rng.standard_normal(vl + 5).astype(dtype)  # includes negatives: +0.0 when dropped
+    x[4] = -0.0
     xa = 3
     lanes = rng.integers(0, 2**16, vl + 7, dtype=np.uint16)
     lb = 5
@@ -144,10 +167,10 @@ def test_nt_line_values_and_nontemporal_store(dtype, tie):
         lanes[lb + vl // 2] = th16
     out, oa = _aligned(vl, dtype, pad=vl)
     out[:] = 7.0
-    s = dtype(1.25)
-    got_tie = _nt_line_at(x, xa, out, oa, lanes, lb, s, th16)
+    a, b, c = (dtype(v) for v in sel)
+    got_tie = _nt_line_at(x, xa, out, oa, lanes, lb, a, b, c, th16)
     kept = lanes[lb:lb + vl] >= th16  # a tie is written as kept
-    want = np.where(kept, x[xa:xa + vl] * s, dtype(0.0))
+    want = _affine(x[xa:xa + vl], a, b, c, kept)
     bits = {4: np.uint32, 8: np.uint64}[np.dtype(dtype).itemsize]
     assert_array_equal(out[oa:oa + vl].view(bits), want.view(bits))  # +0.0, not -0.0
     assert (out[:oa] == 7.0).all() and (out[oa + vl:] == 7.0).all()  # one line only
@@ -155,12 +178,14 @@ def test_nt_line_values_and_nontemporal_store(dtype, tie):
     assert "!nontemporal" in _ir(_nt_line_at)
     if X86:
         assert "movnt" in _asm(_nt_line_at)  # (v)movntps / (v)movntpd
+    _no_fma(_nt_line_at)
 
 
 def test_nt_line_rejects_float16_bits():
     u = np.zeros(32, np.uint16)
+    f = np.float32(1.0)
     with pytest.raises(numba.core.errors.TypingError):
-        _nt_line_at(u, 0, u, 0, u, 0, np.float32(1.0), np.uint16(1))
+        _nt_line_at(u, 0, u, 0, u, 0, f, f, f, np.uint16(1))
 
 
 # ---------------------------------------------------------------------------
@@ -191,26 +216,29 @@ def test_pack_lanes32_packs_little_bit_order(tie):
 
 
 @njit
-def _apply_line(x, a, out, packed, s):
-    L.apply_bits_line(x, a, out, packed, s)
+def _apply_line(x, k, out, packed, a, b, c):
+    L.apply_bits_line(x, k, out, packed, a, b, c)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_apply_bits_line_selects_from_packed_bits(dtype):
+@pytest.mark.parametrize("sel", SELECTS, ids=["plain", "affine1", "affine2"])
+def test_apply_bits_line_selects_from_packed_bits(dtype, sel):
     vl = 64 // np.dtype(dtype).itemsize
     n = 3 * vl
     rng = np.random.default_rng(7)
     x = rng.standard_normal(n).astype(dtype)
+    x[vl + 1] = -0.0
     packed = rng.integers(0, 256, n // 8, dtype=np.uint8)
     out = np.full(n, 7.0, dtype)
-    a = vl  # the second line (a multiple of 8)
-    s = dtype(2.0)
-    _apply_line(x, a, out, packed, s)
-    kept = np.unpackbits(packed, bitorder="little").astype(bool)[a:a + vl]
-    want = np.where(kept, x[a:a + vl] * s, dtype(0.0))
+    k = vl  # the second line (a multiple of 8)
+    a, b, c = (dtype(v) for v in sel)
+    _apply_line(x, k, out, packed, a, b, c)
+    kept = np.unpackbits(packed, bitorder="little").astype(bool)[k:k + vl]
+    want = _affine(x[k:k + vl], a, b, c, kept)
     bits = {4: np.uint32, 8: np.uint64}[np.dtype(dtype).itemsize]
-    assert_array_equal(out[a:a + vl].view(bits), want.view(bits))
-    assert (out[:a] == 7.0).all() and (out[a + vl:] == 7.0).all()
+    assert_array_equal(out[k:k + vl].view(bits), want.view(bits))
+    assert (out[:k] == 7.0).all() and (out[k + vl:] == 7.0).all()
+    _no_fma(_apply_line)
 
 
 # ---------------------------------------------------------------------------

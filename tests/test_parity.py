@@ -246,6 +246,11 @@ def test_apply_mask(case, dtype, backend, cython_isa, threads):
 
 # ------------------------------------------------------- the kernel interface
 
+#: (shift, fill) of the affine select besides plain dropout's (-0.0, +0.0):
+#: a negative shift and fill, a positive shift with a large fill (inf in
+#: float16), a float32-subnormal shift and a -0.0 fill (docs/spec.md §4).
+AFFINE = ((-0.3, -1.25), (0.1, 1e6), (1e-40, -0.0))
+
 @parity(T.KERNEL_FORWARD, reference=0)
 def test_kernel_forward(case, dtype, backend, cython_isa, threads):
     """The backend's ``forward``: T straight from the case (0 and 2**32 too),
@@ -276,6 +281,11 @@ def test_kernel_forward(case, dtype, backend, cython_isa, threads):
         kr = R.keep_range(case.seed, off, n, Th)
         assert_array_equal(keep, kr)
         assert_array_equal(packed, np.packbits(kr, bitorder="little"))
+    for b, c in AFFINE:  # the affine select: kept x * s + b, dropped c
+        R.forward(w.x, ref, case.seed, off, Th, s, ms, shift=b, fill=c)
+        out = np.empty_like(w.x)
+        kern.forward(w.x, out, case.seed, off, Th, s, ms, shift=b, fill=c)
+        assert_same(out, ref, f"shift={b}, fill={c}")
 
 
 @parity(T.KERNEL_MASKS, reference=0)
@@ -315,6 +325,12 @@ def test_kernel_apply_mask(case, dtype, backend, cython_isa, threads):
     y = case.layout.view(case.layout.clone(w.buf))
     kern.apply_mask(y, y, ms, s, packed=packed)
     assert_same(y, ref, "in place")
+    for b, c in AFFINE:  # the affine select: kept x * s + b, dropped c
+        R.apply_mask(w.x, ref, ms, s, keep=flat, shift=b, fill=c)
+        for kw in ({"keep": flat}, {"packed": packed}):
+            out = np.empty_like(w.x)
+            kern.apply_mask(w.x, out, ms, s, shift=b, fill=c, **kw)
+            assert_same(out, ref, f"{list(kw)}, shift={b}, fill={c}")
 
 
 # ------------------------------------------------------------------ the tables

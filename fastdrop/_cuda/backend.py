@@ -190,9 +190,9 @@ def _flat(arr, name):
 # ----------------------------------------------------------------------------
 
 def forward(x, out, seed, offset, T, scale, mstrides, keep_out=None, packed_out=None,
-            *, stream=None, launch=None):
-    """Dropout forward with the mask generated on the fly (see
-    :mod:`fastdrop._dispatch`), on device arrays.
+            *, shift=-0.0, fill=0.0, stream=None, launch=None):
+    """Dropout forward (the affine select) with the mask generated on the fly
+    (see :mod:`fastdrop._dispatch`), on device arrays.
 
     Parameters
     ----------
@@ -203,6 +203,10 @@ def forward(x, out, seed, offset, T, scale, mstrides, keep_out=None, packed_out=
     keep_out, packed_out : device arrays, optional
         C-contiguous bool (mask size) / uint8 (``ceil(n / 8)``) outputs, only
         when the mask is not broadcast.
+    shift, fill : float
+        A kept element is ``x * scale + shift`` (two roundings, never an
+        FMA), a dropped one ``fill`` (docs/spec.md §4); plain dropout is
+        ``shift=-0.0``, ``fill=+0.0``.
     stream : numba stream or 0, optional
         Default: the producer's stream of ``x``.
     launch : (grid, block), optional
@@ -216,7 +220,7 @@ def forward(x, out, seed, offset, T, scale, mstrides, keep_out=None, packed_out=
     dx, do, st, vx, vo = ops
     n = dx.size
     off, k0, k1, th, tl = _keys(seed, offset, T)
-    s = _ct(dx.dtype, scale)
+    s, b, c = _ct(dx.dtype, scale), _ct(dx.dtype, shift), _ct(dx.dtype, fill)
     shape, (xs, os_, ms) = _collapse(dx.shape, [vx.strides, vo.strides, tuple(mstrides)])
     vk = _flat(keep_out, "keep_out") if keep_out is not None else None
     vp = _flat(packed_out, "packed_out") if packed_out is not None else None
@@ -231,7 +235,7 @@ def forward(x, out, seed, offset, T, scale, mstrides, keep_out=None, packed_out=
         block = _check_block(_block(launch))
         grid = _grid(launch, -(-n // (8 * block)))
         kern[grid, block, st](vx.span, vo.span, keep_arr, packed_arr, np.int64(n),
-                              off, k0, k1, th, tl, s)
+                              off, k0, k1, th, tl, s, b, c)
         return
     if not flat_masks:
         raise ValueError("keep_out and packed_out must be C-contiguous")
@@ -240,7 +244,7 @@ def forward(x, out, seed, offset, T, scale, mstrides, keep_out=None, packed_out=
     grid = _grid(launch, -(-n // (8 * block)))
     kern[grid, block, st](vx.span, np.int64(vx.base), xs, vo.span, np.int64(vo.base), os_,
                           shape, ms, np.int64(n), _dummy(np.uint8), np.int64(0),
-                          np.int64(0), off, k0, k1, th, tl, s, keep_arr, packed_arr)
+                          np.int64(0), off, k0, k1, th, tl, s, b, c, keep_arr, packed_arr)
 
 
 def _check_block(block):
@@ -277,28 +281,33 @@ def mask(n, seed, offset, T, keep_out=None, packed_out=None, *, stream=None, lau
     d = _dummy(np.float32)
     kern[grid, block, stream](d, d, vk.span if vk is not None else _dummy(np.bool_),
                               vp.span if vp is not None else _dummy(np.uint8),
-                              np.int64(n), off, k0, k1, th, tl, np.float32(1.0))
+                              np.int64(n), off, k0, k1, th, tl, np.float32(1.0),
+                              np.float32(-0.0), np.float32(0.0))
 
 
-def apply_mask(x, out, mstrides, scale, keep=None, packed=None, *, stream=None,
-               launch=None):
-    """Masked scaling with a stored mask (exactly one of ``keep``/``packed``),
+def apply_mask(x, out, mstrides, scale, keep=None, packed=None, *, shift=-0.0, fill=0.0,
+               stream=None, launch=None):
+    """The affine select with a stored mask (exactly one of ``keep``/``packed``),
     on device arrays; ``keep`` is a C-contiguous bool array over the mask's
-    logical indices, ``packed`` 1-D uint8 little-endian bits."""
+    logical indices, ``packed`` 1-D uint8 little-endian bits.  Kept elements
+    are ``x * scale + shift``, dropped ones ``fill`` (as in :func:`forward`)."""
     if (keep is None) == (packed is None):
         raise ValueError("give exactly one of keep and packed")
     if keep is not None:
         v = _flat(keep, "keep")
         ms = tuple(int(m) * v.strides[0] for m in mstrides)
-        apply_view(x, out, "bool", v, ms, scale, stream=stream, launch=launch)
+        apply_view(x, out, "bool", v, ms, scale, shift=shift, fill=fill, stream=stream,
+                   launch=launch)
     else:
         v = _flat(packed, "packed")
-        apply_view(x, out, "packed", v, tuple(mstrides), scale, stream=stream,
-                   launch=launch)
+        apply_view(x, out, "packed", v, tuple(mstrides), scale, shift=shift, fill=fill,
+                   stream=stream, launch=launch)
 
 
-def apply_view(x, out, kind, mview, ms, scale, *, stream=None, launch=None):
-    """Masked scaling reading ``keep(idx)`` from a mask view.
+def apply_view(x, out, kind, mview, ms, scale, *, shift=-0.0, fill=0.0, stream=None,
+               launch=None):
+    """The affine select (kept ``x * scale + shift``, dropped ``fill``)
+    reading ``keep(idx)`` from a mask view.
 
     ``kind="bool"``: ``mview.span[mview.base + sum(idx * ms)]`` (``ms`` are
     element strides of a bool array, 0 on broadcast axes: any layout works).
@@ -312,7 +321,7 @@ def apply_view(x, out, kind, mview, ms, scale, *, stream=None, launch=None):
         return
     dx, do, st, vx, vo = ops
     n = dx.size
-    s = _ct(dx.dtype, scale)
+    s, b, c = _ct(dx.dtype, scale), _ct(dx.dtype, shift), _ct(dx.dtype, fill)
     shape, (xs, os_, ms) = _collapse(dx.shape, [vx.strides, vo.strides, tuple(ms)])
     source = kernels.BOOL if kind == "bool" else kernels.PACKED
     mstep = mview.strides[0] if kind == "packed" else 0
@@ -322,7 +331,8 @@ def apply_view(x, out, kind, mview, ms, scale, *, stream=None, launch=None):
     kern[grid, block, st](vx.span, np.int64(vx.base), xs, vo.span, np.int64(vo.base), os_,
                           shape, ms, np.int64(n), mview.span, np.int64(mview.base),
                           np.int64(mstep), np.uint64(0), np.uint64(0), np.uint64(0),
-                          np.uint32(0), np.uint32(0), s, _dummy(np.bool_), _dummy(np.uint8))
+                          np.uint32(0), np.uint32(0), s, b, c, _dummy(np.bool_),
+                          _dummy(np.uint8))
 
 
 def _fill(x, out, op, factor, stream, launch):

@@ -107,7 +107,8 @@ class CudaOps:
 
     def forward(self, x, out, plan, keep_out, packed_out):
         self.kern.forward(x, out, plan.seed, plan.offset, plan.T, plan.scale, plan.mstrides,
-                          keep_out=keep_out, packed_out=packed_out, stream=self.stream)
+                          keep_out=keep_out, packed_out=packed_out, shift=plan.shift,
+                          fill=plan.fill, stream=self.stream)
 
     def mask(self, plan, keep_out, packed_out):
         self.kern.mask(plan.n, plan.seed, plan.offset, plan.T, keep_out=keep_out,
@@ -117,12 +118,12 @@ class CudaOps:
         if isinstance(stored, StoredView):
             if stored.view is not None:
                 self.kern.apply_view(x, out, kind, stored.view, stored.ms, plan.scale,
-                                     stream=self.stream)
+                                     shift=plan.shift, fill=plan.fill, stream=self.stream)
         else:  # a mask this call just drew (flat)
             self.kern.apply_mask(x, out, plan.mstrides, plan.scale,
                                  keep=stored if kind == "bool" else None,
                                  packed=stored if kind == "packed" else None,
-                                 stream=self.stream)
+                                 shift=plan.shift, fill=plan.fill, stream=self.stream)
 
 
 def _alloc_mask(x, kind, M, n, stream):

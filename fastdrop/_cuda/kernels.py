@@ -34,6 +34,20 @@ Two kernel shapes
 Neither the mask nor the result depends on the grid or block size: every
 decision is a function of its logical index only.
 
+The affine select
+-----------------
+Every value kernel computes docs/spec.md §4's select,
+``out = keep ? R(C(x) * a + b) : R(c)`` with ``a`` (scale), ``b`` (shift)
+and ``c`` (fill) already rounded to the compute type by the caller.  The
+product and the sum are two separately rounded IEEE operations: NVVM
+contracts ``x * a + b`` into an FMA by default, so :func:`affine32` and
+:func:`affine64` use libdevice's non-contracting ``fmul_rn``/``fadd_rn``
+(``dmul_rn``/``dadd_rn`` for float64).  Under the Numba CUDA simulator those
+libdevice functions are empty stubs, so the same names are bound to NumPy
+scalar shims with the same IEEE results.  Plain dropout is the case
+``b = -0.0`` (an exact identity) and ``c = +0.0``: one extra add per element
+and no separate kernels.
+
 Arrays reach the kernels as 1-D spans over the memory of the caller's
 array plus an element offset (``base``) and element strides, see
 :mod:`fastdrop._cuda._interop`.
@@ -41,12 +55,16 @@ array plus an element offset (``base``) and element strides, see
 
 from __future__ import annotations
 
+import operator
+
 import numpy as np
 from numba import cuda
 
 from .._numba.philox import make
+from ._interop import SIMULATOR
 
-__all__ = ["MAX_BLOCK", "tile_kernel", "nd_kernel", "fill_kernel", "philox"]
+__all__ = ["MAX_BLOCK", "tile_kernel", "nd_kernel", "fill_kernel", "philox",
+           "affine32", "affine64"]
 
 #: Largest block size the tile kernels accept (size of their shared array).
 MAX_BLOCK = 1024
@@ -61,6 +79,39 @@ philox = make(lambda f: cuda.jit(device=True)(f))
 _block_words = philox.block_words
 _lane = philox.lane
 _keep_decision = philox.keep_decision
+
+if SIMULATOR:
+    # libdevice's functions are empty stubs in the simulator: NumPy scalar
+    # arithmetic is IEEE round to nearest even in the operands' own type and
+    # never fused, which is what the ``_rn`` intrinsics compute on a GPU.
+    def _rn(ftype, op):
+        def f(a, b):
+            with np.errstate(all="ignore"):
+                return op(ftype(a), ftype(b))
+        return f
+
+    _fmul_rn, _fadd_rn = _rn(np.float32, operator.mul), _rn(np.float32, operator.add)
+    _dmul_rn, _dadd_rn = _rn(np.float64, operator.mul), _rn(np.float64, operator.add)
+else:
+    from numba.cuda import libdevice as _libdevice
+
+    _fmul_rn = _libdevice.fmul_rn
+    _fadd_rn = _libdevice.fadd_rn
+    _dmul_rn = _libdevice.dmul_rn
+    _dadd_rn = _libdevice.dadd_rn
+
+
+@cuda.jit(device=True)
+def affine32(v, a, b):
+    """``v * a + b`` in float32, product and sum each rounded (no FMA)."""
+    return _fadd_rn(_fmul_rn(v, a), b)
+
+
+@cuda.jit(device=True)
+def affine64(v, a, b):
+    """``v * a + b`` in float64, product and sum each rounded (no FMA)."""
+    return _dadd_rn(_dmul_rn(v, a), b)
+
 
 _U3 = np.uint64(3)
 _U7 = np.uint64(7)
@@ -146,10 +197,12 @@ def unravel(L, shape, xs, os, ms, nd):
 
 
 def _types(dtype):
-    """(value type, compute type) constructors for a float dtype name."""
+    """(value type, compute type, affine device function) for a float dtype
+    name."""
     vt = {"float16": np.float16, "float32": np.float32, "float64": np.float64}[dtype]
-    ct = np.float64 if dtype == "float64" else np.float32
-    return vt, ct
+    if dtype == "float64":
+        return vt, np.float64, affine64
+    return vt, np.float32, affine32
 
 
 _tile_cache: dict = {}
@@ -165,28 +218,31 @@ def tile_kernel(dtype, with_x, with_keep, with_packed, aligned=False):
 
     Signature of the returned kernel::
 
-        kern(x, out, keep, packed, n, offset, k0, k1, th, tl, scale)
+        kern(x, out, keep, packed, n, offset, k0, k1, th, tl, scale, shift, fill)
 
     ``x``, ``out`` (``n`` elements of ``dtype``), ``keep`` (``n`` bools) and
     ``packed`` (``ceil(n / 8)`` bytes) are 1-D C-contiguous; arrays a
-    variant does not use are dummies of the right type.  Launch with any
+    variant does not use are dummies of the right type.  ``scale``,
+    ``shift`` and ``fill`` are compute-type scalars: a kept element is
+    ``R(x * scale + shift)`` (two roundings, no FMA), a dropped one
+    ``R(fill)``.  Launch with any
     ``blockDim.x <= MAX_BLOCK`` (1-D) and any grid.
     """
     key = (dtype, bool(with_x), bool(with_keep), bool(with_packed), bool(aligned))
     kern = _tile_cache.get(key)
     if kern is not None:
         return kern
-    vt, ct = _types(dtype)
+    vt, ct, affine = _types(dtype)
     WITH_X, WITH_KEEP, WITH_PACKED, ALIGNED = key[1:]
     EXCHANGE = WITH_X or WITH_KEEP
 
     @cuda.jit(**JIT_OPTIONS)
-    def kern(x, out, keep, packed, n, offset, k0, k1, th, tl, scale):
+    def kern(x, out, keep, packed, n, offset, k0, k1, th, tl, scale, shift, fill):
         tid = cuda.threadIdx.x
         bd = cuda.blockDim.x
         sm = cuda.shared.array(MAX_BLOCK, np.uint32)
         v = cuda.local.array(8, vt)
-        zero = vt(0)
+        dropped = vt(fill)
         tile_elems = np.int64(bd) * 8
         ntiles = (n + tile_elems - 1) // tile_elems
         t = np.int64(cuda.blockIdx.x)
@@ -219,8 +275,8 @@ def tile_kernel(dtype, with_x, with_keep, with_packed, aligned=False):
                         if WITH_KEEP:
                             keep[e] = kk != 0
                         if WITH_X:
-                            y = vt(ct(v[k]) * scale)
-                            out[e] = y if kk != 0 else zero
+                            y = vt(affine(ct(v[k]), scale, shift))
+                            out[e] = y if kk != 0 else dropped
                 cuda.syncthreads()
             t += cuda.gridDim.x
 
@@ -238,7 +294,7 @@ def nd_kernel(dtype, source, with_keep, with_packed):
     Signature::
 
         kern(x, xb, xs, out, ob, os, shape, ms, n,
-             msrc, mb, mstep, offset, k0, k1, th, tl, scale, keep, packed)
+             msrc, mb, mstep, offset, k0, k1, th, tl, scale, shift, fill, keep, packed)
 
     ``x``/``out`` are 1-D spans, ``xb``/``ob`` the element offsets of
     element ``(0, ..., 0)`` and ``xs``/``os`` element strides (tuples);
@@ -253,25 +309,26 @@ def nd_kernel(dtype, source, with_keep, with_packed):
 
     ``keep``/``packed`` (contiguous, used when ``with_keep``/``with_packed``,
     only valid when the mask is not broadcast so that ``i`` is the logical
-    index) receive the keep bits.
+    index) receive the keep bits.  The element is the affine select of
+    :func:`tile_kernel` (``scale``, ``shift``, ``fill`` in the compute type).
     """
     key = (dtype, int(source), bool(with_keep), bool(with_packed))
     kern = _nd_cache.get(key)
     if kern is not None:
         return kern
-    vt, ct = _types(dtype)
+    vt, ct, affine = _types(dtype)
     SOURCE = key[1]
     WITH_KEEP, WITH_PACKED = key[2:]
 
     @cuda.jit
     def kern(x, xb, xs, out, ob, os, shape, ms, n,
-             msrc, mb, mstep, offset, k0, k1, th, tl, scale, keep, packed):
+             msrc, mb, mstep, offset, k0, k1, th, tl, scale, shift, fill, keep, packed):
         nd = len(shape)
         last = shape[nd - 1]
         xsl = xs[nd - 1]
         osl = os[nd - 1]
         msl = ms[nd - 1]
-        zero = vt(0)
+        dropped = vt(fill)
         thu = np.uint32(th)
         ngroups = (n + 7) // 8
         g = np.int64(cuda.grid(1))
@@ -300,8 +357,8 @@ def nd_kernel(dtype, source, with_keep, with_packed):
                     else:
                         byte = msrc[mb + (mo >> 3) * mstep]
                         k = ((np.uint32(byte) >> np.uint32(mo & 7)) & np.uint32(1)) != 0
-                    y = vt(ct(x[xb + xo]) * scale)
-                    out[ob + oo] = y if k else zero
+                    y = vt(affine(ct(x[xb + xo]), scale, shift))
+                    out[ob + oo] = y if k else dropped
                     if WITH_KEEP:
                         keep[L] = k
                     if k:
@@ -338,7 +395,7 @@ def fill_kernel(dtype, op):
     kern = _fill_cache.get(key)
     if kern is not None:
         return kern
-    vt, ct = _types(dtype)
+    vt, ct, _ = _types(dtype)
     OP = key[1]
 
     @cuda.jit

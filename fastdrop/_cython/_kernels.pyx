@@ -40,7 +40,14 @@ cdef extern from "kernels.h" nogil:
     int FD_MAXDIM
     int FD_OP_FORWARD, FD_OP_APPLY, FD_OP_MASK
     int FD_F16, FD_F32, FD_F64
+    ctypedef struct fd_affine_t:
+        double a, b, c
+    ctypedef struct fd_isa_t:
+        const char *name
+        int level
+        void (*stream_scale)(const float *x, float *y, int64_t n, float s) noexcept nogil
     ctypedef struct fd_task_t:
+        const fd_isa_t *isa
         int op, dtype, nd
         int64_t oshape[64]
         int64_t oxs[64]
@@ -51,7 +58,7 @@ cdef extern from "kernels.h" nogil:
         int64_t L, xs, ys, ms, chunk, cpr
         uint64_t seed, offset
         uint32_t Th, Tl
-        double scale
+        fd_affine_t af
         uint8_t *keep
         uint8_t *packed
         const uint8_t *mkeep
@@ -60,19 +67,23 @@ cdef extern from "kernels.h" nogil:
         int64_t rblock
         int64_t tshort
     void fd_run_task(const fd_task_t *g, int64_t t)
-    int fd_have_tshort()
-    int fd_have_avx512()
-    int fd_have_avx2()
-    int fd_isa_cap()
-    void fd_set_isa_cap(int c)
-    void fd_stream_scale_f32(const float *x, float *y, int64_t n, float s)
+    const fd_isa_t *fd_isa()
+    const fd_isa_t *fd_isa_select(int cap)
+    const fd_isa_t *fd_isa_for(uint32_t Th)
+    int fd_isa_cap_level
     uint64_t fd_threshold(double p)
 
-#: Elements per parallel task (a multiple of 8: packed bytes never straddle
-#: two tasks).  Arrays smaller than this run on the calling thread.
-CHUNK = 1 << 16
-cdef int64_t _CHUNK = 1 << 16
+#: Elements per parallel task (shared with the Numba backend: fastdrop._config).
+CHUNK = _config.CHUNK
+cdef int64_t _CHUNK = _config.CHUNK
 cdef object _Generator = None
+
+_ISA_CAPS = {"portable": 0, "avx2": 1, "avx512": 2}
+
+# The CPU is probed and the ISA table entry chosen once, here, with the cap
+# FASTDROP_MAX_ISA gives (avx512, avx2 or portable; anything else: no cap).
+import os as _os
+fd_isa_select(_ISA_CAPS.get(_os.environ.get("FASTDROP_MAX_ISA", ""), 2))
 
 
 def openmp_enabled():
@@ -88,10 +99,11 @@ def openmp_enabled():
 
 
 def isa():
-    """Which hand-written kernels run on this CPU for contiguous data:
-    ``"avx512"``, ``"avx2"`` or ``"portable"`` (auto-vectorised C).  The
-    environment variable ``FASTDROP_MAX_ISA=avx2`` or ``=portable``, read
-    once per process, caps it (results are identical on every path).
+    """Which ISA leaf the kernels run with: ``"avx512"``, ``"avx2"`` or
+    ``"portable"`` (C vectorised by the compiler for the build's baseline).
+    Chosen once, when this module is imported, from the CPU and the
+    environment variable ``FASTDROP_MAX_ISA=avx2`` or ``=portable`` (a cap);
+    results are identical on every path.
 
     Examples
     --------
@@ -99,16 +111,7 @@ def isa():
     >>> _kernels.isa() in ("avx512", "avx2", "portable")
     True
     """
-    if fd_have_avx512():
-        return "avx512"
-    if fd_have_avx2():
-        return "avx2"
-    return "portable"
-
-
-
-
-_ISA_CAPS = {"portable": 0, "avx2": 1, "avx512": 2}
+    return fd_isa().name.decode()
 
 
 def set_max_isa(name):
@@ -128,8 +131,8 @@ def set_max_isa(name):
     """
     if not isinstance(name, str) or name not in _ISA_CAPS:
         raise ValueError(f"name must be one of {sorted(_ISA_CAPS)}, got {name!r}")
-    old = [k for k, v in _ISA_CAPS.items() if v == fd_isa_cap()][0]
-    fd_set_isa_cap(_ISA_CAPS[name])
+    old = [k for k, v in _ISA_CAPS.items() if v == fd_isa_cap_level][0]
+    fd_isa_select(_ISA_CAPS[name])
     return old
 
 def omp_max_threads():
@@ -156,7 +159,7 @@ cdef inline int _dtype_code(cnp.ndarray x) except -1:
 
 
 # outputs at least this large are written with non-temporal stores (forward)
-cdef int64_t _NT_MIN_BYTES = 8 << 20
+cdef int64_t _NT_MIN_BYTES = _config.NT_MIN_BYTES
 # row blocks of the stored-mask apply for transposed layouts (rows x inner chunk)
 cdef int64_t _RBLOCK = 64
 cdef int64_t _RBLOCK_CHUNK = 1024
@@ -290,10 +293,28 @@ cdef inline int64_t _ntasks(fd_task_t *g):
     return rows * g.cpr
 
 
-cdef inline void _set_threshold(fd_task_t *g, T):
-    cdef uint64_t t = <uint64_t>T
-    g.Th = <uint32_t>(t >> 16)
-    g.Tl = <uint32_t>(t & 0xFFFF)
+cdef inline void _init_task(fd_task_t *g, int op, int dtype, uint64_t seed, uint64_t offset,
+                            uint64_t T, double a, double b, double c) noexcept:
+    """The scalar fields of a task (the geometry is _geometry's): the one
+    place a task is filled, for every entry point of this module."""
+    g.op = op
+    g.dtype = dtype
+    g.nd = 0
+    g.seed = seed
+    g.offset = offset
+    g.Th = <uint32_t>(T >> 16)
+    g.Tl = <uint32_t>(T & 0xFFFF)
+    g.isa = fd_isa_for(g.Th)
+    g.af.a = a
+    g.af.b = b
+    g.af.c = c
+    g.x = g.y = NULL
+    g.keep = g.packed = NULL
+    g.mkeep = g.mpacked = NULL
+    g.nt = 0
+    g.rblock = 0
+    g.tshort = 0
+    g.chunk = _CHUNK
 
 
 cdef bint _aligned(cnp.ndarray a):
@@ -301,11 +322,11 @@ cdef bint _aligned(cnp.ndarray a):
 
 
 def forward(x, out, seed, offset, T, scale, mstrides, keep_out=None, packed_out=None,
-            fresh_out=False):
+            fresh_out=False, *, shift=-0.0, fill=0.0):
     """Dropout forward with the mask generated on the fly (kernel interface).
 
-    ``out[idx] = x[idx] * scale`` if ``keep(offset + i(idx))`` else ``+0.0``,
-    with ``i(idx) = sum(idx * mstrides)``; see :mod:`fastdrop._dispatch`.
+    ``out[idx] = x[idx] * scale + shift`` if ``keep(offset + i(idx))`` else
+    ``fill``, with ``i(idx) = sum(idx * mstrides)``; see :mod:`fastdrop._dispatch`.
 
     Parameters
     ----------
@@ -315,8 +336,9 @@ def forward(x, out, seed, offset, T, scale, mstrides, keep_out=None, packed_out=
         uint64 key and first stream position.
     T : int
         Threshold ``rint(p * 2**32)`` in ``[0, 2**32]``.
-    scale : float
-        Factor for kept elements (cast once to the compute type).
+    scale, shift, fill : float
+        The affine select: kept ``x * scale + shift``, dropped ``fill``
+        (each cast once to the compute type).
     mstrides : tuple of int
         Mask strides per axis (0 on broadcast axes).
     keep_out, packed_out : ndarray, optional
@@ -342,7 +364,8 @@ def forward(x, out, seed, offset, T, scale, mstrides, keep_out=None, packed_out=
     if not (_aligned(xa) and _aligned(ya)):
         from fastdrop import reference
         return reference.forward(x, out, seed, offset, T, scale, mstrides,
-                                 keep_out=keep_out, packed_out=packed_out)
+                                 keep_out=keep_out, packed_out=packed_out, shift=shift,
+                                 fill=fill)
     if xa.size >= _CHUNK and _prefer_memory_order(xa):
         # Fortran-ordered / transposed layout: the logical rows are strided in
         # memory (and may be short).  Make the mask (in logical order, whole
@@ -350,23 +373,11 @@ def forward(x, out, seed, offset, T, scale, mstrides, keep_out=None, packed_out=
         n = 1 + sum((d - 1) * m for d, m in zip(x.shape, mstrides))
         full = keep_out if keep_out is not None else np.empty(n, dtype=bool)
         mask(n, seed, offset, T, keep_out=full, packed_out=packed_out)
-        apply_mask(x, out, mstrides, scale, keep=full)
+        apply_mask(x, out, mstrides, scale, keep=full, shift=shift, fill=fill)
         return
-    g.op = FD_OP_FORWARD
-    g.nt = 0
-    g.rblock = 0
-    g.tshort = 0
-    g.dtype = _dtype_code(xa)
+    _init_task(&g, FD_OP_FORWARD, _dtype_code(xa), seed, offset, T, scale, shift, fill)
     if _geometry(&g, xa, ya, mstrides) == 0:
         return
-    g.seed = <uint64_t>seed
-    g.offset = <uint64_t>offset
-    _set_threshold(&g, T)
-    g.scale = <double>scale
-    g.keep = NULL
-    g.packed = NULL
-    g.mkeep = NULL
-    g.mpacked = NULL
     n = xa.size
     # large out-of-place outputs: non-temporal stores skip the read-for-ownership
     if (not fresh_out and ya.nbytes >= _NT_MIN_BYTES
@@ -377,7 +388,7 @@ def forward(x, out, seed, offset, T, scale, mstrides, keep_out=None, packed_out=
             # strided layout: make the mask first, then apply it
             full = keep_out if keep_out is not None else np.empty(n, dtype=bool)
             mask(n, seed, offset, T, keep_out=full, packed_out=packed_out)
-            apply_mask(x, out, mstrides, scale, keep=full)
+            apply_mask(x, out, mstrides, scale, keep=full, shift=shift, fill=fill)
             return
         if keep_out is not None:
             g.keep = <uint8_t *>cnp.PyArray_BYTES(<cnp.ndarray>keep_out)
@@ -394,14 +405,13 @@ def forward(x, out, seed, offset, T, scale, mstrides, keep_out=None, packed_out=
 
 cdef bint _is_tshort(fd_task_t *g, int64_t item):
     """Whether the forward geometry is the transpose of a C-contiguous (L, a)
-    array with 2 <= a <= 16 (x and out alike) and the AVX-512 kernel runs."""
+    array with 2 <= a <= 16 (x and out alike)."""
     cdef int64_t a
     if g.nd != 1 or g.ms != 1:
         return False
     a = g.oshape[0]
     return (2 <= a <= 16 and g.oms[0] == g.L and g.xs == a * item and g.ys == a * item
-            and g.oxs[0] == item and g.oys[0] == item and g.Th <= 0xFFFF
-            and fd_have_tshort() != 0)
+            and g.oxs[0] == item and g.oys[0] == item)
 
 
 def mask(n, seed, offset, T, keep_out=None, packed_out=None):
@@ -428,34 +438,21 @@ def mask(n, seed, offset, T, keep_out=None, packed_out=None):
     'fd630123'
     """
     cdef fd_task_t g
-    g.op = FD_OP_MASK
-    g.nt = 0
-    g.rblock = 0
-    g.tshort = 0
-    g.dtype = FD_F32
-    g.nd = 0
+    _init_task(&g, FD_OP_MASK, FD_F32, seed, offset, T, 1.0, -0.0, 0.0)
     g.L = n
     g.xs = g.ys = g.ms = 1
-    g.x = g.y = NULL
-    g.chunk = _CHUNK
     g.cpr = (g.L + _CHUNK - 1) // _CHUNK
-    g.seed = <uint64_t>seed
-    g.offset = <uint64_t>offset
-    _set_threshold(&g, T)
-    g.scale = 1.0
     g.keep = <uint8_t *>cnp.PyArray_BYTES(<cnp.ndarray>keep_out) if keep_out is not None else NULL
     g.packed = <uint8_t *>cnp.PyArray_BYTES(<cnp.ndarray>packed_out) if packed_out is not None else NULL
-    g.mkeep = NULL
-    g.mpacked = NULL
     if n <= 0 or (g.keep == NULL and g.packed == NULL):
         return
     _execute(&g, g.cpr, n)
 
 
-def apply_mask(x, out, mstrides, scale, keep=None, packed=None):
-    """Masked scaling with a stored mask (kernel interface).
+def apply_mask(x, out, mstrides, scale, keep=None, packed=None, *, shift=-0.0, fill=0.0):
+    """The affine select with a stored mask (kernel interface).
 
-    ``out[idx] = keep[i(idx)] ? x[idx] * scale : +0.0``; ``keep`` is a
+    ``out[idx] = keep[i(idx)] ? x[idx] * scale + shift : fill``; ``keep`` is a
     C-contiguous bool array over the logical mask index, or ``packed`` its
     little-endian packed bits (exactly one is given).
 
@@ -473,20 +470,11 @@ def apply_mask(x, out, mstrides, scale, keep=None, packed=None):
     cdef cnp.ndarray xa = x, ya = out
     if not (_aligned(xa) and _aligned(ya)):
         from fastdrop import reference
-        return reference.apply_mask(x, out, mstrides, scale, keep=keep, packed=packed)
-    g.op = FD_OP_APPLY
-    g.nt = 0
-    g.rblock = 0
-    g.tshort = 0
-    g.dtype = _dtype_code(xa)
+        return reference.apply_mask(x, out, mstrides, scale, keep=keep, packed=packed,
+                                    shift=shift, fill=fill)
+    _init_task(&g, FD_OP_APPLY, _dtype_code(xa), 0, 0, 0, scale, shift, fill)
     if _geometry(&g, xa, ya, mstrides, _prefer_memory_order(xa)) == 0:
         return
-    g.seed = 0
-    g.offset = 0
-    g.Th = g.Tl = 0
-    g.scale = <double>scale
-    g.keep = NULL
-    g.packed = NULL
     g.mkeep = <const uint8_t *>cnp.PyArray_BYTES(<cnp.ndarray>keep) if keep is not None else NULL
     g.mpacked = <const uint8_t *>cnp.PyArray_BYTES(<cnp.ndarray>packed) if packed is not None else NULL
     if g.mkeep == NULL and g.mpacked == NULL:
@@ -533,20 +521,21 @@ def fast_dropout(x, p, rng, out=None):
     cdef cnp.ndarray xa, ya
     cdef double pd
     cdef int64_t n
-    cdef uint64_t seed = 0, offset = 0, T
+    cdef uint64_t seed = 0, offset = 0
     cdef fd_task_t g
     if type(x) is not cnp.ndarray:
         return NotImplemented
     xa = <cnp.ndarray>x
     if not (cnp.PyArray_IS_C_CONTIGUOUS(xa) and _aligned(xa)):
         return NotImplemented
+    cdef int dtype
     tcode = cnp.PyArray_TYPE(xa)
     if tcode == cnp.NPY_FLOAT:
-        g.dtype = FD_F32
+        dtype = FD_F32
     elif tcode == cnp.NPY_DOUBLE:
-        g.dtype = FD_F64
+        dtype = FD_F64
     elif tcode == cnp.NPY_FLOAT16:
-        g.dtype = FD_F16
+        dtype = FD_F16
     else:
         return NotImplemented
     if not isinstance(p, float):
@@ -594,31 +583,18 @@ def fast_dropout(x, p, rng, out=None):
             return NotImplemented  # partial overlap: the general path raises
     if gen is not None:
         seed, offset = gen._reserve(n)  # atomic: a Generator may be shared by threads
-    T = fd_threshold(pd)
-    g.op = FD_OP_FORWARD
+    _init_task(&g, FD_OP_FORWARD, dtype, seed, offset, fd_threshold(pd), 1.0 / (1.0 - pd),
+               -0.0, 0.0)
     # non-temporal stores as in forward(): a caller's large out-of-place
     # output, not a fresh one (see forward(fresh_out=True))
     g.nt = (not fresh and nbytes >= _NT_MIN_BYTES
             and cnp.PyArray_BYTES(ya) != cnp.PyArray_BYTES(xa))
-    g.rblock = 0
-    g.tshort = 0
-    g.nd = 0
     g.L = n
     g.xs = g.ys = cnp.PyArray_ITEMSIZE(xa)
     g.ms = 1
     g.x = cnp.PyArray_BYTES(xa)
     g.y = cnp.PyArray_BYTES(ya)
-    g.chunk = _CHUNK
     g.cpr = (n + _CHUNK - 1) // _CHUNK
-    g.seed = seed
-    g.offset = offset
-    g.Th = <uint32_t>(T >> 16)
-    g.Tl = <uint32_t>(T & 0xFFFF)
-    g.scale = 1.0 / (1.0 - pd)
-    g.keep = NULL
-    g.packed = NULL
-    g.mkeep = NULL
-    g.mpacked = NULL
     _execute(&g, g.cpr, n)
     return ya
 
@@ -654,11 +630,12 @@ def stream_scale(x, out, s):
     cdef int nt = _config._num_threads
     if nt > ntasks:
         nt = <int>max(ntasks, 1)
+    cdef const fd_isa_t *isa = fd_isa()
     with nogil:
         if nt <= 1:
-            fd_stream_scale_f32(xp, yp, n, sf)
+            isa.stream_scale(xp, yp, n, sf)
         else:
             for t in prange(ntasks, num_threads=nt, schedule="dynamic"):
                 a = t * _CHUNK
                 b = min(n - a, _CHUNK)
-                fd_stream_scale_f32(xp + a, yp + a, b, sf)
+                isa.stream_scale(xp + a, yp + a, b, sf)

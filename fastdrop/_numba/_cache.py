@@ -23,7 +23,8 @@ import os
 import warnings
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
-_DEPS = [os.path.join(_HERE, f) for f in ("philox.py", "llvm.py", "kernels.py")]
+_DEPS = ([os.path.join(_HERE, f) for f in ("philox.py", "llvm.py", "kernels.py")]
+         + [os.path.join(os.path.dirname(_HERE), "_config.py")])  # CHUNK is compiled in
 _OURS = {os.path.realpath(os.path.join(_HERE, "kernels.py")),
          os.path.realpath(os.path.join(os.path.dirname(_HERE), "numba.py"))}
 _installed = False

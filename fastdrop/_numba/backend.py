@@ -6,6 +6,12 @@ first call and each (operation, dtype) specialisation is compiled -- or
 loaded from Numba's disk cache -- on first use and memoised; the time each
 took is recorded for :func:`compile_report`.
 
+Every value this backend writes is the affine select of docs/spec.md §4,
+``keep ? x * scale + shift : fill`` (plain dropout: ``shift = -0.0``,
+``fill = +0.0``), on every path below: the kernels get the three constants
+as one tuple (:func:`_select`) and apply them with
+:func:`fastdrop._numba.kernels.affine_select`.
+
 Layouts
 -------
 - ``forward`` on C-contiguous ``x``/``out`` with a full mask runs the 1-D
@@ -162,8 +168,17 @@ def _storage(a):
     return a.view(np.uint16) if a.dtype == np.float16 else a
 
 
-def _scale(dtype, scale):
-    return np.float64(scale) if dtype == np.float64 else np.float32(scale)
+def _select(dtype, scale, shift, fill):
+    """The kernels' ``sel = (a, b, c)``: ``scale`` and ``shift`` rounded once
+    to the compute type (float64 for float64, float32 otherwise), ``fill``
+    through the compute type to the storage type as a kept value goes
+    (float16: ``float16(float32(fill))``, passed as its uint16 bits)."""
+    ct = np.float64 if dtype == np.float64 else np.float32
+    with np.errstate(over="ignore"):  # a large fill is inf in float16
+        c = np.dtype(dtype).type(ct(fill))
+    if dtype == np.float16:
+        c = c.view(np.uint16)
+    return (ct(scale), ct(shift), c)
 
 
 def _u64(v):
@@ -244,30 +259,30 @@ def _aligned_strides(a):
     return all(st % a.itemsize == 0 for st in a.strides)
 
 
-def _nd(x, out, mstrides, seed, offset, T, scale, keep, packed):
+def _nd(x, out, mstrides, seed, offset, T, sel, keep, packed):
     K = _kernels()
     if not _aligned_strides(x):
         x = np.ascontiguousarray(x)
     if not _aligned_strides(out):  # pragma: no cover - exotic views
         tmp = np.empty_like(x)
-        _nd(x, tmp, mstrides, seed, offset, T, scale, keep, packed)
+        _nd(x, tmp, mstrides, seed, offset, T, sel, keep, packed)
         out[...] = tmp
         return
     (shape, xs, os_, ms), blocked = _geometry(x, out, mstrides)
     xf, x0 = _flat_base(_storage(x), False)
     of, o0 = _flat_base(_storage(out), True)
-    s = _scale(x.dtype, scale)
     args = (xf, np.int64(x0), of, np.int64(o0), shape, xs, os_, ms,
-            _u64(seed), _u64(offset), _u64(T), s,
+            _u64(seed), _u64(offset), _u64(T), sel,
             keep if keep is not None else K.NO_BOOL,
             packed if packed is not None else K.NO_BYTES, blocked)
     _call(K.forward_nd, (x.dtype.char, xf.flags.aligned, of.flags.aligned), *args)
 
 
-def forward(x, out, seed, offset, T, scale, mstrides, keep_out=None, packed_out=None,
-            fresh_out=False):
-    """Dropout forward; see :mod:`fastdrop._dispatch` for the conventions
-    (``fresh_out``: ``out`` was just allocated by the caller).
+def forward(x, out, seed, offset, T, scale, mstrides, keep_out=None, packed_out=None, *,
+            shift=-0.0, fill=0.0, fresh_out=False):
+    """Dropout forward, the affine select ``keep ? x * scale + shift :
+    fill``; see :mod:`fastdrop._dispatch` for the conventions (``fresh_out``:
+    ``out`` was just allocated by the caller).
 
     Examples
     --------
@@ -277,10 +292,14 @@ def forward(x, out, seed, offset, T, scale, mstrides, keep_out=None, packed_out=
     >>> forward(x, out, 0, 0, threshold(0.5), 2.0, (0, 1))  # noise_shape (1, 4)
     >>> out.tolist()
     [[2.0, 0.0, 2.0, 2.0], [2.0, 0.0, 2.0, 2.0]]
+    >>> forward(x, out, 0, 0, threshold(0.5), 2.0, (0, 1), shift=0.5, fill=-1.0)
+    >>> out.tolist()
+    [[2.5, -1.0, 2.5, 2.5], [2.5, -1.0, 2.5, 2.5]]
     """
     if x.size == 0:
         return
     K = _kernels()
+    sel = _select(x.dtype, scale, shift, fill)
     if x.ndim == 0:
         x, out, mstrides = x.reshape(1), out.reshape(1), (1,)
     full = _is_full(x.shape, mstrides)
@@ -289,7 +308,7 @@ def forward(x, out, seed, offset, T, scale, mstrides, keep_out=None, packed_out=
         os_ = _storage(out).reshape(-1)
         nt = (not fresh_out and out.nbytes >= K.NT_MIN_BYTES
               and out.__array_interface__["data"][0] != x.__array_interface__["data"][0])
-        args = (xs, os_, _u64(seed), _u64(offset), _u64(T), _scale(x.dtype, scale),
+        args = (xs, os_, _u64(seed), _u64(offset), _u64(T), sel,
                 keep_out if keep_out is not None else K.NO_BOOL,
                 packed_out if packed_out is not None else K.NO_BYTES, nt)
         _call(K.forward_contig, (x.dtype.char, xs.flags.aligned, os_.flags.aligned), *args)
@@ -297,11 +316,11 @@ def forward(x, out, seed, offset, T, scale, mstrides, keep_out=None, packed_out=
     if keep_out is not None or packed_out is not None:
         mask(x.size, seed, offset, T, keep_out=keep_out, packed_out=packed_out)
         if keep_out is not None:
-            _nd(x, out, mstrides, seed, offset, T, scale, keep_out, None)
+            _nd(x, out, mstrides, seed, offset, T, sel, keep_out, None)
         else:
-            _nd(x, out, mstrides, seed, offset, T, scale, None, packed_out)
+            _nd(x, out, mstrides, seed, offset, T, sel, None, packed_out)
         return
-    _nd(x, out, mstrides, seed, offset, T, scale, None, None)
+    _nd(x, out, mstrides, seed, offset, T, sel, None, None)
 
 
 def mask(n, seed, offset, T, keep_out=None, packed_out=None):
@@ -325,8 +344,9 @@ def mask(n, seed, offset, T, keep_out=None, packed_out=None):
     _call(K.mask_kernel, (), *args)
 
 
-def apply_mask(x, out, mstrides, scale, keep=None, packed=None):
-    """Masked scaling with a stored bool or packed mask.
+def apply_mask(x, out, mstrides, scale, keep=None, packed=None, *, shift=-0.0, fill=0.0):
+    """The affine select ``keep ? x * scale + shift : fill`` with a stored
+    bool or packed mask.
 
     Examples
     --------
@@ -335,9 +355,14 @@ def apply_mask(x, out, mstrides, scale, keep=None, packed=None):
     >>> apply_mask(x, out, (1,), 2.0, keep=np.array([True, False, True, True]))
     >>> out.tolist()
     [0.0, 0.0, 4.0, 6.0]
+    >>> apply_mask(x, out, (1,), 2.0, packed=np.array([0b1101], np.uint8), shift=1.0,
+    ...            fill=9.0)
+    >>> out.tolist()
+    [1.0, 9.0, 5.0, 7.0]
     """
     if x.size == 0:
         return
+    sel = _select(x.dtype, scale, shift, fill)
     if x.ndim == 0:
         x, out, mstrides = x.reshape(1), out.reshape(1), (1,)
     if keep is not None:
@@ -349,11 +374,11 @@ def apply_mask(x, out, mstrides, scale, keep=None, packed=None):
         xs = _readonly(_storage(x).reshape(-1))
         os_ = _storage(out).reshape(-1)
         _call(K.apply_contig, (x.dtype.char, xs.flags.aligned, os_.flags.aligned),
-              xs, os_, _scale(x.dtype, scale),
+              xs, os_, sel,
               keep if keep is not None else K.NO_BOOL,
               packed if packed is not None else K.NO_BYTES)
         return
-    _nd(x, out, mstrides, 0, 0, 0, scale, keep, packed)
+    _nd(x, out, mstrides, 0, 0, 0, sel, keep, packed)
 
 
 def stream_scale(x, out, factor):

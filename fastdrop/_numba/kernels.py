@@ -6,6 +6,17 @@ nothing: every kernel is a lazily compiled ``numba.njit`` dispatcher
 cache -- ``NUMBA_CACHE_DIR`` is honoured by Numba itself).  Only
 :mod:`fastdrop._numba.backend` imports this module, and only on first use.
 
+Every kernel that writes values computes the affine select of docs/spec.md
+§4, ``out = keep ? x * a + b : c`` (plain dropout: ``a`` the scale,
+``b = -0.0``, which adds nothing, ``c = +0.0``), through one helper,
+:func:`affine_select` (and its vector forms in :mod:`fastdrop._numba.llvm`).
+The constants travel as one tuple ``sel = (a, b, c)``: ``a`` and ``b`` in
+the compute type (float64 for float64, float32 otherwise), ``c`` already in
+the storage type (so a dropped element is a stored constant; see
+:func:`select_constants`).  The product and the sum are two separately
+rounded operations: no kernel is compiled with ``fastmath``, so LLVM never
+contracts them into a fused multiply-add.
+
 Work is split into fixed chunks of :data:`CHUNK` logical elements (a multiple
 of 8, so packed mask bytes never straddle chunks) and each chunk into tiles
 of :data:`TILE` elements.  Each tile first computes Philox for all of its
@@ -25,6 +36,7 @@ blocks per AVX-512 iteration, see :func:`_fill_lanes`) and with plain
 :func:`forward_contig` is the 1-D fast path (with non-temporal stores for
 large caller-provided outputs, :func:`_nt_tile`), :func:`forward_nd` the generic
 strided/broadcast path (with a blocked variant for transposed layouts),
+:func:`apply_contig` the 1-D stored-mask path,
 :func:`mask_kernel` the mask alone and :func:`stream_scale` the same-traffic
 streaming kernel ``out = x * s`` used as the benchmark bound (1-D contiguous
 ``x``/``out``, ``s`` of ``x``'s dtype).
@@ -42,23 +54,32 @@ each with the measurements that justify it; the tuning constants
 (:data:`CHUNK`, :data:`TILE`, :data:`PREFETCH_BYTES`, :data:`NT_MIN_BYTES`,
 :data:`PBLOCK`) and the other tuning notes (four Philox chains,
 :func:`_fill_lanes`; unsigned indices, :func:`_select_lanes`) are in the
-comments and docstrings next to them here.
+comments and docstrings next to them here, except :data:`CHUNK` and
+:data:`NT_MIN_BYTES`, which every CPU backend shares
+(:mod:`fastdrop._config`).
 
 Examples
 --------
 >>> import numpy as np
 >>> from fastdrop._numba import kernels
 >>> x = np.ones(8, np.float32); out = np.empty_like(x)
+>>> sel = (np.float32(2.0), np.float32(-0.0), np.float32(0.0))  # plain dropout
 >>> kernels.forward_contig(x, out, np.uint64(0), np.uint64(0), np.uint64(2**31),
-...                        np.float32(2.0), kernels.NO_BOOL, kernels.NO_BYTES, False)
+...                        sel, kernels.NO_BOOL, kernels.NO_BYTES, False)
 >>> out.tolist()
 [2.0, 0.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0]
+>>> sel = (np.float32(2.0), np.float32(0.5), np.float32(-1.0))  # x * 2 + 0.5 : -1
+>>> kernels.forward_contig(x, out, np.uint64(0), np.uint64(0), np.uint64(2**31),
+...                        sel, kernels.NO_BOOL, kernels.NO_BYTES, False)
+>>> out.tolist()
+[2.5, -1.0, 2.5, 2.5, 2.5, 2.5, 2.5, 2.5]
 """
 
 import numpy as np
 from numba import njit, prange, types
 from numba.extending import overload
 
+from .._config import CHUNK, NT_MIN_BYTES
 from . import _cache
 from . import philox as _philox
 from .llvm import (
@@ -69,13 +90,14 @@ from .llvm import (
 _cache.install()  # cached kernels are invalidated when philox.py or llvm.py change
 
 __all__ = [
-    "CHUNK", "TILE", "NO_BOOL", "NO_BYTES",
+    "CHUNK", "NT_MIN_BYTES", "TILE", "NO_BOOL", "NO_BYTES", "affine_select",
+    "select_constants",
     "forward_contig", "forward_nd", "mask_kernel", "apply_contig", "stream_scale",
     "keep_tile", "philox4x32_10", "block_words", "lane", "keep_decision",
 ]
 
-#: Logical elements per parallel work item.
-CHUNK = 1 << 16
+# CHUNK (logical elements per parallel work item) and NT_MIN_BYTES come
+# from fastdrop._config, shared with the Cython backend.
 #: Logical elements per inner tile; the lane scratch of one tile
 #: (TILE // 8 + 2 Philox blocks) stays in L1.
 TILE = 256
@@ -144,8 +166,8 @@ def _prefetch_tile(x, a, L):
 # not for float16 (its bits path converts in integer code)
 # ---------------------------------------------------------------------------
 
-#: Outputs at least this large get non-temporal stores (as the Cython kernels).
-NT_MIN_BYTES = 8 << 20
+# Outputs of at least NT_MIN_BYTES (fastdrop._config, as the Cython kernels)
+# get non-temporal stores; the backend reads it as kernels.NT_MIN_BYTES.
 
 
 def _nt_capable(x):
@@ -199,42 +221,52 @@ def float_to_half(f):
 NATIVE_F16 = native_f16()
 
 
-def scale_select(xv, s, k):
-    """``x * s`` (compute type) if ``k`` else +0.0, in x's storage type."""
+def affine_select(xv, sel, k):
+    """The affine select of one element (docs/spec.md §4): with ``sel = (a,
+    b, c)``, ``R(C(x) * a + b)`` if ``k`` else ``c``, in x's storage type
+    (float16 as its uint16 bits: widened exactly to float32, rounded back
+    to nearest even).  ``a`` and ``b`` are in the compute type, ``c`` in the
+    storage type (:func:`select_constants`); the product and the sum are
+    two rounded operations (no ``fastmath``: never a fused multiply-add).
+    The one select of every kernel."""
     raise NotImplementedError  # pragma: no cover - replaced by the overload
 
 
-@overload(scale_select)
-def _scale_select_impl(xv, s, k):
+@overload(affine_select)
+def _affine_select_impl(xv, sel, k):
     if isinstance(xv, types.Integer):  # float16 bits
         if NATIVE_F16:  # vectorised conversions (measured 16 Mi: 24.5 -> ms)
-            def impl_native(xv, s, k):
-                y = half_bits_of_f32(f32_of_half_bits(xv) * s)
-                return y if k else np.uint16(0)
+            def impl_native(xv, sel, k):
+                y = half_bits_of_f32(f32_of_half_bits(xv) * sel[0] + sel[1])
+                return y if k else sel[2]
             return impl_native
 
-        def impl(xv, s, k):
-            y = float_to_half(half_to_float(xv) * s)
-            return y if k else np.uint16(0)
+        def impl(xv, sel, k):
+            y = float_to_half(half_to_float(xv) * sel[0] + sel[1])
+            return y if k else sel[2]
         return impl
 
-    def impl(xv, s, k):
-        y = xv * s
-        return y if k else s - s
+    def impl(xv, sel, k):
+        y = xv * sel[0] + sel[1]
+        return y if k else sel[2]
     return impl
 
 
-def cast_like(x, v):
-    """``v`` cast to the compute type of array ``x`` (float64 for float64,
-    float32 otherwise)."""
+def select_constants(x, a, b, c):
+    """The ``sel`` tuple of :func:`affine_select` for float32/float64 array
+    ``x``: ``a``, ``b``, ``c`` (floats) rounded once to x's dtype, which is
+    its compute type.  (The backend builds the tuple for float16 bits
+    itself: ``c`` as the bits of ``float16(float32(c))``.)"""
     raise NotImplementedError  # pragma: no cover - replaced by the overload
 
 
-@overload(cast_like)
-def _cast_like_impl(x, v):
+@overload(select_constants)
+def _select_constants_impl(x, a, b, c):
     if x.dtype == types.float64:
-        return lambda x, v: np.float64(v)
-    return lambda x, v: np.float32(v)
+        return lambda x, a, b, c: (np.float64(a), np.float64(b), np.float64(c))
+    if x.dtype == types.float32:
+        return lambda x, a, b, c: (np.float32(a), np.float32(b), np.float32(c))
+    return None
 
 
 # ---------------------------------------------------------------------------
@@ -317,12 +349,12 @@ def _lanes_keep(kb, kb0, lanes, first, L, th16):
 
 
 @njit(cache=True)
-def _fix_ties(x, a, out, s, lanes, first, L, th16, j0, k0, k1, tl):
+def _fix_ties(x, a, out, sel, lanes, first, L, th16, j0, k0, k1, tl):
     """Resolve the ties of a tile whose select wrote them as kept: each lane
-    equal to ``th16`` that its tie-break drops becomes +0.0 in ``out``."""
+    equal to ``th16`` that its tie-break drops becomes the fill in ``out``."""
     for e in range(L):
         if lanes[first + e] == th16 and not _tie_keep(j0 + np.uint64(e), k0, k1, tl):
-            out[a + e] = scale_select(x[a + e], s, False)
+            out[a + e] = affine_select(x[a + e], sel, False)
 
 
 @njit(inline="always")
@@ -380,10 +412,10 @@ def _key(seed, T):
 
 
 @njit(inline="always")
-def _select_lanes(x, xa, out, oa, lanes, lb, L, s, th16):
-    """``out[oa + e] = x[xa + e] * s`` if ``lanes[lb + e] >= th16`` else
-    +0.0, for ``e < L``; returns whether any lane equals ``th16`` (a tie,
-    written as kept, to be checked).
+def _select_lanes(x, xa, out, oa, lanes, lb, L, sel, th16):
+    """``out[oa + e] = x[xa + e] * a + b`` if ``lanes[lb + e] >= th16`` else
+    ``c`` (``sel = (a, b, c)``), for ``e < L``; returns whether any lane
+    equals ``th16`` (a tie, written as kept, to be checked).
 
     One vectorised pass at the width of the data: 16-bit compares (no
     widening of the lanes) and a bool tie flag (an integer count made LLVM
@@ -398,12 +430,12 @@ def _select_lanes(x, xa, out, oa, lanes, lb, L, s, th16):
     for e in range(L):
         ue = np.uint64(e)
         v = lanes[ul + ue]
-        out[uo + ue] = scale_select(x[ux + ue], s, v >= th16)
+        out[uo + ue] = affine_select(x[ux + ue], sel, v >= th16)
         ties |= v == th16
     return ties
 
 
-def _nt_tile(x, a, out, lanes, lb, s, th16):
+def _nt_tile(x, a, out, lanes, lb, sel, th16):
     """The select of one whole tile (``TILE`` elements from ``a``, 64-byte
     aligned in ``out``) with non-temporal stores (see
     :func:`fastdrop._numba.llvm.nt_line`); returns the tie flag."""
@@ -411,18 +443,19 @@ def _nt_tile(x, a, out, lanes, lb, s, th16):
 
 
 @overload(_nt_tile)
-def _nt_tile_impl(x, a, out, lanes, lb, s, th16):
+def _nt_tile_impl(x, a, out, lanes, lb, sel, th16):
     if not isinstance(x.dtype, types.Float):
         # float16 bits never stream (forward_contig checks _nt_capable):
         # the ordinary select, so that this still compiles and is right
-        return lambda x, a, out, lanes, lb, s, th16: _select_lanes(
-            x, a, out, a, lanes, lb, TILE, s, th16)
+        return lambda x, a, out, lanes, lb, sel, th16: _select_lanes(
+            x, a, out, a, lanes, lb, TILE, sel, th16)
     vl = 512 // x.dtype.bitwidth  # elements per 64-byte line
 
-    def impl(x, a, out, lanes, lb, s, th16):
+    def impl(x, a, out, lanes, lb, sel, th16):
         ties = False
         for q in range(TILE // vl):
-            ties |= nt_line(x, a + q * vl, out, a + q * vl, lanes, lb + q * vl, s, th16)
+            ties |= nt_line(x, a + q * vl, out, a + q * vl, lanes, lb + q * vl,
+                            sel[0], sel[1], sel[2], th16)
         return ties
     return impl
 
@@ -432,17 +465,18 @@ def _nt_tile_impl(x, a, out, lanes, lb, s, th16):
 # ---------------------------------------------------------------------------
 
 @njit(cache=True, parallel=True)
-def forward_contig(x, out, seed, offset, T, s, keep_out, packed_out, nt):
-    """Dropout over 1-D contiguous ``x`` -> ``out`` (full mask, i = position).
+def forward_contig(x, out, seed, offset, T, sel, keep_out, packed_out, nt):
+    """Dropout over 1-D contiguous ``x`` -> ``out`` (full mask, i = position):
+    the affine select :func:`affine_select` with ``sel = (a, b, c)``.
 
-    ``x``/``out`` are float32/float64, or uint16 bits of float16; ``s`` is the
-    scale in the compute type.  ``keep_out`` (bool) / ``packed_out`` (uint8)
-    are written when non-empty.  ``seed``, ``offset``, ``T`` are uint64.
-    ``nt`` asks for non-temporal stores (a large output that is not ``x``;
-    taken by float32/float64, and with ``packed_out`` only when the first
-    64-byte line of ``out`` starts on a mask byte): each chunk then starts
-    with a short tile up to the next 64-byte line of ``out``, so its whole
-    tiles are line-aligned.
+    ``x``/``out`` are float32/float64, or uint16 bits of float16.
+    ``keep_out`` (bool) / ``packed_out`` (uint8) are written when
+    non-empty.  ``seed``, ``offset``, ``T`` are uint64.  ``nt`` asks for
+    non-temporal stores (a large output that is not ``x``; taken by
+    float32/float64, and with ``packed_out`` only when the first 64-byte
+    line of ``out`` starts on a mask byte): each chunk then starts with a
+    short tile up to the next 64-byte line of ``out``, so its whole tiles
+    are line-aligned.
     """
     n = x.shape[0]
     k0, k1, th, tl = _key(seed, T)
@@ -472,9 +506,9 @@ def forward_contig(x, out, seed, offset, T, s, keep_out, packed_out, nt):
             L = min(TILE if a > start or head == 0 else head, stop - a)
             j0 = offset + np.uint64(a)
             _prefetch_tile(x, a, L)
-            if th > _MAX16:  # T = 2**32 (the API handles p = 1 itself)
+            if th > _MAX16:  # T = 2**32: nothing kept, every element the fill
                 for e in range(L):
-                    out[a + e] = scale_select(x[a + e], s, False)
+                    out[a + e] = affine_select(x[a + e], sel, False)
                 _no_keep(L, a, keep_out, packed_out)
             else:
                 # select straight from the random lanes, ties written as
@@ -495,15 +529,15 @@ def forward_contig(x, out, seed, offset, T, s, keep_out, packed_out, nt):
                 # the next tile (if any) starts in that block
                 carry = L == TILE and first != 0
                 if stream and L == TILE:
-                    ties = _nt_tile(x, a, out, lanes, first, s, th16)
+                    ties = _nt_tile(x, a, out, lanes, first, sel, th16)
                 else:
-                    ties = _select_lanes(x, a, out, a, lanes, first, L, s, th16)
+                    ties = _select_lanes(x, a, out, a, lanes, first, L, sel, th16)
                 if want_keep:
                     _lanes_keep(keep_out, a, lanes, first, L, th16)
                 if want_packed:
                     _pack_lanes(lanes, first, L, th16, packed_out, a >> 3)
                 if ties:
-                    _fix_ties(x, a, out, s, lanes, first, L, th16, j0, k0, k1, tl)
+                    _fix_ties(x, a, out, sel, lanes, first, L, th16, j0, k0, k1, tl)
                     if want_keep or want_packed:
                         _fix_tie_masks(lanes, first, L, th16, j0, k0, k1, tl, a,
                                        keep_out, packed_out)
@@ -544,19 +578,20 @@ def mask_kernel(n, seed, offset, T, keep_out, packed_out):
                 _fix_tie_masks(lanes, first, L, th16, j0, k0, k1, tl, a, keep_out, packed_out)
 
 
-def _apply_packed_run(x, out, packed, s, start, stop):
-    """``out[e] = x[e] * s`` where bit ``e`` of ``packed`` is set, else
-    +0.0, for ``start <= e < stop`` (``start`` a multiple of 8)."""
+def _apply_packed_run(x, out, packed, sel, start, stop):
+    """``out[e] = x[e] * a + b`` where bit ``e`` of ``packed`` is set, else
+    ``c`` (``sel = (a, b, c)``), for ``start <= e < stop`` (``start`` a
+    multiple of 8)."""
     raise NotImplementedError  # pragma: no cover - replaced by the overload
 
 
 @overload(_apply_packed_run)
-def _apply_packed_run_impl(x, out, packed, s, start, stop):
+def _apply_packed_run_impl(x, out, packed, sel, start, stop):
     if not isinstance(x.dtype, types.Float):
         # float16 bits: a tile's keep bits unpacked to bools, then one
         # vectorised select (reading the bit per element in the select
         # loop stopped vectorisation: 8x slower)
-        def impl_bits(x, out, packed, s, start, stop):
+        def impl_bits(x, out, packed, sel, start, stop):
             kbuf = np.empty(TILE, np.bool_)
             for a in range(start, stop, TILE):
                 L = min(TILE, stop - a)
@@ -566,28 +601,29 @@ def _apply_packed_run_impl(x, out, packed, s, start, stop):
                     kbuf[e] = (packed[u >> _U3] >> (u & _U7)) & _U1 != _U0
                 for e in range(L):
                     u = ua + np.uint64(e)
-                    out[u] = scale_select(x[u], s, kbuf[e])
+                    out[u] = affine_select(x[u], sel, kbuf[e])
         return impl_bits
     vl = 512 // x.dtype.bitwidth  # elements per 64-byte line
 
-    def impl(x, out, packed, s, start, stop):
+    def impl(x, out, packed, sel, start, stop):
         a = start  # lines start on mask bytes: start and vl are multiples of 8
         while a + vl <= stop:
             if (a - start) % TILE == 0:
                 _prefetch_tile(x, a, TILE)
-            apply_bits_line(x, a, out, packed, s)
+            apply_bits_line(x, a, out, packed, sel[0], sel[1], sel[2])
             a += vl
         for e in range(a, stop):
-            out[e] = scale_select(x[e], s, (packed[e >> 3] >> (e & 7)) & 1 != 0)
+            out[e] = affine_select(x[e], sel, (packed[e >> 3] >> (e & 7)) & 1 != 0)
     return impl
 
 
 @njit(cache=True, parallel=True)
-def apply_contig(x, out, s, keep, packed):
-    """Masked scaling of 1-D contiguous ``x`` -> ``out`` (float32/float64,
-    or uint16 bits of float16) with a stored full mask: ``keep`` (bool,
-    when non-empty) or the bits of ``packed`` (little bit order; float32
-    and float64 a 64-byte line per step)."""
+def apply_contig(x, out, sel, keep, packed):
+    """The affine select (:func:`affine_select`, ``sel = (a, b, c)``) of 1-D
+    contiguous ``x`` -> ``out`` (float32/float64, or uint16 bits of
+    float16) with a stored full mask: ``keep`` (bool, when non-empty) or
+    the bits of ``packed`` (little bit order; float32 and float64 a 64-byte
+    line per step)."""
     n = x.shape[0]
     nchunks = (n + CHUNK - 1) // CHUNK
     for c in prange(nchunks):
@@ -597,9 +633,9 @@ def apply_contig(x, out, s, keep, packed):
             us = np.uint64(start)
             for e in range(stop - start):
                 u = us + np.uint64(e)
-                out[u] = scale_select(x[u], s, keep[u])
+                out[u] = affine_select(x[u], sel, keep[u])
         else:
-            _apply_packed_run(x, out, packed, s, start, stop)
+            _apply_packed_run(x, out, packed, sel, start, stop)
 
 
 @njit(cache=True)
@@ -640,18 +676,18 @@ PBLOCK = 256
 
 
 @njit(cache=True, inline="always")
-def _select_run(xf, xb, sx, of, ob, so, n, s, kb):
-    """``of[ob + e*so] = kb[e] ? xf[xb + e*sx] * s : +0.0`` for ``e < n``
+def _select_run(xf, xb, sx, of, ob, so, n, sel, kb):
+    """``of[ob + e*so] = kb[e] ? xf[xb + e*sx] * a + b : c`` for ``e < n``
     (flat element offsets and strides; unit strides take the vectorised
     slice form)."""
     if sx == 1 and so == 1:
         xa = xf[xb:xb + n]
         oa = of[ob:ob + n]
         for e in range(n):
-            oa[e] = scale_select(xa[e], s, kb[e])
+            oa[e] = affine_select(xa[e], sel, kb[e])
     else:
         for e in range(n):
-            of[ob + e * so] = scale_select(xf[xb + e * sx], s, kb[e])
+            of[ob + e * so] = affine_select(xf[xb + e * sx], sel, kb[e])
 
 
 @njit(cache=True, inline="always")
@@ -673,9 +709,10 @@ def _outer_offsets(r, nouter, shape, xs, os, ms, x0, o0):
 
 
 @njit(cache=True, parallel=True)
-def forward_nd(xf, x0, of, o0, shape, xs, os, ms, seed, offset, T, s, keep, packed,
+def forward_nd(xf, x0, of, o0, shape, xs, os, ms, seed, offset, T, sel, keep, packed,
                blocked):
-    """Masked scaling over a strided N-d view (inner axis last).
+    """The affine select (:func:`affine_select`, ``sel = (a, b, c)``) over a
+    strided N-d view (inner axis last).
 
     ``xf``/``of`` are 1-D contiguous arrays over the memory of x/out (lowest
     address first); element ``idx`` lives at ``x0 + sum(idx * xs)`` /
@@ -729,7 +766,7 @@ def forward_nd(xf, x0, of, o0, shape, xs, os, ms, seed, offset, T, s, keep, pack
             xb = xo + p0 * px + t * sx
             ob = oo + p0 * po + t * so
             for e in range(n_t):
-                _select_run(xf, xb + e * sx, px, of, ob + e * so, po, n_p, s, kbT[e])
+                _select_run(xf, xb + e * sx, px, of, ob + e * so, po, n_p, sel, kbT[e])
         return
     R = 1
     for k in range(nd - 1):
@@ -756,7 +793,7 @@ def forward_nd(xf, x0, of, o0, shape, xs, os, ms, seed, offset, T, s, keep, pack
                 n_t = min(TILE, e1 - t)
                 _row_keep(kbuf, words, mo + t * sm, n_t, sm, offset, k0, k1, th, tl,
                           keep, packed)
-                _select_run(xf, xo + t * sx, sx, of, oo + t * so, so, n_t, s, kbuf)
+                _select_run(xf, xo + t * sx, sx, of, oo + t * so, so, n_t, sel, kbuf)
 
 
 @njit(cache=True, parallel=True)

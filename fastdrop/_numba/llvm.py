@@ -12,8 +12,8 @@ passed, so their names are mangled to match the pointers llvmlite emits
 - :func:`prefetch`: ``llvm.prefetch`` of one cache line into L2
   (declared by :func:`declare_prefetch`).
 - :func:`addr`: an array's data address, for alignment checks.
-- :func:`nt_line`, :func:`store_fence`: the select of one 64-byte line
-  stored non-temporally (``!nontemporal``), and the ``sfence`` that orders
+- :func:`nt_line`, :func:`store_fence`: the affine select of one 64-byte
+  line stored non-temporally (``!nontemporal``), and the ``sfence`` that orders
   such stores.
 - :func:`pack_lanes32`, :func:`apply_bits_line`: 32 keep bits packed by one
   vector compare; one line of the select read from packed bits.
@@ -69,6 +69,14 @@ def _any(builder, lanes_true):
     n = lanes_true.type.count
     bits = builder.bitcast(lanes_true, ir.IntType(n))
     return builder.icmp_unsigned("!=", bits, ir.Constant(ir.IntType(n), 0))
+
+
+def _affine(builder, xv, a, b, vty):
+    """Codegen: ``xv * a + b`` on the vector ``xv`` (scalars ``a``, ``b``
+    splatted): an ``fmul`` then an ``fadd``, without fast-math flags, so
+    each is rounded on its own and LLVM never contracts them into a fused
+    multiply-add (docs/spec.md §4, the affine select)."""
+    return builder.fadd(builder.fmul(xv, _splat(builder, a, vty)), _splat(builder, b, vty))
 
 
 def _is_float_array(a):
@@ -160,20 +168,22 @@ def store_fence(typingctx):
 
 
 @intrinsic
-def nt_line(typingctx, x, xa, out, oa, lanes, lb, s, th16):
-    """One 64-byte line of the select, stored non-temporally:
-    ``out[oa + e] = x[xa + e] * s if lanes[lb + e] >= th16 else +0.0`` for
-    the ``64 // itemsize`` elements of the line (``out + oa`` must be
-    64-byte aligned; float32/float64 only).  Returns whether a lane equals
-    ``th16`` (a tie, written as kept, to be resolved)."""
+def nt_line(typingctx, x, xa, out, oa, lanes, lb, a, b, c, th16):
+    """One 64-byte line of the affine select, stored non-temporally:
+    ``out[oa + e] = x[xa + e] * a + b if lanes[lb + e] >= th16 else c`` for
+    the ``64 // itemsize`` elements of the line (``a``, ``b``, ``c`` of x's
+    dtype; the product and the sum are two rounded IEEE operations,
+    :func:`_affine`; ``out + oa`` must be 64-byte aligned; float32/float64
+    only).  Returns whether a lane equals ``th16`` (a tie, written as kept,
+    to be resolved)."""
     if not (_is_float_array(x) and isinstance(out, types.Array) and out.dtype == x.dtype
             and isinstance(lanes, types.Array) and lanes.dtype == types.uint16
-            and s == x.dtype):
+            and a == x.dtype and b == x.dtype and c == x.dtype):
         return None
-    sig = types.boolean(x, xa, out, oa, lanes, lb, s, th16)
+    sig = types.boolean(x, xa, out, oa, lanes, lb, a, b, c, th16)
 
     def codegen(context, builder, signature, args):
-        xt, xat, ot, oat, lt, lbt, _, tht = signature.args
+        xt, xat, ot, oat, lt, lbt, _, _, _, tht = signature.args
         size = xt.dtype.bitwidth // 8
         vl = 64 // size
         vty = ir.VectorType(context.get_value_type(xt.dtype), vl)
@@ -182,10 +192,10 @@ def nt_line(typingctx, x, xa, out, oa, lanes, lb, s, th16):
                           align=size)
         lv = builder.load(_elem_ptr(context, builder, lt, args[4], args[5], lbt, lty),
                           align=2)
-        tv = _splat(builder, context.cast(builder, args[7], tht, types.uint16), lty)
+        tv = _splat(builder, context.cast(builder, args[9], tht, types.uint16), lty)
         res = builder.select(builder.icmp_unsigned(">=", lv, tv),
-                             builder.fmul(xv, _splat(builder, args[6], vty)),
-                             ir.Constant(vty, None))
+                             _affine(builder, xv, args[6], args[7], vty),
+                             _splat(builder, args[8], vty))
         st = builder.store(res, _elem_ptr(context, builder, ot, args[2], args[3], oat, vty),
                            align=64)
         st.set_metadata("nontemporal", builder.module.add_metadata([_I32(1)]))
@@ -228,23 +238,25 @@ def pack_lanes32(typingctx, lanes, lb, th16, packed, byte):
 
 
 @intrinsic
-def apply_bits_line(typingctx, x, a, out, packed, s):
-    """One 64-byte line of ``vl = 64 // itemsize`` elements from ``a`` (a
-    multiple of 8): ``out = x * s`` where the element's bit in ``packed``
-    is set, else +0.0; the line's ``vl`` bits are the ``vl // 8`` bytes
-    from ``packed[a >> 3]``, read as one integer.  float32/float64 only."""
+def apply_bits_line(typingctx, x, k, out, packed, a, b, c):
+    """One 64-byte line of ``vl = 64 // itemsize`` elements from ``k`` (a
+    multiple of 8): ``out = x * a + b`` where the element's bit in ``packed``
+    is set, else ``c`` (``a``, ``b``, ``c`` of x's dtype; two rounded
+    operations, :func:`_affine`); the line's ``vl`` bits are the ``vl // 8``
+    bytes from ``packed[k >> 3]``, read as one integer.  float32/float64
+    only."""
     if not (_is_float_array(x) and isinstance(out, types.Array) and out.dtype == x.dtype
             and isinstance(packed, types.Array) and packed.dtype == types.uint8
-            and s == x.dtype):
+            and a == x.dtype and b == x.dtype and c == x.dtype):
         return None
-    sig = types.void(x, a, out, packed, s)
+    sig = types.void(x, k, out, packed, a, b, c)
 
     def codegen(context, builder, signature, args):
-        xt, at, ot, pt, _ = signature.args
+        xt, kt, ot, pt = signature.args[:4]
         size = xt.dtype.bitwidth // 8
         vl = 64 // size
         vty = ir.VectorType(context.get_value_type(xt.dtype), vl)
-        k = context.cast(builder, args[1], at, types.intp)
+        k = context.cast(builder, args[1], kt, types.intp)
         byte = builder.lshr(k, k.type(3))
         bits = builder.load(_elem_ptr(context, builder, pt, args[3], byte, types.intp,
                                       ir.IntType(vl)), align=1)
@@ -253,8 +265,8 @@ def apply_bits_line(typingctx, x, a, out, packed, s):
         kept = builder.bitcast(bits, ir.VectorType(ir.IntType(1), vl))
         xv = builder.load(_elem_ptr(context, builder, xt, args[0], k, types.intp, vty),
                           align=size)
-        res = builder.select(kept, builder.fmul(xv, _splat(builder, args[4], vty)),
-                             ir.Constant(vty, None))
+        res = builder.select(kept, _affine(builder, xv, args[4], args[5], vty),
+                             _splat(builder, args[6], vty))
         builder.store(res, _elem_ptr(context, builder, ot, args[2], k, types.intp, vty),
                       align=size)
         return context.get_dummy_value()
