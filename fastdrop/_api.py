@@ -22,7 +22,8 @@ from ._generator import check_rng
 from ._plan import scale_for  # noqa: F401 - re-exported for older imports
 from ._validate import (  # noqa: F401 - re-exported for older imports
     as_float_array, bool_mask_geometry, check_flag, check_float_dtype, check_mode,
-    check_noise_shape, check_p, check_packed_shape, check_return_mask, check_training,
+    check_backward_source, check_noise_shape, check_p, check_packed_shape, check_return_mask,
+    check_training,
     mask_geometry, normalize_shape, prepare_out)
 
 __all__ = ["dropout", "dropout_mask", "unpack_mask", "apply_mask", "dropout_backward"]
@@ -131,11 +132,8 @@ def dropout(x, p=0.5, *, training=True, mode="inverted", rng=None, noise_shape=N
     >>> fastdrop.dropout(x, 0.5, training=False, mode="classic")[0, 0]
     np.float32(0.5)
     """
-    if (_fast_dropout is not None and training is True
-            and noise_shape is None and return_mask is False
-            and type(mode) is str and mode == "inverted"
-            and type(backend) is str and (backend == "auto" or backend == "cython")):
-        y = _fast_dropout(x, p, rng, out)  # compiled fast path for the common case
+    if _fast_dropout is not None:  # the compiled common case (it declines the rest)
+        y = _fast_dropout(x, p, rng, out, training, mode, noise_shape, return_mask, backend)
         if y is not NotImplemented:
             return y
     where = _arrays.kind(x)
@@ -373,12 +371,7 @@ def dropout_backward(grad, p, *, mask=None, state=None, training=True, mode="inv
     True
     """
     training = check_training(training)
-    if mask is not None and state is not None:
-        raise ValueError("give either mask or state, not both")
-    if training and mask is None and state is None:
-        raise ValueError(
-            "dropout_backward needs the forward's mask (mask=) or the state it "
-            "was drawn from (state=)")
+    check_backward_source(mask, state, training)
     where = _arrays.kind(grad)
     if where == "gpu":
         return _device("dropout_backward")(grad, p, mask=mask, state=state,

@@ -45,7 +45,8 @@ from ._generator import resolve_rng, resolve_state
 from ._validate import mask_geometry
 from .reference import threshold
 
-__all__ = ["Plan", "scale_for", "plan_dropout", "plan_backward", "plan_apply", "plan_mask"]
+__all__ = ["Plan", "scale_for", "draws", "plan_dropout", "plan_backward", "plan_apply",
+           "plan_mask"]
 
 RULES = ("select", "scale", "copy", "zero", "none")
 SOURCES = ("philox", "bool", "packed", None)
@@ -99,6 +100,15 @@ def scale_for(p, mode):
     if mode == "classic" or p >= 1.0:
         return 1.0
     return 1.0 / (1.0 - p)
+
+
+def draws(training):
+    """Whether a dropout call takes positions from its rng: in training
+    always (p == 0 and p == 1 included: the stream advances by the mask
+    size whatever p is), in evaluation never (docs/spec.md §3).  For
+    adapters that must draw (seed, offset) before planning, e.g. from a
+    ``torch.Generator``."""
+    return bool(training)
 
 
 def _eval(geometry, p, mode, mask_out, fresh_out):  # geometry: (shape, M, mstrides, n)

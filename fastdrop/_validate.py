@@ -32,7 +32,7 @@ __all__ = [
     "check_p", "check_mode", "check_float_dtype", "as_float_array", "check_return_mask",
     "check_training", "check_flag", "normalize_shape", "check_noise_shape",
     "mask_geometry", "bool_mask_geometry", "check_packed_shape", "internal_overlap",
-    "check_no_internal_overlap", "prepare_out", "check_rng",
+    "check_no_internal_overlap", "prepare_out", "check_rng", "check_backward_source",
 ]
 
 FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
@@ -332,3 +332,15 @@ def prepare_out(x, out, name="out"):
         raise ValueError(
             f"{name} partly overlaps x; pass out=x for in-place, or a separate array")
     return out
+
+
+def check_backward_source(mask, state, training):
+    """``dropout_backward``'s source of the forward's decisions: at most one
+    of ``mask`` and ``state``, and one of them in training (evaluation drew
+    no mask, so it needs neither)."""
+    if mask is not None and state is not None:
+        raise ValueError("give either mask or state, not both")
+    if training and mask is None and state is None:
+        raise ValueError(
+            "dropout_backward needs the forward's mask (mask=) or the state it "
+            "was drawn from (state=)")

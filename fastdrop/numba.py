@@ -179,19 +179,9 @@ def dropout_inplace(x, seed, offset, p):
     any multiplication) and ``2**32`` for ``p = 1`` (nothing kept: ``+0.0``
     everywhere; the scale is then ``inf``, which no kept element meets).
 
-    Parameters
-    ----------
-    x : 1-D ndarray of float32 or float64
-        Any stride.  (Numba has no CPU float16.)
-    seed, offset : int
-        uint64 seed and stream position of ``x[0]``.
-    p : float
-        Drop probability in [0, 1].
-
-    Raises
-    ------
-    ValueError
-        ``p`` NaN or outside [0, 1].
+    ``x`` is a 1-D float32 or float64 array of any stride (Numba has no CPU
+    float16); ``seed``, ``offset`` (of ``x[0]``) and ``p`` are as for
+    :func:`fill_mask`, and so is the ``ValueError`` for a bad ``p``.
 
     Examples
     --------

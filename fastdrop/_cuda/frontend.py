@@ -143,14 +143,22 @@ def _execute(plan, kern, x, out, stream):
     return out, (keep if plan.mask_out == "bool" else packed)
 
 
+def _launch(x, dx, out, kern, make_plan):
+    """On ``x``'s device and stream: check or allocate ``out``, then plan
+    (``make_plan(fresh_out)``, the last step that may fail: a Generator
+    advances there) and run.  Every entry point ends here."""
+    with _interop.device_context(x):
+        st = _interop.launch_stream(x, dx)
+        fresh = out is None
+        out = _prepare_out(x, dx, out, st)
+        return _execute(make_plan(fresh), kern, x, out, st)
+
+
 def run_plan(plan, x, out=None):
     """Run a plan on a GPU array (the plan-level entry for adapters, e.g.
     Dask chunks that are CuPy arrays)."""
-    dx = _interop.describe(x)
-    with _interop.device_context(x):
-        st = _interop.launch_stream(x, dx)
-        return _execute(plan, _dispatch.get_backend("cuda"), x,
-                        _prepare_out(x, dx, out, st), st)
+    return _launch(x, _interop.describe(x), out, _dispatch.get_backend("cuda"),
+                   lambda fresh: plan)
 
 
 def dropout(x, p=0.5, *, training=True, mode="inverted", rng=None, noise_shape=None,
@@ -170,13 +178,9 @@ def dropout(x, p=0.5, *, training=True, mode="inverted", rng=None, noise_shape=N
     geometry = mask_geometry(dx.shape, noise_shape)
     kern = _select(backend)
     check_rng(rng)
-    with _interop.device_context(x):
-        st = _interop.launch_stream(x, dx)
-        fresh = out is None
-        out = _prepare_out(x, dx, out, st)
-        plan = _plan.plan_dropout(dx.shape, p, training=training, mode=mode, rng=rng,
-                                  mask_out=kind, fresh_out=fresh, geometry=geometry)
-        return _execute(plan, kern, x, out, st)
+    return _launch(x, dx, out, kern, lambda fresh: _plan.plan_dropout(
+        dx.shape, p, training=training, mode=mode, rng=rng, mask_out=kind, fresh_out=fresh,
+        geometry=geometry))
 
 
 def _stored_mask(x_shape, mask, noise_shape):
@@ -217,10 +221,8 @@ def apply_mask(x, mask, p, *, mode="inverted", noise_shape=None, out=None, backe
     check_float_dtype(dx.dtype)
     stored = _stored_mask(dx.shape, mask, noise_shape)
     kern = _select(backend)
-    with _interop.device_context(x):
-        st = _interop.launch_stream(x, dx)
-        return _execute(_plan.plan_apply(dx.shape, p, mode, stored), kern, x,
-                        _prepare_out(x, dx, out, st), st)
+    return _launch(x, dx, out, kern, lambda fresh: _plan.plan_apply(
+        dx.shape, p, mode, stored, fresh_out=fresh))
 
 
 def dropout_backward(grad, p, *, mask=None, state=None, training=True, mode="inverted",
@@ -235,10 +237,6 @@ def dropout_backward(grad, p, *, mask=None, state=None, training=True, mode="inv
     check_float_dtype(dg.dtype, "grad")
     stored = _stored_mask(dg.shape, mask, noise_shape) if mask is not None else None
     kern = _select(backend)
-    with _interop.device_context(grad):
-        st = _interop.launch_stream(grad, dg)
-        fresh = out is None
-        out = _prepare_out(grad, dg, out, st)
-        plan = _plan.plan_backward(dg.shape, p, training=training, mode=mode, state=state,
-                                   stored=stored, noise_shape=noise_shape, fresh_out=fresh)
-        return _execute(plan, kern, grad, out, st)
+    return _launch(grad, dg, out, kern, lambda fresh: _plan.plan_backward(
+        dg.shape, p, training=training, mode=mode, state=state, stored=stored,
+        noise_shape=noise_shape, fresh_out=fresh))

@@ -488,16 +488,18 @@ def apply_mask(x, out, mstrides, scale, keep=None, packed=None, *, shift=-0.0, f
     _execute(&g, _ntasks(&g), xa.size)
 
 
-def fast_dropout(x, p, rng, out=None):
-    """Fast path of :func:`fastdrop.dropout` for the common case.
+def fast_dropout(x, p, rng, out=None, training=True, mode="inverted", noise_shape=None,
+                 return_mask=False, backend="auto"):
+    """Fast path of :func:`fastdrop.dropout` for the common case, given all
+    of that call's arguments.
 
     The compiled form of the plan's common case (:mod:`fastdrop._plan`: the
     select rule with decisions from the stream, scale ``1 / (1 - p)``);
     reached through :func:`fastdrop._dispatch.fast_path`.
     Handles a C-contiguous, aligned, native float16/32/64 ``numpy.ndarray``
     with ``p`` a float strictly between 0 and 1 and ``rng`` an int seed or a
-    :class:`fastdrop.Generator`, in training with ``mode="inverted"``, no
-    ``noise_shape`` or ``return_mask`` (the caller checks those), and
+    :class:`fastdrop.Generator`, ``training`` True, ``mode="inverted"``, no
+    ``noise_shape`` or ``return_mask``, ``backend`` "auto" or "cython", and
     ``out`` either None or a writeable C-contiguous aligned ``numpy.ndarray``
     of the same shape and dtype that is ``x`` itself or does not overlap it.
     Returns ``NotImplemented`` for anything else, before touching ``rng`` or
@@ -524,6 +526,12 @@ def fast_dropout(x, p, rng, out=None):
     cdef uint64_t seed = 0, offset = 0
     cdef fd_task_t g
     if type(x) is not cnp.ndarray:
+        return NotImplemented
+    # the admission test (pointer and exact-str compares): anything but the
+    # plain call is the general path's, which validates and plans it
+    if not (training is True and noise_shape is None and return_mask is False
+            and type(mode) is str and mode == "inverted" and type(backend) is str
+            and (backend == "auto" or backend == "cython")):
         return NotImplemented
     xa = <cnp.ndarray>x
     if not (cnp.PyArray_IS_C_CONTIGUOUS(xa) and _aligned(xa)):

@@ -435,7 +435,7 @@ def dropout(x, p=0.5, training=True, *, generator=None, noise_shape=None,
     save_mask = check_flag(save_mask, "save_mask")
     ns = _resolve_noise_shape(x.shape, noise_shape)
     generator = _check_generator(generator)
-    if not training:
+    if not _plan.draws(training):  # evaluation: nothing drawn from the generator
         plan = _plan.plan_dropout(tuple(x.shape), p, training=False, mode=mode, rng=None)
         if plan.rule == "copy":
             return x  # the identity returns x itself, as torch does
