@@ -56,10 +56,26 @@ print(json.dumps(res))
 """
 
 
+#: Run first in each measuring process: an editable install's import hook
+#: (``__editable__..._finder`` on ``sys.meta_path``) would otherwise win over
+#: PYTHONPATH and both "trees" would be the installed one; then check that
+#: the fastdrop imported is the tree's.
+_PIN = r"""
+import os, sys
+sys.meta_path[:] = [f for f in sys.meta_path
+                    if "__editable__" not in getattr(f, "__module__", "")]
+import fastdrop
+_tree = os.path.realpath({tree!r})
+if not os.path.realpath(fastdrop.__file__).startswith(_tree + os.sep):
+    sys.exit(f"imported {{fastdrop.__file__}}, not the tree {{_tree}}")
+"""
+
+
 def _run(tree, code, env):
-    env = dict(env, PYTHONPATH=os.path.abspath(tree))
-    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                       text=True, cwd=os.path.abspath(tree))
+    tree = os.path.abspath(tree)
+    env = dict(env, PYTHONPATH=tree)
+    r = subprocess.run([sys.executable, "-c", _PIN.format(tree=tree) + code], env=env,
+                       capture_output=True, text=True, cwd=tree)
     if r.returncode:
         sys.exit(f"{tree}: {r.stderr[-2000:]}")
     return json.loads(r.stdout.strip().splitlines()[-1])

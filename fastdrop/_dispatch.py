@@ -67,7 +67,22 @@ BACKENDS = {
 }
 
 _DEFAULT_DTYPES = ("float16", "float32", "float64")
-_cache: dict[str, tuple] = {}
+class _Loaded(dict):
+    """name -> (module or None, reason), memoised by :func:`_load`; counts
+    its changes (``version``) so that choices made from it can be memoised."""
+
+    version = 0
+
+    def __setitem__(self, key, value):
+        super().__setitem__(key, value)
+        self.version += 1
+
+    def __delitem__(self, key):
+        super().__delitem__(key)
+        self.version += 1
+
+
+_cache = _Loaded()
 
 #: Where each backend runs.
 DEVICES = {"cython": "cpu", "numba": "cpu", "reference": "cpu", "cuda": "gpu"}
@@ -156,16 +171,16 @@ def choose_cpu_backend(size, dtype="float32", source="philox"):
     (2-core AMD EPYC with AVX-512, one thread, a 1000-element call with a
     packed mask output: 9.6 us against 15.7 us; 10**6 elements: 253 us
     against 251 us) and the reference is 9 to 56 times slower, so ``size``
-    does not change the choice today.  The answer is memoised per dtype,
-    source and loaded backends (it costs a third of a 1000-element call
-    otherwise).
+    does not change the choice today.  The answer is memoised per dtype and
+    source until the set of loaded backends changes (it cost a third of a
+    1000-element call).
     """
-    loaded = tuple(_load(name)[0] for name in _CPU_ORDER)
-    key = (dtype, source) + tuple(map(id, loaded))
-    hit = _choices.get(key)
-    if hit is None or hit[1] not in loaded:  # (an id may be reused)
-        hit = _choices[key] = _choose(str(dtype), source, loaded)
-    return hit
+    hit = _choices.get((dtype, source))
+    if hit is None or hit[0] != _cache.version:
+        loaded = tuple(_load(name)[0] for name in _CPU_ORDER)
+        hit = _choices[(dtype, source)] = (_cache.version,
+                                          _choose(str(dtype), source, loaded))
+    return hit[1]
 
 
 _CPU_ORDER = ("cython", "numba", "reference")

@@ -198,6 +198,9 @@ def _restore(state):
 def check_rng(rng):
     """Validate an ``rng=`` argument without drawing from it (evaluation
     mode draws no mask but still rejects a bad ``rng``)."""
+    if type(rng) is int:  # the common case, without ABC checks
+        check_seed(rng, "rng seed")
+        return
     if rng is None or type(rng) is Generator or isinstance(rng, (Generator,
                                                                  np.random.Generator)):
         return

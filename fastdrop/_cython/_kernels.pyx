@@ -77,6 +77,7 @@ cdef extern from "kernels.h" nogil:
 CHUNK = _config.CHUNK
 cdef int64_t _CHUNK = _config.CHUNK
 cdef object _Generator = None
+cdef object _U64 = 1 << 64
 
 _ISA_CAPS = {"portable": 0, "avx2": 1, "avx512": 2}
 
@@ -590,7 +591,22 @@ def fast_dropout(x, p, rng, out=None, training=True, mode="inverted", noise_shap
         if y0 != x0 and y0 < x0 + nbytes and x0 < y0 + nbytes:
             return NotImplemented  # partial overlap: the general path raises
     if gen is not None:
-        seed, offset = gen._reserve(n)  # atomic: a Generator may be shared by threads
+        # Generator._reserve's common case, under the same lock (a Generator
+        # may be shared by threads): n positions from the offset, the next
+        # call on a fresh block.  Reaching the end of the stream is the
+        # general path's (its error or its clamp at 2**64), so decline it.
+        lock = gen._lock
+        lock.acquire()
+        try:
+            start = gen._offset
+            end = start + ((n + 7) & -8)
+            if end >= _U64:
+                return NotImplemented
+            gen._offset = end
+            seed = gen._seed
+            offset = start
+        finally:
+            lock.release()
     _init_task(&g, FD_OP_FORWARD, dtype, seed, offset, fd_threshold(pd), 1.0 / (1.0 - pd),
                -0.0, 0.0)
     # non-temporal stores as in forward(): a caller's large out-of-place
