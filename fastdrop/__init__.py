@@ -17,6 +17,8 @@ from ._api import apply_mask, dropout, dropout_backward, dropout_mask, unpack_ma
 from ._config import get_num_threads, set_num_threads
 from ._cython import get_include
 from ._dispatch import get_backends
+from ._family import (alpha_dropout, alpha_dropout_backward, drop_path, drop_path_backward,
+                      feature_alpha_dropout, feature_noise_shape, sample_noise_shape)
 from ._generator import Generator
 
 __version__ = "0.1.0"
@@ -30,6 +32,13 @@ __all__ = [
     "unpack_mask",
     "apply_mask",
     "dropout_backward",
+    "alpha_dropout",
+    "feature_alpha_dropout",
+    "alpha_dropout_backward",
+    "drop_path",
+    "drop_path_backward",
+    "feature_noise_shape",
+    "sample_noise_shape",
     "Generator",
     "get_backends",
     "get_num_threads",

@@ -20,6 +20,7 @@ import numpy as np
 from . import _arrays, _dispatch, _plan
 from ._generator import check_rng
 from ._plan import scale_for  # noqa: F401 - re-exported for older imports
+from ._validate import MODES
 from ._validate import (  # noqa: F401 - re-exported for older imports
     as_float_array, bool_mask_geometry, check_flag, check_float_dtype, check_mode,
     check_backward_source, check_noise_shape, check_p, check_packed_shape, check_return_mask,
@@ -136,30 +137,39 @@ def dropout(x, p=0.5, *, training=True, mode="inverted", rng=None, noise_shape=N
         y = _fast_dropout(x, p, rng, out, training, mode, noise_shape, return_mask, backend)
         if y is not NotImplemented:
             return y
+    return _forward(x, p, training, mode, rng, noise_shape, out, return_mask, backend,
+                    MODES)
+
+
+def _forward(x, p, training, mode, rng, noise_shape, out, return_mask, backend, modes):
+    """A forward of the family on any kind of array: ``mode`` is one of
+    ``modes`` (the public dropout modes, or :data:`fastdrop._plan.MODES`
+    for the family's own functions, which pass theirs)."""
     where = _arrays.kind(x)
     if where == "gpu":
         return _device("dropout")(x, p, training=training, mode=mode, rng=rng,
                                   noise_shape=noise_shape, out=out,
-                                  return_mask=return_mask, backend=backend)
+                                  return_mask=return_mask, backend=backend, modes=modes)
     if where == "dask":
         return _dask_dropout(x, p, training, mode, rng, noise_shape, out, return_mask,
-                             backend)
+                             backend, modes)
     if where == "torch":
         return _dropout_torch(x, p, training, mode, rng, noise_shape, out, return_mask,
-                              backend)
+                              backend, modes)
     return dropout_host(x, p, training, mode, rng, noise_shape, out, return_mask, backend,
-                        fresh=out is None)
+                        fresh=out is None, modes=modes)
 
 
-def _dropout_torch(x, p, training, mode, rng, noise_shape, out, return_mask, backend):
-    """:func:`dropout` of a torch CPU tensor, through NumPy views (apart
-    from :func:`dropout`: a closure there would cost every call ~0.1 us)."""
+def _dropout_torch(x, p, training, mode, rng, noise_shape, out, return_mask, backend, modes):
+    """A forward of a torch CPU tensor, through NumPy views (apart from
+    :func:`dropout`: a closure there would cost every call ~0.1 us)."""
     return _arrays.via_torch(
         lambda xv, _, ov: dropout_host(xv, p, training, mode, rng, noise_shape, ov,
-                                       return_mask, backend, fresh=ov is None), x, out)
+                                       return_mask, backend, fresh=ov is None, modes=modes),
+        x, out)
 
 
-def _dask_dropout(x, p, training, mode, rng, noise_shape, out, return_mask, backend):
+def _dask_dropout(x, p, training, mode, rng, noise_shape, out, return_mask, backend, modes):
     """:func:`dropout` of a Dask array: the lazy :func:`fastdrop.dask.dropout`
     (never a silent compute); ``out=`` and ``return_mask`` have no lazy form."""
     kind = check_return_mask(return_mask)
@@ -173,8 +183,8 @@ def _dask_dropout(x, p, training, mode, rng, noise_shape, out, return_mask, back
             "fastdrop.dask.dropout_mask (same rng) instead")
     from .adapters import dask as fdd
 
-    return fdd.dropout(x, p, rng=rng, noise_shape=noise_shape, mode=mode,
-                       training=training, backend=backend)
+    return fdd.lazy_forward(x, p, rng=rng, noise_shape=noise_shape, mode=mode,
+                            training=training, backend=backend, modes=modes)
 
 
 def _refuse_dask(fn, name="x"):
@@ -184,12 +194,12 @@ def _refuse_dask(fn, name="x"):
 
 
 def dropout_host(x, p, training, mode, rng, noise_shape, out, return_mask, backend,
-                 fresh):
-    """:func:`dropout` for host arrays; ``fresh`` says ``out`` was just
-    allocated by the caller (the adapters), or is allocated here if None."""
+                 fresh, modes=MODES):
+    """A forward of the family for host arrays; ``fresh`` says ``out`` was
+    just allocated by the caller (the adapters), or is allocated here if None."""
     training = check_training(training)
     p = check_p(p)
-    check_mode(mode)
+    check_mode(mode, modes)
     kind = check_return_mask(return_mask)
     x = as_float_array(x)
     geometry = mask_geometry(x.shape, noise_shape)
@@ -377,6 +387,11 @@ def dropout_backward(grad, p, *, mask=None, state=None, training=True, mode="inv
     >>> bool((gx == y).all())
     True
     """
+    return _backward(grad, p, mask, state, training, mode, noise_shape, out, backend, MODES)
+
+
+def _backward(grad, p, mask, state, training, mode, noise_shape, out, backend, modes):
+    """The gradient of a forward of the family (``mode`` one of ``modes``)."""
     training = check_training(training)
     check_backward_source(mask, state, training)
     where = _arrays.kind(grad)
@@ -384,17 +399,15 @@ def dropout_backward(grad, p, *, mask=None, state=None, training=True, mode="inv
         return _device("dropout_backward")(grad, p, mask=mask, state=state,
                                            training=training, mode=mode,
                                            noise_shape=noise_shape, out=out,
-                                           backend=backend)
+                                           backend=backend, modes=modes)
     if where == "dask" or (mask is not None and _arrays.kind(mask) == "dask"):
         _refuse_dask("dropout_backward", "grad" if where == "dask" else "mask")
     if where == "torch":
         return _arrays.via_torch(
-            lambda gv, mv, ov: dropout_backward(gv, p, mask=mv, state=state,
-                                                training=training, mode=mode,
-                                                noise_shape=noise_shape, out=ov,
-                                                backend=backend), grad, out, mask, "grad")
+            lambda gv, mv, ov: _backward(gv, p, mv, state, training, mode, noise_shape, ov,
+                                         backend, modes), grad, out, mask, "grad")
     p = check_p(p)
-    check_mode(mode)
+    check_mode(mode, modes)
     grad = as_float_array(grad, "grad")
     stored = _stored_mask(grad.shape, mask, noise_shape) if mask is not None else None
     _, kern = select_backend(backend, grad)

@@ -39,14 +39,15 @@ Examples
 
 from __future__ import annotations
 
+import math
 from typing import Any, NamedTuple, Optional
 
 from ._generator import resolve_rng, resolve_state
 from ._validate import mask_geometry
 from .reference import threshold
 
-__all__ = ["Plan", "scale_for", "draws", "plan_dropout", "plan_backward", "plan_apply",
-           "plan_mask"]
+__all__ = ["Plan", "ALPHA", "MODES", "scale_for", "alpha_constants", "select_constants",
+           "draws", "rule_of", "plan_dropout", "plan_backward", "plan_apply", "plan_mask"]
 
 RULES = ("select", "scale", "copy", "zero", "none")
 SOURCES = ("philox", "bool", "packed", None)
@@ -94,12 +95,50 @@ class Plan(NamedTuple):
         return self._replace(offset=self.offset + base)
 
 
+#: SELU's negative saturation value is -ALPHA (``ALPHA = lambda * alpha`` of
+#: Klambauer et al. 2017), PyTorch's constant (docs/spec.md §8).
+ALPHA = 1.7580993408473766
+
+#: How kept and dropped elements are formed (docs/spec.md §4, §8, §9): the
+#: public dropout modes ``"inverted"`` and ``"classic"``; ``"unscaled"``
+#: (DropPath without ``scale_by_keep``: kept elements unchanged in training,
+#: the identity in evaluation); ``"alpha"`` (alpha dropout).
+MODES = ("inverted", "classic", "unscaled", "alpha")
+
+
 def scale_for(p, mode):
     """The factor kept elements are multiplied by in training (float64,
     computed once; docs/spec.md §4)."""
-    if mode == "classic" or p >= 1.0:
+    if mode == "alpha":
+        return alpha_constants(p)[0]
+    if mode != "inverted" or p >= 1.0:
         return 1.0
     return 1.0 / (1.0 - p)
+
+
+def alpha_constants(p):
+    """``(a, b, c)`` of alpha dropout for ``0 <= p < 1`` (docs/spec.md §8),
+    each one float64 expression in this order: ``a = 1 / sqrt((ALPHA *
+    ALPHA * p + 1) * (1 - p))``, kept ``x * a + b`` with ``b = ALPHA * a *
+    p``, dropped ``c = ALPHA * a * (p - 1)`` (the saturation value ``-ALPHA``
+    under the same affine map).
+
+    Examples
+    --------
+    >>> [round(v, 6) for v in alpha_constants(0.5)]
+    [0.886405, 0.779194, -0.779194]
+    """
+    a = 1.0 / math.sqrt((ALPHA * ALPHA * p + 1.0) * (1.0 - p))
+    return a, ALPHA * a * p, ALPHA * a * (p - 1.0)
+
+
+def select_constants(p, mode, grad=False):
+    """``(scale, shift, fill)`` of the training select for ``0 < p < 1``:
+    kept ``x * scale + shift``, dropped ``fill``.  The gradient of any of
+    them (``grad``) is the select ``(scale, -0.0, +0.0)``."""
+    if mode == "alpha" and not grad:
+        return alpha_constants(p)
+    return scale_for(p, mode), -0.0, 0.0
 
 
 def draws(training):
@@ -111,29 +150,39 @@ def draws(training):
     return bool(training)
 
 
+def rule_of(p, training, mode):
+    """The rule of a call whose mask is not empty: in evaluation ``"copy"``
+    (``"scale"`` by ``1 - p``, or ``"zero"`` at p == 1, for classic mode); in
+    training ``"copy"`` at p == 0, ``"zero"`` at p == 1 (every mode: alpha
+    dropout's dropped value tends to 0 as p -> 1, PyTorch's answer), else
+    ``"select"``.  The one place these cases are decided."""
+    if not training:
+        if mode == "classic" and p != 0.0:
+            return "zero" if p == 1.0 else "scale"
+        return "copy"
+    if p == 0.0:
+        return "copy"
+    return "zero" if p == 1.0 else "select"
+
+
 def _eval(geometry, p, mode, mask_out, fresh_out):  # geometry: (shape, M, mstrides, n)
     """Evaluation: no mask is drawn; every decision is "keep"."""
-    if mode == "classic" and p == 1.0:
-        rule, scale = "zero", 1.0
-    elif mode == "classic" and p != 0.0:
-        rule, scale = "scale", 1.0 - p
-    else:
-        rule, scale = "copy", 1.0
-    return Plan(rule, None, *geometry, scale=scale, mask_out=mask_out,
-                mask_fill=True if mask_out else None, fresh_out=fresh_out)
+    rule = rule_of(p, False, mode)
+    return Plan(rule, None, *geometry, scale=1.0 - p if rule == "scale" else 1.0,
+                mask_out=mask_out, mask_fill=True if mask_out else None, fresh_out=fresh_out)
 
 
-def _train(geometry, p, mode, seed, offset, mask_out, fresh_out):
+def _train(geometry, p, mode, seed, offset, mask_out, fresh_out, grad=False):
     """Training with decisions from the stream at ``(seed, offset)``."""
     common = dict(mask_out=mask_out, fresh_out=fresh_out)
-    fill = (lambda v: v if mask_out else None)
     if geometry[3] == 0:
         return Plan("none", None, *geometry, **common)  # empty: nothing drawn
-    if p == 0.0:
-        return Plan("copy", None, *geometry, mask_fill=fill(True), **common)
-    if p == 1.0:
-        return Plan("zero", None, *geometry, mask_fill=fill(False), **common)
-    return Plan("select", "philox", *geometry, scale=scale_for(p, mode), seed=seed,
+    rule = rule_of(p, True, mode)
+    if rule != "select":  # copy (all kept) or zero (all dropped): nothing to draw
+        return Plan(rule, None, *geometry, mask_fill=(rule == "copy") if mask_out else None,
+                    **common)
+    a, b, c = select_constants(p, mode, grad)
+    return Plan("select", "philox", *geometry, scale=a, shift=b, fill=c, seed=seed,
                 offset=offset, T=threshold(p), **common)
 
 
@@ -163,19 +212,21 @@ def plan_backward(shape, p, *, training, mode, state=None, stored=None, noise_sh
     if not training:
         return _eval(geometry, p, mode, None, fresh_out)
     if stored is not None:
-        return plan_apply(shape, p, mode, stored, fresh_out=fresh_out)
-    return _train(geometry, p, mode, seed, offset, None, fresh_out)
+        return plan_apply(shape, p, mode, stored, fresh_out=fresh_out, grad=True)
+    return _train(geometry, p, mode, seed, offset, None, fresh_out, grad=True)
 
 
-def plan_apply(shape, p, mode, stored, *, fresh_out=False):
+def plan_apply(shape, p, mode, stored, *, fresh_out=False, grad=False):
     """The plan of ``fastdrop.apply_mask``: a stored mask, ``stored =
     (kind, (M, mstrides, n), mask)`` with kind ``"bool"`` or ``"packed"``
-    (the mask as the backend reads it: flat on the host, a view on a GPU)."""
+    (the mask as the backend reads it: flat on the host, a view on a GPU);
+    ``grad``: the gradient's select (backward)."""
     kind, geometry, flat = stored
     geometry = (tuple(shape),) + geometry
-    if p == 1.0 and mode == "inverted":
+    if p == 1.0 and mode in ("inverted", "alpha"):  # scale 1 / 0: nothing survives
         return Plan("zero", None, *geometry, fresh_out=fresh_out)
-    return Plan("select", kind, *geometry, scale=scale_for(p, mode), stored=flat,
+    a, b, c = select_constants(p, mode, grad)
+    return Plan("select", kind, *geometry, scale=a, shift=b, fill=c, stored=flat,
                 fresh_out=fresh_out)
 
 

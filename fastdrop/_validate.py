@@ -62,12 +62,15 @@ def check_p(p, name="p"):
     return p
 
 
-def check_mode(mode):
-    """``"inverted"`` or ``"classic"``."""
+def check_mode(mode, allowed=MODES):
+    """``"inverted"`` or ``"classic"`` (the public modes); internal callers
+    that also run the family's modes pass ``allowed=fastdrop._plan.MODES``."""
+    names = " or ".join(repr(m) for m in allowed) if len(allowed) == 2 else \
+        ", ".join(repr(m) for m in allowed)
     if not isinstance(mode, str):
-        raise TypeError(f"mode must be 'inverted' or 'classic', got {_tname(mode)} ({mode!r})")
-    if mode not in MODES:
-        raise ValueError(f"mode must be 'inverted' or 'classic', got {mode!r}")
+        raise TypeError(f"mode must be {names}, got {_tname(mode)} ({mode!r})")
+    if mode not in allowed:
+        raise ValueError(f"mode must be {names}, got {mode!r}")
     return mode
 
 

@@ -12,7 +12,13 @@ tensor([2., 0., 2., 2.])
 """
 
 from .adapters.torch import (  # noqa: F401
+    AlphaDropout,
+    DropPath,
     Dropout,
+    FeatureAlphaDropout,
+    alpha_dropout,
+    drop_path,
+    feature_alpha_dropout,
     Dropout1d,
     Dropout2d,
     Dropout3d,

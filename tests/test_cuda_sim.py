@@ -754,6 +754,30 @@ class TestSim:
         with pytest.raises(TypeError, match="GPU array"):
             fastdrop.unpack_mask(self.dev(packed), x.shape)  # host function: no silent copy
 
+    @pytest.mark.parametrize("dtype", DTYPES)
+    def test_family_public_api_on_device_arrays(self, dtype):
+        """alpha_dropout, feature_alpha_dropout, drop_path and their
+        backwards (docs/spec.md §8, §9) on device arrays equal the reference
+        bit for bit: the plan's affine select on the CUDA kernels as they are."""
+        x = values((6, 4, 5), dtype, 31)
+        ref = dict(backend="reference")
+        calls = [(fastdrop.alpha_dropout, dict(p=0.3)),
+                 (fastdrop.alpha_dropout, dict(p=0.3, noise_shape=(6, 1, 5))),
+                 (fastdrop.feature_alpha_dropout, dict(p=0.45)),
+                 (fastdrop.drop_path, dict(p=0.5)),
+                 (fastdrop.drop_path, dict(p=0.5, scale_by_keep=False)),
+                 (fastdrop.alpha_dropout, dict(p=1.0)),
+                 (fastdrop.alpha_dropout, dict(p=0.3, training=False))]
+        for f, kw in calls:
+            p = kw.pop("p")
+            want = f(x, p, rng=fastdrop.Generator(3, 9), **kw, **ref)
+            got = f(self.dev(x), p, rng=fastdrop.Generator(3, 9), **kw)
+            assert_same(got.copy_to_host(), want)
+        assert_same(fastdrop.alpha_dropout_backward(self.dev(x), 0.3, state=(3, 9))
+                    .copy_to_host(), fastdrop.alpha_dropout_backward(x, 0.3, state=(3, 9), **ref))
+        assert_same(fastdrop.drop_path_backward(self.dev(x), 0.5, state=(3, 9))
+                    .copy_to_host(), fastdrop.drop_path_backward(x, 0.5, state=(3, 9), **ref))
+
     def test_numba_device_array_routes_through_public_api(self):
         """fastdrop.dropout(..., backend='cuda') takes the simulator's arrays."""
         x = values((5, 7), np.float32, 20)

@@ -427,3 +427,49 @@ def test_split_small_is_numbas():
         if tasks > 1:
             split.add(lay.id)
     assert split == T.SPLIT_SMALL
+
+
+# ------------------------------------------------------------- the family
+# Alpha dropout (docs/spec.md §8) against an oracle written from the spec
+# alone: the reference's keep mask, PyTorch's constant, the float64
+# constants in the spec's order, then the affine select in the compute type.
+
+ALPHA = 1.7580993408473766
+
+
+def alpha_want(case, dtype, grad=False):
+    """The spec's alpha dropout (or its gradient) of the case's x."""
+    w = want(case, dtype)
+    p = case.stream[1]
+    x = w.x
+    if p == 0.0:
+        return x.copy()
+    if p == 1.0:
+        return np.zeros_like(x)
+    a = 1.0 / math.sqrt((ALPHA * ALPHA * p + 1.0) * (1.0 - p))
+    b, c = (-0.0, 0.0) if grad else (ALPHA * a * p, ALPHA * a * (p - 1.0))
+    ct = np.float64 if x.dtype == np.float64 else np.float32
+    keep = np.broadcast_to(w.keep, x.shape)
+    with np.errstate(all="ignore"):
+        kept = (x.astype(ct) * ct(a) + ct(b)).astype(x.dtype)
+        return np.where(keep, kept, x.dtype.type(ct(c)))
+
+
+@parity(T.FORWARD, reference=2)
+def test_alpha_dropout(case, dtype, backend, cython_isa, threads):
+    """alpha_dropout(x): same decisions as dropout, the alpha select."""
+    off, p = case.stream[:2]
+    g = fastdrop.Generator(case.seed, off)
+    y = fastdrop.alpha_dropout(want(case, dtype).x, p, rng=g, noise_shape=case.noise,
+                               backend=backend)
+    assert_same(y, alpha_want(case, dtype))
+    assert g.offset == want(case, dtype).next_offset
+
+
+@parity(T.BACKWARD, reference=3)
+def test_alpha_dropout_backward(case, dtype, backend, cython_isa, threads):
+    """alpha_dropout_backward(g, state=...): grad * a where kept, +0.0 dropped."""
+    off, p = case.stream[:2]
+    gx = fastdrop.alpha_dropout_backward(want(case, dtype).x, p, state=(case.seed, off),
+                                         noise_shape=case.noise, backend=backend)
+    assert_same(gx, alpha_want(case, dtype, grad=True))

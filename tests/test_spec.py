@@ -31,6 +31,8 @@ HEADINGS = [
     "## §5 Masks as data",
     "## §6 Backward",
     "## §7 Arguments",
+    "## §8 Alpha dropout",
+    "## §9 DropPath, spatial and recurrent dropout: noise shapes",
 ]
 
 KAT_HEADER = ["counter", "key", "output"]
@@ -275,3 +277,22 @@ def test_golden_every_cpu_backend(row, backend):
     y = fastdrop.dropout(np.ones(n, dtype=np.float32), p,
                          rng=fastdrop.Generator(seed, offset), backend=backend)
     assert_array_equal(y != 0, _keep(bits))
+
+
+# ----------------------------------------------------------------------------
+# §8, §9: the golden values in the text
+# ----------------------------------------------------------------------------
+
+def test_alpha_golden_values_of_the_text():
+    text = _spec_text()
+    a, b, c = fastdrop._plan.alpha_constants(0.5)
+    assert f"`a = {a.hex()}`" in text and f"`b = {b.hex()}`" in text and c == -b
+    y = fastdrop.alpha_dropout(np.arange(8, dtype=np.float32), 0.5, rng=0)
+    assert " ".join(str(v) for v in y.view(np.uint32).tolist()) in " ".join(text.split())
+    g = fastdrop.alpha_dropout_backward(np.ones(8, np.float32), 0.5, state=0)
+    assert g.tolist()[:2] == [float(np.float32(a)), 0.0] and "0.8864049" in text
+
+
+def test_drop_path_example_of_the_text():
+    y = fastdrop.drop_path(np.ones((8, 2), np.float32), 0.5, rng=0)
+    assert y[:, 0].tolist() == [2.0, 0.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0]

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from .. import _dispatch, _plan
 from .._generator import check_rng
-from .._validate import (bool_mask_geometry, check_float_dtype, check_mode,
+from .._validate import (MODES, bool_mask_geometry, check_float_dtype, check_mode,
                          check_no_internal_overlap, check_p, check_packed_shape,
                          check_return_mask, check_training, mask_geometry)
 from . import _interop
@@ -162,16 +162,17 @@ def run_plan(plan, x, out=None):
 
 
 def dropout(x, p=0.5, *, training=True, mode="inverted", rng=None, noise_shape=None,
-            out=None, return_mask=False, backend="auto"):
+            out=None, return_mask=False, backend="auto", modes=MODES):
     """:func:`fastdrop.dropout` for a GPU array ``x``.
 
     Same parameters and results as :func:`fastdrop.dropout`; ``out`` and
     the returned arrays are GPU arrays of ``x``'s kind (see the module
-    docstring).  The result is bit-identical to the CPU backends'.
+    docstring).  The result is bit-identical to the CPU backends'.  The
+    family's functions pass their own ``mode`` (one of ``modes``).
     """
     training = check_training(training)
     p = check_p(p)
-    check_mode(mode)
+    check_mode(mode, modes)
     kind = check_return_mask(return_mask)
     dx = _interop.describe(x)
     check_float_dtype(dx.dtype)
@@ -226,13 +227,13 @@ def apply_mask(x, mask, p, *, mode="inverted", noise_shape=None, out=None, backe
 
 
 def dropout_backward(grad, p, *, mask=None, state=None, training=True, mode="inverted",
-                     noise_shape=None, out=None, backend="auto"):
+                     noise_shape=None, out=None, backend="auto", modes=MODES):
     """:func:`fastdrop.dropout_backward` for a GPU ``grad``: the forward's
     stored GPU ``mask`` applied, or its mask regenerated from ``state``
     (nothing stored); every argument is checked in evaluation mode too."""
     training = check_training(training)
     p = check_p(p)
-    check_mode(mode)
+    check_mode(mode, modes)
     dg = _interop.describe(grad, "grad")
     check_float_dtype(dg.dtype, "grad")
     stored = _stored_mask(dg.shape, mask, noise_shape) if mask is not None else None

@@ -41,7 +41,7 @@ from dask.base import tokenize
 
 from .. import _arrays, _dispatch, _plan
 from .._generator import check_rng
-from .._validate import (check_float_dtype, check_mode, check_p, check_training,
+from .._validate import (MODES, check_float_dtype, check_mode, check_p, check_training,
                          mask_geometry, normalize_shape)
 
 __all__ = ["dropout", "dropout_mask"]
@@ -134,11 +134,20 @@ def dropout(x, p=0.5, *, rng=None, noise_shape=None, mode="inverted", training=T
     >>> bool((y.compute() == ref).all())
     True
     """
+    return lazy_forward(x, p, rng=rng, noise_shape=noise_shape, mode=mode, training=training,
+                        backend=backend)
+
+
+def lazy_forward(x, p, *, rng, noise_shape, mode, training, backend, modes=MODES):
+    """A forward of the family (``mode`` one of ``modes``: the public dropout
+    modes, or :data:`fastdrop._plan.MODES` for the family's functions, which
+    reach here through :func:`fastdrop.alpha_dropout` and friends on a Dask
+    array), planned once for the whole array and run block by block."""
     if not isinstance(x, da.Array):
         x = da.asarray(x)
     training = check_training(training)
     p = check_p(p)
-    check_mode(mode)
+    check_mode(mode, modes)
     check_float_dtype(x.dtype)
     _check_known_shape(x)
     backend = _check_backend(backend)

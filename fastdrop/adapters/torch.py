@@ -7,8 +7,13 @@ torch).  What it provides:
   against :func:`torch.nn.functional.dropout`);
 - :class:`Dropout` and the spatial :class:`Dropout1d`, :class:`Dropout2d`,
   :class:`Dropout3d` modules (they honour ``train()`` / ``eval()``);
+- the family (docs/spec.md §8, §9): :class:`AlphaDropout`,
+  :class:`FeatureAlphaDropout`, :class:`DropPath` and the functional forms
+  :func:`alpha_dropout`, :func:`feature_alpha_dropout` (PyTorch's
+  signatures) and :func:`drop_path` (timm's);
 - :func:`draw_seed`, the seed that ``generator=None`` draws from torch's RNG;
-- three custom ops, ``torch.ops.fastdrop.dropout``,
+- four custom ops, ``torch.ops.fastdrop.dropout`` (every mode of the
+  family), its gradient ``torch.ops.fastdrop.dropout_grad``,
   ``torch.ops.fastdrop.dropout_packed`` and ``torch.ops.fastdrop.apply_mask``,
   each with a fake (meta) implementation, so ``torch.compile`` can trace them,
   and an autograd formula.
@@ -92,7 +97,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 import torch
 
-from .. import _api, _dispatch, _plan
+from .. import _api, _dispatch, _family, _plan
 from .._generator import Generator, check_seed, resolve_rng
 from .._validate import (check_flag, check_mode, check_noise_shape, check_p, check_training,
                          mask_geometry)
@@ -104,6 +109,12 @@ __all__ = [
     "Dropout1d",
     "Dropout2d",
     "Dropout3d",
+    "alpha_dropout",
+    "feature_alpha_dropout",
+    "drop_path",
+    "AlphaDropout",
+    "FeatureAlphaDropout",
+    "DropPath",
 ]
 
 _U64 = 1 << 64
@@ -266,7 +277,8 @@ def _dropout_op(x: torch.Tensor, p: float, seed: int, offset: int,
                                   fresh_out=True)
         _dispatch.run_host(plan, _dispatch.choose_cpu_backend(xn.size, xn.dtype)[1], xn, _np(out))
     else:
-        _into(out, _api.dropout(x.detach(), p, out=out, **kwargs))
+        _into(out, _api._forward(x.detach(), p, training, mode, kwargs["rng"],
+                                 kwargs["noise_shape"], out, False, "auto", _plan.MODES))
     return out
 
 
@@ -281,11 +293,49 @@ def _dropout_setup(ctx, inputs, output):
 
 
 def _dropout_backward(ctx, grad):
-    # Same mask (regenerated from seed/offset) and same scale on the gradient.
-    return (torch.ops.fastdrop.dropout(grad, *ctx.args),) + (None,) * 6
+    # Same mask (regenerated from seed/offset), the mode's gradient select.
+    return (torch.ops.fastdrop.dropout_grad(grad, *ctx.args),) + (None,) * 6
 
 
 _dropout_op.register_autograd(_dropout_backward, setup_context=_dropout_setup)
+
+
+@torch.library.custom_op("fastdrop::dropout_grad", mutates_args=())
+def _dropout_grad_op(grad: torch.Tensor, p: float, seed: int, offset: int,
+                     noise_shape: Optional[List[int]], mode: str,
+                     training: bool) -> torch.Tensor:
+    """The gradient of ``fastdrop::dropout`` with the same arguments: the
+    forward's decisions regenerated from ``(seed, offset)``, kept elements
+    times the mode's scale, dropped ones +0.0 (docs/spec.md §6; for alpha
+    dropout the shift and the fill do not enter the gradient)."""
+    _check_tensor(grad, "grad")
+    _device_check(grad)
+    state = (_to_u64(seed), _to_u64(offset))
+    out = torch.empty_like(grad)
+    ns = _noise(noise_shape)
+    if grad.device.type == "cpu":
+        gn = _np(grad)
+        plan = _plan.plan_backward(gn.shape, p, training=training, mode=mode, state=state,
+                                   noise_shape=ns, fresh_out=True)
+        _dispatch.run_host(plan, _dispatch.choose_cpu_backend(gn.size, gn.dtype)[1], gn,
+                           _np(out))
+    else:
+        _into(out, _api._backward(grad.detach(), p, None, state, training, mode, ns, out,
+                                  "auto", _plan.MODES))
+    return out
+
+
+@_dropout_grad_op.register_fake
+def _(grad, p, seed, offset, noise_shape, mode, training):
+    return torch.empty_like(grad)
+
+
+def _dropout_grad_backward(ctx, grad):
+    # linear in its input: its gradient is itself
+    return (torch.ops.fastdrop.dropout_grad(grad, *ctx.args),) + (None,) * 6
+
+
+_dropout_grad_op.register_autograd(_dropout_grad_backward, setup_context=_dropout_setup)
 
 
 @torch.library.custom_op("fastdrop::dropout_packed", mutates_args=())
@@ -435,12 +485,19 @@ def dropout(x, p=0.5, training=True, *, generator=None, noise_shape=None,
     save_mask = check_flag(save_mask, "save_mask")
     ns = _resolve_noise_shape(x.shape, noise_shape)
     generator = _check_generator(generator)
+    return _run(x, p, training, mode, ns, generator, save_mask)
+
+
+def _run(x, p, training, mode, ns, generator, save_mask=False):
+    """The checked call of any functional form: ``mode`` one of
+    :data:`fastdrop._plan.MODES`, ``ns`` the resolved mask shape or None."""
     if not _plan.draws(training):  # evaluation: nothing drawn from the generator
-        plan = _plan.plan_dropout(tuple(x.shape), p, training=False, mode=mode, rng=None)
-        if plan.rule == "copy":
+        if _plan.rule_of(p, False, mode) == "copy":
             return x  # the identity returns x itself, as torch does
         return torch.ops.fastdrop.dropout(x, p, 0, 0, None, mode, False)
     seed, offset = _seed_offset(generator, _mask_size(x, ns))
+    if _plan.rule_of(p, True, mode) == "copy":
+        return x  # p == 0: x itself (the generator has advanced), as torch does
     if save_mask:
         return torch.ops.fastdrop.dropout_packed(x, p, seed, offset, ns, mode)[0]
     return torch.ops.fastdrop.dropout(x, p, seed, offset, ns, mode, True)
@@ -592,3 +649,149 @@ class Dropout3d(_DropoutNd):
     """
 
     _nspatial = 3
+
+
+# ----------------------------------------------------------------------------
+# the dropout family (docs/spec.md §8, §9)
+# ----------------------------------------------------------------------------
+
+def alpha_dropout(input, p=0.5, training=False, *, generator=None, noise_shape=None):
+    """Alpha dropout on a tensor (PyTorch's semantics and constants, fastdrop's
+    mask): :func:`fastdrop.alpha_dropout` with autograd; ``training``
+    defaults to False as in :func:`torch.nn.functional.alpha_dropout`.
+
+    A kept element is ``x * a + b``, a dropped one ``c`` (docs/spec.md §8);
+    the gradient is ``grad * a`` where kept, ``+0.0`` where dropped.
+    Evaluation and ``p == 0`` return ``input`` itself; ``p == 1`` gives zeros.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import fastdrop.torch as fdt
+    >>> x = torch.zeros(4, requires_grad=True)
+    >>> y = fdt.alpha_dropout(x, 0.5, True, generator=0)
+    >>> y.detach()
+    tensor([ 0.7792, -0.7792,  0.7792,  0.7792])
+    >>> y.sum().backward(); x.grad
+    tensor([0.8864, 0.0000, 0.8864, 0.8864])
+    """
+    _check_tensor(input, "input")
+    training = check_training(training)
+    p = check_p(p)
+    ns = _resolve_noise_shape(input.shape, noise_shape)
+    return _run(input, p, training, "alpha", ns, _check_generator(generator))
+
+
+def feature_alpha_dropout(input, p=0.5, training=False, *, generator=None):
+    """Alpha dropout of whole channels of an ``(N, C, ...)`` tensor (mask
+    shape ``(N, C, 1, ..., 1)``), as :func:`torch.nn.functional.feature_alpha_dropout`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import fastdrop.torch as fdt
+    >>> y = fdt.feature_alpha_dropout(torch.zeros(2, 3, 5), 0.5, True, generator=1)
+    >>> bool((y == y[:, :, :1]).all())
+    True
+    """
+    _check_tensor(input, "input")
+    training = check_training(training)
+    p = check_p(p)
+    ns = _resolve_noise_shape(input.shape,
+                              _family.feature_noise_shape(tuple(input.shape)))
+    return _run(input, p, training, "alpha", ns, _check_generator(generator))
+
+
+def drop_path(x, drop_prob=0.0, training=False, scale_by_keep=True, *, generator=None):
+    """DropPath / stochastic depth, timm's ``drop_path`` signature and
+    semantics with fastdrop's mask: one decision per sample (mask shape
+    ``(N, 1, ..., 1)``), kept samples scaled by ``1 / (1 - drop_prob)`` when
+    ``scale_by_keep``; evaluation and ``drop_prob == 0`` return ``x`` itself.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import fastdrop.torch as fdt
+    >>> fdt.drop_path(torch.ones(4, 2), 0.5, True, generator=0)
+    tensor([[2., 2.],
+            [0., 0.],
+            [2., 2.],
+            [2., 2.]])
+    """
+    _check_tensor(x)
+    training = check_training(training)
+    p = check_p(drop_prob)
+    mode = "inverted" if check_flag(scale_by_keep, "scale_by_keep") else "unscaled"
+    ns = _resolve_noise_shape(x.shape, _family.sample_noise_shape(tuple(x.shape)))
+    return _run(x, p, training, mode, ns, _check_generator(generator))
+
+
+class AlphaDropout(torch.nn.Module):
+    """Alpha dropout layer with fastdrop's mask; :class:`torch.nn.AlphaDropout`'s
+    semantics (active in ``train()``, the identity in ``eval()``).
+
+    Examples
+    --------
+    >>> import torch
+    >>> import fastdrop.torch as fdt
+    >>> _ = torch.manual_seed(0)
+    >>> y = fdt.AlphaDropout(0.2)(torch.randn(10000))
+    >>> abs(float(y.mean())) < 0.05, abs(float(y.std()) - 1) < 0.05
+    (True, True)
+    """
+
+    _fn = staticmethod(alpha_dropout)
+
+    def __init__(self, p=0.5, *, generator=None):
+        super().__init__()
+        self.p = check_p(p)
+        self.generator = _check_generator(generator)
+
+    def forward(self, x):
+        return self._fn(x, self.p, self.training, generator=self.generator)
+
+    def extra_repr(self):
+        return f"p={self.p}"
+
+
+class FeatureAlphaDropout(AlphaDropout):
+    """Alpha dropout of whole channels (:class:`torch.nn.FeatureAlphaDropout`).
+
+    Examples
+    --------
+    >>> import torch
+    >>> import fastdrop.torch as fdt
+    >>> fdt.FeatureAlphaDropout(0.5, generator=0)(torch.zeros(2, 3, 4)).shape
+    torch.Size([2, 3, 4])
+    """
+
+    _fn = staticmethod(feature_alpha_dropout)
+
+
+class DropPath(torch.nn.Module):
+    """DropPath / stochastic depth per sample (timm's ``DropPath``), for the
+    main path of residual blocks.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import fastdrop.torch as fdt
+    >>> layer = fdt.DropPath(0.5, generator=0)
+    >>> layer(torch.ones(4, 2))[:, 0]
+    tensor([2., 0., 2., 2.])
+    >>> bool((layer.eval()(torch.ones(4, 2)) == 1).all())
+    True
+    """
+
+    def __init__(self, drop_prob=0.0, scale_by_keep=True, *, generator=None):
+        super().__init__()
+        self.drop_prob = check_p(drop_prob)
+        self.scale_by_keep = check_flag(scale_by_keep, "scale_by_keep")
+        self.generator = _check_generator(generator)
+
+    def forward(self, x):
+        return drop_path(x, self.drop_prob, self.training, self.scale_by_keep,
+                         generator=self.generator)
+
+    def extra_repr(self):
+        return f"drop_prob={round(self.drop_prob, 3):0.3f}"
