@@ -20,6 +20,7 @@ from ._dispatch import get_backends
 from ._family import (alpha_dropout, alpha_dropout_backward, drop_path, drop_path_backward,
                       feature_alpha_dropout, feature_noise_shape, sample_noise_shape)
 from ._generator import Generator
+from ._mc import mc_dropout
 
 __version__ = "0.1.0"
 
@@ -39,6 +40,7 @@ __all__ = [
     "drop_path_backward",
     "feature_noise_shape",
     "sample_noise_shape",
+    "mc_dropout",
     "Generator",
     "get_backends",
     "get_num_threads",

@@ -19,6 +19,8 @@ from .adapters.torch import (  # noqa: F401
     alpha_dropout,
     drop_path,
     feature_alpha_dropout,
+    mc_dropout,
+    mc_predict,
     Dropout1d,
     Dropout2d,
     Dropout3d,

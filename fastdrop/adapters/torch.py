@@ -97,7 +97,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 import torch
 
-from .. import _api, _dispatch, _family, _plan
+from .. import _api, _dispatch, _family, _mc, _plan
 from .._generator import Generator, check_seed, resolve_rng
 from .._validate import (check_flag, check_mode, check_noise_shape, check_p, check_training,
                          mask_geometry)
@@ -115,6 +115,8 @@ __all__ = [
     "AlphaDropout",
     "FeatureAlphaDropout",
     "DropPath",
+    "mc_dropout",
+    "mc_predict",
 ]
 
 _U64 = 1 << 64
@@ -795,3 +797,129 @@ class DropPath(torch.nn.Module):
 
     def extra_repr(self):
         return f"drop_prob={round(self.drop_prob, 3):0.3f}"
+
+
+# ----------------------------------------------------------------------------
+# Monte Carlo dropout (docs/spec.md §3 for the pass generators)
+# ----------------------------------------------------------------------------
+
+def _fastdrop_form(m):
+    """fastdrop's functional form ``f(x, generator)`` of a ``torch.nn``
+    dropout layer (its own ``p``, always in training), or None."""
+    nn = torch.nn
+    if isinstance(m, nn.FeatureAlphaDropout):
+        return lambda x, g: feature_alpha_dropout(x, m.p, True, generator=g)
+    if isinstance(m, nn.AlphaDropout):
+        return lambda x, g: alpha_dropout(x, m.p, True, generator=g)
+    for k, cls in ((1, nn.Dropout1d), (2, nn.Dropout2d), (3, nn.Dropout3d)):
+        if isinstance(m, cls):
+            layer = (Dropout1d, Dropout2d, Dropout3d)[k - 1](m.p)
+            return lambda x, g, layer=layer: dropout(x, layer.p, True, generator=g,
+                                                     noise_shape=layer._noise_shape(x))
+    if isinstance(m, nn.Dropout):
+        return lambda x, g: dropout(x, m.p, True, generator=g)
+    return None
+
+
+class mc_dropout:
+    """Context manager for Monte Carlo dropout: inside it, every dropout
+    layer of ``model`` is stochastic while every other module is in
+    evaluation mode (batch norm frozen); on exit every module's mode is
+    restored.
+
+    Dropout layers are fastdrop's (:class:`Dropout`, ``Dropout1d/2d/3d``,
+    :class:`AlphaDropout`, :class:`FeatureAlphaDropout`, :class:`DropPath`)
+    and ``torch.nn``'s (``Dropout``, ``Dropout1d/2d/3d``, ``AlphaDropout``,
+    ``FeatureAlphaDropout``), whose masks inside the context are fastdrop's,
+    drawn from the context's generator: so runs are reproducible from
+    ``rng`` on any machine and device.  :meth:`use` switches the generator
+    (one per pass: :func:`mc_predict`).
+
+    Examples
+    --------
+    >>> import torch
+    >>> import fastdrop.torch as fdt
+    >>> net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Dropout(0.5),
+    ...                           torch.nn.BatchNorm1d(8)).eval()
+    >>> with fdt.mc_dropout(net, rng=0):
+    ...     net[1].training, net[2].training
+    (True, False)
+    >>> net[1].training
+    False
+    """
+
+    def __init__(self, model, rng=None):
+        self.model = model
+        self.generator = _mc.pass_generators(rng, 1)[0]
+        self._modes = []       # (module, its training flag before)
+        self._generators = []  # (fastdrop dropout layer, its generator before)
+        self._patched = []     # torch.nn dropout layers with fastdrop's forward
+
+    def use(self, generator):
+        """Draw the masks of the next forward passes from ``generator``."""
+        self.generator = generator
+        for m, _ in self._generators:
+            m.generator = generator
+
+    def __enter__(self):
+        self._modes = [(m, m.training) for m in self.model.modules()]
+        self.model.eval()
+        for m in self.model.modules():
+            if isinstance(m, (Dropout, AlphaDropout, DropPath)):
+                self._generators.append((m, m.generator))
+            elif (form := _fastdrop_form(m)) is not None:
+                m.forward = (lambda x, form=form: form(x, self.generator))
+                self._patched.append(m)
+            else:
+                continue
+            m.train()
+        self.use(self.generator)
+        return self
+
+    def __exit__(self, *exc):
+        for m in self._patched:
+            del m.forward
+        for m, g in self._generators:
+            m.generator = g
+        for m, training in self._modes:
+            m.training = training
+        self._modes, self._generators, self._patched = [], [], []
+        return False
+
+
+def mc_predict(model, x, samples, rng=None, *, return_samples=False, ddof=0):
+    """Monte Carlo dropout prediction: ``samples`` stochastic passes of
+    ``model(x)`` inside :class:`mc_dropout` (no autograd), pass ``t`` with
+    masks from ``Generator(rng).spawn(samples)[t]``.
+
+    Returns ``(mean, std)`` over the passes (float64 tensors on the output's
+    device; ``std`` with ``ddof``), plus the stacked passes with
+    ``return_samples``.  Only the running moments are kept otherwise.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import fastdrop.torch as fdt
+    >>> _ = torch.manual_seed(0)
+    >>> net = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU(),
+    ...                           torch.nn.Dropout(0.3), torch.nn.Linear(16, 1))
+    >>> mean, std = fdt.mc_predict(net, torch.randn(5, 4), samples=20, rng=7)
+    >>> mean.shape, bool((std > 0).all())
+    (torch.Size([5, 1]), True)
+    >>> m2, _ = fdt.mc_predict(net, torch.randn(5, 4) * 0 + 1, samples=3, rng=7)
+    >>> m3, _ = fdt.mc_predict(net, torch.randn(5, 4) * 0 + 1, samples=3, rng=7)
+    >>> bool(torch.equal(m2, m3))
+    True
+    """
+    gens = _mc.pass_generators(rng, samples)
+    moments = _mc.RunningMoments(lambda t: t.detach().to(torch.float64))
+    kept = [] if return_samples else None
+    with torch.no_grad(), mc_dropout(model) as ctx:
+        for g in gens:
+            ctx.use(g)
+            y = model(x)
+            moments.push(y)
+            if kept is not None:
+                kept.append(y)
+    out = (moments.mean, moments.std(ddof))
+    return out + (torch.stack(kept),) if kept is not None else out
