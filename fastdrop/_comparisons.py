@@ -20,7 +20,7 @@ Examples
 >>> import numpy as np
 >>> from fastdrop._comparisons import COMPARISONS, Case
 >>> [c.name for c in COMPARISONS]
-['forward', 'forward_mask', 'mask_packed', 'apply_mask']
+['forward', 'forward_mask', 'alpha_dropout', 'mask_packed', 'apply_mask']
 >>> case = Case(16, np.float32, p=0.5, seed=0)
 >>> cmp = COMPARISONS[0]
 >>> got = cmp.fastdrop(case, "reference")
@@ -40,7 +40,7 @@ from typing import Callable
 import numpy as np
 
 import fastdrop
-from fastdrop import reference
+from fastdrop import _plan, reference
 from fastdrop._api import mask_geometry, scale_for
 
 __all__ = ["Case", "Comparison", "COMPARISONS", "get_comparison", "NUMPY_IDIOMS"]
@@ -146,6 +146,10 @@ def _fd_forward_mask(c, backend):
                             backend=backend)
 
 
+def _fd_alpha(c, backend):
+    return fastdrop.alpha_dropout(c.x, c.p, rng=c.seed, out=c.out, backend=backend)
+
+
 def _fd_mask_packed(c, backend):
     return fastdrop.dropout_mask(c.shape, c.p, rng=c.seed, packed=True, backend=backend)
 
@@ -173,6 +177,19 @@ def _ref_forward_mask(c):
     out = np.empty(c.shape, c.dtype)
     reference.apply_mask(c.x, out, c.mstrides, c.scale, keep=keep)
     return out, keep.reshape(c.shape)
+
+
+def _ref_alpha(c):
+    """Alpha dropout (docs/spec.md §8): the plan's rule for p, then the
+    reference's affine select with the spec's constants."""
+    out = np.empty(c.shape, c.dtype)
+    rule = _plan.rule_of(c.p, True, "alpha")
+    if rule == "select":
+        a, b, fill = _plan.alpha_constants(c.p)
+        reference.forward(c.x, out, c.seed, 0, c.threshold, a, c.mstrides, shift=b, fill=fill)
+    else:
+        out[...] = c.x if rule == "copy" else 0
+    return out
 
 
 def _ref_mask_packed(c):
@@ -247,6 +264,17 @@ _NP_MASK_PACKED = {
     "numpy-inplace": lambda c: np.packbits(_np_keep_inplace(c), bitorder="little"),
 }
 
+def _np_alpha(c, keep):
+    """Keras's formula: ``(x * keep + alpha_p * (1 - keep)) * a + b``."""
+    a, b, _ = _plan.alpha_constants(c.p)
+    keep = keep.astype(c.x.dtype)
+    return (c.x * keep - _plan.ALPHA * (1 - keep)) * c.x.dtype.type(a) + c.x.dtype.type(b)
+
+
+_NP_ALPHA = {
+    "numpy-f32": lambda c: _np_alpha(c, _np_keep32(c)),
+}
+
 _NP_APPLY_MASK = {
     "numpy": lambda c: _np_apply(c, c.keep),
     "numpy-inplace": lambda c: _np_apply_inplace(c, c.keep),
@@ -263,6 +291,10 @@ def _torch_forward(torch, t, p, scale):
 
 def _torch_forward_mask(torch, t, p, scale):
     return torch.native_dropout(t.x, p, True)
+
+
+def _torch_alpha(torch, t, p, scale):
+    return torch.nn.functional.alpha_dropout(t.x, p, training=True)
 
 
 def _torch_apply_mask(torch, t, p, scale):
@@ -335,6 +367,15 @@ COMPARISONS = (
         numpy=_NP_FORWARD_MASK,
         torch=_torch_forward_mask,
         traffic=lambda isz: 2 * isz + 1,
+    ),
+    Comparison(
+        name="alpha_dropout",
+        title="alpha dropout forward: y = alpha_dropout(x, p)",
+        fastdrop=_fd_alpha,
+        reference=_ref_alpha,
+        numpy=_NP_ALPHA,
+        torch=_torch_alpha,
+        traffic=lambda isz: 2 * isz,
     ),
     Comparison(
         name="mask_packed",

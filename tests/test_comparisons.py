@@ -72,6 +72,13 @@ def test_numpy_idioms_are_dropout(cmp):
             y, keep = res
         elif cmp.name == "apply_mask":
             y, keep = res, case.keep
+        elif cmp.name == "alpha_dropout":  # dropped: the alpha fill, kept: x * a + b
+            a, b, fill = fastdrop._plan.alpha_constants(case.p)
+            keep = ~np.isclose(res, fill, rtol=1e-6, atol=0)
+            assert 0.7 < keep.mean() < 0.8, idiom
+            np.testing.assert_allclose(res[keep], case.x[keep] * a + b, rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(res[~keep], fill, rtol=1e-6)
+            continue
         else:  # x is never 0, so the zeros of y are the dropped elements
             y, keep = res, res != 0
         assert 0.7 < keep.mean() < 0.8, idiom
