@@ -36,6 +36,9 @@ __all__ = [
     "forward",
     "mask",
     "apply_mask",
+    "normal_range",
+    "ln",
+    "ppnd",
     "CHUNK",
 ]
 
@@ -333,3 +336,122 @@ def scale(x, out, factor):
     with np.errstate(all="ignore"):
         for sl, _, _ in _chunks(x.shape):
             out[sl] = (x[sl].astype(ct) * ct(factor)).astype(x.dtype, copy=False)
+
+
+# ----------------------------------------------------------------------------
+# the normal-variate stream v1 (docs/spec.md §10)
+# ----------------------------------------------------------------------------
+
+#: Counter word c2 of the normal stream's Philox blocks (the mask stream uses
+#: 0 and 1): four 32-bit words, four variates, per block.
+NORMAL_C2 = 2
+
+#: ln 2 split so that ``e * LN2_HI`` is exact for any float64 exponent e.
+LN2_HI = float.fromhex("0x1.62e42fee00000p-1")
+LN2_LO = float.fromhex("0x1.a39ef35793c76p-33")
+SQRT_HALF = float.fromhex("0x1.6a09e667f3bcdp-1")
+#: 2 / (2k + 1), k = 0 .. 10, each the float64 nearest to it: ln m =
+#: s * sum(c_k * s**(2k)) with s = (m - 1) / (m + 1).
+LN_SERIES = tuple(2.0 / (2 * k + 1) for k in range(11))
+#: Wichura's AS 241 (PPND16): central region |u - 0.5| <= 0.425 ...
+PPND_A = (3.3871328727963666080e0, 1.3314166789178437745e+2, 1.9715909503065514427e+3,
+          1.3731693765509461125e+4, 4.5921953931549871457e+4, 6.7265770927008700853e+4,
+          3.3430575583588128105e+4, 2.5090809287301226727e+3)
+PPND_B = (1.0, 4.2313330701600911252e+1, 6.8718700749205790830e+2, 5.3941960214247511077e+3,
+          2.1213794301586595867e+4, 3.9307895800092710610e+4, 2.8729085735721942674e+4,
+          5.2264952788528545610e+3)
+#: ... and the tails with r = sqrt(-ln(min(u, 1 - u))) <= 5 (always: u >= 2**-33).
+PPND_C = (1.42343711074968357734e0, 4.63033784615654529590e0, 5.76949722146069140550e0,
+          3.64784832476320460504e0, 1.27045825245236838258e0, 2.41780725177450611770e-1,
+          2.27238449892691845833e-2, 7.74545014278341407640e-4)
+PPND_D = (1.0, 2.05319162663775882187e0, 1.67638483018380384940e0, 6.89767334985100004550e-1,
+          1.48103976427480074590e-1, 1.51986665636164571966e-2, 5.47593808499534494600e-4,
+          1.05075007164441684324e-9)
+
+
+def _horner(coeffs, x):
+    """``c0 + x * (c1 + x * (... + x * c_last))``, innermost first: one
+    multiply and one add per coefficient, each rounded (never fused)."""
+    r = np.full_like(x, coeffs[-1])
+    for c in coeffs[-2::-1]:
+        r = r * x + c
+    return r
+
+
+def ln(r):
+    """The natural logarithm of docs/spec.md §10 for positive normal float64
+    ``r``, from correctly rounded operations only (so that every backend and
+    device computes the same bits): ``r = m * 2**e`` with ``m`` in
+    ``[sqrt(1/2), sqrt(2))`` (exact), ``s = (m - 1) / (m + 1)``, ``ln m = s *
+    P(s * s)`` (:data:`LN_SERIES`, Horner), ``ln r = e * LN2_HI + (e *
+    LN2_LO + ln m)``.  Within 2 ulp of ``numpy.log`` on ``[2**-33, 1/2]``.
+
+    Examples
+    --------
+    >>> import math
+    >>> float(ln(np.array([0.25]))[0]) == math.log(0.25)
+    True
+    """
+    r = np.asarray(r, dtype=np.float64)
+    m, e = np.frexp(r)                   # m in [0.5, 1), exact
+    low = m < SQRT_HALF
+    m = np.where(low, m * 2.0, m)        # exact
+    e = (e - low).astype(np.float64)
+    f = m - 1.0                          # exact (Sterbenz)
+    s = f / (2.0 + f)
+    lnm = s * _horner(LN_SERIES, s * s)
+    return e * LN2_HI + (e * LN2_LO + lnm)
+
+
+def ppnd(u):
+    """The standard normal quantile of docs/spec.md §10 (AS 241, float64) for
+    ``u`` in ``(0, 1)`` with ``min(u, 1 - u) >= 2**-33``.
+
+    Examples
+    --------
+    >>> [round(float(v), 6) for v in ppnd(np.array([0.5, 0.975, 0.01]))]
+    [0.0, 1.959964, -2.326348]
+    """
+    u = np.asarray(u, dtype=np.float64)
+    q = u - 0.5
+    z = np.empty_like(u)
+    mid = np.abs(q) <= 0.425
+    qm = q[mid]
+    r = 0.180625 - qm * qm
+    z[mid] = qm * _horner(PPND_A, r) / _horner(PPND_B, r)
+    tail = ~mid
+    qt = q[tail]
+    r = np.where(qt < 0.0, u[tail], 1.0 - u[tail])
+    r = np.sqrt(-ln(r)) - 1.6
+    zt = _horner(PPND_C, r) / _horner(PPND_D, r)
+    z[tail] = np.where(qt < 0.0, -zt, zt)
+    return z
+
+
+def normal_range(seed, start, count, out=None):
+    """Standard normal variates of stream positions ``start .. start +
+    count - 1`` (docs/spec.md §10): position ``j`` takes word ``j & 3`` of
+    Philox4x32-10 at counter ``(b & 0xFFFFFFFF, b >> 32, 2, 0)``, ``b = j >>
+    2``, as the uniform ``u = (w + 0.5) * 2**-32``, and returns ``ppnd(u)``
+    (float64).  Chunked like :func:`keep_range`.
+
+    Examples
+    --------
+    >>> z = normal_range(0, 0, 4)
+    >>> z.dtype, z.shape
+    (dtype('float64'), (4,))
+    """
+    seed, start, count = int(seed), int(start), int(count)
+    if out is None:
+        out = np.empty(count, dtype=np.float64)
+    for pos in range(0, count, CHUNK):
+        n = min(CHUNK, count - pos)
+        s = start + pos
+        b0, b1 = s >> 2, (s + n - 1) >> 2
+        blocks = np.arange(b1 - b0 + 1, dtype=np.uint64) + np.uint64(b0)
+        words = philox4x32_10(blocks & _LO32, blocks >> _S32, NORMAL_C2, 0,
+                              seed & 0xFFFFFFFF, seed >> 32)
+        w = np.stack(words, axis=1).reshape(-1)[(s & 3):(s & 3) + n]
+        u = (w.astype(np.float64) + 0.5) * 2.0 ** -32    # exact
+        out[pos:pos + n] = ppnd(u)
+    return out

@@ -33,6 +33,7 @@ HEADINGS = [
     "## §7 Arguments",
     "## §8 Alpha dropout",
     "## §9 DropPath, spatial and recurrent dropout: noise shapes",
+    "## §10 The normal-variate stream, version 1",
 ]
 
 KAT_HEADER = ["counter", "key", "output"]
