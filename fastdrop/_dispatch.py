@@ -67,6 +67,8 @@ BACKENDS = {
 }
 
 _DEFAULT_DTYPES = ("float16", "float32", "float64")
+
+
 class _Loaded(dict):
     """name -> (module or None, reason), memoised by :func:`_load`; counts
     its changes (``version``) so that choices made from it can be memoised."""
@@ -204,8 +206,9 @@ def fast_path():
     it takes all of the call's arguments ``(x, p, rng, out, training, mode,
     noise_shape, return_mask, backend)``, admits only training with
     ``mode="inverted"``, no noise shape or mask output and backend "auto" or
-    "cython", handles only the plain select rule (``0 < p < 1``, C-contiguous arrays, an int seed or a
-    Generator) exactly as the plan would, and returns ``NotImplemented``
+    "cython", handles only the plain select rule (``0 < p < 1``,
+    C-contiguous arrays, an int seed or a Generator) exactly as the plan
+    would, and returns ``NotImplemented``
     for anything else, before anything is written or any generator moves.
     """
     mod, _ = _load("cython")

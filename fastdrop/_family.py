@@ -15,7 +15,7 @@ from ._validate import check_flag, normalize_shape
 
 __all__ = ["alpha_dropout", "feature_alpha_dropout", "drop_path",
            "alpha_dropout_backward", "drop_path_backward", "feature_noise_shape",
-           "sample_noise_shape"]
+           "sample_noise_shape", "drop_path_mode"]
 
 _ALL = _plan.MODES
 
@@ -56,6 +56,13 @@ def sample_noise_shape(shape, fn="drop_path"):
     if len(shape) < 1:
         raise ValueError(f"{fn} needs an input with at least 1 axis (N, ...), got a 0-d input")
     return (shape[0],) + (1,) * (len(shape) - 1)
+
+
+def drop_path_mode(scale_by_keep):
+    """The plan mode of DropPath: kept samples scaled by ``1 / (1 - p)``
+    (``"inverted"``) or left as they are (``"unscaled"``); the identity in
+    evaluation either way (docs/spec.md §9)."""
+    return "inverted" if check_flag(scale_by_keep, "scale_by_keep") else "unscaled"
 
 
 def alpha_dropout(x, p=0.5, *, training=True, rng=None, noise_shape=None, out=None,
@@ -132,8 +139,7 @@ def drop_path(x, p, *, scale_by_keep=True, training=True, rng=None, out=None,
            [2., 2., 2.],
            [2., 2., 2.]], dtype=float32)
     """
-    scale_by_keep = check_flag(scale_by_keep, "scale_by_keep")
-    return _api._forward(x, p, training, "inverted" if scale_by_keep else "unscaled", rng,
+    return _api._forward(x, p, training, drop_path_mode(scale_by_keep), rng,
                          sample_noise_shape(_shape_of(x)), out, return_mask, backend, _ALL)
 
 
@@ -170,7 +176,5 @@ def drop_path_backward(grad, p, *, mask=None, state=None, scale_by_keep=True,
     >>> fastdrop.drop_path_backward(np.ones((4, 2), np.float32), 0.5, state=0)[:, 0]
     array([2., 0., 2., 2.], dtype=float32)
     """
-    scale_by_keep = check_flag(scale_by_keep, "scale_by_keep")
-    return _api._backward(grad, p, mask, state, training,
-                          "inverted" if scale_by_keep else "unscaled",
+    return _api._backward(grad, p, mask, state, training, drop_path_mode(scale_by_keep),
                           sample_noise_shape(_shape_of(grad)), out, backend, _ALL)

@@ -723,7 +723,7 @@ def drop_path(x, drop_prob=0.0, training=False, scale_by_keep=True, *, generator
     _check_tensor(x)
     training = check_training(training)
     p = check_p(drop_prob)
-    mode = "inverted" if check_flag(scale_by_keep, "scale_by_keep") else "unscaled"
+    mode = _family.drop_path_mode(scale_by_keep)
     ns = _resolve_noise_shape(x.shape, _family.sample_noise_shape(tuple(x.shape)))
     return _run(x, p, training, mode, ns, _check_generator(generator))
 
