@@ -18,7 +18,9 @@ from ._config import get_num_threads, set_num_threads
 from ._cython import get_include
 from ._dispatch import get_backends
 from ._family import (alpha_dropout, alpha_dropout_backward, drop_path, drop_path_backward,
-                      feature_alpha_dropout, feature_noise_shape, sample_noise_shape)
+                      feature_alpha_dropout, feature_noise_shape, gaussian_dropout,
+                      gaussian_dropout_backward, gaussian_noise, gaussian_noise_backward,
+                      sample_noise_shape)
 from ._generator import Generator
 from ._mc import mc_dropout
 
@@ -38,6 +40,10 @@ __all__ = [
     "alpha_dropout_backward",
     "drop_path",
     "drop_path_backward",
+    "gaussian_dropout",
+    "gaussian_dropout_backward",
+    "gaussian_noise",
+    "gaussian_noise_backward",
     "feature_noise_shape",
     "sample_noise_shape",
     "mc_dropout",

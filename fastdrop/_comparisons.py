@@ -20,7 +20,7 @@ Examples
 >>> import numpy as np
 >>> from fastdrop._comparisons import COMPARISONS, Case
 >>> [c.name for c in COMPARISONS]
-['forward', 'forward_mask', 'alpha_dropout', 'mask_packed', 'apply_mask']
+['forward', 'forward_mask', 'alpha_dropout', 'gaussian_dropout', 'drop_path', 'mask_packed', 'apply_mask']
 >>> case = Case(16, np.float32, p=0.5, seed=0)
 >>> cmp = COMPARISONS[0]
 >>> got = cmp.fastdrop(case, "reference")
@@ -150,6 +150,22 @@ def _fd_alpha(c, backend):
     return fastdrop.alpha_dropout(c.x, c.p, rng=c.seed, out=c.out, backend=backend)
 
 
+def _fd_gaussian(c, backend):
+    return fastdrop.gaussian_dropout(c.x, c.p, rng=c.seed, out=c.out, backend=backend)
+
+
+def _rows(n):
+    """DropPath's view of a case: ``(n // k, k)`` with the largest ``k <=
+    256`` dividing ``n`` (one decision per row)."""
+    return next(k for k in (256, 128, 64, 32, 16, 8, 4, 2, 1) if n % k == 0)
+
+
+def _fd_drop_path(c, backend):
+    k = _rows(c.n)
+    return fastdrop.drop_path(c.x.reshape(-1, k), c.p, rng=c.seed,
+                              out=c.out.reshape(-1, k), backend=backend).reshape(c.shape)
+
+
 def _fd_mask_packed(c, backend):
     return fastdrop.dropout_mask(c.shape, c.p, rng=c.seed, packed=True, backend=backend)
 
@@ -190,6 +206,30 @@ def _ref_alpha(c):
     else:
         out[...] = c.x if rule == "copy" else 0
     return out
+
+
+def _ref_gaussian(c):
+    """Gaussian dropout (docs/spec.md §11): the plan's rule, then the
+    reference's noise kernel."""
+    out = np.empty(c.shape, c.dtype)
+    pl = _plan.plan_noise(c.shape, "gaussian_dropout", c.p, training=True, rng=c.seed)
+    if pl.rule == "noise":
+        reference.noise(c.x, out, c.seed, 0, c.mstrides, pl.shift, pl.scale, pl.noise)
+    else:
+        out[...] = c.x
+    return out
+
+
+def _ref_drop_path(c):
+    k = _rows(c.n)
+    x = c.x.reshape(-1, k)
+    out = np.empty_like(x)
+    rule = _plan.rule_of(c.p, True, "inverted")
+    if rule == "select":
+        reference.forward(x, out, c.seed, 0, c.threshold, c.scale, (1, 0))
+    else:
+        out[...] = x if rule == "copy" else 0
+    return out.reshape(c.shape)
 
 
 def _ref_mask_packed(c):
@@ -275,6 +315,25 @@ _NP_ALPHA = {
     "numpy-f32": lambda c: _np_alpha(c, _np_keep32(c)),
 }
 
+def _sigma(c):
+    return math.sqrt(c.p / (1.0 - c.p))
+
+
+_NP_GAUSSIAN = {
+    # the issue's idiom (and Keras's formula): float64 normals, cast, multiply
+    "numpy-normal": lambda c: c.x * c.rng.normal(1.0, _sigma(c), c.shape).astype(c.dtype),
+    # float32 normals (ziggurat in float32) scaled in place
+    "numpy-f32": lambda c: c.x * (c.rng.standard_normal(c.shape, dtype=np.float32)
+                                  * np.float32(_sigma(c)) + np.float32(1.0)).astype(c.dtype),
+}
+
+_NP_DROP_PATH = {
+    # timm's formula in NumPy: one uniform per row
+    "numpy-f64": lambda c: (c.x.reshape(-1, _rows(c.n))
+                            * ((c.rng.random((c.n // _rows(c.n), 1)) >= c.p) / (1 - c.p))
+                            .astype(c.dtype)).reshape(c.shape),
+}
+
 _NP_APPLY_MASK = {
     "numpy": lambda c: _np_apply(c, c.keep),
     "numpy-inplace": lambda c: _np_apply_inplace(c, c.keep),
@@ -295,6 +354,16 @@ def _torch_forward_mask(torch, t, p, scale):
 
 def _torch_alpha(torch, t, p, scale):
     return torch.nn.functional.alpha_dropout(t.x, p, training=True)
+
+
+def _torch_drop_path(torch, t, p, scale):
+    """timm's ``drop_path`` (timm/layers/drop.py): a Bernoulli per sample,
+    divided by the keep probability."""
+    x = t.x.reshape(-1, _rows(t.x.numel()))
+    keep = x.new_empty((x.shape[0], 1)).bernoulli_(1 - p)
+    if p < 1:
+        keep.div_(1 - p)
+    return (x * keep).reshape(t.x.shape)
 
 
 def _torch_apply_mask(torch, t, p, scale):
@@ -375,6 +444,24 @@ COMPARISONS = (
         reference=_ref_alpha,
         numpy=_NP_ALPHA,
         torch=_torch_alpha,
+        traffic=lambda isz: 2 * isz,
+    ),
+    Comparison(
+        name="gaussian_dropout",
+        title="Gaussian dropout forward: y = gaussian_dropout(x, p)",
+        fastdrop=_fd_gaussian,
+        reference=_ref_gaussian,
+        numpy=_NP_GAUSSIAN,
+        torch=None,  # torch has no Gaussian dropout op
+        traffic=lambda isz: 2 * isz,
+    ),
+    Comparison(
+        name="drop_path",
+        title="DropPath forward: y = drop_path(x.reshape(-1, 256), p)",
+        fastdrop=_fd_drop_path,
+        reference=_ref_drop_path,
+        numpy=_NP_DROP_PATH,
+        torch=_torch_drop_path,
         traffic=lambda isz: 2 * isz,
     ),
     Comparison(

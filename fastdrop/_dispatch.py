@@ -11,7 +11,7 @@ has one (the Cython backend's ``fast_dropout``).
 
 The kernel interface
 --------------------
-A backend is a module with three functions.  The front end (``_api``) has
+A backend is a module with four functions.  The front end (``_api``) has
 already validated every argument, resolved the plan and allocated every
 output; kernels only compute.  They never see ``p``, ``mode`` or ``rng``.
 Arrays are NumPy arrays on the CPU (device arrays for ``cuda``).
@@ -41,6 +41,14 @@ Arrays are NumPy arrays on the CPU (device arrays for ``cuda``).
 ``apply_mask(x, out, mstrides, scale, keep=None, packed=None, *, shift=-0.0, fill=0.0)``
     As ``forward`` but ``keep(i)`` is read from a stored C-contiguous bool
     array or from little-endian packed bits (exactly one is given).
+
+``noise(x, out, seed, offset, mstrides, a, b, op)``
+    Gaussian dropout and noise (docs/spec.md §11): for every element, with
+    mask index ``i`` as in ``forward``, ``t = b * z + a`` in float64 (``z``
+    the normal-variate stream at position ``offset + i``, docs/spec.md
+    §10; one rounded multiply, one rounded add), then ``out = x * t``
+    (``op == "mul"``) or ``x + t`` (``op == "add"``) with ``t`` and ``x``
+    in the compute type, rounded back to the dtype.
 
 A backend module may also define ``available() -> (bool, reason)`` and
 ``DTYPES`` (the dtype names it supports; default float16/32/64).  One that
@@ -100,7 +108,7 @@ def capabilities(mod, name):
     return {
         "device": DEVICES[name],
         "dtypes": tuple(getattr(mod, "DTYPES", _DEFAULT_DTYPES)),
-        "sources": tuple(getattr(mod, "SOURCES", ("philox", "bool", "packed"))),
+        "sources": tuple(getattr(mod, "SOURCES", ("philox", "bool", "packed", "normal"))),
         "layouts": "any strides",
         "fresh_out_hint": bool(getattr(mod, "ACCEPTS_FRESH_OUT", False)),
         "fast_path": hasattr(mod, "fast_dropout"),
@@ -252,6 +260,10 @@ class HostOps:
         self.kern.mask(plan.n, plan.seed, plan.offset, plan.T, keep_out=keep_out,
                        packed_out=packed_out)
 
+    def noise(self, x, out, plan):
+        self.kern.noise(x, out, plan.seed, plan.offset, plan.mstrides, plan.shift, plan.scale,
+                        plan.noise)
+
     def apply(self, x, out, plan, kind, stored):
         if x.size:
             self.kern.apply_mask(x, out, plan.mstrides, plan.scale,
@@ -295,6 +307,8 @@ def run(plan, ops, x, out, keep_out=None, packed_out=None):
         ops.zero(out)
     elif rule == "scale":
         ops.scale(x, out, plan.scale)
+    elif rule == "noise":
+        ops.noise(x, out, plan)
     elif rule == "select" and plan.source != "philox":
         ops.apply(x, out, plan, plan.source, plan.stored)
     elif rule == "select" and (plan.full_mask or (keep_out is None and packed_out is None)):

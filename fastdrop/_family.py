@@ -1,21 +1,26 @@
-"""The dropout family: alpha dropout, feature alpha dropout and DropPath
-(docs/spec.md §8, §9), NumPy API.
+"""The dropout family: alpha dropout, feature alpha dropout, DropPath,
+Gaussian dropout and Gaussian noise (docs/spec.md §8, §9, §11), NumPy API.
 
-Each is :func:`fastdrop.dropout`'s machinery with its own plan mode
-(:data:`fastdrop._plan.MODES`) and, for the feature and per-sample forms, a
-noise shape: the kernels only ever run the plan's affine select, so adding
-a variant adds no kernel.  Arguments, array kinds (NumPy, GPU, torch CPU
+Alpha dropout and DropPath are :func:`fastdrop.dropout`'s machinery with
+their own plan mode (:data:`fastdrop._plan.MODES`) and, for the feature and
+per-sample forms, a noise shape: the kernels only ever run the plan's affine
+select, so those variants add no kernel.  The Gaussian members draw normal
+variates instead of keep decisions: the plan's ``"noise"`` rule, one kernel
+per backend (``noise``).  Arguments, array kinds (NumPy, GPU, torch CPU
 tensors, Dask) and errors are those of :func:`fastdrop.dropout`.
 """
 
 from __future__ import annotations
 
-from . import _api, _plan
-from ._validate import check_flag, normalize_shape
+from . import _api, _arrays, _dispatch, _plan
+from ._generator import check_rng
+from ._validate import (as_float_array, check_flag, check_noise_param, check_training,
+                        mask_geometry, normalize_shape, prepare_out)
 
 __all__ = ["alpha_dropout", "feature_alpha_dropout", "drop_path",
            "alpha_dropout_backward", "drop_path_backward", "feature_noise_shape",
-           "sample_noise_shape", "drop_path_mode"]
+           "sample_noise_shape", "drop_path_mode", "gaussian_dropout", "gaussian_noise",
+           "gaussian_dropout_backward", "gaussian_noise_backward"]
 
 _ALL = _plan.MODES
 
@@ -178,3 +183,180 @@ def drop_path_backward(grad, p, *, mask=None, state=None, scale_by_keep=True,
     """
     return _api._backward(grad, p, mask, state, training, drop_path_mode(scale_by_keep),
                           sample_noise_shape(_shape_of(grad)), out, backend, _ALL)
+
+
+# ----------------------------------------------------------------------------
+# Gaussian dropout and Gaussian noise (docs/spec.md §11)
+# ----------------------------------------------------------------------------
+
+def gaussian_dropout(x, p=0.5, *, training=True, rng=None, noise_shape=None, out=None,
+                     backend="auto"):
+    """Gaussian dropout (Srivastava et al. 2014; Keras's ``GaussianDropout``):
+    multiply by noise of mean 1 and variance ``p / (1 - p)``.
+
+    Every element (of the noise shape: shared along its axes of extent 1)
+    draws one standard normal ``z`` from fastdrop's normal-variate stream
+    (docs/spec.md §10: Philox and AS 241 in correctly rounded float64, the
+    same bits on every backend, thread count and device), and becomes ``x *
+    t`` with ``t = 1 + sigma * z``, ``sigma = sqrt(p / (1 - p))`` (float64,
+    rounded once to the compute type: float32 for float16 and float32).
+    In evaluation, or at ``p == 0``, the result is ``x``'s values.
+
+    Parameters
+    ----------
+    x : array_like of float16, float32 or float64
+    p : float
+        In [0, 1): the drop rate whose inverted-dropout variance the noise
+        matches; ``p == 1`` is a ``ValueError`` (infinite variance).
+    training, rng, noise_shape, out, backend
+        As in :func:`fastdrop.dropout`; a Generator advances by the noise
+        size (as a dropout mask of that shape would).
+
+    Returns
+    -------
+    ndarray (or tensor, CuPy or lazy Dask array, as ``x``)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastdrop
+    >>> y = fastdrop.gaussian_dropout(np.ones(4, np.float32), 0.5, rng=0)
+    >>> y
+    array([-0.9611565 ,  1.5619569 , -0.04096723,  0.91407996], dtype=float32)
+    >>> z = fastdrop.reference.normal_range(0, 0, 4)   # the variates
+    >>> bool((y == (1.0 + 1.0 * z).astype(np.float32)).all())
+    True
+    """
+    return _noise("gaussian_dropout", x, p, training, rng, noise_shape, out, backend)
+
+
+def gaussian_noise(x, stddev, *, training=True, rng=None, noise_shape=None, out=None,
+                   backend="auto"):
+    """Additive Gaussian noise (Keras's ``GaussianNoise``): ``x + stddev *
+    z`` with ``z`` fastdrop's normal-variate stream (docs/spec.md §10,
+    §11): ``stddev * z`` in float64, rounded once to the compute type, then
+    added.  In evaluation, or at ``stddev == 0``, the result is ``x``'s
+    values.
+
+    Parameters
+    ----------
+    x : array_like of float16, float32 or float64
+    stddev : float
+        Finite and >= 0.
+    training, rng, noise_shape, out, backend
+        As in :func:`fastdrop.dropout`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastdrop
+    >>> fastdrop.gaussian_noise(np.zeros(4, np.float32), 0.1, rng=0)
+    array([-0.19611564,  0.05619569, -0.10409673, -0.008592  ], dtype=float32)
+    """
+    return _noise("gaussian_noise", x, stddev, training, rng, noise_shape, out, backend)
+
+
+def gaussian_dropout_backward(grad, p, *, state=None, training=True, noise_shape=None,
+                              out=None, backend="auto"):
+    """Gradient of :func:`gaussian_dropout`: ``grad`` times the forward's
+    noise ``t``, regenerated from ``state`` (the forward's int seed, or the
+    ``Generator.state`` saved just before it; nothing stored); the identity
+    in evaluation.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastdrop
+    >>> x = np.full(4, 3.0, np.float32)
+    >>> y = fastdrop.gaussian_dropout(x, 0.2, rng=5)
+    >>> g = fastdrop.gaussian_dropout_backward(np.ones(4, np.float32), 0.2, state=5)
+    >>> bool((g * np.float32(3.0) == y).all())
+    True
+    """
+    return _noise_backward("gaussian_dropout", grad, p, state, training, noise_shape, out,
+                           backend)
+
+
+def gaussian_noise_backward(grad, stddev, *, state=None, training=True, noise_shape=None,
+                            out=None, backend="auto"):
+    """Gradient of :func:`gaussian_noise`: the identity (``grad``'s values;
+    the noise is a constant).  Arguments as :func:`gaussian_dropout_backward`
+    (checked the same way; ``state`` is not needed).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastdrop
+    >>> fastdrop.gaussian_noise_backward(np.ones(2, np.float32), 0.1)
+    array([1., 1.], dtype=float32)
+    """
+    return _noise_backward("gaussian_noise", grad, stddev, state, training, noise_shape, out,
+                           backend)
+
+
+def _noise(kind, x, param, training, rng, noise_shape, out, backend):
+    """A Gaussian forward on any kind of array (the scalars are checked
+    first, whichever front end runs it)."""
+    training = check_training(training)
+    param = check_noise_param(kind, param)
+    where = _arrays.kind(x)
+    if where == "gpu":
+        from ._cuda import frontend
+
+        return frontend.noise(x, kind, param, training=training, rng=rng,
+                              noise_shape=noise_shape, out=out, backend=backend)
+    if where == "dask":
+        if out is not None:
+            raise TypeError(
+                f"out= is not supported for a Dask array x: {kind} returns a lazy Dask "
+                "array; store it with dask.array.store")
+        from .adapters import dask as fdd
+
+        return fdd.lazy_noise(x, kind, param, rng=rng, noise_shape=noise_shape,
+                              training=training, backend=backend)
+    if where == "torch":
+        return _arrays.via_torch(
+            lambda xv, _, ov: _noise_host(kind, xv, param, training, rng, noise_shape, ov,
+                                          backend), x, out)
+    return _noise_host(kind, x, param, training, rng, noise_shape, out, backend)
+
+
+def _noise_host(kind, x, param, training, rng, noise_shape, out, backend):
+    x = as_float_array(x)
+    geometry = mask_geometry(x.shape, noise_shape)
+    _, kern = _api.select_backend(backend, x)
+    check_rng(rng)
+    fresh = out is None
+    out = prepare_out(x, out)
+    plan = _plan.plan_noise(x.shape, kind, param, training=training, rng=rng,
+                            fresh_out=fresh, geometry=geometry)
+    return _dispatch.run_host(plan, kern, x, out)
+
+
+def _noise_backward(kind, grad, param, state, training, noise_shape, out, backend):
+    training = check_training(training)
+    param = check_noise_param(kind, param)
+    if training and state is None and kind == "gaussian_dropout":
+        raise ValueError(
+            "gaussian_dropout_backward needs the state the forward's noise was drawn "
+            "from (state=: its int seed or the Generator.state saved before it)")
+    where = _arrays.kind(grad)
+    if where == "gpu":
+        from ._cuda import frontend
+
+        return frontend.noise_backward(grad, kind, param, state=state, training=training,
+                                       noise_shape=noise_shape, out=out, backend=backend)
+    if where == "dask":
+        _api._refuse_dask(f"{kind}_backward", "grad")
+    if where == "torch":
+        return _arrays.via_torch(
+            lambda gv, _, ov: _noise_backward(kind, gv, param, state, training, noise_shape,
+                                              ov, backend), grad, out, None, "grad")
+    grad = as_float_array(grad, "grad")
+    mask_geometry(grad.shape, noise_shape)
+    _, kern = _api.select_backend(backend, grad)
+    fresh = out is None
+    out = prepare_out(grad, out)
+    plan = _plan.plan_noise_backward(grad.shape, kind, param, training=training, state=state,
+                                     noise_shape=noise_shape, fresh_out=fresh)
+    return _dispatch.run_host(plan, kern, grad, out)

@@ -7,11 +7,14 @@ A validated call becomes a frozen :class:`Plan` that says
   dropped ``fill``; plain dropout has ``shift = -0.0``, which adds nothing,
   and ``fill = +0.0``; the keep decisions come from the plan's ``source``), ``"scale"`` (every element
   ``x * scale``), ``"copy"`` (``x`` unchanged), ``"zero"`` (every element
-  ``+0.0``) or ``"none"`` (no values: a mask-only call);
+  ``+0.0``), ``"noise"`` (Gaussian dropout and noise: ``x * t`` or ``x +
+  t`` with ``t = scale * z + shift`` from the normal-variate stream, the
+  plan's ``noise`` says which) or ``"none"`` (no values: a mask-only call);
 - the **source** of keep decisions for ``"select"`` and mask outputs:
   ``"philox"`` (the mask stream at ``(seed, offset)`` with threshold ``T``),
   ``"bool"`` or ``"packed"`` (a stored mask, in ``stored``), or a constant
-  (``mask_fill``: every decision True or False, nothing drawn);
+  (``mask_fill``: every decision True or False, nothing drawn); ``"normal"``
+  for the ``"noise"`` rule (the normal-variate stream at ``(seed, offset)``);
 - the **geometry**: the mask shape ``M``, per-axis mask strides
   ``mstrides`` (0 on broadcast axes) and the mask size ``n``;
 - the **outputs** wanted besides the values (``mask_out``: ``"bool"``,
@@ -46,11 +49,12 @@ from ._generator import resolve_rng, resolve_state
 from ._validate import mask_geometry
 from .reference import threshold
 
-__all__ = ["Plan", "ALPHA", "MODES", "scale_for", "alpha_constants", "select_constants",
-           "draws", "rule_of", "plan_dropout", "plan_backward", "plan_apply", "plan_mask"]
+__all__ = ["Plan", "ALPHA", "MODES", "NOISES", "scale_for", "alpha_constants",
+           "select_constants", "noise_constants", "draws", "rule_of", "plan_dropout",
+           "plan_backward", "plan_apply", "plan_mask", "plan_noise", "plan_noise_backward"]
 
-RULES = ("select", "scale", "copy", "zero", "none")
-SOURCES = ("philox", "bool", "packed", None)
+RULES = ("select", "scale", "copy", "zero", "noise", "none")
+SOURCES = ("philox", "bool", "packed", "normal", None)
 
 
 class Plan(NamedTuple):
@@ -74,6 +78,7 @@ class Plan(NamedTuple):
     mask_out: Optional[str] = None  # "bool" | "packed" | None
     mask_fill: Optional[bool] = None  # mask outputs constant (no draw)
     fresh_out: bool = False
+    noise: Optional[str] = None    # rule "noise": "mul" (x * t) or "add" (x + t)
 
     @property
     def full_mask(self):
@@ -90,7 +95,7 @@ class Plan(NamedTuple):
         ``base`` (docs/spec.md §2): the stream offset moves, nothing else
         (mask strides stay those of the whole array; a block plan is run
         without mask outputs)."""
-        if self.source != "philox" or base == 0:
+        if self.source not in ("philox", "normal") or base == 0:
             return self
         return self._replace(offset=self.offset + base)
 
@@ -236,3 +241,69 @@ def plan_mask(shape, p, *, rng, mask_out):
     geometry = (tuple(shape),) + mask_geometry(shape, None)
     seed, offset = resolve_rng(rng, geometry[3])
     return _train(geometry, p, "inverted", seed, offset, mask_out, False)._replace(rule="none")
+
+
+# ----------------------------------------------------------------------------
+# Gaussian dropout and Gaussian noise (docs/spec.md §11)
+# ----------------------------------------------------------------------------
+
+#: The Gaussian members of the family, by the parameter they take: Gaussian
+#: dropout's drop probability ``p`` in [0, 1), Gaussian noise's ``stddev``.
+NOISES = ("gaussian_dropout", "gaussian_noise")
+
+
+def noise_constants(kind, param):
+    """``(a, b, op)`` of the noise rule ``t = b * z + a``, ``x op t``
+    (docs/spec.md §11): Gaussian dropout ``(1.0, sqrt(p / (1 - p)), "mul")``,
+    Gaussian noise ``(-0.0, stddev, "add")``.
+
+    Examples
+    --------
+    >>> noise_constants("gaussian_dropout", 0.5)
+    (1.0, 1.0, 'mul')
+    >>> noise_constants("gaussian_noise", 0.1)
+    (-0.0, 0.1, 'add')
+    """
+    if kind == "gaussian_dropout":
+        return 1.0, math.sqrt(param / (1.0 - param)), "mul"
+    return -0.0, float(param), "add"
+
+
+def _noise_geometry(shape, noise_shape, geometry):
+    return (tuple(shape),) + (geometry or mask_geometry(shape, noise_shape))
+
+
+def plan_noise(shape, kind, param, *, training, rng, noise_shape=None, fresh_out=False,
+               geometry=None):
+    """The plan of ``gaussian_dropout`` (``param = p``) or ``gaussian_noise``
+    (``param = stddev``), validated: rule ``"noise"``, or ``"copy"`` in
+    evaluation and at ``param == 0`` (in training a Generator ``rng`` still
+    advances by the mask size, as for dropout's p == 0)."""
+    geometry = _noise_geometry(shape, noise_shape, geometry)
+    if not training:
+        return Plan("copy", None, *geometry, fresh_out=fresh_out)
+    seed, offset = resolve_rng(rng, geometry[3])
+    return _noise_train(geometry, kind, param, seed, offset, fresh_out)
+
+
+def _noise_train(geometry, kind, param, seed, offset, fresh_out):
+    if geometry[3] == 0:
+        return Plan("none", None, *geometry, fresh_out=fresh_out)
+    if param == 0.0:
+        return Plan("copy", None, *geometry, fresh_out=fresh_out)
+    a, b, op = noise_constants(kind, param)
+    return Plan("noise", "normal", *geometry, scale=b, shift=a, seed=seed, offset=offset,
+                noise=op, fresh_out=fresh_out)
+
+
+def plan_noise_backward(shape, kind, param, *, training, state, noise_shape=None,
+                        fresh_out=False):
+    """The gradient's plan: Gaussian dropout multiplies ``grad`` by the
+    forward's noise, regenerated from ``state``; Gaussian noise and
+    evaluation pass ``grad`` through (a copy)."""
+    geometry = _noise_geometry(shape, noise_shape, None)
+    if state is not None:
+        seed, offset = resolve_state(state, geometry[3])
+    if not training or kind == "gaussian_noise":
+        return Plan("copy", None, *geometry, fresh_out=fresh_out)
+    return _noise_train(geometry, kind, param, seed, offset, fresh_out)

@@ -62,6 +62,27 @@ def check_p(p, name="p"):
     return p
 
 
+def check_noise_param(kind, param):
+    """Gaussian dropout's ``p`` in [0, 1) or Gaussian noise's ``stddev``
+    (finite, >= 0), as a float (docs/spec.md §11)."""
+    if kind == "gaussian_dropout":
+        p = check_p(param)
+        if p == 1.0:
+            raise ValueError(
+                "gaussian_dropout needs p < 1: its noise has variance p / (1 - p), "
+                "infinite at p = 1 (use dropout to drop everything)")
+        return p
+    if isinstance(param, (bool, np.bool_)) or not isinstance(param, numbers.Real):
+        raise TypeError(f"stddev must be a real number, got {_tname(param)}")
+    try:
+        s = float(param)
+    except OverflowError:
+        s = math.inf
+    if not (0.0 <= s < math.inf):  # also catches NaN
+        raise ValueError(f"stddev must be finite and >= 0, got {param}")
+    return s
+
+
 def check_mode(mode, allowed=MODES):
     """``"inverted"`` or ``"classic"`` (the public modes); internal callers
     that also run the family's modes pass ``allowed=fastdrop._plan.MODES``."""

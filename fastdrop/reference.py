@@ -14,6 +14,11 @@ functions; their argument conventions are documented in
 - :func:`mask` -- the keep mask only, as bools and/or packed bits;
 - :func:`apply_mask` -- masked scaling with a stored bool or packed mask.
 
+and one for the Gaussian members of the family (docs/spec.md §10, §11):
+
+- :func:`noise` -- ``x * (b * z + a)`` or ``x + (b * z + a)`` with ``z`` the
+  normal-variate stream.
+
 Examples
 --------
 >>> from fastdrop import reference
@@ -37,6 +42,7 @@ __all__ = [
     "mask",
     "apply_mask",
     "normal_range",
+    "noise",
     "ln",
     "ppnd",
     "CHUNK",
@@ -455,3 +461,39 @@ def normal_range(seed, start, count, out=None):
         u = (w.astype(np.float64) + 0.5) * 2.0 ** -32    # exact
         out[pos:pos + n] = ppnd(u)
     return out
+
+
+#: The two ways a noise value ``t = b * z + a`` meets ``x`` (docs/spec.md §11).
+NOISE_OPS = ("mul", "add")
+
+
+def noise(x, out, seed, offset, mstrides, a, b, op):
+    """Gaussian noise on ``x`` (docs/spec.md §11): for every element with
+    mask index ``i``, ``t = b * Z(offset + i) + a`` in float64 (``Z`` the
+    normal stream of §10; one rounded multiply, one rounded add), then
+    ``out = R(C(x) * C(t))`` (``op="mul"``: Gaussian dropout, ``a = 1``)
+    or ``R(C(x) + C(t))`` (``op="add"``: Gaussian noise, ``a = -0.0``).
+    ``C`` rounds to the compute type, ``R`` back to ``x``'s dtype.  See
+    :mod:`fastdrop._dispatch` for the argument conventions.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.ones(4, dtype=np.float32)
+    >>> out = np.empty_like(x)
+    >>> noise(x, out, 0, 0, (1,), 1.0, 0.5, "mul")
+    >>> [round(float(v), 4) for v in out]
+    [0.0194, 1.281, 0.4795, 0.957]
+    """
+    if op not in NOISE_OPS:
+        raise ValueError(f"op must be one of {NOISE_OPS}, got {op!r}")
+    ct = _compute_type(x.dtype)
+    with np.errstate(all="ignore"):
+        for sl, start, sub in _chunks(x.shape):
+            idx = _chunk_index(start, sub, mstrides)
+            lo = int(idx.min())
+            z = normal_range(seed, offset + lo, int(idx.max()) - lo + 1)[idx - lo]
+            t = (z * np.float64(b) + np.float64(a)).astype(ct)
+            xc = x[sl].astype(ct)
+            y = xc * t if op == "mul" else xc + t
+            out[sl] = y.astype(x.dtype, copy=False)

@@ -43,6 +43,10 @@ def _assert_same(got, expected):
 @pytest.mark.parametrize("cmp,backend,dtype", _PARAMS)
 def test_backend_equals_reference(cmp, backend, dtype, p, shape):
     case = Case(shape, dtype, p=p, seed=12345)
+    if cmp.name == "gaussian_dropout" and p == 1.0:  # infinite variance: refused
+        with pytest.raises(ValueError, match="p < 1"):
+            cmp.fastdrop(case, backend)
+        return
     expected = cmp.reference(case)
     got = cmp.fastdrop(case, backend)
     if isinstance(got, np.ndarray) and got is case.out:
@@ -78,6 +82,20 @@ def test_numpy_idioms_are_dropout(cmp):
             assert 0.7 < keep.mean() < 0.8, idiom
             np.testing.assert_allclose(res[keep], case.x[keep] * a + b, rtol=1e-5, atol=1e-6)
             np.testing.assert_allclose(res[~keep], fill, rtol=1e-6)
+            continue
+        elif cmp.name == "gaussian_dropout":  # y / x: mean 1, std sqrt(p / (1 - p))
+            r = res.astype(np.float64) / case.x
+            assert res.shape == case.x.shape and res.dtype == case.x.dtype, idiom
+            sigma = (case.p / (1 - case.p)) ** 0.5
+            assert abs(r.mean() - 1) < 5 * sigma / case.n ** 0.5, idiom
+            assert abs(r.std() / sigma - 1) < 0.1, idiom
+            continue
+        elif cmp.name == "drop_path":  # whole rows kept (x * scale) or zero
+            rows = res.reshape(-1, 256)
+            keep = rows.any(axis=1)
+            assert not rows[~keep].any() and 0 < keep.sum() < len(keep), idiom
+            np.testing.assert_allclose(rows[keep], case.x.reshape(-1, 256)[keep] * case.scale,
+                                       rtol=1e-6)
             continue
         else:  # x is never 0, so the zeros of y are the dropped elements
             y, keep = res, res != 0

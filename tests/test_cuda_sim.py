@@ -158,6 +158,19 @@ def c_strides(shape):
     return tuple(reversed(st))
 
 
+#: (op, a, b) of the noise kernel tests (docs/spec.md §11): Gaussian dropout
+#: at p = 0.3 and p = 0.9 (sigma = 3: many negative factors), Gaussian noise
+#: with stddev 0.7 and with 3e4 (float16 overflows to inf).
+NOISE = (("mul", 1.0, math.sqrt(0.3 / 0.7)), ("mul", 1.0, math.sqrt(0.9 / (1 - 0.9))),
+         ("add", -0.0, 0.7), ("add", -0.0, 3e4))
+
+
+def ref_noise(x, seed, offset, mstrides, a, b, op):
+    out = np.empty(x.shape, x.dtype)
+    R.noise(np.ascontiguousarray(x), out, seed, offset, mstrides, a, b, op)
+    return out
+
+
 class SimCAI:
     """A foreign GPU array that only has ``__cuda_array_interface__`` (under
     the simulator device pointers are host pointers), like a CuPy array."""
@@ -572,6 +585,219 @@ class TestSim:
             ap = _plan.plan_apply(x.shape, 0.3, "inverted", stored)._replace(shift=shift,
                                                                             fill=fill)
             assert_same(self.F.run_plan(ap, self.dev(x)).copy_to_host(), yv)
+
+    # --- Gaussian dropout and noise (docs/spec.md §10, §11) ---------------------------
+
+    @pytest.mark.parametrize("dtype", DTYPES)
+    @pytest.mark.parametrize("oab", NOISE)
+    @pytest.mark.parametrize("offset", [0, 5, 2**35 - 7, 2**64 - 23])
+    def test_noise_contiguous(self, dtype, oab, offset):
+        """The block-per-thread kernel (mask index == logical index), every
+        alignment of the first Philox block, a grid-stride loop, in place;
+        NaN, infinities and -0.0 among the inputs."""
+        op, a, b = oab
+        n, seed = 23, 2**64 - 3
+        x = values(n, dtype, offset % 97)
+        want = ref_noise(x, seed, offset, (1,), a, b, op)
+        for launch in (None, (2, 2)):
+            out = self.cuda.device_array(n, dtype)
+            self.B.noise(self.dev(x), out, seed, offset, (1,), a, b, op, launch=launch)
+            assert_same(out.copy_to_host(), want)
+        d = self.dev(x)
+        self.B.noise(d, d, seed, offset, (1,), a, b, op, launch=(1, 3))  # in place
+        assert_same(d.copy_to_host(), want)
+
+    @pytest.mark.parametrize("dtype", DTYPES)
+    @pytest.mark.parametrize("case", ["step", "reverse", "transpose", "3d", "fortran_out",
+                                      "in_place"])
+    def test_noise_strided(self, dtype, case):
+        """Strided, reversed and transposed views (both kernels: a reversed
+        1-D view still has a contiguous mask), strided and Fortran outputs,
+        in place on a strided view."""
+        cuda = self.cuda
+        base = values((6, 7, 5), dtype, 50)
+        db = self.dev(base)
+        if case == "step":
+            hx, dx = base[1, ::2, 1:5:2], db[1, ::2, 1:5:2]
+        elif case == "reverse":
+            hx, dx = base[::-1, 2, 3], db[::-1, 2, 3]
+        elif case == "transpose":
+            hx, dx = base[:, :, 4].T, db[:, :, 4].T
+        elif case == "3d":
+            hx, dx = base[::2, 1::2, ::-2].transpose(2, 0, 1), \
+                db[::2, 1::2, ::-2].transpose((2, 0, 1))
+        else:
+            hx, dx = base[:, ::-3, 1], db[:, ::-3, 1]
+        ms = c_strides(hx.shape)
+        for op, a, b in NOISE[:3:2]:
+            want = ref_noise(hx, 77, 5, ms, a, b, op)
+            if case == "in_place":
+                d = self.dev(base)[:, ::-3, 1]
+                self.B.noise(d, d, 77, 5, ms, a, b, op, launch=(2, 4))
+                assert_same(d.copy_to_host(), want)
+                continue
+            if case == "fortran_out":
+                out = cuda.device_array(hx.shape, dtype, order="F")
+            else:  # a strided output view
+                out = cuda.device_array(hx.shape + (2,), dtype)[..., 1]
+            self.B.noise(dx, out, 77, 5, ms, a, b, op, launch=(2, 4))
+            assert_same(out.copy_to_host(), want)
+
+    @pytest.mark.parametrize("dtype", DTYPES)
+    @pytest.mark.parametrize("shape,ns", [((6, 9), (6, 1)), ((6, 9), (1, 9)), ((6, 9), (1, 1)),
+                                          ((4, 3, 5), (4, 1, 5))])
+    def test_noise_broadcast(self, dtype, shape, ns):
+        """Mask strides 0 on broadcast axes: one variate per mask element,
+        shared along them; contiguous and strided x, offset 2**64 - n."""
+        from fastdrop._validate import mask_geometry
+
+        x = values(shape, dtype, 51)
+        _, ms, n = mask_geometry(shape, ns)
+        offset = 2**64 - n
+        wide = self.dev(np.stack([x, -x], axis=-1))[..., 0]  # strided input
+        for op, a, b in NOISE[::3]:
+            want = ref_noise(x, 4, offset, ms, a, b, op)
+            for dx in (self.dev(x), wide):
+                out = self.cuda.device_array(shape, dtype)
+                self.B.noise(dx, out, 4, offset, ms, a, b, op, launch=(2, 4))
+                assert_same(out.copy_to_host(), want)
+
+    @pytest.mark.parametrize("seed,offset", [(0, 0), (12345, 5), (7, 2**34 - 6),
+                                             (2**64 - 1, 2**35 - 3), (3, 2**64 - 40)])
+    def test_noise_variates(self, seed, offset):
+        """The variates themselves: ``0.0 + (z * 1 + -0.0)`` is ``z``, equal
+        to reference.normal_range (block index across 2**32, the end of the
+        stream, both key words all ones); §10's golden values."""
+        n = 40
+        z = R.normal_range(seed, offset, n)
+        assert (np.abs(z) > 1.0364).any()  # some from the tails (|q| > 0.425)
+        for shape, ms, view in (((n,), (1,), slice(None)), ((5, 8), (8, 1), slice(None)),
+                                ((n,), (1,), slice(None, None, -1))):
+            x = np.zeros(n)
+            out = self.cuda.device_array(n)
+            self.B.noise(self.dev(x).reshape(shape), out.reshape(shape), seed, offset, ms,
+                         -0.0, 1.0, "add", launch=(2, 3))
+            got = out.copy_to_host()
+            assert_same(got, z)
+        if (seed, offset) == (0, 0):
+            golden = ["-0x1.f60e59ec08376p+0", "0x1.1fb8d018e6b0bp-1",
+                      "-0x1.0a7cd421f52c3p+0", "-0x1.5fedad7be36c1p-4"]
+            assert [float.hex(float(v)) for v in got[:4]] == golden
+
+    def test_normal_device_functions(self):
+        """ppnd of chosen 32-bit words through the device functions: both
+        ends of the uniform's range, the middle, the words around the
+        switch from the central to the tail formula (|q| = 0.425) and random
+        words, against reference.ppnd bit for bit."""
+        from fastdrop._cuda import kernels
+
+        f = kernels.normal_of_word
+
+        @cuda.jit
+        def k(w, out):
+            i = cuda.grid(1)
+            if i < w.shape[0]:
+                out[i] = f(w[i])
+
+        edges = [0, 1, 2, 3, 2**31 - 1, 2**31, 2**32 - 2, 2**32 - 1]
+        for u in (0.075, 0.925):
+            c = int(u * 2**32)
+            edges += [c - 1, c, c + 1]
+        words = np.array(edges + list(np.random.default_rng(52).integers(0, 2**32, 40)),
+                         dtype=np.uint32)
+        u = (words.astype(np.float64) + 0.5) * 2.0**-32
+        q = np.abs(u - 0.5)
+        assert (q <= 0.425).any() and (q > 0.425).any()
+        out = cuda.device_array(words.size, np.float64)
+        k[2, 32](self.dev(words), out)
+        assert_same(out.copy_to_host(), R.ppnd(u))
+
+    @pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+    @pytest.mark.parametrize("kind,param", [("gaussian_dropout", 0.3),
+                                            ("gaussian_noise", 0.25)])
+    def test_noise_frontend(self, dtype, kind, param):
+        """frontend.noise / noise_backward on device arrays equal the host
+        runner on the same plan (reference kernels), Generators advance
+        alike; out=, in place, a noise shape, evaluation and param 0 (copies)."""
+        from fastdrop import _dispatch, _plan
+
+        def host(plan, x):
+            return _dispatch.run_host(plan, R, x, np.empty_like(x))
+
+        x = values((4, 10), dtype, 53)
+        for ns in (None, (4, 1)):
+            gh, gd = fastdrop.Generator(3, 5), fastdrop.Generator(3, 5)
+            want = host(_plan.plan_noise(x.shape, kind, param, training=True, rng=gh,
+                                         noise_shape=ns), x)
+            got = self.F.noise(self.dev(x), kind, param, rng=gd, noise_shape=ns)
+            assert_same(got.copy_to_host(), want)
+            n = 40 if ns is None else 4
+            assert gd.offset == gh.offset == 5 + -(-n // 8) * 8  # §3's advance
+        want = host(_plan.plan_noise(x.shape, kind, param, training=True, rng=9), x)
+        out = self.cuda.device_array(x.shape, dtype)
+        assert self.F.noise(self.dev(x), kind, param, rng=9, out=out, backend="cuda") is out
+        assert_same(out.copy_to_host(), want)
+        d = self.dev(x)
+        assert self.F.noise(d, kind, param, rng=9, out=d) is d  # in place
+        assert_same(d.copy_to_host(), want)
+        g = fastdrop.Generator(1)
+        for kw in (dict(training=False), dict(param=0.0)):
+            kw = {"param": param, **kw}
+            got = self.F.noise(self.dev(x), kind, rng=g, **kw)
+            assert_same(got.copy_to_host(), x)
+        assert g.offset == 40  # param 0 in training still draws; evaluation does not
+        # backward: Gaussian dropout regenerates the noise, Gaussian noise is the identity
+        gr = values((4, 10), dtype, 54)
+        for state in (9, (9, 0)):
+            want = host(_plan.plan_noise_backward(gr.shape, kind, param, training=True,
+                                                  state=state), gr)
+            got = self.F.noise_backward(self.dev(gr), kind, param, state=state)
+            assert_same(got.copy_to_host(), want)
+        if kind == "gaussian_dropout":
+            assert_same(self.F.noise_backward(self.dev(x), kind, param, state=9)
+                        .copy_to_host(), self.F.noise(self.dev(x), kind, param, rng=9)
+                        .copy_to_host())
+        else:
+            assert_same(self.F.noise_backward(self.dev(gr), kind, param).copy_to_host(), gr)
+        assert_same(self.F.noise_backward(self.dev(gr), kind, param, training=False)
+                    .copy_to_host(), gr)
+        st = fastdrop.Generator(3, 5).state
+        want = host(_plan.plan_noise_backward(gr.shape, kind, param, training=True, state=st,
+                                              noise_shape=(4, 1)), gr)
+        got = self.F.noise_backward(self.dev(gr), kind, param, state=st, noise_shape=(4, 1))
+        assert_same(got.copy_to_host(), want)
+
+    def test_noise_frontend_errors_and_empty(self):
+        x = values((4, 8), np.float32, 55)
+        d = self.dev(x)
+        g = fastdrop.Generator(1)
+        with pytest.raises(TypeError, match="runs on the CPU"):
+            self.F.noise(d, "gaussian_noise", 0.1, rng=g, backend="numba")
+        with pytest.raises(ValueError, match="shape"):
+            self.F.noise(d, "gaussian_noise", 0.1, rng=g,
+                         out=self.cuda.device_array((4, 7), np.float32))
+        with pytest.raises(ValueError, match="noise_shape"):
+            self.F.noise(d, "gaussian_dropout", 0.1, rng=g, noise_shape=(2, 8))
+        with pytest.raises(TypeError, match="rng"):
+            self.F.noise(d, "gaussian_dropout", 0.1, rng="seed")
+        with pytest.raises(TypeError, match="training must be a bool"):
+            self.F.noise(d, "gaussian_dropout", 0.1, rng=g, training=1)
+        with pytest.raises(ValueError, match="state"):
+            self.F.noise_backward(d, "gaussian_dropout", 0.1)
+        with pytest.raises(TypeError, match="state"):
+            self.F.noise_backward(d, "gaussian_noise", 0.1, state="x")
+        with pytest.raises(ValueError, match="op must be"):
+            self.B.noise(d, d, 1, 0, (8, 1), 1.0, 0.5, "sub")
+        assert g.offset == 0
+        np.testing.assert_array_equal(d.copy_to_host(), x)
+        e = self.dev(np.ones((3, 0), np.float32))
+        end = fastdrop.Generator(1, offset=2**64)
+        assert self.F.noise(e, "gaussian_dropout", 0.5, rng=end).shape == (3, 0)
+        assert end.offset == 2**64
+        from fastdrop._cuda import kernels
+
+        assert kernels.noise_kernel("float16", "mul", False) is \
+            kernels.noise_kernel("float16", "mul", False)
 
     # --- front end ---------------------------------------------------------------------
 

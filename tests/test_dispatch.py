@@ -13,7 +13,7 @@ from fastdrop import _dispatch, _plan
 def test_capabilities_reported():
     info = fastdrop.get_backends()
     ref = info["reference"]["capabilities"]
-    assert ref["device"] == "cpu" and ref["sources"] == ("philox", "bool", "packed")
+    assert ref["device"] == "cpu" and ref["sources"] == ("philox", "bool", "packed", "normal")
     assert ref["dtypes"] == ("float16", "float32", "float64")
     for name, v in info.items():
         assert (v["capabilities"] is None) == (not v["available"]), name

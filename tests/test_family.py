@@ -1,8 +1,9 @@
-"""The dropout family (docs/spec.md §8, §9): alpha dropout, feature alpha
-dropout and DropPath, NumPy API, Dask and torch, plus the peers' own tests
-ported (each names its original).  Bit parity with the reference on every
-backend, ISA, dtype and layout is in ``tests/test_parity.py``
-(``test_alpha_dropout*``) and, under the CUDA simulator, in
+"""The dropout family (docs/spec.md §8, §9, §11): alpha dropout, feature
+alpha dropout, DropPath, Gaussian dropout and Gaussian noise, NumPy API,
+Dask and torch, plus the peers' own tests ported (each names its original).
+Bit parity with the reference on every backend, ISA, dtype and layout is in
+``tests/test_parity.py`` (``test_alpha_dropout*``, ``test_gaussian_*``,
+``test_kernel_noise``) and, under the CUDA simulator, in
 ``tests/test_cuda_sim.py``.
 """
 
@@ -155,6 +156,138 @@ def test_keras_alpha_dropout_bad_rate(rate):
         fastdrop.alpha_dropout(np.ones(3), rate, rng=0)
 
 
+# ------------------------------------------- Gaussian dropout and noise (§11)
+
+SPEC_X = np.arange(8, dtype=np.float32)
+
+
+def test_gaussian_spec_golden_values():
+    # docs/spec.md §11, bit for bit
+    y = fastdrop.gaussian_dropout(SPEC_X, 0.5, rng=0)
+    assert bits(y).tolist() == [2147483648, 1070067252, 3181890882, 1076855004,
+                                1080827157, 3204644587, 1094821364, 1085654836]
+    y = fastdrop.gaussian_noise(SPEC_X, 0.1, rng=0)
+    assert bits(y).tolist() == [3192443530, 1065824620, 1072868597, 1077900091,
+                                1082097850, 1083996406, 1086538052, 1088382359]
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_gaussian_dropout_is_x_times_one_plus_sigma_z(dtype):
+    x = np.random.default_rng(3).standard_normal((7, 9)).astype(dtype)
+    z = fastdrop.reference.normal_range(11, 0, x.size).reshape(x.shape)
+    ct = np.float64 if dtype == np.float64 else np.float32
+    for p in (0.1, 0.5, 0.9):
+        sigma = math.sqrt(p / (1.0 - p))
+        want = (x.astype(ct) * (z * sigma + 1.0).astype(ct)).astype(dtype)
+        assert_array_equal(bits(fastdrop.gaussian_dropout(x, p, rng=11)), bits(want))
+        want = (x.astype(ct) + (z * p).astype(ct)).astype(dtype)
+        assert_array_equal(bits(fastdrop.gaussian_noise(x, p, rng=11)), bits(want))
+
+
+def test_gaussian_statistics():
+    # multiplicative noise of mean 1 and variance p / (1 - p); additive of std stddev
+    ones = np.ones(10**6, np.float64)
+    y = fastdrop.gaussian_dropout(ones, 0.3, rng=2)
+    se_mean = math.sqrt(0.3 / 0.7 / ones.size)
+    assert abs(y.mean() - 1.0) < 5 * se_mean
+    assert abs(y.var() / (0.3 / 0.7) - 1.0) < 5 * math.sqrt(2 / ones.size)
+    y = fastdrop.gaussian_noise(np.zeros(10**6), 2.5, rng=3)
+    assert abs(y.mean()) < 5 * 2.5 / 1000
+    assert abs(y.std() / 2.5 - 1.0) < 5 * math.sqrt(0.5 / ones.size)
+
+
+def test_gaussian_identities_and_generator():
+    x = np.random.default_rng(0).standard_normal(50).astype(np.float32)
+    x[3] = np.nan
+    for f in (fastdrop.gaussian_dropout, fastdrop.gaussian_noise):
+        g = fastdrop.Generator(5)
+        y = f(x, 0.0, rng=g)
+        assert_array_equal(bits(y), bits(x))   # p == 0 in training: x's values
+        assert y is not x and g.offset == 56   # ... and the generator moved (ceil8(50))
+        g = fastdrop.Generator(5)
+        y = f(x, 0.4, rng=g, training=False)
+        assert_array_equal(bits(y), bits(x))   # evaluation: x's values, nothing drawn
+        assert g.offset == 0
+        y = f(x, 0.4, rng=g)
+        assert g.offset == 56 and np.isnan(y[3]) and not np.isnan(np.delete(y, 3)).any()
+
+
+def test_gaussian_noise_shape_shares_the_noise():
+    x = np.ones((4, 5, 6), np.float32)
+    y = fastdrop.gaussian_dropout(x, 0.5, rng=1, noise_shape=(4, 1, 6))
+    assert_array_equal(y, np.broadcast_to(y[:, :1, :], y.shape))
+    assert_array_equal(y[:, 0, :], fastdrop.gaussian_dropout(np.ones((4, 6), np.float32),
+                                                             0.5, rng=1))
+
+
+def test_gaussian_out_and_in_place():
+    x = np.random.default_rng(1).standard_normal((6, 7))
+    want = fastdrop.gaussian_noise(x, 0.3, rng=4)
+    out = np.empty_like(x)
+    assert fastdrop.gaussian_noise(x, 0.3, rng=4, out=out) is out
+    assert_array_equal(bits(out), bits(want))
+    fastdrop.gaussian_noise(x, 0.3, rng=4, out=x)
+    assert_array_equal(bits(x), bits(want))
+
+
+def test_gaussian_backward():
+    x = np.random.default_rng(2).standard_normal((5, 8)).astype(np.float32)
+    g = fastdrop.Generator(9)
+    saved = g.state
+    y = fastdrop.gaussian_dropout(x, 0.25, rng=g)
+    ones = np.ones_like(x)
+    t = fastdrop.gaussian_dropout_backward(ones, 0.25, state=saved)
+    assert_array_equal(bits(x * t), bits(y))              # grad times the same noise
+    assert_array_equal(bits(fastdrop.gaussian_dropout_backward(ones, 0.25, state=saved,
+                                                               training=False)), bits(ones))
+    assert_array_equal(bits(fastdrop.gaussian_noise_backward(x, 0.5)), bits(x))
+    with pytest.raises(ValueError, match="state"):
+        fastdrop.gaussian_dropout_backward(ones, 0.25)
+
+
+@pytest.mark.parametrize("f,param,bad,exc,msg", [
+    (fastdrop.gaussian_dropout, 1.0, {}, ValueError, "p < 1"),
+    (fastdrop.gaussian_dropout, 1.5, {}, ValueError, r"p must be in \[0, 1\]"),
+    (fastdrop.gaussian_dropout, True, {}, TypeError, "p must be a real number"),
+    (fastdrop.gaussian_noise, -0.1, {}, ValueError, "stddev must be finite and >= 0"),
+    (fastdrop.gaussian_noise, math.inf, {}, ValueError, "stddev"),
+    (fastdrop.gaussian_noise, math.nan, {}, ValueError, "stddev"),
+    (fastdrop.gaussian_noise, "0.1", {}, TypeError, "stddev must be a real number"),
+    (fastdrop.gaussian_noise, 0.1, dict(training=1), TypeError, "training"),
+    (fastdrop.gaussian_noise, 0.1, dict(rng=1.5), TypeError, "rng"),
+    (fastdrop.gaussian_dropout, 0.1, dict(noise_shape=(2, 2)), ValueError, "noise_shape"),
+    (fastdrop.gaussian_dropout, 0.1, dict(backend="nope"), ValueError, "backend"),
+])
+def test_gaussian_bad_arguments_write_nothing(f, param, bad, exc, msg):
+    x = np.ones((4, 3), np.float32)
+    out = np.full_like(x, -7.25)
+    g = fastdrop.Generator(1)
+    kw = dict(rng=g, out=out)
+    kw.update(bad)
+    with pytest.raises(exc, match=msg):
+        f(x, param, **kw)
+    assert (out == -7.25).all() and g.offset == 0
+    with pytest.raises(TypeError, match="dtype"):
+        f(np.ones(3, np.int32), 0.1, rng=g)
+    assert g.offset == 0
+
+
+def test_keras_gaussian_dropout_correctness():
+    # ported from keras/src/layers/regularization/gaussian_dropout_test.py
+    # (test_gaussian_dropout_correctness): the std of Gaussian dropout of ones
+    inputs = np.ones((20, 500))
+    outputs = fastdrop.gaussian_dropout(inputs, 0.3, rng=1337)
+    assert abs(np.std(outputs) - np.sqrt(0.3 / (1 - 0.3))) <= 0.02
+
+
+def test_keras_gaussian_noise_correctness():
+    # ported from keras/src/layers/regularization/gaussian_noise_test.py
+    # (test_gaussian_noise_correctness): the std of Gaussian noise on ones
+    inputs = np.ones((20, 500))
+    outputs = fastdrop.gaussian_noise(inputs, 0.3, rng=1337)
+    assert abs(np.std(outputs) - 0.3) <= 0.02
+
+
 # --------------------------------------------------------------------- Dask
 
 @pytest.mark.parametrize("chunks", [(2, 3), (5, 7), ((1, 4), (3, 4))])
@@ -165,6 +298,14 @@ def test_dask_family_equals_numpy(chunks):
     for f in (fastdrop.alpha_dropout, fastdrop.feature_alpha_dropout, fastdrop.drop_path):
         y = f(dx, 0.35, rng=fastdrop.Generator(8))
         assert isinstance(y, da.Array)
+        assert_array_equal(bits(y.compute()), bits(f(x, 0.35, rng=fastdrop.Generator(8))))
+    for f in (fastdrop.gaussian_dropout, fastdrop.gaussian_noise):
+        g = fastdrop.Generator(8)
+        y = f(dx, 0.35, rng=g, noise_shape=(5, 1))
+        assert isinstance(y, da.Array) and g.offset == 8
+        assert_array_equal(bits(y.compute()),
+                           bits(f(x, 0.35, rng=fastdrop.Generator(8), noise_shape=(5, 1))))
+        y = f(dx, 0.35, rng=fastdrop.Generator(8))
         assert_array_equal(bits(y.compute()), bits(f(x, 0.35, rng=fastdrop.Generator(8))))
 
 
@@ -252,3 +393,69 @@ def test_torch_compile_fullgraph_alpha():
                       backend="aot_eager", fullgraph=True)
     x = torch.randn(40)
     assert torch.equal(f(x), fdt.alpha_dropout(x * 2, 0.5, True, generator=12))
+
+
+def test_torch_gaussian_equals_numpy_and_gradient():
+    for f, fn, bf in ((fdt.gaussian_dropout, fastdrop.gaussian_dropout,
+                       fastdrop.gaussian_dropout_backward),
+                      (fdt.gaussian_noise, fastdrop.gaussian_noise,
+                       fastdrop.gaussian_noise_backward)):
+        x = torch.randn(6, 5, dtype=torch.float64, requires_grad=True)
+        y = f(x, 0.3, generator=fastdrop.Generator(21))
+        ref = fn(x.detach().numpy(), 0.3, rng=fastdrop.Generator(21))
+        assert_array_equal(bits(y.detach().numpy()), bits(ref))
+        gy = torch.randn(6, 5, dtype=torch.float64)
+        y.backward(gy)
+        want = bf(gy.numpy(), 0.3, state=(21, 0))
+        assert_array_equal(bits(x.grad.numpy()), bits(want))
+
+
+def test_torch_gaussian_gradcheck():
+    x = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    for f in (fdt.gaussian_dropout, fdt.gaussian_noise):
+        assert torch.autograd.gradcheck(lambda t: f(t, 0.4, generator=3), (x,))
+        assert torch.autograd.gradgradcheck(lambda t: f(t, 0.4, generator=3) ** 2, (x,))
+
+
+def test_torch_gaussian_modules_and_identities():
+    x = torch.randn(4, 3)
+    assert fdt.GaussianDropout(0.5).eval()(x) is x
+    assert fdt.GaussianNoise(0.5).eval()(x) is x
+    assert fdt.gaussian_dropout(x, 0.0, generator=1) is x
+    assert fdt.gaussian_noise(x, 0.5, training=False) is x
+    m = fdt.GaussianDropout(0.2, generator=fastdrop.Generator(4))
+    assert_array_equal(bits(m(x).numpy()), bits(fastdrop.gaussian_dropout(
+        x.numpy(), 0.2, rng=fastdrop.Generator(4))))
+    assert repr(fdt.GaussianNoise(0.25)) == "GaussianNoise(stddev=0.25)"
+    with pytest.raises(ValueError, match="p < 1"):
+        fdt.GaussianDropout(1.0)
+    with pytest.raises(ValueError, match="stddev"):
+        fdt.GaussianNoise(-1.0)
+
+
+@pytest.mark.parametrize("args", [
+    ("gaussian_dropout", 0.3, 5, 8, None),
+    ("gaussian_dropout", 0.3, 5, 8, [3, 1]),
+    ("gaussian_noise", 0.7, 5, 8, [1, 5]),
+])
+def test_torch_opcheck_gaussian(args):
+    x = torch.randn(3, 5, dtype=torch.float64, requires_grad=True)
+    torch.library.opcheck(torch.ops.fastdrop.gaussian.default, (x,) + args)
+
+
+def test_torch_compile_fullgraph_gaussian():
+    for f in (fdt.gaussian_dropout, fdt.gaussian_noise):
+        c = torch.compile(lambda t, f=f: f(t * 2, 0.5, generator=12), backend="aot_eager",
+                          fullgraph=True)
+        x = torch.randn(40)
+        assert torch.equal(c(x), f(x * 2, 0.5, generator=12))
+
+
+def test_torch_mc_dropout_turns_gaussian_dropout_on():
+    net = torch.nn.Sequential(torch.nn.Linear(4, 8), fdt.GaussianDropout(0.3),
+                              fdt.GaussianNoise(0.3)).eval()
+    with fdt.mc_dropout(net, rng=0):
+        assert net[1].training and not net[2].training
+    assert not net[1].training
+    mean, std = fdt.mc_predict(net, torch.randn(5, 4), samples=8, rng=1)
+    assert bool((std > 0).all())

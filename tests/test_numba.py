@@ -6,7 +6,8 @@ integer conversions, the affine select (docs/spec.md §4: ``keep ? x * scale
 ``fastdrop.numba.dropout_inplace`` at p = 0 and 1 (no special case),
 results independent of the thread count, concurrent calls and the
 ``workqueue`` layer, ``fastdrop.numba`` from user ``@njit`` code, Philox
-known answers, the compile report.  Parity with the reference
+known answers, the compile report, and the Gaussian ``noise`` kernel
+(docs/spec.md §10, §11) against ``fastdrop.reference.noise``.  Parity with the reference
 over layouts, offsets, thresholds and dtypes is table-driven in
 ``test_parity.py`` (cases in ``cases.py``).  Every comparison is exact, on
 the raw bits (so -0.0 and +0.0 differ, and NaN payloads must match).
@@ -634,3 +635,194 @@ def test_compile_report_and_stream_scale():
         assert e["source"] in ("compiled", "cache", "import", "memory")
         assert e["seconds"] >= 0
     assert rep["compile_seconds"] + rep["cache_load_seconds"] > 0
+
+
+# ---------------------------------------------------------------------------
+# Gaussian dropout and noise: noise(x, out, seed, offset, mstrides, a, b, op)
+# against fastdrop.reference.noise (docs/spec.md §10, §11), raw bits
+# ---------------------------------------------------------------------------
+
+def _sigma(p):
+    return float(np.sqrt(p / (1.0 - p)))  # one rounded division, one rounded sqrt
+
+
+#: (a, b, op): Gaussian dropout at p = 0.1, 0.5, 0.9 and Gaussian noise
+NOISE_PARAMS = [(1.0, _sigma(p), "mul") for p in (0.1, 0.5, 0.9)] + [
+    (-0.0, 0.1, "add"), (-0.0, 3.0, "add")]
+#: cases.LAYOUTS for noise: 0-d, empty, 1-D contiguous (one tile, several
+#: tiles, over two CHUNK tasks), stepped and reversed, a 2-D stepped and
+#: reversed view, transposed (inner axis contiguous in the mask, strided in
+#: memory), Fortran order (rows longer than a CHUNK), noise shapes (mask
+#: strides 0, and mask strides other than 0 and 1 on the inner axis), an
+#: unaligned transpose (copied first)
+NOISE_LAYOUTS = ["0d", "empty0", "C0x4-noise1x4", "C1", "C13", "C1000", "C131077",
+                 "C3000[s3]", "C1001[s-1]", "C300x257[1:-1:2,s-3]", "C300x257.T",
+                 "F30x50", "F3x70001", "C30x50-noise1x50", "C30x50-noise30x1",
+                 "C5x6x7-noise5x1x7", "C5x6x7.transpose(2,0,1)-noise7x1x6",
+                 "C300x257.T-noise1x300", "U30x50.T"]
+
+
+def noise_offsets(n):
+    """Offsets 0 and 3, the normal stream's block index (j >> 2) crossing
+    2**32, the mask stream's (j >> 3) crossing 2**32, and the end of the
+    stream."""
+    return [0, 3, 2**34 - 5, 2**35 - 101, 2**64 - max(n, 1)]
+
+
+def test_noise_constants_match_reference():
+    from fastdrop._numba import kernels as K
+
+    assert K.NORMAL_C2 == R.NORMAL_C2
+    for name in ("LN2_HI", "LN2_LO", "SQRT_HALF", "LN_SERIES", "PPND_A", "PPND_B",
+                 "PPND_C", "PPND_D"):
+        assert getattr(K, name) == getattr(R, name), name
+    assert "normal" in fastdrop.get_backends()["numba"]["capabilities"]["sources"]
+
+
+@pytest.mark.parametrize("seed", [SEED, 0, 2**64 - 1])
+def test_noise_z_is_the_normal_stream(seed):
+    """a = 0, b = 1, op "add" on float64 zeros gives z itself: the
+    variates of reference.normal_range, bit for bit, around every offset
+    (and the scalar path, mask stride 3, too)."""
+    n = 3 * 2**16 + 1001
+    for off in noise_offsets(n):
+        want = R.normal_range(seed, off, n)
+        x = np.zeros(n)
+        out = np.full(n, np.nan)
+        B.noise(x, out, seed, off, (1,), 0.0, 1.0, "add")
+        assert_array_equal(out.view(np.uint64), want.view(np.uint64), err_msg=f"off={off}")
+        m = 1001
+        out = np.full(m, np.nan)
+        B.noise(np.zeros(m), out, seed, off, (3,), 0.0, 1.0, "add")
+        want = R.normal_range(seed, off, 3 * m - 2)[::3]
+        assert_array_equal(out.view(np.uint64), want.view(np.uint64), err_msg=f"off={off} s3")
+
+
+def test_noise_golden_values():
+    """docs/spec.md §10 and §11 golden values."""
+    out = np.empty(4)
+    B.noise(np.zeros(4), out, 0, 0, (1,), 0.0, 1.0, "add")
+    assert [v.hex() for v in out.tolist()] == [
+        "-0x1.f60e59ec08376p+0", "0x1.1fb8d018e6b0bp-1", "-0x1.0a7cd421f52c3p+0",
+        "-0x1.5fedad7be36c1p-4"]
+    x = np.arange(8, dtype=np.float32)
+    out = np.empty_like(x)
+    B.noise(x, out, 0, 0, (1,), 1.0, _sigma(0.5), "mul")
+    assert out.view(np.uint32).tolist() == [
+        2147483648, 1070067252, 3181890882, 1076855004, 1080827157, 3204644587,
+        1094821364, 1085654836]
+    B.noise(x, out, 0, 0, (1,), -0.0, 0.1, "add")
+    assert out.view(np.uint32).tolist() == [
+        3192443530, 1065824620, 1072868597, 1077900091, 1082097850, 1083996406,
+        1086538052, 1088382359]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("lay", NOISE_LAYOUTS)
+def test_noise_matches_reference(lay, dtype, threads):
+    """Every (a, b, op) of :data:`NOISE_PARAMS` at every offset of
+    :func:`noise_offsets`, inputs with NaN, infinities, signed zeros and
+    subnormals (:func:`select_inputs`): a fresh output, in place on the
+    same view, and (at one offset) an output laid out unlike ``x``."""
+    layout = LAYOUTS[lay]
+    x = select_inputs(layout, dtype)
+    M, ms, n = layout.geometry
+    for off in noise_offsets(n):
+        for a, b, op in NOISE_PARAMS:
+            msg = f"off={off} a={a} b={b} op={op}"
+            ref = np.empty_like(x)
+            R.noise(x, ref, SEED, off, ms, a, b, op)
+            out = np.empty_like(x)
+            B.noise(x, out, SEED, off, ms, a, b, op)
+            assert_same(out, ref, msg)
+            y = select_inputs(layout, dtype)  # the same view of a new buffer
+            B.noise(y, y, SEED, off, ms, a, b, op)
+            assert_same(y, ref, msg + " in place")
+            if off == 3 and x.ndim:
+                out = np.full(x.shape[::-1], 7, dtype).T
+                B.noise(x, out, SEED, off, ms, a, b, op)
+                assert_same(out, ref, msg + " transposed out")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_noise_broadcast_mask_strides(dtype, threads):
+    """x of shape (4, 5, 6) (C, Fortran, reversed, transposed-back views)
+    with mask strides that broadcast: one z per (i, j) row, per i, per
+    (i, k), one for everything; and the full mask."""
+    base = special_values((4, 5, 6), dtype, seed=3)
+    views = {"C": base, "F": np.asfortranarray(base), "rev": base.copy()[::-1, :, ::-1],
+             "T": np.ascontiguousarray(base.transpose(2, 1, 0)).transpose(2, 1, 0)}
+    for name, x in views.items():
+        for ms in [(5, 1, 0), (1, 0, 0), (6, 0, 1), (0, 0, 0), (30, 6, 1), (0, 6, 1)]:
+            n = 1 + sum((s - 1) * m for s, m in zip(x.shape, ms))
+            for off in noise_offsets(n):
+                for a, b, op in (NOISE_PARAMS[1], NOISE_PARAMS[3]):
+                    msg = f"{name} ms={ms} off={off} op={op}"
+                    ref = np.empty_like(x)
+                    R.noise(x, ref, SEED, off, ms, a, b, op)
+                    out = np.empty_like(x)
+                    B.noise(x, out, SEED, off, ms, a, b, op)
+                    assert_same(out, ref, msg)
+                    y = x.copy(order="K")
+                    B.noise(y, y, SEED, off, ms, a, b, op)
+                    assert_same(y, ref, msg + " in place")
+
+
+@pytest.mark.parametrize("op", ["mul", "add"])
+def test_noise_float16_all_bit_patterns(op):
+    """Every float16 input (NaN payloads, subnormals, infinities) through
+    the float32 compute type and back."""
+    x = np.arange(2**16, dtype=np.uint32).astype(np.uint16).view(np.float16)
+    a, b = (1.0, _sigma(0.3)) if op == "mul" else (-0.0, 0.7)
+    ref = np.empty_like(x)
+    R.noise(x, ref, SEED, 2**35 - 101, (1,), a, b, op)
+    out = np.empty_like(x)
+    B.noise(x, out, SEED, 2**35 - 101, (1,), a, b, op)
+    assert_array_equal(out.view(np.uint16), ref.view(np.uint16))
+
+
+def test_noise_independent_of_threads():
+    x = special_values((5 * 2**16 + 77,), np.float32, seed=12)
+    ref = np.empty_like(x)
+    R.noise(x, ref, SEED, 11, (1,), 1.0, _sigma(0.25), "mul")
+    for t in (1, 2, 3):
+        old = fastdrop.set_num_threads(t)
+        try:
+            out = np.empty_like(x)
+            B.noise(x, out, SEED, 11, (1,), 1.0, _sigma(0.25), "mul")
+        finally:
+            fastdrop.set_num_threads(old)
+        assert_array_equal(out.view(np.uint32), ref.view(np.uint32), err_msg=f"threads={t}")
+
+
+def test_noise_bad_op():
+    x = np.ones(3)
+    with pytest.raises(ValueError, match="op"):
+        B.noise(x, np.empty_like(x), 0, 0, (1,), 1.0, 0.5, "sub")
+
+
+def test_ppnd_extreme_words():
+    """The kernels' AS 241 on the words a random test rarely draws: the
+    ends of the uniform range (u = 2**-33, 1 - 2**-33), around u = 1/2,
+    both sides of each branch switch |u - 1/2| = 0.425, and random words;
+    bit for bit with reference.ppnd."""
+    from fastdrop._numba import kernels as K
+
+    @numba.njit(error_model="numpy")
+    def z_of(words):
+        out = np.empty(words.shape[0])
+        for e in range(words.shape[0]):
+            out[e] = K.ppnd_spec(K.uniform_of_word(words[e]))
+        return out
+
+    edge = [0, 1, 2, 3, 2**31 - 2, 2**31 - 1, 2**31, 2**31 + 1, 2**32 - 3, 2**32 - 2, 2**32 - 1]
+    for u in (0.075, 0.925):
+        w = int(u * 2**32 - 0.5)
+        edge += list(range(w - 3, w + 4))
+    rng = np.random.default_rng(5)
+    words = np.concatenate([np.array(edge, np.uint64),
+                            rng.integers(0, 2**32, 2**16, dtype=np.uint64)]).astype(np.uint32)
+    u = (words.astype(np.float64) + 0.5) * 2.0**-32
+    assert_array_equal(z_of(words).view(np.uint64), R.ppnd(u).view(np.uint64))
+    q = np.abs(u[:len(edge)] - 0.5)
+    assert (q <= 0.425).any() and (q > 0.425).any()

@@ -473,3 +473,101 @@ def test_alpha_dropout_backward(case, dtype, backend, cython_isa, threads):
     gx = fastdrop.alpha_dropout_backward(want(case, dtype).x, p, state=(case.seed, off),
                                          noise_shape=case.noise, backend=backend)
     assert_same(gx, alpha_want(case, dtype, grad=True))
+
+
+# ------------------------------------------------- Gaussian dropout and noise
+
+def noise_want(case, dtype, op, b):
+    """The spec's Gaussian rule (docs/spec.md §11) on the case's x, from the
+    normal stream of §10 directly: ``t = b * z + a``, then ``x * t`` or
+    ``x + t`` in the compute type."""
+    w = want(case, dtype)
+    off = case.stream[0]
+    M, _, n = case.layout.geometry
+    z = R.normal_range(case.seed, off, n).reshape(M)
+    x = w.x
+    ct = np.float64 if x.dtype == np.float64 else np.float32
+    with np.errstate(all="ignore"):
+        t = (z * b + (1.0 if op == "mul" else -0.0)).astype(ct)
+        xc = x.astype(ct)
+        return (xc * t if op == "mul" else xc + t).astype(x.dtype)
+
+
+def _sigma(p):
+    return math.sqrt(p / (1.0 - p))
+
+
+@parity(T.KERNEL_FORWARD, reference=0)
+def test_kernel_noise(case, dtype, backend, cython_isa, threads):
+    """The backend's ``noise`` kernel against the reference's, both ops, with
+    a fresh output and in place."""
+    kern = get_backend(backend)
+    w = want(case, dtype)
+    off, p = case.stream[:2]
+    ms = case.layout.geometry[1]
+    for op, a, b in (("mul", 1.0, _sigma(min(p, 0.9))), ("add", -0.0, 0.5 + p)):
+        ref = np.empty_like(w.x)
+        R.noise(w.x, ref, case.seed, off, ms, a, b, op)
+        out = np.empty_like(w.x)
+        kern.noise(w.x, out, case.seed, off, ms, a, b, op)
+        assert_same(out, ref, op)
+        y = case.layout.view(case.layout.clone(w.buf))
+        kern.noise(y, y, case.seed, off, ms, a, b, op)
+        assert_same(y, ref, f"{op} in place")
+
+
+@parity(T.FORWARD, reference=2)
+def test_gaussian_dropout(case, dtype, backend, cython_isa, threads):
+    """gaussian_dropout(x, p) against the spec; p == 1 is refused with the
+    generator untouched; the generator advances as dropout's does."""
+    off, p = case.stream[:2]
+    g = fastdrop.Generator(case.seed, off)
+    x = want(case, dtype).x
+    if p == 1.0:
+        with pytest.raises(ValueError, match="p < 1"):
+            fastdrop.gaussian_dropout(x, p, rng=g, noise_shape=case.noise, backend=backend)
+        assert g.offset == off
+        return
+    y = fastdrop.gaussian_dropout(x, p, rng=g, noise_shape=case.noise, backend=backend)
+    assert_same(y, x.copy() if p == 0.0 else noise_want(case, dtype, "mul", _sigma(p)))
+    assert g.offset == want(case, dtype).next_offset
+
+
+@parity(T.FORWARD, reference=3)
+def test_gaussian_noise(case, dtype, backend, cython_isa, threads):
+    """gaussian_noise(x, stddev) against the spec (stddev from the case's p)."""
+    off, p = case.stream[:2]
+    g = fastdrop.Generator(case.seed, off)
+    x = want(case, dtype).x
+    y = fastdrop.gaussian_noise(x, 2.0 * p, rng=g, noise_shape=case.noise, backend=backend)
+    assert_same(y, x.copy() if p == 0.0 else noise_want(case, dtype, "add", 2.0 * p))
+    assert g.offset == want(case, dtype).next_offset
+
+
+@parity(T.BACKWARD, reference=3)
+def test_gaussian_dropout_backward(case, dtype, backend, cython_isa, threads):
+    """gaussian_dropout_backward(g, state=...): g times the forward's noise."""
+    off, p = case.stream[:2]
+    p = min(p, 0.9)
+    gx = fastdrop.gaussian_dropout_backward(want(case, dtype).x, p, state=(case.seed, off),
+                                            noise_shape=case.noise, backend=backend)
+    assert_same(gx, want(case, dtype).x.copy() if p == 0.0
+                else noise_want(case, dtype, "mul", _sigma(p)))
+
+
+@pytest.mark.parametrize("off", [2**34 - 5, 2**35 - 101, 2**64 - 2000])
+def test_noise_block_crossings_every_isa(off):
+    """The normal stream's block index j >> 2 crosses 2**32 at j = 2**34 (the
+    mask stream's at 2**35); the end of the stream: every Cython ISA."""
+    x = np.random.default_rng(4).standard_normal(2000).astype(np.float32)
+    ref = np.empty_like(x)
+    R.noise(x, ref, T.SEED, off, (1,), 1.0, 0.75, "mul")
+    _kernels = pytest.importorskip("fastdrop._cython._kernels")
+    for isa in ISAS:
+        old = _kernels.set_max_isa(isa)
+        try:
+            out = np.empty_like(x)
+            _kernels.noise(x, out, T.SEED, off, (1,), 1.0, 0.75, "mul")
+        finally:
+            _kernels.set_max_isa(old)
+        assert_same(out, ref, isa)

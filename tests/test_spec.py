@@ -34,6 +34,7 @@ HEADINGS = [
     "## §8 Alpha dropout",
     "## §9 DropPath, spatial and recurrent dropout: noise shapes",
     "## §10 The normal-variate stream, version 1",
+    "## §11 Gaussian dropout and Gaussian noise",
 ]
 
 KAT_HEADER = ["counter", "key", "output"]

@@ -1,7 +1,7 @@
 """The ``cuda`` backend: the kernel interface of :mod:`fastdrop._dispatch`
 on GPU arrays.
 
-``forward``, ``mask`` and ``apply_mask`` take device arrays (Numba device
+``forward``, ``mask``, ``apply_mask`` and ``noise`` take device arrays (Numba device
 arrays, CuPy arrays, torch CUDA tensors or any ``__cuda_array_interface__``
 object; zero-copy) where the CPU backends take NumPy arrays, with the same
 meaning of every other argument.  They launch asynchronously on the stream
@@ -25,7 +25,7 @@ import math
 
 import numpy as np
 
-__all__ = ["DTYPES", "available", "forward", "mask", "apply_mask",
+__all__ = ["DTYPES", "available", "forward", "mask", "apply_mask", "noise",
            "copy", "scale", "zero", "fill_mask"]
 
 #: Floating dtypes the CUDA kernels support.
@@ -333,6 +333,55 @@ def apply_view(x, out, kind, mview, ms, scale, *, shift=-0.0, fill=0.0, stream=N
                           np.int64(mstep), np.uint64(0), np.uint64(0), np.uint64(0),
                           np.uint32(0), np.uint32(0), s, b, c, _dummy(np.bool_),
                           _dummy(np.uint8))
+
+
+def noise(x, out, seed, offset, mstrides, a, b, op, *, stream=None, launch=None):
+    """Gaussian dropout and noise (docs/spec.md §11) on device arrays: for
+    every element, with mask index ``i = sum(idx * mstrides)``, ``t = b * z
+    + a`` in float64 (``z`` the normal variate of stream position ``offset +
+    i``, docs/spec.md §10), then ``out = x * t`` (``op="mul"``) or ``x + t``
+    (``op="add"``) in the compute type, rounded to the dtype.  Bit-identical
+    to :func:`fastdrop.reference.noise`.
+
+    Parameters
+    ----------
+    x, out : device arrays
+        Same shape and float dtype, any strides; ``out`` may be ``x``.
+    seed, offset, mstrides
+        As in :func:`forward` (``offset + n <= 2**64``).
+    a, b : float
+        The noise is ``t = b * z + a`` (float64: Gaussian dropout ``a = 1``,
+        ``b = sqrt(p / (1 - p))``; Gaussian noise ``a = -0.0``, ``b = stddev``).
+    op : {"mul", "add"}
+    stream, launch
+        As in :func:`forward`.
+    """
+    from . import kernels
+
+    if op not in kernels.NOISE_OPS:
+        raise ValueError(f"op must be one of {kernels.NOISE_OPS}, got {op!r}")
+    ops = _operands(x, out, stream)
+    if ops is None:
+        return
+    dx, do, st, vx, vo = ops
+    n = dx.size
+    offset, seed = int(offset), int(seed)
+    off, k0, k1, _, _ = _keys(seed, offset, 0)
+    fa, fb = np.float64(a), np.float64(b)
+    shape, (xs, os_, ms) = _collapse(dx.shape, [vx.strides, vo.strides, tuple(mstrides)])
+    block = _block(launch)
+    if len(shape) == 1 and ms == (1,):  # mask index == logical index: a block per thread
+        kern = kernels.noise_kernel(dx.dtype.name, op, True)
+        nblocks = ((offset + n - 1) >> 2) - (offset >> 2) + 1
+        grid = _grid(launch, -(-nblocks // block))
+        kern[grid, block, st](vx.span, np.int64(vx.base), np.int64(xs[0]), vo.span,
+                              np.int64(vo.base), np.int64(os_[0]), np.int64(n), off, k0, k1,
+                              fa, fb)
+        return
+    kern = kernels.noise_kernel(dx.dtype.name, op, False)
+    grid = _grid(launch, -(-n // (8 * block)))
+    kern[grid, block, st](vx.span, np.int64(vx.base), xs, vo.span, np.int64(vo.base), os_,
+                          shape, ms, np.int64(n), off, k0, k1, fa, fb)
 
 
 def _fill(x, out, op, factor, stream, launch):

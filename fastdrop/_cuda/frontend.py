@@ -1,7 +1,8 @@
 """The front end for GPU arrays: :func:`fastdrop.dropout`,
 :func:`fastdrop.apply_mask` and :func:`fastdrop.dropout_backward` route here
 when ``x`` is a GPU array (anything with ``__cuda_array_interface__`` that
-is not a NumPy array).
+is not a NumPy array), and so do the Gaussian members of the family
+(:func:`noise`, :func:`noise_backward`: docs/spec.md §11).
 
 Validation is :mod:`fastdrop._validate`'s and the semantics are the plan's
 (:mod:`fastdrop._plan`), exactly as for host arrays: every argument is
@@ -34,7 +35,8 @@ from .._validate import (MODES, bool_mask_geometry, check_float_dtype, check_mod
                          check_return_mask, check_training, mask_geometry)
 from . import _interop
 
-__all__ = ["dropout", "apply_mask", "dropout_backward", "run_plan", "CudaOps"]
+__all__ = ["dropout", "apply_mask", "dropout_backward", "noise", "noise_backward",
+           "run_plan", "CudaOps"]
 
 
 def _select(backend):
@@ -113,6 +115,10 @@ class CudaOps:
     def mask(self, plan, keep_out, packed_out):
         self.kern.mask(plan.n, plan.seed, plan.offset, plan.T, keep_out=keep_out,
                        packed_out=packed_out, stream=self.stream)
+
+    def noise(self, x, out, plan):
+        self.kern.noise(x, out, plan.seed, plan.offset, plan.mstrides, plan.shift, plan.scale,
+                        plan.noise, stream=self.stream)
 
     def apply(self, x, out, plan, kind, stored):
         if isinstance(stored, StoredView):
@@ -241,3 +247,42 @@ def dropout_backward(grad, p, *, mask=None, state=None, training=True, mode="inv
     return _launch(grad, dg, out, kern, lambda fresh: _plan.plan_backward(
         dg.shape, p, training=training, mode=mode, state=state, stored=stored,
         noise_shape=noise_shape, fresh_out=fresh))
+
+
+def noise(x, kind, param, *, training=True, rng=None, noise_shape=None, out=None,
+          backend="auto"):
+    """Gaussian dropout (``kind="gaussian_dropout"``, ``param = p`` in
+    ``[0, 1)``) or Gaussian noise (``kind="gaussian_noise"``, ``param =
+    stddev >= 0``) of a GPU array ``x`` (docs/spec.md §11), bit-identical to
+    the CPU backends.  The caller (:mod:`fastdrop._api`) has checked
+    ``kind`` and ``param``; everything else is checked here before ``out``
+    is written or a Generator advances (in training it advances by the mask
+    size, as for dropout; evaluation and ``param == 0`` give ``x``'s values)."""
+    training = check_training(training)
+    dx = _interop.describe(x)
+    check_float_dtype(dx.dtype)
+    geometry = mask_geometry(dx.shape, noise_shape)
+    kern = _select(backend)
+    check_rng(rng)
+    return _launch(x, dx, out, kern, lambda fresh: _plan.plan_noise(
+        dx.shape, kind, param, training=training, rng=rng, noise_shape=noise_shape,
+        fresh_out=fresh, geometry=geometry))
+
+
+def noise_backward(grad, kind, param, *, state=None, training=True, noise_shape=None,
+                   out=None, backend="auto"):
+    """The gradient of :func:`noise` for a GPU ``grad``: Gaussian dropout
+    multiplies ``grad`` by the forward's noise, regenerated from ``state``
+    (the forward's int seed, ``(seed, offset)`` or saved ``Generator.state``;
+    nothing stored); Gaussian noise and evaluation give ``grad``'s values."""
+    training = check_training(training)
+    dg = _interop.describe(grad, "grad")
+    check_float_dtype(dg.dtype, "grad")
+    mask_geometry(dg.shape, noise_shape)  # checked before anything is allocated
+    kern = _select(backend)
+    if training and kind == "gaussian_dropout" and state is None:
+        raise ValueError("the gradient of Gaussian dropout needs the state the forward's "
+                         "noise was drawn from (state=)")
+    return _launch(grad, dg, out, kern, lambda fresh: _plan.plan_noise_backward(
+        dg.shape, kind, param, training=training, state=state, noise_shape=noise_shape,
+        fresh_out=fresh))

@@ -1,4 +1,5 @@
-"""Numba CUDA kernels for the mask stream v1 (docs/spec.md §1, §2 and §4).
+"""Numba CUDA kernels for the mask stream v1 (docs/spec.md §1, §2 and §4) and
+the normal-variate stream v1 (§10, §11).
 
 Importing this module imports :mod:`numba.cuda` but compiles nothing: the
 kernels are built by factories on first use, one per (dtype, variant), and
@@ -48,6 +49,20 @@ scalar shims with the same IEEE results.  Plain dropout is the case
 ``b = -0.0`` (an exact identity) and ``c = +0.0``: one extra add per element
 and no separate kernels.
 
+The normal-variate stream and the noise kernels
+-----------------------------------------------
+:func:`noise_kernel` computes docs/spec.md §11 (Gaussian dropout and
+noise), ``out = R(C(x) op C(t))`` with ``t = b * z + a`` in float64 and
+``z`` the variate of §10 at the element's stream position (Philox block
+``j >> 2`` with counter word 2 set to 2, word ``j & 3``; AS 241's quantile
+with §10's logarithm, :func:`ppnd_rn` and :func:`ln_rn`).  Every float64
+multiply, add, division and square root there is a libdevice ``_rn``
+function (``dmul_rn``, ``dadd_rn``, ``ddiv_rn``, ``dsqrt_rn``), so NVVM can
+neither contract nor approximate any of them, and the frexp decomposition
+is done on the bits: the variates are those of
+:func:`fastdrop.reference.normal_range` bit for bit.  Under the simulator
+these names are NumPy shims as well.
+
 Arrays reach the kernels as 1-D spans over the memory of the caller's
 array plus an element offset (``base``) and element strides, see
 :mod:`fastdrop._cuda._interop`.
@@ -61,10 +76,12 @@ import numpy as np
 from numba import cuda
 
 from .._numba.philox import make
+from ..reference import (LN2_HI, LN2_LO, LN_SERIES, NORMAL_C2, PPND_A, PPND_B, PPND_C,
+                         PPND_D, SQRT_HALF)
 from ._interop import SIMULATOR
 
-__all__ = ["MAX_BLOCK", "tile_kernel", "nd_kernel", "fill_kernel", "philox",
-           "affine32", "affine64"]
+__all__ = ["MAX_BLOCK", "tile_kernel", "nd_kernel", "fill_kernel", "noise_kernel", "philox",
+           "affine32", "affine64", "ln_rn", "ppnd_rn", "normal_of_word"]
 
 #: Largest block size the tile kernels accept (size of their shared array).
 MAX_BLOCK = 1024
@@ -92,6 +109,17 @@ if SIMULATOR:
 
     _fmul_rn, _fadd_rn = _rn(np.float32, operator.mul), _rn(np.float32, operator.add)
     _dmul_rn, _dadd_rn = _rn(np.float64, operator.mul), _rn(np.float64, operator.add)
+    _ddiv_rn = _rn(np.float64, operator.truediv)
+
+    def _dsqrt_rn(a):  # IEEE sqrt is correctly rounded
+        with np.errstate(all="ignore"):
+            return np.sqrt(np.float64(a))
+
+    def _double_as_longlong(a):  # the bits, as libdevice's reinterpretation
+        return np.float64(a).view(np.int64)
+
+    def _longlong_as_double(a):
+        return np.int64(a).view(np.float64)
 else:
     from numba.cuda import libdevice as _libdevice
 
@@ -99,6 +127,10 @@ else:
     _fadd_rn = _libdevice.fadd_rn
     _dmul_rn = _libdevice.dmul_rn
     _dadd_rn = _libdevice.dadd_rn
+    _ddiv_rn = _libdevice.ddiv_rn
+    _dsqrt_rn = _libdevice.dsqrt_rn
+    _double_as_longlong = _libdevice.double_as_longlong
+    _longlong_as_double = _libdevice.longlong_as_double
 
 
 @cuda.jit(device=True)
@@ -445,3 +477,222 @@ def mask_fill_kernel():
 
         _mask_fill = kern
     return _mask_fill
+
+
+# ----------------------------------------------------------------------------
+# the normal-variate stream v1 (docs/spec.md §10) and the noise kernels (§11)
+# ----------------------------------------------------------------------------
+
+_U2 = np.uint64(2)
+_MANTISSA = np.int64(0x000FFFFFFFFFFFFF)
+_HALF_EXPONENT = np.int64(0x3FE0000000000000)  # the exponent field of [0.5, 1)
+_TWO_M32 = 2.0 ** -32
+
+
+def _horner(coeffs):
+    """A device function ``c0 + x * (c1 + x * (... + x * c_last))`` for the
+    float64 coefficients ``coeffs``, evaluated as the reference's
+    ``_horner``: from the highest coefficient down, one rounded multiply and
+    one rounded add per step (``dmul_rn``, ``dadd_rn``: never fused)."""
+    c = tuple(float(v) for v in coeffs[::-1])
+    n = len(c)
+
+    @cuda.jit(device=True)
+    def horner(x):
+        r = c[0]
+        for k in range(1, n):
+            r = _dadd_rn(_dmul_rn(r, x), c[k])
+        return r
+
+    return horner
+
+
+_ln_series = _horner(LN_SERIES)
+_ppnd_a = _horner(PPND_A)
+_ppnd_b = _horner(PPND_B)
+_ppnd_c = _horner(PPND_C)
+_ppnd_d = _horner(PPND_D)
+
+
+@cuda.jit(device=True)
+def ln_rn(r):
+    """docs/spec.md §10's logarithm of a positive normal float64 ``r``
+    (:func:`fastdrop.reference.ln`): ``r = m * 2**e`` from the bits (exact),
+    ``m`` in ``[sqrt(1/2), sqrt(2))``, ``s = (m - 1) / (2 + (m - 1))``,
+    ``ln m = s * P(s * s)``, ``ln r = e * LN2_HI + (e * LN2_LO + ln m)``."""
+    bits = _double_as_longlong(r)
+    e = (bits >> 52) - 1022                      # frexp: r = m * 2**e, m in [0.5, 1)
+    m = _longlong_as_double((bits & _MANTISSA) | _HALF_EXPONENT)
+    if m < SQRT_HALF:
+        m = _dmul_rn(m, 2.0)                     # exact
+        e -= 1
+    fe = np.float64(e)                           # exact
+    f = _dadd_rn(m, -1.0)                        # exact (Sterbenz)
+    s = _ddiv_rn(f, _dadd_rn(2.0, f))
+    lnm = _dmul_rn(s, _ln_series(_dmul_rn(s, s)))
+    return _dadd_rn(_dmul_rn(fe, LN2_HI), _dadd_rn(_dmul_rn(fe, LN2_LO), lnm))
+
+
+@cuda.jit(device=True)
+def ppnd_rn(u):
+    """AS 241's standard normal quantile (:func:`fastdrop.reference.ppnd`)
+    of a float64 ``u`` with ``min(u, 1 - u) >= 2**-33``."""
+    q = _dadd_rn(u, -0.5)
+    if abs(q) <= 0.425:
+        r = _dadd_rn(0.180625, -_dmul_rn(q, q))
+        return _ddiv_rn(_dmul_rn(q, _ppnd_a(r)), _ppnd_b(r))
+    r = u if q < 0.0 else _dadd_rn(1.0, -u)
+    r = _dadd_rn(_dsqrt_rn(-ln_rn(r)), -1.6)
+    z = _ddiv_rn(_ppnd_c(r), _ppnd_d(r))
+    return -z if q < 0.0 else z
+
+
+@cuda.jit(device=True)
+def normal_of_word(w):
+    """The variate of a 32-bit Philox word: ``ppnd((w + 0.5) * 2**-32)``
+    (the uniform is exact)."""
+    return ppnd_rn(_dmul_rn(_dadd_rn(np.float64(w), 0.5), _TWO_M32))
+
+
+@cuda.jit(device=True)
+def _word(w0, w1, w2, w3, k):
+    return w0 if k == 0 else (w1 if k == 1 else (w2 if k == 2 else w3))
+
+
+@cuda.jit(device=True)
+def noise_t(w, a, b):
+    """``t = b * z + a`` in float64 (two roundings, never fused) for the
+    variate ``z`` of word ``w``."""
+    return _dadd_rn(_dmul_rn(normal_of_word(w), b), a)
+
+
+@cuda.jit(device=True)
+def _mul32(v, t):
+    return _fmul_rn(np.float32(v), np.float32(t))
+
+
+@cuda.jit(device=True)
+def _add32(v, t):
+    return _fadd_rn(np.float32(v), np.float32(t))
+
+
+@cuda.jit(device=True)
+def _mul64(v, t):
+    return _dmul_rn(np.float64(v), t)
+
+
+@cuda.jit(device=True)
+def _add64(v, t):
+    return _dadd_rn(np.float64(v), t)
+
+
+#: The operations of the noise kernels (docs/spec.md §11): ``x * t``, ``x + t``.
+NOISE_OPS = ("mul", "add")
+
+_noise_cache: dict = {}
+
+
+def noise_kernel(dtype, op, blocks):
+    """The Gaussian noise kernel for ``dtype`` and ``op`` (``"mul"`` or
+    ``"add"``), memoised: ``out = R(C(x) op C(t))``, ``t = b * z + a`` in
+    float64 with ``z`` the variate of stream position ``offset + i`` (``C``
+    rounds ``x`` and ``t`` to the compute type, a plain round-to-nearest
+    conversion, ``R`` back to ``dtype``; the operation is ``fmul_rn`` /
+    ``fadd_rn`` or ``dmul_rn`` / ``dadd_rn``).
+
+    ``blocks=True``: the mask index of element ``e`` of a 1-D array is
+    ``e`` itself (a full, contiguous mask; ``x`` and ``out`` may have any
+    element strides).  Thread ``g`` of the grid-stride loop owns Philox
+    block ``(offset >> 2) + g``: one Philox call for its (up to) 4
+    elements.  Signature::
+
+        kern(x, xb, xs, out, ob, os, n, offset, k0, k1, a, b)
+
+    with ``xs``/``os`` ints, ``n > 0`` the size.
+
+    ``blocks=False``: any strides and mask strides, as :func:`nd_kernel`
+    (groups of 8 consecutive logical indices, the last Philox block and the
+    last ``t`` cached, so a broadcast mask computes each variate once per
+    run along the last axis).  Signature::
+
+        kern(x, xb, xs, out, ob, os, shape, ms, n, offset, k0, k1, a, b)
+
+    ``offset`` (uint64), ``k0``, ``k1`` (uint64 key words), ``a``, ``b``
+    (float64).
+    """
+    if op not in NOISE_OPS:
+        raise ValueError(f"op must be one of {NOISE_OPS}, got {op!r}")
+    key = (dtype, op, bool(blocks))
+    kern = _noise_cache.get(key)
+    if kern is not None:
+        return kern
+    vt, ct, _ = _types(dtype)
+    if ct is np.float64:
+        combine = _mul64 if op == "mul" else _add64
+    else:
+        combine = _mul32 if op == "mul" else _add32
+
+    if blocks:
+        @cuda.jit
+        def kern(x, xb, xs, out, ob, os, n, offset, k0, k1, a, b):
+            un = np.uint64(n)
+            b0 = offset >> _U2
+            nblocks = np.int64(((offset + (un - np.uint64(1))) >> _U2) - b0) + 1
+            g = np.int64(cuda.grid(1))
+            step = np.int64(cuda.gridsize(1))
+            while g < nblocks:
+                blk = b0 + np.uint64(g)
+                w0, w1, w2, w3 = _block_words(blk, NORMAL_C2, k0, k1)
+                j0 = blk << _U2
+                for l in range(4):
+                    j = j0 + np.uint64(l)
+                    if j >= offset:
+                        i = j - offset
+                        if i < un:
+                            e = np.int64(i)
+                            t = noise_t(_word(w0, w1, w2, w3, l), a, b)
+                            out[ob + e * os] = vt(combine(x[xb + e * xs], t))
+                g += step
+    else:
+        @cuda.jit
+        def kern(x, xb, xs, out, ob, os, shape, ms, n, offset, k0, k1, a, b):
+            nd = len(shape)
+            last = shape[nd - 1]
+            xsl = xs[nd - 1]
+            osl = os[nd - 1]
+            msl = ms[nd - 1]
+            ngroups = (n + 7) // 8
+            g = np.int64(cuda.grid(1))
+            step = np.int64(cuda.gridsize(1))
+            while g < ngroups:
+                L = g * 8
+                xo, oo, mo, il = unravel(L, shape, xs, os, ms, nd)
+                cached = _NO_BLOCK  # never a block index (they are < 2**62)
+                w0 = w1 = w2 = w3 = np.uint32(0)
+                have_t = False
+                tj = np.uint64(0)
+                t = np.float64(0.0)
+                for _ in range(8):
+                    if L < n:
+                        j = offset + np.uint64(mo)
+                        if not have_t or j != tj:
+                            blk = j >> _U2
+                            if blk != cached:
+                                w0, w1, w2, w3 = _block_words(blk, NORMAL_C2, k0, k1)
+                                cached = blk
+                            t = noise_t(_word(w0, w1, w2, w3, np.int64(j & _U3)), a, b)
+                            tj = j
+                            have_t = True
+                        out[ob + oo] = vt(combine(x[xb + xo], t))
+                        L += 1
+                        il += 1
+                        if il < last:
+                            xo += xsl
+                            oo += osl
+                            mo += msl
+                        elif L < n:
+                            xo, oo, mo, il = unravel(L, shape, xs, os, ms, nd)
+                g += step
+
+    _noise_cache[key] = kern
+    return kern

@@ -19,7 +19,7 @@ from fastdrop import _config
 
 cnp.import_array()
 
-__all__ = ["forward", "mask", "apply_mask", "fast_dropout", "stream_scale", "isa",
+__all__ = ["forward", "mask", "apply_mask", "noise", "fast_dropout", "stream_scale", "isa",
            "openmp_enabled", "omp_max_threads", "CHUNK"]
 
 cdef extern from *:
@@ -38,7 +38,7 @@ cdef extern from *:
 
 cdef extern from "kernels.h" nogil:
     int FD_MAXDIM
-    int FD_OP_FORWARD, FD_OP_APPLY, FD_OP_MASK
+    int FD_OP_FORWARD, FD_OP_APPLY, FD_OP_MASK, FD_OP_NOISE_MUL, FD_OP_NOISE_ADD
     int FD_F16, FD_F32, FD_F64
     ctypedef struct fd_affine_t:
         double a, b, c
@@ -413,6 +413,41 @@ cdef bint _is_tshort(fd_task_t *g, int64_t item):
     a = g.oshape[0]
     return (2 <= a <= 16 and g.oms[0] == g.L and g.xs == a * item and g.ys == a * item
             and g.oxs[0] == item and g.oys[0] == item)
+
+
+def noise(x, out, seed, offset, mstrides, a, b, op):
+    """Gaussian dropout and noise (kernel interface, docs/spec.md §11):
+    ``t = b * z + a`` in float64 with ``z`` the normal-variate stream at
+    position ``offset + i(idx)``, then ``out = x * t`` (``op == "mul"``) or
+    ``x + t`` (``"add"``) in the compute type; see :mod:`fastdrop._dispatch`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastdrop._cython import _kernels
+    >>> x = np.ones(4, dtype=np.float32)
+    >>> out = np.empty_like(x)
+    >>> _kernels.noise(x, out, 0, 0, (1,), 1.0, 0.5, "mul")
+    >>> [round(float(v), 4) for v in out]
+    [0.0194, 1.281, 0.4795, 0.957]
+    """
+    cdef fd_task_t g
+    cdef cnp.ndarray xa = x, ya = out
+    cdef int code
+    if op == "mul":
+        code = FD_OP_NOISE_MUL
+    elif op == "add":
+        code = FD_OP_NOISE_ADD
+    else:
+        raise ValueError(f"op must be 'mul' or 'add', got {op!r}")
+    if not (_aligned(xa) and _aligned(ya)):
+        from fastdrop import reference
+        return reference.noise(x, out, seed, offset, mstrides, a, b, op)
+    _init_task(&g, code, _dtype_code(xa), seed, offset, 0, a, b, 0.0)
+    g.isa = fd_isa()
+    if _geometry(&g, xa, ya, mstrides) == 0:
+        return
+    _execute(&g, _ntasks(&g), xa.size)
 
 
 def mask(n, seed, offset, T, keep_out=None, packed_out=None):

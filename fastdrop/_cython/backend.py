@@ -13,10 +13,10 @@ Examples
 
 from __future__ import annotations
 
-from ._kernels import (apply_mask, fast_dropout, forward, mask, omp_max_threads,
+from ._kernels import (apply_mask, fast_dropout, forward, mask, noise, omp_max_threads,
                        openmp_enabled)
 
-__all__ = ["forward", "mask", "apply_mask", "fast_dropout", "available", "DTYPES"]
+__all__ = ["forward", "mask", "apply_mask", "noise", "fast_dropout", "available", "DTYPES"]
 
 #: dtypes these kernels support.
 DTYPES = ("float16", "float32", "float64")

@@ -31,6 +31,9 @@ Layouts
   memory-contiguous axis if its mask stride is 0 or 1), compatible axes are
   merged into it, and each outer index runs a 1-D strided inner loop on
   "base index + per-axis mask strides".  Nothing is copied.
+- ``noise`` (Gaussian dropout and noise) runs
+  :func:`~fastdrop._numba.kernels.noise_nd` on that same geometry for every
+  layout (a C-contiguous array with a full mask is a single axis).
 
 Threads
 -------
@@ -60,13 +63,17 @@ import numpy as np
 
 from .._config import get_num_threads
 
-__all__ = ["DTYPES", "available", "forward", "mask", "apply_mask", "stream_scale",
+__all__ = ["DTYPES", "available", "forward", "mask", "apply_mask", "noise", "stream_scale",
            "compile_report", "warmup"]
 
 #: dtypes this backend supports.
 DTYPES = ("float16", "float32", "float64")
 #: ``forward`` takes the ``fresh_out`` hint (see :mod:`fastdrop._dispatch`).
 ACCEPTS_FRESH_OUT = True
+#: Keep-decision sources the kernels read natively (see
+#: :func:`fastdrop._dispatch.capabilities`): the mask stream, stored bool
+#: and packed masks, and the normal-variate stream (:func:`noise`).
+SOURCES = ("philox", "bool", "packed", "normal")
 
 _build_lock = threading.Lock()   # first import of the kernels / compilation records
 _call_lock = threading.Lock()    # serialises parallel calls under 'workqueue'
@@ -381,6 +388,52 @@ def apply_mask(x, out, mstrides, scale, keep=None, packed=None, *, shift=-0.0, f
     _nd(x, out, mstrides, 0, 0, 0, sel, keep, packed)
 
 
+#: The two ways a noise value meets ``x`` (docs/spec.md §11), as in
+#: :data:`fastdrop.reference.NOISE_OPS`.
+NOISE_OPS = ("mul", "add")
+
+
+def noise(x, out, seed, offset, mstrides, a, b, op):
+    """Gaussian dropout and noise (docs/spec.md §11): ``out = x * t``
+    (``op="mul"``) or ``x + t`` (``op="add"``) with ``t = b * z + a`` in
+    float64, ``z`` the normal-variate stream (§10) at position ``offset +
+    i`` for the element's mask index ``i``; ``t`` and ``x`` in the compute
+    type, rounded back to the dtype.  See :mod:`fastdrop._dispatch`.
+
+    Every layout runs :func:`~fastdrop._numba.kernels.noise_nd` on the
+    geometry of ``forward``'s N-d path (a C-contiguous array with a full
+    mask is one axis, split into CHUNK-long tasks).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.ones(4, np.float32); out = np.empty_like(x)
+    >>> noise(x, out, 0, 0, (1,), 1.0, 0.5, "mul")
+    >>> [round(float(v), 4) for v in out]
+    [0.0194, 1.281, 0.4795, 0.957]
+    """
+    if op not in NOISE_OPS:
+        raise ValueError(f"op must be one of {NOISE_OPS}, got {op!r}")
+    if x.size == 0:
+        return
+    K = _kernels()
+    if x.ndim == 0:
+        x, out, mstrides = x.reshape(1), out.reshape(1), (1,)
+    if not _aligned_strides(x):
+        x = np.ascontiguousarray(x)
+    if not _aligned_strides(out):  # pragma: no cover - exotic views
+        tmp = np.empty_like(x)
+        noise(x, tmp, seed, offset, mstrides, a, b, op)
+        out[...] = tmp
+        return
+    (shape, xs, os_, ms), _ = _geometry(x, out, mstrides)  # any axis order is a valid walk
+    xf, x0 = _flat_base(_storage(x), False)
+    of, o0 = _flat_base(_storage(out), True)
+    _call(K.noise_nd, (x.dtype.char, xf.flags.aligned, of.flags.aligned),
+          xf, np.int64(x0), of, np.int64(o0), shape, xs, os_, ms,
+          _u64(seed), _u64(offset), np.float64(a), np.float64(b), op == "mul")
+
+
 def stream_scale(x, out, factor):
     """``out = x * factor`` with the parallel streaming kernel (same memory
     traffic as dropout: the benchmark's bound).  1-D contiguous float32 or
@@ -416,6 +469,7 @@ def warmup(dtypes=DTYPES):
         forward(x, out, 1, 0, T, 2.0, (4, 1))
         forward(x, out, 1, 0, T, 2.0, (0, 1))
         apply_mask(x, out, (4, 1), 2.0, keep=np.ones(16, bool))
+        noise(x, out, 1, 0, (4, 1), 1.0, 0.5, "mul")
     mask(8, 1, 0, T, keep_out=np.empty(8, bool), packed_out=np.empty(1, np.uint8))
     return compile_report()
 

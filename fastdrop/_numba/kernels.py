@@ -41,6 +41,13 @@ strided/broadcast path (with a blocked variant for transposed layouts),
 streaming kernel ``out = x * s`` used as the benchmark bound (1-D contiguous
 ``x``/``out``, ``s`` of ``x``'s dtype).
 
+:func:`noise_nd` is Gaussian dropout and noise (docs/spec.md §10, §11) on
+the same strided geometry: per tile, the normal variates of the tile
+(:func:`normal_tile`: Philox with ``c2 = 2``, four words per block, then
+AS 241 branch-free, :func:`ppnd_spec` and :func:`ln_spec`, so LLVM
+vectorises it), then ``x * t`` or ``x + t`` with ``t = b * z + a``
+(:func:`noise_value`).
+
 float16 has no Numba CPU support: float16 arrays are passed as their
 ``uint16`` bits and converted exactly (float16 -> float32 is exact,
 float32 -> float16 rounds to nearest even, NaN/inf as NumPy) by the CPU's
@@ -94,6 +101,8 @@ __all__ = [
     "select_constants",
     "forward_contig", "forward_nd", "mask_kernel", "apply_contig", "stream_scale",
     "keep_tile", "philox4x32_10", "block_words", "lane", "keep_decision",
+    "noise_nd", "noise_value", "normal_tile", "normal_at", "ppnd_spec", "ln_spec",
+    "uniform_of_word",
 ]
 
 # CHUNK (logical elements per parallel work item) and NT_MIN_BYTES come
@@ -691,6 +700,35 @@ def _select_run(xf, xb, sx, of, ob, so, n, sel, kb):
 
 
 @njit(cache=True, inline="always")
+def _task_grid(shape, nd, L):
+    """The fixed task grid of an N-d walk (rows of the outer axes, the inner
+    axis of length L): ``(R rows, nseg segments per row, rows_per rows per
+    task, ngroups tasks)``: a long row is cut into CHUNK segments, short rows
+    are grouped up to CHUNK elements.  Fixed by the shape alone, so results
+    never depend on the thread count."""
+    R = 1
+    for k in range(nd - 1):
+        R *= shape[k]
+    if L >= CHUNK:
+        nseg = (L + CHUNK - 1) // CHUNK
+        rows_per = 1
+    else:
+        nseg = 1
+        rows_per = max(1, CHUNK // max(L, 1))
+    return R, nseg, rows_per, ((R + rows_per - 1) // rows_per) * nseg
+
+
+@njit(cache=True, inline="always")
+def _task_bounds(g, R, nseg, rows_per, L):
+    """Rows ``r0 .. r1`` and inner elements ``e0 .. e1`` of task ``g``."""
+    rg = g // nseg
+    seg = g - rg * nseg
+    r0 = rg * rows_per
+    e0 = seg * CHUNK
+    return r0, min(R, r0 + rows_per), e0, min(L, e0 + CHUNK)
+
+
+@njit(cache=True, inline="always")
 def _outer_offsets(r, nouter, shape, xs, os, ms, x0, o0):
     """Element offsets of x and out, and the mask index, of the first element
     of row ``r`` of the C-order walk over axes ``0 .. nouter - 1``."""
@@ -768,25 +806,11 @@ def forward_nd(xf, x0, of, o0, shape, xs, os, ms, seed, offset, T, sel, keep, pa
             for e in range(n_t):
                 _select_run(xf, xb + e * sx, px, of, ob + e * so, po, n_p, sel, kbT[e])
         return
-    R = 1
-    for k in range(nd - 1):
-        R *= shape[k]
-    if L >= CHUNK:
-        nseg = (L + CHUNK - 1) // CHUNK
-        rows_per = 1
-    else:
-        nseg = 1
-        rows_per = max(1, CHUNK // max(L, 1))
-    ngroups = ((R + rows_per - 1) // rows_per) * nseg
+    R, nseg, rows_per, ngroups = _task_grid(shape, nd, L)
     for g in prange(ngroups):
         words = np.empty(_TILE_WORDS, np.uint32)
         kbuf = np.empty(TILE, np.bool_)
-        rg = g // nseg
-        seg = g - rg * nseg
-        r0 = rg * rows_per
-        r1 = min(R, r0 + rows_per)
-        e0 = seg * CHUNK
-        e1 = min(L, e0 + CHUNK)
+        r0, r1, e0, e1 = _task_bounds(g, R, nseg, rows_per, L)
         for r in range(r0, r1):
             xo, oo, mo = _outer_offsets(r, nd - 1, shape, xs, os, ms, x0, o0)
             for t in range(e0, e1, TILE):
@@ -809,3 +833,287 @@ def stream_scale(x, out, s):
         oa = out[start:stop]
         for i in range(stop - start):
             oa[i] = xa[i] * s
+
+
+# ---------------------------------------------------------------------------
+# the normal-variate stream v1 (docs/spec.md §10) and the noise kernel (§11)
+# ---------------------------------------------------------------------------
+# The constants are written out here rather than imported from
+# fastdrop.reference: Numba freezes globals into the cached machine code,
+# and only this file (with philox.py, llvm.py and _config.py) stamps the
+# cache, so a constant changed elsewhere would not reach cached kernels.
+# tests/test_numba.py checks that they equal the reference's.
+
+#: Counter word c2 of the normal stream's Philox blocks (the mask stream
+#: uses 0 and 1).
+NORMAL_C2 = 2
+LN2_HI = float.fromhex("0x1.62e42fee00000p-1")
+LN2_LO = float.fromhex("0x1.a39ef35793c76p-33")
+SQRT_HALF = float.fromhex("0x1.6a09e667f3bcdp-1")
+#: 2 / (2k + 1), k = 0 .. 10
+LN_SERIES = tuple(2.0 / (2 * k + 1) for k in range(11))
+#: Wichura's AS 241 (PPND16), as in fastdrop.reference
+PPND_A = (3.3871328727963666080e0, 1.3314166789178437745e+2, 1.9715909503065514427e+3,
+          1.3731693765509461125e+4, 4.5921953931549871457e+4, 6.7265770927008700853e+4,
+          3.3430575583588128105e+4, 2.5090809287301226727e+3)
+PPND_B = (1.0, 4.2313330701600911252e+1, 6.8718700749205790830e+2, 5.3941960214247511077e+3,
+          2.1213794301586595867e+4, 3.9307895800092710610e+4, 2.8729085735721942674e+4,
+          5.2264952788528545610e+3)
+PPND_C = (1.42343711074968357734e0, 4.63033784615654529590e0, 5.76949722146069140550e0,
+          3.64784832476320460504e0, 1.27045825245236838258e0, 2.41780725177450611770e-1,
+          2.27238449892691845833e-2, 7.74545014278341407640e-4)
+PPND_D = (1.0, 2.05319162663775882187e0, 1.67638483018380384940e0, 6.89767334985100004550e-1,
+          1.48103976427480074590e-1, 1.51986665636164571966e-2, 5.47593808499534494600e-4,
+          1.05075007164441684324e-9)
+
+_TWO_M32 = 2.0 ** -32
+_MANT = np.uint64(0x000FFFFFFFFFFFFF)
+_HALF_EXP = np.uint64(0x3FE0000000000000)  # exponent field of [0.5, 1)
+_TWO52_BITS = np.uint64(0x4330000000000000)  # 2**52
+_TWO52_PLUS_1022 = 4503599627371518.0      # 2**52 + 1022
+_U2 = np.uint64(2)
+_U52 = np.uint64(52)
+#: Philox blocks one tile of TILE consecutive positions can touch (four
+#: variates per block), and the words they fill.
+_NBLOCKS = TILE // 4 + 1
+_NORMAL_WORDS = 4 * _NBLOCKS
+_NB16 = TILE // 16  # blocks per Philox chain in _fill_normal
+
+
+@njit(inline="always")
+def _horner8(c, x):
+    """``c[0] + x * (c[1] + ... + x * c[7])``, from the highest coefficient:
+    one rounded multiply and one rounded add per step (no fastmath: never
+    fused)."""
+    p = c[7]
+    p = p * x + c[6]
+    p = p * x + c[5]
+    p = p * x + c[4]
+    p = p * x + c[3]
+    p = p * x + c[2]
+    p = p * x + c[1]
+    p = p * x + c[0]
+    return p
+
+
+@njit(inline="always")
+def _horner11(c, x):
+    """As :func:`_horner8` for eleven coefficients."""
+    p = c[10]
+    p = p * x + c[9]
+    p = p * x + c[8]
+    p = p * x + c[7]
+    p = p * x + c[6]
+    p = p * x + c[5]
+    p = p * x + c[4]
+    p = p * x + c[3]
+    p = p * x + c[2]
+    p = p * x + c[1]
+    p = p * x + c[0]
+    return p
+
+
+@njit(inline="always")
+def ln_spec(r):
+    """The logarithm of docs/spec.md §10 (:func:`fastdrop.reference.ln`) for
+    a positive normal float64 ``r``: the frexp decomposition ``r = m * 2**e``
+    done on the bits (exact; ``e`` made a float64 by the 2**52 trick, so the
+    loop needs no integer conversion), ``m`` doubled when below
+    ``sqrt(1/2)``, ``s = (m - 1) / (2 + (m - 1))``, ``ln m = s * P(s * s)``,
+    ``e * LN2_HI + (e * LN2_LO + ln m)``.  Branch-free."""
+    u = np.float64(r).view(np.uint64)
+    m = np.uint64((u & _MANT) | _HALF_EXP).view(np.float64)       # in [0.5, 1)
+    e = np.uint64(_TWO52_BITS | (u >> _U52)).view(np.float64) - _TWO52_PLUS_1022
+    low = m < SQRT_HALF
+    m = m * 2.0 if low else m                                      # exact
+    e = e - 1.0 if low else e                                      # exact
+    f = m - 1.0                                                    # exact
+    s = f / (2.0 + f)
+    lnm = s * _horner11(LN_SERIES, s * s)
+    return e * LN2_HI + (e * LN2_LO + lnm)
+
+
+@njit(inline="always")
+def ppnd_spec(u):
+    """AS 241 of docs/spec.md §10 (:func:`fastdrop.reference.ppnd`) for
+    ``u`` in ``[2**-33, 1 - 2**-33]``: both branches computed, then
+    selected (no branch in a loop over elements, so LLVM can vectorise
+    it; each branch is finite for every such ``u``)."""
+    q = u - 0.5
+    rc = 0.180625 - q * q
+    zc = q * _horner8(PPND_A, rc) / _horner8(PPND_B, rc)
+    neg = q < 0.0
+    rt = u if neg else 1.0 - u
+    rt = np.sqrt(-ln_spec(rt)) - 1.6
+    zt = _horner8(PPND_C, rt) / _horner8(PPND_D, rt)
+    zt = -zt if neg else zt
+    return zc if abs(q) <= 0.425 else zt
+
+
+@njit(inline="always")
+def uniform_of_word(w):
+    """``u = (w + 0.5) * 2**-32`` for a uint32 word (exact in float64)."""
+    return (np.float64(w) + 0.5) * _TWO_M32
+
+
+@njit(cache=True, error_model="numpy")
+def normal_at(j, k0, k1):
+    """The standard normal variate of stream position ``j`` (uint64) under
+    key ``(k0, k1)``: word ``j & 3`` of Philox at counter ``(b & 0xFFFFFFFF,
+    b >> 32, 2, 0)``, ``b = j >> 2``."""
+    j = np.uint64(j)
+    w0, w1, w2, w3 = _block_words_scalar(j >> _U2, NORMAL_C2, k0, k1)
+    wi = j & _U3
+    w = w0 if wi == _U0 else (w1 if wi == _U1 else (w2 if wi == _U2 else w3))
+    return ppnd_spec(uniform_of_word(w))
+
+
+@njit(inline="always")
+def _fill_normal(words, b0, nb, k0, k1):
+    """Philox (c2 = 2) of blocks ``b0 .. b0 + nb - 1`` into ``words`` (4
+    uint32 per block, so word ``4 * (b - b0) + (j & 3)`` is position ``j``'s).
+    A tile's worth (at least ``TILE // 4`` blocks) runs as four interleaved
+    chains of constant trip count, which LLVM vectorises (as
+    :func:`_fill_lanes`); shorter runs go one block at a time."""
+    if nb >= 4 * _NB16:
+        h = _NB16
+        for q in range(h):
+            _put_block(words, q, block_words(b0 + np.uint64(q), NORMAL_C2, k0, k1))
+            _put_block(words, q + h,
+                       block_words(b0 + np.uint64(q + h), NORMAL_C2, k0, k1))
+            _put_block(words, q + 2 * h,
+                       block_words(b0 + np.uint64(q + 2 * h), NORMAL_C2, k0, k1))
+            _put_block(words, q + 3 * h,
+                       block_words(b0 + np.uint64(q + 3 * h), NORMAL_C2, k0, k1))
+        for q in range(4 * h, nb):
+            _put_block(words, q, block_words(b0 + np.uint64(q), NORMAL_C2, k0, k1))
+    else:
+        for q in range(nb):
+            _put_block(words, q, block_words(b0 + np.uint64(q), NORMAL_C2, k0, k1))
+
+
+@njit(cache=True, error_model="numpy")
+def normal_tile(zbuf, words, j0, L, k0, k1):
+    """The variates of positions ``j0 .. j0 + L - 1`` into ``zbuf[:L]``
+    (``L <= TILE``; ``words`` a scratch of ``4 * (TILE // 4 + 1)`` uint32):
+    Philox for the tile's blocks, then one branch-free loop of AS 241.
+
+    ``error_model="numpy"``: a float division is the IEEE one, with no
+    ZeroDivisionError check (whose branch kept LLVM from vectorising the
+    loop; measured: scalar ``vdivsd`` before, 8-wide ``vdivpd``/``vsqrtpd``
+    after on AVX-512).  No divisor here is ever zero (``2 + f >= 1.4``,
+    ``B(r)`` and ``D(r)`` are positive), so the values are the same."""
+    j0 = np.uint64(j0)
+    first = j0 & _U3
+    _fill_normal(words, j0 >> _U2, np.int64((first + np.uint64(L) + _U3) >> _U2), k0, k1)
+    for e in range(L):
+        ue = np.uint64(e)
+        zbuf[ue] = ppnd_spec(uniform_of_word(words[first + ue]))
+
+
+@njit(cache=True)
+def _row_normal(zbuf, words, mbase, n_t, sm, offset, k0, k1):
+    """The variates of mask indices ``mbase + e * sm`` (``e < n_t``) into
+    ``zbuf``."""
+    if sm == 1:
+        normal_tile(zbuf, words, offset + np.uint64(mbase), n_t, k0, k1)
+    elif sm == 0:
+        z = normal_at(offset + np.uint64(mbase), k0, k1)
+        for e in range(n_t):
+            zbuf[e] = z
+    else:
+        for e in range(n_t):
+            zbuf[e] = normal_at(offset + np.uint64(mbase + e * sm), k0, k1)
+
+
+def noise_value(xv, t, mul):
+    """One element of the noise rule (docs/spec.md §11): ``t`` (float64, ``b
+    * z + a``) rounded to the compute type, then ``R(C(x) * t)`` (``mul``)
+    or ``R(C(x) + t)``, in x's storage type (float16 as its uint16 bits).
+    Both results are computed and one selected (branch-free)."""
+    raise NotImplementedError  # pragma: no cover - replaced by the overload
+
+
+@overload(noise_value)
+def _noise_value_impl(xv, t, mul):
+    if isinstance(xv, types.Integer):  # float16 bits, through float32
+        if NATIVE_F16:
+            def impl_native(xv, t, mul):
+                xc = f32_of_half_bits(xv)
+                tc = np.float32(t)
+                ym = xc * tc
+                ya = xc + tc
+                return half_bits_of_f32(ym if mul else ya)
+            return impl_native
+
+        def impl_bits(xv, t, mul):
+            xc = half_to_float(xv)
+            tc = np.float32(t)
+            ym = xc * tc
+            ya = xc + tc
+            return float_to_half(ym if mul else ya)
+        return impl_bits
+    if xv == types.float32:
+        def impl32(xv, t, mul):
+            tc = np.float32(t)
+            ym = xv * tc
+            ya = xv + tc
+            return ym if mul else ya
+        return impl32
+
+    def impl64(xv, t, mul):
+        ym = xv * t
+        ya = xv + t
+        return ym if mul else ya
+    return impl64
+
+
+@njit(cache=True, inline="always")
+def _noise_run(xf, xb, sx, of, ob, so, n, zbuf, a, b, mul):
+    """``of[ob + e*so] = noise_value(xf[xb + e*sx], zbuf[e] * b + a, mul)``
+    for ``e < n`` (unit strides take the vectorised slice form)."""
+    if sx == 1 and so == 1:
+        xa = xf[xb:xb + n]
+        oa = of[ob:ob + n]
+        for e in range(n):
+            oa[e] = noise_value(xa[e], zbuf[e] * b + a, mul)
+    else:
+        for e in range(n):
+            of[ob + e * so] = noise_value(xf[xb + e * sx], zbuf[e] * b + a, mul)
+
+
+@njit(cache=True, parallel=True)
+def noise_nd(xf, x0, of, o0, shape, xs, os, ms, seed, offset, a, b, mul):
+    """Gaussian dropout / noise (docs/spec.md §11) over a strided N-d view
+    (inner axis last; the geometry of :func:`forward_nd`): each element
+    with mask index ``i`` becomes ``noise_value(x, b * Z(offset + i) + a,
+    mul)``, ``Z`` the normal-variate stream of §10 under ``seed``.
+
+    ``a`` and ``b`` are float64, ``seed`` and ``offset`` uint64, ``mul`` a
+    bool (True: ``x * t``, False: ``x + t``).  Work goes in groups of about
+    :data:`CHUNK` elements (whole rows, or CHUNK-long segments of long
+    rows), each row in tiles of :data:`TILE`: the variates of a tile into a
+    scratch buffer (batched Philox when the inner axis has mask stride 1),
+    then the elementwise rule.  An element's value depends only on its mask
+    index, never on the split.
+    """
+    nd = shape.shape[0]
+    L = shape[nd - 1]
+    sx = xs[nd - 1]
+    so = os[nd - 1]
+    sm = ms[nd - 1]
+    seed = np.uint64(seed)
+    k0 = np.uint64(seed & _LO32)
+    k1 = np.uint64(seed >> _S32)
+    offset = np.uint64(offset)
+    R, nseg, rows_per, ngroups = _task_grid(shape, nd, L)
+    for g in prange(ngroups):
+        words = np.empty(_NORMAL_WORDS, np.uint32)
+        zbuf = np.empty(TILE, np.float64)
+        r0, r1, e0, e1 = _task_bounds(g, R, nseg, rows_per, L)
+        for r in range(r0, r1):
+            xo, oo, mo = _outer_offsets(r, nd - 1, shape, xs, os, ms, x0, o0)
+            for t in range(e0, e1, TILE):
+                n_t = min(TILE, e1 - t)
+                _row_normal(zbuf, words, mo + t * sm, n_t, sm, offset, k0, k1)
+                _noise_run(xf, xo + t * sx, sx, of, oo + t * so, so, n_t, zbuf, a, b, mul)

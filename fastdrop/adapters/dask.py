@@ -161,6 +161,25 @@ def lazy_forward(x, p, *, rng, noise_shape, mode, training, backend, modes=MODES
     return x.map_blocks(_dropout_block, plan=plan, backend=backend, dtype=x.dtype, name=name)
 
 
+def lazy_noise(x, kind, param, *, rng, noise_shape, training, backend):
+    """Gaussian dropout or noise (``kind``, ``param`` checked by the caller:
+    :func:`fastdrop.gaussian_dropout` and :func:`fastdrop.gaussian_noise` on
+    a Dask array), planned once for the whole array and run block by block:
+    each block's variates are those of its global indices (docs/spec.md
+    §11), so the result equals the NumPy call on the computed array."""
+    if not isinstance(x, da.Array):
+        x = da.asarray(x)
+    check_float_dtype(x.dtype)
+    _check_known_shape(x)
+    backend = _check_backend(backend)
+    mask_geometry(x.shape, noise_shape)
+    check_rng(rng)
+    plan = _plan.plan_noise(x.shape, kind, param, training=training, rng=rng,
+                            noise_shape=noise_shape, fresh_out=True)
+    name = f"fastdrop-{kind.replace('_', '-')}-" + tokenize(x, plan, backend)
+    return x.map_blocks(_dropout_block, plan=plan, backend=backend, dtype=x.dtype, name=name)
+
+
 def _mask_block(block_info=None, *, plan, backend):
     shape = tuple(block_info[None]["chunk-shape"])
     if plan.source is None:  # nothing drawn: a constant mask (or an empty one)

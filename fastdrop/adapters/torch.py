@@ -99,8 +99,8 @@ import torch
 
 from .. import _api, _dispatch, _family, _mc, _plan
 from .._generator import Generator, check_seed, resolve_rng
-from .._validate import (check_flag, check_mode, check_noise_shape, check_p, check_training,
-                         mask_geometry)
+from .._validate import (check_flag, check_mode, check_noise_param, check_noise_shape, check_p,
+                         check_training, mask_geometry)
 
 __all__ = [
     "dropout",
@@ -115,6 +115,10 @@ __all__ = [
     "AlphaDropout",
     "FeatureAlphaDropout",
     "DropPath",
+    "gaussian_dropout",
+    "gaussian_noise",
+    "GaussianDropout",
+    "GaussianNoise",
     "mc_dropout",
     "mc_predict",
 ]
@@ -413,6 +417,49 @@ def _apply_mask_backward(ctx, grad):
 
 
 _apply_mask_op.register_autograd(_apply_mask_backward, setup_context=_apply_mask_setup)
+
+
+@torch.library.custom_op("fastdrop::gaussian", mutates_args=())
+def _gaussian_op(x: torch.Tensor, kind: str, param: float, seed: int, offset: int,
+                 noise_shape: Optional[List[int]]) -> torch.Tensor:
+    """``fastdrop.gaussian_dropout(x, param)`` (``kind="gaussian_dropout"``)
+    or ``fastdrop.gaussian_noise(x, param)`` in training with ``rng =
+    Generator(seed, offset)`` (docs/spec.md §11), as an op."""
+    _check_tensor(x)
+    _device_check(x)
+    rng = Generator(_to_u64(seed), _to_u64(offset))
+    out = torch.empty_like(x)
+    ns = _noise(noise_shape)
+    if x.device.type == "cpu":
+        xn = _np(x)
+        plan = _plan.plan_noise(xn.shape, kind, param, training=True, rng=rng,
+                                noise_shape=ns, fresh_out=True)
+        _dispatch.run_host(plan, _dispatch.choose_cpu_backend(xn.size, xn.dtype, "normal")[1],
+                           xn, _np(out))
+    else:
+        _into(out, _family._noise(kind, x.detach(), param, True, rng, ns, out, "auto"))
+    return out
+
+
+@_gaussian_op.register_fake
+def _(x, kind, param, seed, offset, noise_shape):
+    return torch.empty_like(x)
+
+
+def _gaussian_setup(ctx, inputs, output):
+    ctx.args = inputs[1:]
+
+
+def _gaussian_backward(ctx, grad):
+    # Gaussian dropout is x * t: its gradient is grad * t, the same op on
+    # grad (t regenerated from seed and offset); Gaussian noise is x + t.
+    kind = ctx.args[0]
+    if kind == "gaussian_noise":
+        return (grad,) + (None,) * 5
+    return (torch.ops.fastdrop.gaussian(grad, *ctx.args),) + (None,) * 5
+
+
+_gaussian_op.register_autograd(_gaussian_backward, setup_context=_gaussian_setup)
 
 
 # ----------------------------------------------------------------------------
@@ -728,6 +775,114 @@ def drop_path(x, drop_prob=0.0, training=False, scale_by_keep=True, *, generator
     return _run(x, p, training, mode, ns, _check_generator(generator))
 
 
+def _run_noise(x, kind, param, training, ns, generator):
+    if not training:
+        return x  # evaluation: x itself, nothing drawn
+    seed, offset = _seed_offset(generator, _mask_size(x, ns))
+    if param == 0.0:
+        return x  # no noise: x itself (the generator has advanced)
+    return torch.ops.fastdrop.gaussian(x, kind, param, seed, offset, ns)
+
+
+def gaussian_dropout(input, p=0.5, training=True, *, generator=None, noise_shape=None):
+    """Gaussian dropout on a tensor (Keras's ``GaussianDropout``, fastdrop's
+    normal-variate stream): ``input * (1 + sigma * z)``, ``sigma = sqrt(p /
+    (1 - p))``, with autograd (the gradient is ``grad`` times the same
+    noise, regenerated).  Same numbers as :func:`fastdrop.gaussian_dropout`
+    for the same ``(seed, offset)``.  ``p`` in [0, 1); evaluation and
+    ``p == 0`` return ``input`` itself.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import fastdrop.torch as fdt
+    >>> x = torch.ones(4, requires_grad=True)
+    >>> y = fdt.gaussian_dropout(x, 0.5, generator=0)
+    >>> y.detach()
+    tensor([-0.9612,  1.5620, -0.0410,  0.9141])
+    >>> y.sum().backward(); bool(torch.equal(x.grad, y.detach()))
+    True
+    """
+    _check_tensor(input, "input")
+    training = check_training(training)
+    p = check_noise_param("gaussian_dropout", p)
+    ns = _resolve_noise_shape(input.shape, noise_shape)
+    return _run_noise(input, "gaussian_dropout", p, training, ns, _check_generator(generator))
+
+
+def gaussian_noise(input, stddev, training=True, *, generator=None, noise_shape=None):
+    """Additive Gaussian noise on a tensor (Keras's ``GaussianNoise``):
+    ``input + stddev * z`` with fastdrop's normal-variate stream; the
+    gradient passes through.  Evaluation and ``stddev == 0`` return
+    ``input`` itself.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import fastdrop.torch as fdt
+    >>> fdt.gaussian_noise(torch.zeros(4), 0.1, generator=0)
+    tensor([-0.1961,  0.0562, -0.1041, -0.0086])
+    """
+    _check_tensor(input, "input")
+    training = check_training(training)
+    stddev = check_noise_param("gaussian_noise", stddev)
+    ns = _resolve_noise_shape(input.shape, noise_shape)
+    return _run_noise(input, "gaussian_noise", stddev, training, ns,
+                      _check_generator(generator))
+
+
+class GaussianDropout(torch.nn.Module):
+    """Gaussian dropout layer (Keras's ``GaussianDropout(rate)``): active in
+    ``train()``, the identity in ``eval()``; :func:`gaussian_dropout`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import fastdrop.torch as fdt
+    >>> _ = torch.manual_seed(0)
+    >>> y = fdt.GaussianDropout(0.2)(torch.ones(100000))
+    >>> abs(float(y.mean()) - 1) < 0.01, abs(float(y.var()) - 0.25) < 0.01
+    (True, True)
+    """
+
+    def __init__(self, p=0.5, *, generator=None):
+        super().__init__()
+        self.p = check_noise_param("gaussian_dropout", p)
+        self.generator = _check_generator(generator)
+
+    def forward(self, x):
+        return gaussian_dropout(x, self.p, self.training, generator=self.generator)
+
+    def extra_repr(self):
+        return f"p={self.p}"
+
+
+class GaussianNoise(torch.nn.Module):
+    """Additive Gaussian noise layer (Keras's ``GaussianNoise(stddev)``):
+    active in ``train()``, the identity in ``eval()``; :func:`gaussian_noise`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import fastdrop.torch as fdt
+    >>> m = fdt.GaussianNoise(0.5).eval()
+    >>> x = torch.ones(3)
+    >>> m(x) is x
+    True
+    """
+
+    def __init__(self, stddev, *, generator=None):
+        super().__init__()
+        self.stddev = check_noise_param("gaussian_noise", stddev)
+        self.generator = _check_generator(generator)
+
+    def forward(self, x):
+        return gaussian_noise(x, self.stddev, self.training, generator=self.generator)
+
+    def extra_repr(self):
+        return f"stddev={self.stddev}"
+
+
 class AlphaDropout(torch.nn.Module):
     """Alpha dropout layer with fastdrop's mask; :class:`torch.nn.AlphaDropout`'s
     semantics (active in ``train()``, the identity in ``eval()``).
@@ -828,7 +983,9 @@ class mc_dropout:
     restored.
 
     Dropout layers are fastdrop's (:class:`Dropout`, ``Dropout1d/2d/3d``,
-    :class:`AlphaDropout`, :class:`FeatureAlphaDropout`, :class:`DropPath`)
+    :class:`AlphaDropout`, :class:`FeatureAlphaDropout`, :class:`DropPath`,
+    :class:`GaussianDropout`; not :class:`GaussianNoise`, a training-time
+    regulariser)
     and ``torch.nn``'s (``Dropout``, ``Dropout1d/2d/3d``, ``AlphaDropout``,
     ``FeatureAlphaDropout``), whose masks inside the context are fastdrop's,
     drawn from the context's generator: so runs are reproducible from
@@ -865,7 +1022,7 @@ class mc_dropout:
         self._modes = [(m, m.training) for m in self.model.modules()]
         self.model.eval()
         for m in self.model.modules():
-            if isinstance(m, (Dropout, AlphaDropout, DropPath)):
+            if isinstance(m, (Dropout, AlphaDropout, DropPath, GaussianDropout)):
                 self._generators.append((m, m.generator))
             elif (form := _fastdrop_form(m)) is not None:
                 m.forward = (lambda x, form=form: form(x, self.generator))
