@@ -149,8 +149,8 @@ def build_parser():
     b.add_argument("--p", dest="ps", type=_csv_list(_prob, "probabilities"), metavar="LIST",
                    help="comma-separated drop probabilities in [0, 1) (default 0.5)")
     b.add_argument("--ops", type=_csv_list(_op, "operations"), metavar="LIST",
-                   help="forward,forward_mask,alpha_dropout,gaussian_dropout,drop_path,mask_packed,"
-                        "apply_mask "
+                   help="forward,forward_mask,alpha_dropout,gaussian_dropout,gaussian_noise,drop_path,"
+                        "mask_packed,apply_mask "
                         "(default all)")
     b.add_argument("--backends", type=_backends, metavar="LIST",
                    help="fastdrop backends to time: cython,numba,reference,cuda or 'all' "

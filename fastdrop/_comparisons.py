@@ -20,7 +20,7 @@ Examples
 >>> import numpy as np
 >>> from fastdrop._comparisons import COMPARISONS, Case
 >>> [c.name for c in COMPARISONS]
-['forward', 'forward_mask', 'alpha_dropout', 'gaussian_dropout', 'drop_path', 'mask_packed', 'apply_mask']
+['forward', 'forward_mask', 'alpha_dropout', 'gaussian_dropout', 'gaussian_noise', 'drop_path', 'mask_packed', 'apply_mask']
 >>> case = Case(16, np.float32, p=0.5, seed=0)
 >>> cmp = COMPARISONS[0]
 >>> got = cmp.fastdrop(case, "reference")
@@ -154,10 +154,19 @@ def _fd_gaussian(c, backend):
     return fastdrop.gaussian_dropout(c.x, c.p, rng=c.seed, out=c.out, backend=backend)
 
 
+def _fd_gaussian_noise(c, backend):
+    return fastdrop.gaussian_noise(c.x, c.p, rng=c.seed, out=c.out, backend=backend)
+
+
 def _rows(n):
-    """DropPath's view of a case: ``(n // k, k)`` with the largest ``k <=
-    256`` dividing ``n`` (one decision per row)."""
-    return next(k for k in (256, 128, 64, 32, 16, 8, 4, 2, 1) if n % k == 0)
+    """DropPath's view of a case: ``(n // k, k)`` samples of ``k`` elements,
+    ``k`` the largest power of two up to ``2**16`` that divides ``n`` and
+    leaves at least 64 samples (a (64, 197, 768) ViT block is 2**16.1 per
+    sample); one decision per sample."""
+    k = 1
+    while k < 1 << 16 and n % (2 * k) == 0 and n // (2 * k) >= 64:
+        k *= 2
+    return k
 
 
 def _fd_drop_path(c, backend):
@@ -208,11 +217,11 @@ def _ref_alpha(c):
     return out
 
 
-def _ref_gaussian(c):
-    """Gaussian dropout (docs/spec.md §11): the plan's rule, then the
-    reference's noise kernel."""
+def _ref_noise(c, kind):
+    """Gaussian dropout or noise (docs/spec.md §11, the case's p as the
+    parameter): the plan's rule, then the reference's noise kernel."""
     out = np.empty(c.shape, c.dtype)
-    pl = _plan.plan_noise(c.shape, "gaussian_dropout", c.p, training=True, rng=c.seed)
+    pl = _plan.plan_noise(c.shape, kind, c.p, training=True, rng=c.seed)
     if pl.rule == "noise":
         reference.noise(c.x, out, c.seed, 0, c.mstrides, pl.shift, pl.scale, pl.noise)
     else:
@@ -325,6 +334,12 @@ _NP_GAUSSIAN = {
     # float32 normals (ziggurat in float32) scaled in place
     "numpy-f32": lambda c: c.x * (c.rng.standard_normal(c.shape, dtype=np.float32)
                                   * np.float32(_sigma(c)) + np.float32(1.0)).astype(c.dtype),
+}
+
+_NP_GAUSSIAN_NOISE = {
+    "numpy-normal": lambda c: c.x + c.rng.normal(0.0, c.p, c.shape).astype(c.dtype),
+    "numpy-f32": lambda c: c.x + c.rng.standard_normal(c.shape, dtype=np.float32)
+    .astype(c.dtype) * c.dtype.type(c.p),
 }
 
 _NP_DROP_PATH = {
@@ -450,14 +465,23 @@ COMPARISONS = (
         name="gaussian_dropout",
         title="Gaussian dropout forward: y = gaussian_dropout(x, p)",
         fastdrop=_fd_gaussian,
-        reference=_ref_gaussian,
+        reference=lambda c: _ref_noise(c, "gaussian_dropout"),
         numpy=_NP_GAUSSIAN,
         torch=None,  # torch has no Gaussian dropout op
         traffic=lambda isz: 2 * isz,
     ),
     Comparison(
+        name="gaussian_noise",
+        title="Gaussian noise forward: y = gaussian_noise(x, stddev=p)",
+        fastdrop=_fd_gaussian_noise,
+        reference=lambda c: _ref_noise(c, "gaussian_noise"),
+        numpy=_NP_GAUSSIAN_NOISE,
+        torch=None,  # torch has no Gaussian noise op
+        traffic=lambda isz: 2 * isz,
+    ),
+    Comparison(
         name="drop_path",
-        title="DropPath forward: y = drop_path(x.reshape(-1, 256), p)",
+        title="DropPath forward: y = drop_path(x.reshape(N, -1), p), N >= 64 samples",
         fastdrop=_fd_drop_path,
         reference=_ref_drop_path,
         numpy=_NP_DROP_PATH,

@@ -26,7 +26,8 @@ STRICT = ["-std=c11", "-Wall", "-Wextra", "-Werror",
 #: setup.py's extra_compile_args for the extension.
 SETUP = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=off"]
 
-HEADERS = ("philox.h", "leaf_portable.h", "leaf_avx2.h", "leaf_avx512.h", "kernels.h")
+HEADERS = ("philox.h", "normal.h", "leaf_portable.h", "leaf_avx2.h", "leaf_avx512.h",
+           "kernels.h")
 
 #: What the generated _kernels.c has before ``#include "kernels.h"``: the C
 #: headers Cython includes, then the verbatim preamble of _kernels.pyx's
@@ -56,6 +57,11 @@ USES = {
     uint64_t T = fd_threshold(0.5);
     rc += fd_keep_at(1u, 2u, (uint32_t)(T >> 16), (uint32_t)(T & 0xFFFFu));
 """,
+    "normal.h": r"""
+    double zs[8];
+    fd_normal_batch(3u, 8, 1u, zs);
+    rc += (int)(zs[0] + fd_normal_at(1u, 3u));
+""",
     "leaf_portable.h": r"""
     uint64_t bits[FD_PORTABLE_WORDS];
     uint8_t kb[64] = {0u};
@@ -80,6 +86,8 @@ USES = {
     g.op = FD_OP_FORWARD; g.dtype = FD_F16; g.nd = 0;
     g.isa = fd_isa_for(0u);
     g.af.a = 2.0; g.af.b = -0.0; g.af.c = 0.0;
+    fd_run_task(&g, (int64_t)0);
+    g.op = FD_OP_NOISE_MUL;
     fd_run_task(&g, (int64_t)0);
     rc += fd_isa_select(1)->level + fd_isa()->level + fd_isa_cap_level;
     rc += FD_MAXDIM + FD_F32 + FD_F64;

@@ -90,11 +90,17 @@ def test_numpy_idioms_are_dropout(cmp):
             assert abs(r.mean() - 1) < 5 * sigma / case.n ** 0.5, idiom
             assert abs(r.std() / sigma - 1) < 0.1, idiom
             continue
+        elif cmp.name == "gaussian_noise":  # y - x: mean 0, std p
+            r = res.astype(np.float64) - case.x
+            assert res.shape == case.x.shape and res.dtype == case.x.dtype, idiom
+            assert abs(r.mean()) < 5 * case.p / case.n ** 0.5, idiom
+            assert abs(r.std() / case.p - 1) < 0.1, idiom
+            continue
         elif cmp.name == "drop_path":  # whole rows kept (x * scale) or zero
-            rows = res.reshape(-1, 256)
+            rows = res.reshape(64, -1)
             keep = rows.any(axis=1)
             assert not rows[~keep].any() and 0 < keep.sum() < len(keep), idiom
-            np.testing.assert_allclose(rows[keep], case.x.reshape(-1, 256)[keep] * case.scale,
+            np.testing.assert_allclose(rows[keep], case.x.reshape(64, -1)[keep] * case.scale,
                                        rtol=1e-6)
             continue
         else:  # x is never 0, so the zeros of y are the dropped elements

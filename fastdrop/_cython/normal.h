@@ -5,10 +5,11 @@
  * (+ - * /, sqrt, exact conversions and bit decompositions): no libm log,
  * no fused multiply-add (build with -ffp-contract=off).
  *
- * Written as plain C loops without branches on the data (both AS 241
- * branches are computed and selected per element), so that the kernels in
- * kernels.h, compiled once per ISA with that ISA's target attribute,
- * vectorise them for their own vector width.  Everything is inlined into the
+ * Written as plain C loops without branches on the data (the central
+ * formula for a whole batch, then the tail formula for the compacted list
+ * of tail elements), so that the kernels in kernels.h, compiled once per
+ * ISA with that ISA's target attribute, vectorise them for their own vector
+ * width.  Everything is inlined into the
  * caller (FD_LEAF).
  */
 #ifndef FASTDROP_NORMAL_H
@@ -50,17 +51,32 @@ static const double fd_ln_series[11] = {
 #define FD_LN2_LO 0x1.a39ef35793c76p-33
 #define FD_SQRT_HALF 0x1.6a09e667f3bcdp-1
 
-/* The variate of one 32-bit word (docs/spec.md §10); no branch on data. */
-FD_LEAF double fd_normal_of_word(uint32_t w)
+/* u = (w + 0.5) * 2^-32, exact; w goes through a signed 32-bit conversion
+ * (the one x86 vector conversion before AVX-512). */
+static inline double fd_normal_u(uint32_t w)
 {
-    /* u = (w + 0.5) * 2^-32, exact; w goes through a signed 32-bit
-     * conversion (the one x86 vector conversion before AVX-512) */
-    const double u = ((double)(int32_t)(w ^ 0x80000000u) + 2147483648.5) * 0x1p-32;
-    const double q = u - 0.5;                          /* exact */
-    const int mid = fabs(q) <= 0.425;
-    /* ln(r), r = min(u, 1 - u) in [2^-33, 1/2]: r = m * 2^e exactly; e
-     * as a double from the exponent bits (2^52 + E - 2^52, exact), so that
-     * no 64-bit integer conversion is needed */
+    return ((double)(int32_t)(w ^ 0x80000000u) + 2147483648.5) * 0x1p-32;
+}
+
+/* AS 241's central region, |q| <= 0.425 (q = u - 0.5): z = q * A(r) / B(r). */
+FD_LEAF double fd_normal_central(double q)
+{
+    const double r = 0.180625 - q * q;
+    double nu = fd_ppnd_a[0], de = fd_ppnd_b[0];
+    for (int k = 1; k < 8; k++) {
+        nu = nu * r + fd_ppnd_a[k];
+        de = de * r + fd_ppnd_b[k];
+    }
+    return q * nu / de;
+}
+
+/* The tails, |q| > 0.425: z = +-C(r) / D(r), r = sqrt(-ln(min(u, 1 - u))) - 1.6,
+ * with ln from correctly rounded operations: min(u, 1 - u) = m * 2^e exactly,
+ * e as a double from the exponent bits (2^52 + E - 2^52, exact), so that no
+ * 64-bit integer conversion is needed. */
+FD_LEAF double fd_normal_tail(double u)
+{
+    const double q = u - 0.5;
     const double r = q < 0.0 ? u : 1.0 - u;
     uint64_t rb;
     memcpy(&rb, &r, 8);
@@ -79,16 +95,22 @@ FD_LEAF double fd_normal_of_word(uint32_t w)
     for (int k = 1; k < 11; k++)
         p = p * s2 + fd_ln_series[k];
     const double ln = ed * FD_LN2_HI + (ed * FD_LN2_LO + s * p);
-    /* one Horner pass over the selected polynomials */
-    const double x = mid ? 0.180625 - q * q : sqrt(-ln) - 1.6;
-    double nu = mid ? fd_ppnd_a[0] : fd_ppnd_c[0];
-    double de = mid ? fd_ppnd_b[0] : fd_ppnd_d[0];
+    const double x = sqrt(-ln) - 1.6;
+    double nu = fd_ppnd_c[0], de = fd_ppnd_d[0];
     for (int k = 1; k < 8; k++) {
-        nu = nu * x + (mid ? fd_ppnd_a[k] : fd_ppnd_c[k]);
-        de = de * x + (mid ? fd_ppnd_b[k] : fd_ppnd_d[k]);
+        nu = nu * x + fd_ppnd_c[k];
+        de = de * x + fd_ppnd_d[k];
     }
-    const double z = (mid ? q * nu : nu) / de;
-    return (!mid && q < 0.0) ? -z : z;
+    const double z = nu / de;
+    return q < 0.0 ? -z : z;
+}
+
+/* The variate of one 32-bit word (docs/spec.md §10). */
+static inline double fd_normal_of_word(uint32_t w)
+{
+    const double u = fd_normal_u(w);
+    const double q = u - 0.5;
+    return fabs(q) <= 0.425 ? fd_normal_central(q) : fd_normal_tail(u);
 }
 
 /* Philox words (c2 = 2) of positions j .. j + m - 1, m <= FD_NORMAL_BATCH,
@@ -122,13 +144,45 @@ FD_LEAF void fd_normal_words(uint64_t j, int m, uint64_t seed, uint32_t *w)
     memcpy(w, all + (j & 3), (size_t)m * 4);
 }
 
-/* Variates of positions j .. j + m - 1 (m <= FD_NORMAL_BATCH) into z. */
+/* Variates of positions j .. j + m - 1 (m <= FD_NORMAL_BATCH) into z:
+ * the central formula for every element (vectorised), then the tail
+ * formula (15% of the words) for the compacted list of tail elements
+ * (vectorised too, over gathered words), scattered back.  Every element
+ * gets exactly fd_normal_of_word's value.  Computing both formulas for
+ * every element and selecting was slower (measured, 16 Mi float32, 1
+ * thread, interleaved, AMD EPYC Zen 5: 71.5 against 51.3 ms with AVX-512,
+ * 118.7 against 65.8 ms with AVX2). */
 FD_LEAF void fd_normal_batch(uint64_t j, int m, uint64_t seed, double *z)
 {
-    uint32_t w[FD_NORMAL_BATCH];
+    enum { G = 8 };  /* the tail list is padded to whole groups of G */
+    uint32_t w[FD_NORMAL_BATCH], wt[FD_NORMAL_BATCH + G];
+    int64_t tail[FD_NORMAL_BATCH];
+    int32_t at[FD_NORMAL_BATCH];
+    double zt[FD_NORMAL_BATCH + G];
     fd_normal_words(j, m, seed, w);
-    for (int e = 0; e < m; e++)
-        z[e] = fd_normal_of_word(w[e]);
+    for (int e = 0; e < m; e++) {
+        const double q = fd_normal_u(w[e]) - 0.5;
+        tail[e] = fabs(q) > 0.425;
+        z[e] = fd_normal_central(q);
+    }
+    int nt = 0;
+    for (int e = 0; e < m; e++) {  /* the tail elements, their words gathered */
+        at[nt] = e;
+        wt[nt] = w[e];
+        nt += (int)tail[e];
+    }
+    for (int k = nt; k < nt + G; k++)
+        wt[k] = 0x80000000u;  /* padding (u = 1/2): computed, never stored */
+    for (int k = 0; k < nt; k += G) {
+        /* through pointers: Python's -fwrapv makes zt[k + i] opaque to the
+         * vectoriser (it kept this loop scalar) */
+        const uint32_t *wg = wt + k;
+        double *zg = zt + k;
+        for (int i = 0; i < G; i++)
+            zg[i] = fd_normal_tail(fd_normal_u(wg[i]));
+    }
+    for (int k = 0; k < nt; k++)
+        z[at[k]] = zt[k];
 }
 
 /* The variate of one stream position. */

@@ -111,6 +111,13 @@ static inline uint64_t fd_fix_ties(uint64_t w, uint64_t t, uint64_t seed, uint64
 #define FD_MAYBE_UNUSED
 #endif
 
+/* Prefetch the cache line at p into L2 (a hint; nothing without GCC/Clang). */
+#if defined(__GNUC__)
+#define FD_PREFETCH_L2(p) __builtin_prefetch((p), 0, 2)
+#else
+#define FD_PREFETCH_L2(p) ((void)(p))
+#endif
+
 /* The ISA leaves' functions: always inlined into the skeleton's loops, so
  * their constants stay in registers across batches. */
 #if defined(__GNUC__)
