@@ -65,7 +65,7 @@ def dropout(x, p=0.5, *, training=True, mode="inverted", rng=None, noise_shape=N
 
     Parameters
     ----------
-    x : array_like of float16, float32 or float64
+    x : array_like of float16, float32, float64 or bfloat16 (ml_dtypes)
         Input, any shape (0-d and empty too) and any strides.
     p : float
         Drop probability in [0, 1].
@@ -312,7 +312,7 @@ def apply_mask(x, mask, p, *, mode="inverted", noise_shape=None, out=None, backe
 
     Parameters
     ----------
-    x : array_like of float16, float32 or float64
+    x : array_like of float16, float32, float64 or bfloat16 (ml_dtypes)
     mask : ndarray of bool or packed uint8
         A bool mask broadcastable to ``x`` (same ndim, each axis 1 or
         ``x``'s extent), or packed bits over the logical index of the mask
@@ -361,7 +361,7 @@ def dropout_backward(grad, p, *, mask=None, state=None, training=True, mode="inv
 
     Parameters
     ----------
-    grad : array_like of float16, float32 or float64
+    grad : array_like of float16, float32, float64 or bfloat16 (ml_dtypes)
         Gradient with respect to the dropout output.
     p : float
         The forward's drop probability.

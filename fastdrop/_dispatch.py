@@ -51,7 +51,9 @@ Arrays are NumPy arrays on the CPU (device arrays for ``cuda``).
     in the compute type, rounded back to the dtype.
 
 A backend module may also define ``available() -> (bool, reason)`` and
-``DTYPES`` (the dtype names it supports; default float16/32/64).  One that
+``DTYPES`` (the dtype names it supports; default float16/32/64; every
+built-in backend also lists ``"bfloat16"``: ``ml_dtypes.bfloat16`` arrays,
+computed in float32 with docs/spec.md §4's conversions).  One that
 sets ``ACCEPTS_FRESH_OUT = True`` gets ``fresh_out=True`` in ``forward`` when
 the front end has just allocated ``out`` (untouched pages: non-temporal
 stores, which pay off on a caller's buffer, would then cost extra traffic).

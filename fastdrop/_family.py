@@ -199,12 +199,12 @@ def gaussian_dropout(x, p=0.5, *, training=True, rng=None, noise_shape=None, out
     (docs/spec.md §10: Philox and AS 241 in correctly rounded float64, the
     same bits on every backend, thread count and device), and becomes ``x *
     t`` with ``t = 1 + sigma * z``, ``sigma = sqrt(p / (1 - p))`` (float64,
-    rounded once to the compute type: float32 for float16 and float32).
+    rounded once to the compute type: float32 for float16, bfloat16 and float32).
     In evaluation, or at ``p == 0``, the result is ``x``'s values.
 
     Parameters
     ----------
-    x : array_like of float16, float32 or float64
+    x : array_like of float16, float32, float64 or bfloat16 (ml_dtypes)
     p : float
         In [0, 1): the drop rate whose inverted-dropout variance the noise
         matches; ``p == 1`` is a ``ValueError`` (infinite variance).
@@ -240,7 +240,7 @@ def gaussian_noise(x, stddev, *, training=True, rng=None, noise_shape=None, out=
 
     Parameters
     ----------
-    x : array_like of float16, float32 or float64
+    x : array_like of float16, float32, float64 or bfloat16 (ml_dtypes)
     stddev : float
         Finite and >= 0.
     training, rng, noise_shape, out, backend

@@ -26,6 +26,7 @@ import operator
 
 import numpy as np
 
+from ._bfloat16 import is_bfloat16
 from ._generator import check_rng  # noqa: F401 - re-exported: one import site for checks
 
 __all__ = [
@@ -36,6 +37,9 @@ __all__ = [
 ]
 
 FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
+#: The floating dtypes every function takes, for messages (bfloat16 is
+#: ``ml_dtypes.bfloat16``, which is not in FLOAT_DTYPES: NumPy has none).
+FLOAT_NAMES = "float16, float32, float64 or bfloat16"
 MODES = ("inverted", "classic")
 
 #: Largest number of elements whose self-overlap is decided by listing every
@@ -120,17 +124,18 @@ def check_flag(value, name):
 
 
 def check_float_dtype(dtype, name="x"):
-    """``dtype`` as a NumPy dtype; TypeError naming it unless float16/32/64."""
+    """``dtype`` as a NumPy dtype; TypeError naming it unless float16/32/64
+    or ``ml_dtypes.bfloat16`` (recognised without importing ml_dtypes:
+    :func:`fastdrop._bfloat16.is_bfloat16`)."""
     dtype = np.dtype(dtype)
+    if dtype in FLOAT_DTYPES or is_bfloat16(dtype):
+        return dtype
     if dtype.kind == "f" and not dtype.isnative and dtype.newbyteorder("=") in FLOAT_DTYPES:
         raise TypeError(
             f"{name} has non-native byte order (dtype {dtype.str}); convert it first, "
             f"e.g. {name}.astype({name}.dtype.newbyteorder('='))")
-    if dtype not in FLOAT_DTYPES:
-        raise TypeError(
-            f"{name} must have a floating dtype (float16, float32 or float64), "
-            f"got dtype {dtype}")
-    return dtype
+    raise TypeError(
+        f"{name} must have a floating dtype ({FLOAT_NAMES}), got dtype {dtype}")
 
 
 def as_float_array(x, name="x"):

@@ -34,6 +34,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _bfloat16 as _bf
+
 __all__ = [
     "philox4x32_10",
     "threshold",
@@ -46,10 +48,14 @@ __all__ = [
     "ln",
     "ppnd",
     "CHUNK",
+    "DTYPES",
 ]
 
 #: Elements per chunk: bounds the working memory of every reference routine.
 CHUNK = 1 << 18
+
+#: dtypes this backend supports (bfloat16: ``ml_dtypes.bfloat16`` arrays).
+DTYPES = ("float16", "float32", "float64", "bfloat16")
 
 _M0 = np.uint64(0xD2511F53)
 _M1 = np.uint64(0xCD9E8D57)
@@ -195,6 +201,22 @@ def _compute_type(dtype):
     return np.float64 if dtype == np.float64 else np.float32
 
 
+def _to_compute(x, ct):
+    """``C(x)``: x in the compute type ``ct`` (exact: float16 and bfloat16
+    widen to float32, float32 and float64 are their own)."""
+    if _bf.is_bfloat16(x.dtype):
+        return _bf.widen(x)
+    return x.astype(ct)
+
+
+def _to_storage(v, dtype):
+    """``R(v)``: compute-type values rounded to ``dtype`` (IEEE round to
+    nearest even; bfloat16 on the bits, docs/spec.md §4)."""
+    if _bf.is_bfloat16(dtype):
+        return _bf.narrow(v, dtype)
+    return np.asarray(v).astype(dtype, copy=False)
+
+
 def _chunks(shape):
     """Yield index tuples that cover ``shape`` in C order, each at most CHUNK
     elements, together with the logical start indices of the chunk."""
@@ -240,11 +262,11 @@ def _masked_select(x, out, mstrides, scale, shift, fill, keep_of):
     ct = _compute_type(x.dtype)
     with np.errstate(all="ignore"):
         a, b = ct(scale), ct(shift)
-        c = x.dtype.type(ct(fill))  # a large fill is inf in float16, as x * a would be
+        c = _to_storage(ct(fill), x.dtype)  # a large fill is inf in float16, as x * a would be
         for sl, start, sub in _chunks(x.shape):
             idx = _chunk_index(start, sub, mstrides)
             keep = keep_of(idx)
-            y = (x[sl].astype(ct) * a + b).astype(x.dtype, copy=False)
+            y = _to_storage(_to_compute(x[sl], ct) * a + b, x.dtype)
             out[sl] = np.where(keep, y, c)
 
 
@@ -341,7 +363,7 @@ def scale(x, out, factor):
     ct = _compute_type(x.dtype)
     with np.errstate(all="ignore"):
         for sl, _, _ in _chunks(x.shape):
-            out[sl] = (x[sl].astype(ct) * ct(factor)).astype(x.dtype, copy=False)
+            out[sl] = _to_storage(_to_compute(x[sl], ct) * ct(factor), x.dtype)
 
 
 # ----------------------------------------------------------------------------
@@ -494,6 +516,6 @@ def noise(x, out, seed, offset, mstrides, a, b, op):
             lo = int(idx.min())
             z = normal_range(seed, offset + lo, int(idx.max()) - lo + 1)[idx - lo]
             t = (z * np.float64(b) + np.float64(a)).astype(ct)
-            xc = x[sl].astype(ct)
+            xc = _to_compute(x[sl], ct)
             y = xc * t if op == "mul" else xc + t
-            out[sl] = y.astype(x.dtype, copy=False)
+            out[sl] = _to_storage(y, x.dtype)

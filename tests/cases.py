@@ -45,6 +45,12 @@ from fastdrop import reference as R
 from fastdrop._validate import mask_geometry
 
 DTYPES = (np.float16, np.float32, np.float64)
+try:  # bfloat16 is ml_dtypes' (an optional dependency): the BF16_* lists are empty without it
+    import ml_dtypes
+except ImportError:
+    BFLOAT16 = None
+else:
+    BFLOAT16 = np.dtype(ml_dtypes.bfloat16)
 SEED = 0x9E3779B97F4A7C15     # both key words non-zero
 CHUNK = 1 << 16               # the task size of both compiled backends
 U64 = 1 << 64
@@ -52,10 +58,15 @@ U64 = 1 << 64
 # x contains these: NaN, infinities, signed zeros, a negative, float16's largest
 # finite value (its scaled value overflows to inf) and a float16 subnormal
 SPECIALS = (np.nan, np.inf, -np.inf, -0.0, 0.0, -1.5, 65504.0, 2.0 ** -24)
+# ... and bfloat16 also these bit patterns: its largest finite value (scaled,
+# it overflows to inf), the largest value below 1 (scaled, a rounding tie
+# or near one), subnormals, a signalling NaN, a negative NaN with a payload
+BF16_SPECIALS = (0x7F7F, 0xFF7F, 0x3F7F, 0x0001, 0x807F, 0x7F81, 0xFFC3)
 
 
 def values(shape, dtype, seed=0):
-    """Normals with ``SPECIALS`` on a sixth of the elements."""
+    """Normals with ``SPECIALS`` on a sixth of the elements (bfloat16: and
+    ``BF16_SPECIALS`` on another twelfth)."""
     rng = np.random.default_rng(seed)
     n = math.prod(shape)
     v = rng.standard_normal(n).astype(dtype)
@@ -63,7 +74,43 @@ def values(shape, dtype, seed=0):
         pos = rng.integers(0, n, size=max(1, n // 6))
         with np.errstate(over="ignore"):
             v[pos] = np.array(SPECIALS, dtype=dtype)[np.arange(pos.size) % len(SPECIALS)]
+        if BFLOAT16 is not None and np.dtype(dtype) == BFLOAT16:
+            pos = rng.integers(0, n, size=max(1, n // 12))
+            v.view(np.uint16)[pos] = np.array(BF16_SPECIALS, np.uint16)[
+                np.arange(pos.size) % len(BF16_SPECIALS)]
     return v.reshape(shape)
+
+
+def is_bf16(dtype):
+    return BFLOAT16 is not None and np.dtype(dtype) == BFLOAT16
+
+
+def to_compute(x, ct):
+    """``C(x)`` of docs/spec.md §4, written from the spec (not with
+    fastdrop's code): bfloat16's bits are the high half of a float32."""
+    if is_bf16(x.dtype):
+        return (x.view(np.uint16).astype(np.uint32) << 16).view(np.float32)
+    return x.astype(ct)
+
+
+def bf16_round_bits(f):
+    """``R`` of docs/spec.md §4 for bfloat16, written from the spec: the
+    float32 bits cut at 16, rounded up when the cut half is more than half
+    an ulp or exactly half with an odd result (ties to even); a NaN quiet
+    with its sign and top payload bits."""
+    u = np.asarray(f, np.float32).view(np.uint32)
+    hi, lo = u >> 16, u & 0xFFFF
+    up = (lo > 0x8000) | ((lo == 0x8000) & ((hi & 1) == 1))
+    nan = (u & 0x7FFFFFFF) > 0x7F800000
+    return np.where(nan, hi | 0x40, hi + up).astype(np.uint16)
+
+
+def to_dtype(v, dtype):
+    """``R(v)``: compute-type values rounded to ``dtype`` (round to nearest
+    even; bfloat16 by :func:`bf16_round_bits`)."""
+    if is_bf16(dtype):
+        return bf16_round_bits(v).view(dtype)
+    return np.asarray(v).astype(dtype)
 
 
 def assert_same(actual, expected, msg=""):
@@ -670,3 +717,36 @@ KERNEL_APPLY = _unique(
 ALL = {"FORWARD": FORWARD, "WITH_MASK": WITH_MASK, "OUT": OUT, "IN_PLACE": IN_PLACE,
        "APPLY": APPLY, "BACKWARD": BACKWARD, "MASKS": MASKS, "KERNEL_MASKS": KERNEL_MASKS,
        "KERNEL_FORWARD": KERNEL_FORWARD, "KERNEL_APPLY": KERNEL_APPLY}
+
+
+# ---------------------------------------------------------------- bfloat16
+# bfloat16 (ml_dtypes) runs every parity test over a rotation of the tables
+# above rather than all of them: every 5th case of each list (every 3rd of
+# the kernel lists), plus the layouts whose paths no rotation may skip (the
+# transposes of tall arrays, the blocked and memory-order walks, unaligned
+# buffers, every noise-shape variant of the 2-D and 3-D tables in FORWARD).
+# ``test_bfloat16.py::test_bf16_tables_cover`` checks this.
+BF16 = (BFLOAT16,) if BFLOAT16 is not None else ()
+
+
+def bf16(cases, step, shift=0, extra=()):
+    """Every ``step``-th case of ``cases`` from ``shift``, and ``extra``, in
+    bfloat16 only (no case without ml_dtypes)."""
+    return _unique([dataclasses.replace(c, dtypes=BF16)
+                    for c in list(cases[shift::step]) + list(extra)])
+
+
+_BF16_MUST = ([c for c in FORWARD if c.layout in TALL or c.layout in BLOCKED
+               or c.layout in UNALIGNED or c.layout in MEMORY_ORDER[::3]
+               or (c.layout.noise is not None and c.layout.size < CHUNK)])
+BF16_ALL = {
+    "FORWARD": bf16(FORWARD, 5, extra=_BF16_MUST),
+    "WITH_MASK": bf16(WITH_MASK, 5, 1),
+    "OUT": bf16(OUT, 5, 2, extra=[c for c in OUT if c.out is not None
+                                   and c.layout.id in ("C30x50", "C1000")]),
+    "IN_PLACE": bf16(IN_PLACE, 5, 3),
+    "APPLY": bf16(APPLY, 5, 4),
+    "BACKWARD": bf16(BACKWARD, 5),
+    "KERNEL_FORWARD": bf16(KERNEL_FORWARD, 3),
+    "KERNEL_APPLY": bf16(KERNEL_APPLY, 3, 1),
+}

@@ -204,7 +204,9 @@ def call_torch_dropout(kw, training):
     args = _merge(dict(x=x, p=0.5, training=True, generator=fastdrop.Generator(5, offset=16),
                        noise_shape=None, mode="inverted", save_mask=False), kw, dict(x=x))
     _set_mode(args, kw, training)
-    return Call(lambda: fdt.dropout(**args), args, watch=_torch_rng_watch(torch))
+    # torch's name for the tensor is input (the battery's primary array is "x")
+    return Call(lambda: fdt.dropout(**{("input" if k == "x" else k): v for k, v in args.items()}),
+                args, watch=_torch_rng_watch(torch))
 
 
 def _torch_ctor(cls_name, with_noise_shape):
@@ -687,8 +689,8 @@ def flag_bad(name):
 
 
 # --- torch tensors ---------------------------------------------------------
-TENSOR = r"x must be a torch.Tensor"
-TORCH_DTYPE = r"x must be a float16, float32 or float64 tensor"
+TENSOR = r"(x|input) must be a torch.Tensor"
+TORCH_DTYPE = r"(x|input) must be a float16, float32, float64 or bfloat16 tensor"
 TORCH_X_BAD = [
     (A("numpy array", lambda: np.ones((2, 4), F32)), TypeError, TENSOR),
     ([[1.0, 2.0]], TypeError, TENSOR),
@@ -697,19 +699,27 @@ TORCH_X_BAD = [
      TORCH_DTYPE),
     (A("bool tensor", lambda: _torch().ones((2, 4), dtype=_torch().bool)), TypeError,
      TORCH_DTYPE),
-    (A("bfloat16 tensor", lambda: _torch().ones((2, 4), dtype=_torch().bfloat16)), TypeError,
-     r"x must be a float16, float32 or float64 tensor, got dtype torch.bfloat16"),
+    (A("complex64 tensor", lambda: _torch().ones((2, 4), dtype=_torch().complex64)), TypeError,
+     r"(x|input) must be a float16, float32, float64 or bfloat16 tensor, got dtype "
+     r"torch.complex64"),
 ]
 
 
 def module_x_bad(cls_name):
     """Inputs of the wrong rank for a channel-dropout module, and non-tensors."""
     k = {"Dropout1d": 1, "Dropout2d": 2, "Dropout3d": 3}[cls_name]
-    rank = rf"{cls_name} expects a {k + 1}-D \(unbatched\) or {k + 2}-D \(batched\) input"
     good = _MODULE_X[cls_name]
-    return [
-        (A(f"{k}-D tensor", lambda: _torch().ones((2,) * k)), ValueError, rank),
-        (A(f"{k + 3}-D tensor", lambda: _torch().ones((1,) * (k + 3))), ValueError, rank),
+    # torch's conventions: Dropout1d refuses other ranks; Dropout2d/3d warn and
+    # go on, down to the rank feature dropout cannot take (a RuntimeError)
+    if k == 1:
+        rank = r"dropout1d: Expected 2D or 3D input, but received a"
+        wrong = [(A("1-D tensor", lambda: _torch().ones((2,))), RuntimeError, rank),
+                 (A("4-D tensor", lambda: _torch().ones((1,) * 4)), RuntimeError, rank)]
+    else:
+        low = 1 if k == 2 else 0
+        wrong = [(A(f"{low}-D tensor", lambda: _torch().ones((2,) * low)), RuntimeError,
+                  "Feature dropout requires at least 2 dimensions in the input")]
+    return wrong + [
         (A("numpy array", lambda: np.ones(good, F32)), TypeError, TENSOR),
         (A("nested list", lambda: np.ones(good).tolist()), TypeError, TENSOR),
         (A("int64 tensor", lambda: _torch().ones(good, dtype=_torch().int64)), TypeError,

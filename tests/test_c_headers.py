@@ -68,6 +68,7 @@ USES = {
     fd_portable_bits(0u, 100, 1u, 0x8000u, 0u, bits, NULL, 0);
     fd_portable_to_bytes(bits[0], 64, kb);
     rc += (int)fd_portable_from_bytes(kb, 64, 0xFF) + (int)fd_f2h(fd_h2f(0x3C00u));
+    rc += (int)fd_f2bf(fd_bf2f(0x3F80u));
 """,
     "leaf_avx2.h": r"""
 #ifdef FD_HAVE_AVX2
@@ -90,15 +91,19 @@ USES = {
     g.op = FD_OP_NOISE_MUL;
     fd_run_task(&g, (int64_t)0);
     rc += fd_isa_select(1)->level + fd_isa()->level + fd_isa_cap_level;
-    rc += FD_MAXDIM + FD_F32 + FD_F64;
+    g.dtype = FD_BF16;
+    fd_run_task(&g, (int64_t)0);
+    rc += FD_MAXDIM + FD_F32 + FD_F64 + FD_NDTYPES;
     float f[8] = {0.0f}, fo[8];
     double d[8] = {0.0}, dout[8];
     uint16_t h[8] = {0u}, ho[8];
     uint8_t packed[1] = {0u};
     uint32_t ctr2[4] = {0u, 0u, 0u, 0u};
     fd_isa()->stream_scale(f, fo, (int64_t)8, 2.0f);
-    /* api.pxd (float16 as its uint16_t bits) */
+    /* api.pxd (float16 and bfloat16 as their uint16_t bits) */
     rc += fastdrop_dropout_f16(h, ho, 8u, 1u, 0u, 0.5);
+    rc += fastdrop_dropout_bf16(h, ho, 8u, 1u, 0u, 0.5);
+    fastdrop_apply_packed_bf16(h, ho, packed, 8u, 2.0);
     rc += fastdrop_dropout_f32(f, fo, 8u, 1u, 0u, 0.5);
     rc += fastdrop_dropout_f64(d, dout, 8u, 1u, 0u, 0.5);
     fastdrop_apply_packed_f16(h, ho, packed, 8u, 2.0);

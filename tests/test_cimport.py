@@ -19,7 +19,7 @@ SRC = r'''
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from fastdrop._cython.api cimport (fastdrop_dropout_f16, fastdrop_dropout_f32,
     fastdrop_dropout_f64, fastdrop_mask_packed, fastdrop_keep, fastdrop_philox4x32_10,
-    fastdrop_apply_packed_f32)
+    fastdrop_apply_packed_f32, fastdrop_dropout_bf16, fastdrop_apply_packed_bf16)
 
 def dropout(x, out, uint64_t seed, uint64_t offset, double p):
     cdef int rc
@@ -40,6 +40,17 @@ def dropout(x, out, uint64_t seed, uint64_t offset, double p):
         with nogil:
             rc = fastdrop_dropout_f16(&xh[0], &oh[0], n, seed, offset, p)
     return rc
+
+def dropout_bf16(uint16_t[::1] x, uint16_t[::1] out, uint64_t seed, uint64_t offset,
+                 double p):
+    cdef int rc
+    with nogil:
+        rc = fastdrop_dropout_bf16(&x[0], &out[0], x.shape[0], seed, offset, p)
+    return rc
+
+def apply_packed_bf16(uint16_t[::1] x, uint16_t[::1] out, const uint8_t[::1] packed,
+                      double scale):
+    fastdrop_apply_packed_bf16(&x[0], &out[0], &packed[0], x.shape[0], scale)
 
 def mask_packed(uint8_t[::1] out, uint64_t n, uint64_t seed, uint64_t offset, double p):
     return fastdrop_mask_packed(&out[0], n, seed, offset, p)
@@ -116,6 +127,26 @@ def test_dropout_matches_reference(mod, dtype):
                 assert_array_equal(got.view(u), want.view(u))
     assert mod.dropout(x, got, 1, 0, float("nan")) == -1
     assert mod.dropout(x, got, 1, 0, 1.5) == -1
+
+
+def test_bfloat16_c_api(mod):
+    """fastdrop_dropout_bf16 / fastdrop_apply_packed_bf16 take bfloat16 as
+    its uint16 bits (docs/spec.md §4); every bit pattern, against the
+    reference on ml_dtypes arrays."""
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    h = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16)
+    x = h.view(ml_dtypes.bfloat16)
+    for p, off in ((0.1, 0), (0.5, 5), (0.9, 2**40 + 3)):
+        want = np.empty_like(x)
+        R.forward(x, want, 99, off, R.threshold(p), 1 / (1 - p), (1,))
+        got = np.empty_like(h)
+        assert mod.dropout_bf16(h, got, 99, off, p) == 0
+        assert_array_equal(got, want.view(np.uint16))
+        packed = np.packbits(R.keep_range(7, off, h.size, R.threshold(p)), bitorder="little")
+        R.apply_mask(x, want, (1,), 1 / (1 - p), packed=packed)
+        mod.apply_packed_bf16(h, got, packed, 1 / (1 - p))
+        assert_array_equal(got, want.view(np.uint16))
+    assert mod.dropout_bf16(h, got, 1, 0, float("nan")) == -1
 
 
 def test_mask_keep_apply(mod):

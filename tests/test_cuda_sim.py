@@ -37,6 +37,17 @@ pytestmark = pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarn
 sim_only = pytest.mark.skipif(not SIM, reason="runs inside test_simulator_suite")
 
 DTYPES = (np.float16, np.float32, np.float64)
+try:  # bfloat16 is ml_dtypes' (optional): its tests are skipped without it
+    import ml_dtypes
+except ImportError:
+    BF16 = None
+    _BF16_PARAM = pytest.param(None, id="bfloat16",
+                               marks=pytest.mark.skip(reason="ml_dtypes is not installed"))
+else:
+    BF16 = np.dtype(ml_dtypes.bfloat16)
+    _BF16_PARAM = pytest.param(BF16, id="bfloat16")
+#: DTYPES and bfloat16 (docs/spec.md §4), for the tests that run it too
+WITH_BF16 = DTYPES + (_BF16_PARAM,)
 LAUNCHES = ((1, 32), (3, 64), (2, 96), None)  # (grid, block); None = default
 
 
@@ -335,7 +346,7 @@ class TestSim:
         want_kept = (x.astype(np.float32) * np.float32(1 / (1 - p))).astype(np.float16)
         np.testing.assert_array_equal(bits(got)[keep], bits(want_kept)[keep])
 
-    @pytest.mark.parametrize("dtype", DTYPES)
+    @pytest.mark.parametrize("dtype", WITH_BF16)
     @pytest.mark.parametrize("case", ["step", "reverse", "transpose", "3d", "fortran_out"])
     def test_forward_strided(self, dtype, case):
         cuda = self.cuda
@@ -607,7 +618,7 @@ class TestSim:
         self.B.noise(d, d, seed, offset, (1,), a, b, op, launch=(1, 3))  # in place
         assert_same(d.copy_to_host(), want)
 
-    @pytest.mark.parametrize("dtype", DTYPES)
+    @pytest.mark.parametrize("dtype", WITH_BF16)
     @pytest.mark.parametrize("case", ["step", "reverse", "transpose", "3d", "fortran_out",
                                       "in_place"])
     def test_noise_strided(self, dtype, case):
@@ -643,7 +654,7 @@ class TestSim:
             self.B.noise(dx, out, 77, 5, ms, a, b, op, launch=(2, 4))
             assert_same(out.copy_to_host(), want)
 
-    @pytest.mark.parametrize("dtype", DTYPES)
+    @pytest.mark.parametrize("dtype", WITH_BF16)
     @pytest.mark.parametrize("shape,ns", [((6, 9), (6, 1)), ((6, 9), (1, 9)), ((6, 9), (1, 1)),
                                           ((4, 3, 5), (4, 1, 5))])
     def test_noise_broadcast(self, dtype, shape, ns):
@@ -712,7 +723,7 @@ class TestSim:
         k[2, 32](self.dev(words), out)
         assert_same(out.copy_to_host(), R.ppnd(u))
 
-    @pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+    @pytest.mark.parametrize("dtype", WITH_BF16)
     @pytest.mark.parametrize("kind,param", [("gaussian_dropout", 0.3),
                                             ("gaussian_noise", 0.25)])
     def test_noise_frontend(self, dtype, kind, param):
@@ -798,6 +809,97 @@ class TestSim:
 
         assert kernels.noise_kernel("float16", "mul", False) is \
             kernels.noise_kernel("float16", "mul", False)
+
+    # --- bfloat16 (docs/spec.md §4, "bfloat16") ------------------------------------------
+
+    def _bf16_oracle(self):
+        if BF16 is None:
+            pytest.skip("ml_dtypes is not installed")
+        from cases import bf16_round_bits  # the spec's R, written in the tests
+
+        return bf16_round_bits
+
+    def test_bf16_every_bit_pattern(self):
+        """Every bfloat16 bit pattern through the tile kernel (both mask
+        outputs), the strided kernel with a stored bool mask and with packed
+        bits on a reversed view: the kernels' integer conversions on uint16
+        spans against an oracle written from the spec."""
+        rnd = self._bf16_oracle()
+        cuda = self.cuda
+        h = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16)
+        x = h.view(BF16)
+        f = (h.astype(np.uint32) << 16).view(np.float32)
+        seed, off, T = 2**64 - 3, 13, R.threshold(0.3)
+        keep = R.keep_range(seed, off, h.size, T)
+        packed = np.packbits(keep, bitorder="little")
+
+        def want(a, b, c):
+            with np.errstate(all="ignore"):
+                v = f * np.float32(a) + np.float32(b)
+            return np.where(keep, rnd(v), rnd(np.float32(c)))
+
+        dx = self.dev(x)
+        out = cuda.device_array(h.size, BF16)
+        kd = cuda.device_array(h.size, np.bool_)
+        pk = cuda.device_array(packed.size, np.uint8)
+        self.B.forward(dx, out, seed, off, T, 1 / 0.7, (1,), keep_out=kd, packed_out=pk,
+                       shift=0.1, fill=-1.25)
+        np.testing.assert_array_equal(bits(out.copy_to_host()), want(1 / 0.7, 0.1, -1.25))
+        np.testing.assert_array_equal(kd.copy_to_host(), keep)
+        np.testing.assert_array_equal(pk.copy_to_host(), packed)
+        # overflow to inf, a fill that rounds; then scale 1 (signalling NaNs quiet)
+        self.B.apply_mask(dx, out, (1,), 1e30, keep=self.dev(keep), fill=1.00390625)
+        np.testing.assert_array_equal(bits(out.copy_to_host()), want(1e30, -0.0, 1.00390625))
+        rev = self.dev(x[::-1].copy())[::-1]
+        self.B.apply_mask(rev, out, (1,), 1.0, packed=self.dev(packed))
+        np.testing.assert_array_equal(bits(out.copy_to_host()), want(1.0, -0.0, 0.0))
+
+    def test_bf16_noise_bit_patterns(self):
+        """The Gaussian rule (§11) on 4096 bit patterns: both noise kernels
+        (a contiguous x, a reversed one), overflow to inf included."""
+        rnd = self._bf16_oracle()
+        h = np.arange(5, 1 << 16, 16, dtype=np.uint32).astype(np.uint16)
+        x = h.view(BF16)
+        f = (h.astype(np.uint32) << 16).view(np.float32)
+        z = R.normal_range(9, 2**34 - 5, h.size)
+        for op, a, b in (("mul", 1.0, 3.0), ("add", -0.0, 3e38)):
+            t = (z * b + a).astype(np.float32)
+            with np.errstate(all="ignore"):
+                w = rnd(f * t if op == "mul" else f + t)
+            for dx in (self.dev(x), self.dev(x[::-1].copy())[::-1]):
+                out = self.cuda.device_array(h.size, BF16)
+                self.B.noise(dx, out, 9, 2**34 - 5, (1,), a, b, op)
+                np.testing.assert_array_equal(bits(out.copy_to_host()), w)
+
+    @pytest.mark.parametrize("p", [0.0, 0.3, 1.0])
+    def test_bf16_constant_rules_and_eval(self, p):
+        """The rules without a select kernel (copy, zero, classic
+        evaluation's scale: the fill kernel) and the masks they fill."""
+        self._bf16_oracle()
+        x = values((5, 13), BF16, 7)
+        for kw in (dict(), dict(training=False), dict(training=False, mode="classic")):
+            want, wm = fastdrop.dropout(x, p, rng=1, return_mask="packed", **kw,
+                                        backend="reference")
+            got, m = self.F.dropout(self.dev(x), p, rng=1, return_mask="packed", **kw)
+            assert_same(got.copy_to_host(), want)
+            np.testing.assert_array_equal(m.copy_to_host(), wm)
+            got = self.F.dropout(self.dev(x)[:, ::-2], p, rng=1, **kw)
+            assert_same(got.copy_to_host(),
+                        fastdrop.dropout(x[:, ::-2], p, rng=1, **kw, backend="reference"))
+
+    def test_bf16_spans_and_foreign_arrays(self):
+        """A bfloat16 device array is read through a uint16 span; a foreign
+        CAI array can only say ``<V2`` (no bfloat16 type string), which is
+        refused with that dtype named."""
+        self._bf16_oracle()
+        from fastdrop._cuda import _interop
+
+        d = _interop.describe(self.dev(values((3, 4), BF16, 2)))
+        assert d.dtype == BF16
+        v = _interop.view(d)
+        assert v.span.dtype == np.uint16 and v.dtype == BF16
+        with pytest.raises(TypeError, match=r"floating dtype .*bfloat16.*got dtype \|V2"):
+            fastdrop.dropout(SimCAI(values((3, 4), BF16, 2)), 0.5, rng=0)
 
     # --- front end ---------------------------------------------------------------------
 
@@ -942,7 +1044,7 @@ class TestSim:
 
     # --- the adversarial review's findings, on the GPU path ----------------------------
 
-    @pytest.mark.parametrize("dtype", DTYPES)
+    @pytest.mark.parametrize("dtype", WITH_BF16)
     def test_public_api_takes_numba_device_arrays(self, dtype):
         """Every public function that takes arrays, through ``fastdrop.*`` with
         ``numba.cuda.to_device`` arrays, equals the reference bit for bit."""
@@ -980,7 +1082,7 @@ class TestSim:
         with pytest.raises(TypeError, match="GPU array"):
             fastdrop.unpack_mask(self.dev(packed), x.shape)  # host function: no silent copy
 
-    @pytest.mark.parametrize("dtype", DTYPES)
+    @pytest.mark.parametrize("dtype", WITH_BF16)
     def test_family_public_api_on_device_arrays(self, dtype):
         """alpha_dropout, feature_alpha_dropout, drop_path and their
         backwards (docs/spec.md §8, §9) on device arrays equal the reference
@@ -1052,7 +1154,8 @@ class TestSim:
 
     def test_backend_registry_and_info(self):
         info = fastdrop.get_backends()["cuda"]
-        assert info["available"] and info["dtypes"] == ("float16", "float32", "float64")
+        assert info["available"] and info["dtypes"] == ("float16", "float32", "float64",
+                                                        "bfloat16")
         from fastdrop._cuda import info as cinfo
 
         d = cinfo()

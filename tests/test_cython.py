@@ -24,7 +24,7 @@ SEED = 0x1234_5678_9ABC_DEF0
 
 def test_module_interface():
     assert CB.available() == (True, "")
-    assert set(CB.DTYPES) == {"float16", "float32", "float64"}
+    assert set(CB.DTYPES) == {"float16", "float32", "float64", "bfloat16"}
     assert fastdrop.get_backends()["cython"]["available"]
     assert K.openmp_enabled() in (True, False)
     assert K.omp_max_threads() >= 1

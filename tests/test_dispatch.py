@@ -14,9 +14,11 @@ def test_capabilities_reported():
     info = fastdrop.get_backends()
     ref = info["reference"]["capabilities"]
     assert ref["device"] == "cpu" and ref["sources"] == ("philox", "bool", "packed", "normal")
-    assert ref["dtypes"] == ("float16", "float32", "float64")
+    assert ref["dtypes"] == ("float16", "float32", "float64", "bfloat16")
     for name, v in info.items():
         assert (v["capabilities"] is None) == (not v["available"]), name
+        if v["available"]:  # every backend runs bfloat16 (ml_dtypes arrays)
+            assert "bfloat16" in v["dtypes"], name
 
 
 def test_auto_choice_follows_capabilities(monkeypatch):

@@ -246,12 +246,16 @@ def test_noise_shape_lists_and_arrays_still_work():
         assert_array_equal(fastdrop.dropout(x, 0.5, rng=2, noise_shape=ns), ref)
 
 
-def test_torch_dropout_positional_bool_is_refused():
+def test_torch_dropout_positional_bool_is_inplace():
+    # was: Dropout(0.2, True) taken as a noise shape (one decision for the
+    # whole tensor); now torch's positional inplace, as nn.Dropout(0.2, True)
     pytest.importorskip("torch")
     import fastdrop.torch as fdt
 
-    with pytest.raises(TypeError, match="noise_shape"):
-        fdt.Dropout(0.5, True)
+    layer = fdt.Dropout(0.5, True)
+    assert layer.inplace is True and layer.noise_shape is None
+    with pytest.raises(TypeError, match="inplace"):
+        fdt.Dropout(0.5, "yes")
 
 
 @pytest.mark.parametrize("n", [1.5, "2", None])

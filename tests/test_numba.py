@@ -70,7 +70,8 @@ def test_import_fastdrop_does_not_import_numba():
 def test_available_and_registered():
     assert B.available() == (True, "")
     info = fastdrop.get_backends()["numba"]
-    assert info["available"] and set(info["dtypes"]) == {"float16", "float32", "float64"}
+    assert info["available"] and set(info["dtypes"]) == {"float16", "float32", "float64",
+                                                          "bfloat16"}
 
 
 # ---------------------------------------------------------------------------

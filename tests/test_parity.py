@@ -30,7 +30,7 @@ from numpy.testing import assert_array_equal
 
 import cases as T
 import fastdrop
-from cases import CHUNK, SENTINEL, assert_same
+from cases import CHUNK, SENTINEL, assert_same, to_compute, to_dtype
 from conftest import cpu_backends, cython_isas
 from fastdrop import reference as R
 from fastdrop._dispatch import get_backend
@@ -451,8 +451,8 @@ def alpha_want(case, dtype, grad=False):
     ct = np.float64 if x.dtype == np.float64 else np.float32
     keep = np.broadcast_to(w.keep, x.shape)
     with np.errstate(all="ignore"):
-        kept = (x.astype(ct) * ct(a) + ct(b)).astype(x.dtype)
-        return np.where(keep, kept, x.dtype.type(ct(c)))
+        kept = to_dtype(to_compute(x, ct) * ct(a) + ct(b), x.dtype)
+        return np.where(keep, kept, to_dtype(ct(c), x.dtype))
 
 
 @parity(T.FORWARD, reference=2)
@@ -489,8 +489,8 @@ def noise_want(case, dtype, op, b):
     ct = np.float64 if x.dtype == np.float64 else np.float32
     with np.errstate(all="ignore"):
         t = (z * b + (1.0 if op == "mul" else -0.0)).astype(ct)
-        xc = x.astype(ct)
-        return (xc * t if op == "mul" else xc + t).astype(x.dtype)
+        xc = to_compute(x, ct)
+        return to_dtype(xc * t if op == "mul" else xc + t, x.dtype)
 
 
 def _sigma(p):

@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+import warnings
+
 import numpy as np
 import pytest
 from numpy.testing import assert_array_equal
@@ -118,8 +120,8 @@ def test_eval_mode():
 
 
 def test_errors():
-    with pytest.raises(TypeError, match="bfloat16"):
-        fdt.dropout(torch.ones(3, dtype=torch.bfloat16), 0.5)
+    with pytest.raises(TypeError, match="complex64"):
+        fdt.dropout(torch.ones(3, dtype=torch.complex64), 0.5)
     with pytest.raises(TypeError, match="int64"):
         fdt.dropout(torch.ones(3, dtype=torch.int64), 0.5)
     with pytest.raises(TypeError):
@@ -136,8 +138,8 @@ def test_errors():
         fdt.dropout(torch.ones(3), 0.5, noise_shape="spatial")
     with pytest.raises(TypeError):
         fdt.Dropout(0.5, generator="seed")
-    with pytest.raises(TypeError, match="bfloat16"):
-        torch.ops.fastdrop.dropout(torch.ones(3, dtype=torch.bfloat16), 0.5, 0, 0, None,
+    with pytest.raises(TypeError, match="complex64"):
+        torch.ops.fastdrop.dropout(torch.ones(3, dtype=torch.complex64), 0.5, 0, 0, None,
                                    "inverted", True)
 
 
@@ -219,16 +221,56 @@ def test_dropout_module_train_eval():
     (fdt.Dropout1d, (3, 4, 5), (3, 4, 1)),
     (fdt.Dropout1d, (4, 5), (4, 1)),
     (fdt.Dropout2d, (2, 3, 4, 5), (2, 3, 1, 1)),
-    (fdt.Dropout2d, (3, 4, 5), (3, 1, 1)),
+    (fdt.Dropout2d, (3, 4, 5), (3, 4, 1)),       # torch: a 3-D input is (N, C, L), warned
     (fdt.Dropout3d, (2, 3, 2, 4, 5), (2, 3, 1, 1, 1)),
+    (fdt.Dropout3d, (3, 2, 4, 5), (3, 1, 1, 1)),  # unbatched (C, D, H, W)
 ])
 def test_spatial_dropout(cls, shape, ns):
     x = _x(shape)
-    y = cls(0.5, generator=fastdrop.Generator(6))(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        y = cls(0.5, generator=fastdrop.Generator(6))(x)
     ref = fastdrop.dropout(_np(x), 0.5, rng=fastdrop.Generator(6), noise_shape=ns)
     assert_array_equal(_np(y), ref)
-    with pytest.raises(ValueError):
-        cls(0.5)(torch.ones((2,) * (len(shape) + 2)))
+
+
+def _shared_axes(y):
+    """The axes along which a dropout result of ones is constant (the
+    broadcast axes of its mask), found from the values."""
+    return tuple(a for a in range(y.dim()) if y.shape[a] > 1
+                 and bool((y == y.narrow(a, 0, 1)).all()))
+
+
+TORCH_ND = [(cls, tcls, d) for cls, tcls, ds in (
+    (fdt.Dropout1d, torch.nn.Dropout1d, (2, 3)),
+    (fdt.Dropout2d, torch.nn.Dropout2d, (2, 3, 4, 5)),
+    (fdt.Dropout3d, torch.nn.Dropout3d, (2, 3, 4, 5, 6))) for d in ds]
+
+
+@pytest.mark.parametrize("cls,tcls,d", TORCH_ND,
+                         ids=[f"{c.__name__}-{d}d" for c, _, d in TORCH_ND])
+def test_spatial_dropout_follows_torch(cls, tcls, d):
+    # torch.nn.functional.dropout1d/2d/3d: the same channel axis per rank, the
+    # same warnings (deprecated ranks, Dropout2d's 3-D input) and errors
+    x = torch.ones((6,) * d)
+    with warnings.catch_warnings(record=True) as tw:
+        warnings.simplefilter("always")
+        ty = tcls(0.5)(x)
+    with warnings.catch_warnings(record=True) as fw:
+        warnings.simplefilter("always")
+        fy = cls(0.5, generator=3)(x)
+    assert [str(w.message) for w in fw] == [str(w.message) for w in tw]
+    assert _shared_axes(fy) == _shared_axes(ty)
+
+
+@pytest.mark.parametrize("d", [1, 4])
+def test_dropout1d_wrong_rank_is_torch_error(d):
+    x = torch.ones((3,) * d)
+    with pytest.raises(RuntimeError) as te:
+        torch.nn.Dropout1d(0.5)(x)
+    with pytest.raises(RuntimeError) as fe:
+        fdt.Dropout1d(0.5)(x)
+    assert str(fe.value) == str(te.value)
 
 
 def test_spatial_noise_shape_module():
@@ -398,3 +440,210 @@ def test_docs_example():
     zero = (z == 0).flatten(2)
     assert (zero.all(2) | ~zero.any(2)).all() and zero.any()
 
+
+
+# ----------------------------------------------------------------------------
+# inplace=, torch's signatures, the eager fast path
+# ----------------------------------------------------------------------------
+
+def test_signatures_match_torch():
+    import inspect
+
+    tf = inspect.signature(torch.nn.functional.dropout).parameters
+    ff = inspect.signature(fdt.dropout).parameters
+    assert list(ff)[:4] == list(tf)[:4] == ["input", "p", "training", "inplace"]
+    assert [ff[k].default for k in tf] == [tf[k].default for k in tf]
+    assert all(ff[k].kind is inspect.Parameter.KEYWORD_ONLY for k in list(ff)[4:])
+    for cls in (fdt.Dropout, fdt.Dropout1d, fdt.Dropout2d, fdt.Dropout3d):
+        tc = inspect.signature(getattr(torch.nn, cls.__name__)).parameters
+        fc = inspect.signature(cls).parameters
+        assert list(fc)[:2] == list(tc) == ["p", "inplace"]
+        assert [fc[k].default for k in tc] == [tc[k].default for k in tc]
+        assert all(fc[k].kind is inspect.Parameter.KEYWORD_ONLY for k in list(fc)[2:])
+    assert repr(fdt.Dropout(0.2, True)) == repr(torch.nn.Dropout(0.2, True))
+
+
+@pytest.mark.parametrize("shape", [(1000,), (7, 33), (2, 3, 4, 5)])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32, torch.float64])
+def test_inplace_equals_out_of_place(shape, dtype):
+    x = torch.randn(shape, dtype=dtype)
+    want = fdt.dropout(x, 0.3, generator=fastdrop.Generator(4))
+    v = x._version
+    y = fdt.dropout(x, 0.3, True, True, generator=fastdrop.Generator(4))
+    assert y is x and x._version > v
+    assert_array_equal(_np(x), _np(want))
+    x = torch.randn(shape, dtype=dtype).t() if len(shape) == 2 else torch.randn(shape, dtype=dtype)
+    want = fdt.dropout(x, 0.3, generator=fastdrop.Generator(4))
+    assert fdt.dropout(x, 0.3, inplace=True, generator=fastdrop.Generator(4)) is x
+    assert_array_equal(_np(x), _np(want))
+
+
+def test_inplace_autograd_like_torch():
+    leaf = torch.randn(10, requires_grad=True)
+    with pytest.raises(RuntimeError, match="leaf Variable that requires grad"):
+        torch.nn.functional.dropout(leaf, 0.5, inplace=True)
+    with pytest.raises(RuntimeError, match="leaf Variable that requires grad"):
+        fdt.dropout(leaf, 0.5, inplace=True, generator=1)
+    # a non-leaf: the in-place result is recorded, the gradient is dropout's
+    a = torch.randn(50, requires_grad=True)
+    h = a * 1.0
+    y = fdt.Dropout(0.4, True, generator=9)(h)
+    assert y is h
+    y.sum().backward()
+    b = torch.randn(50).requires_grad_()
+    fdt.dropout(b * 1.0, 0.4, generator=9).sum().backward()
+    assert torch.equal(a.grad, b.grad)
+    m = fdt.Dropout(0.4, True).eval()
+    x = torch.randn(5)
+    assert m(x) is x
+
+
+@pytest.mark.parametrize("n", [1, 1000, 70000])
+@pytest.mark.parametrize("mode", ["inverted", "classic"])
+def test_fast_path_equals_op_path(n, mode):
+    # the eager fast path (no custom op) against the op and the NumPy API
+    x = torch.randn(n, requires_grad=True)
+    y = fdt.dropout(x, 0.3, mode=mode, generator=fastdrop.Generator(2))
+    ref = fastdrop.dropout(_np(x), 0.3, mode=mode, rng=fastdrop.Generator(2))
+    assert_array_equal(_np(y), ref)
+    op = torch.ops.fastdrop.dropout(x.detach(), 0.3, 2, 0, None, mode, True)
+    assert_array_equal(_np(op), ref)
+    g = torch.randn(n)
+    y.backward(g)
+    assert_array_equal(_np(x.grad), fastdrop.dropout_backward(_np(g), 0.3, state=2, mode=mode))
+
+
+def test_stride0_gradient_equals_contiguous():
+    # y.sum().backward() hands dropout an expanded (stride-0) gradient
+    x = torch.randn(3, 1000, requires_grad=True)
+    fdt.dropout(x, 0.5, generator=5).sum().backward()
+    g1 = x.grad.clone()
+    x.grad = None
+    fdt.dropout(x, 0.5, generator=5).backward(torch.ones(3, 1000))
+    assert torch.equal(g1, x.grad)
+
+
+def test_forward_mode_ad_is_dropout_of_the_tangent():
+    import torch.autograd.forward_ad as fwAD
+
+    x = torch.randn(100)
+    t = torch.randn(100)
+    with fwAD.dual_level():
+        dual = fwAD.make_dual(x, t)
+        y = fdt.dropout(dual, 0.5, generator=3)
+        primal, tangent = fwAD.unpack_dual(y)
+    assert torch.equal(primal, fdt.dropout(x, 0.5, generator=3))
+    assert torch.equal(tangent, fdt.dropout(t, 0.5, generator=3))
+    _, jvp = torch.func.jvp(lambda v: fdt.dropout(v, 0.5, generator=3), (x,), (t,))
+    assert torch.equal(jvp, tangent)
+
+
+def test_functorch_transforms():
+    # torch.func: jvp and grad are the select of the tangent / cotangent;
+    # under vmap every batch element gets the same mask (the seed is drawn
+    # once; generator=None follows vmap's randomness flag)
+    x, t = torch.randn(10), torch.randn(10)
+    p, j = torch.func.jvp(lambda v: fdt.dropout(v, 0.5, generator=3), (x,), (t,))
+    assert torch.equal(j, fdt.dropout(t, 0.5, generator=3))
+    g = torch.func.grad(lambda v: fdt.dropout(v, 0.5, generator=3).sum())(x)
+    assert torch.equal(g, fdt.dropout(torch.ones(10), 0.5, generator=3))
+    J = torch.func.jacrev(lambda v: fdt.dropout(v, 0.5, generator=3))(torch.ones(6))
+    assert torch.equal(J, torch.diag(fdt.dropout(torch.ones(6), 0.5, generator=3)))
+    y = torch.func.vmap(lambda v: fdt.dropout(v, 0.5, generator=3))(torch.ones(3, 6))
+    assert torch.equal(y, fdt.dropout(torch.ones(6), 0.5, generator=3).expand(3, 6))
+    with pytest.raises(RuntimeError, match="randomness"):
+        torch.func.vmap(lambda v: fdt.dropout(v, 0.5))(torch.ones(3, 6))
+    y = torch.func.vmap(lambda v: fdt.dropout(v, 0.5), randomness="same")(torch.ones(3, 6))
+    assert torch.equal(y, y[:1].expand(3, 6))
+
+
+def _mlp_step(fd):
+    def f(t):
+        h = fd.dropout(t * 2, 0.5)
+        return fd.dropout(h + 1, 0.3) + fd.dropout(h + 1, 0.3, mode="classic")
+    return f
+
+
+@pytest.mark.parametrize("backend", ["aot_eager", "inductor"])
+def test_compile_fullgraph_default_generator_equals_eager(backend):
+    # generator=None under torch.compile: the seed is drawn inside the graph
+    # (fastdrop::draw_seed) from torch's CPU generator, in graph order, so
+    # fullgraph=True works and values and gradients equal eager's
+    f = _mlp_step(fdt)
+    c = torch.compile(f, backend=backend, fullgraph=True)
+    x = torch.randn(64, requires_grad=True)
+    torch.manual_seed(0)
+    ye = f(x)
+    ye.sum().backward()
+    ge, x.grad = x.grad.clone(), None
+    torch.manual_seed(0)
+    yc = c(x)
+    yc.sum().backward()
+    assert torch.equal(ye, yc) and torch.equal(ge, x.grad)
+    assert not torch.equal(c(x), c(x))  # a new mask per call
+
+
+def test_export_default_generator():
+    m = torch.nn.Sequential(torch.nn.Linear(8, 8), fdt.Dropout(0.5))
+    ep = torch.export.export(m, (torch.randn(4, 8),))
+    x = torch.ones(4, 8)
+    torch.manual_seed(3)
+    a = ep.module()(x)
+    torch.manual_seed(3)
+    assert torch.equal(a, m(x))
+
+
+def test_jit_trace_draws_a_new_mask_per_call():
+    # the seed is drawn by an op of the traced graph (never a frozen constant)
+    m = torch.nn.Sequential(torch.nn.Linear(8, 8), fdt.Dropout(0.5))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the trace check sees different masks: expected
+        tr = torch.jit.trace(m, torch.randn(2, 8))
+    x = torch.ones(2, 8)
+    assert not torch.equal(tr(x), tr(x))
+    torch.manual_seed(5)
+    a = tr(x)
+    torch.manual_seed(5)
+    assert torch.equal(a, m(x))
+    for g in (torch.Generator(), fastdrop.Generator(1)):
+        with pytest.raises(RuntimeError, match="freeze the seed"):
+            torch.jit.trace(fdt.Dropout(0.5, generator=g), torch.ones(3))
+
+
+@pytest.mark.parametrize("make", [lambda: fdt.Dropout(0.3), lambda: fdt.Dropout2d(0.3),
+                                  lambda: fdt.AlphaDropout(0.3), lambda: fdt.DropPath(0.3),
+                                  lambda: fdt.GaussianDropout(0.3),
+                                  lambda: fdt.GaussianNoise(0.3)])
+def test_jit_script_modules(make):
+    layer = make()
+    s = torch.jit.script(torch.nn.Sequential(torch.nn.Identity(), layer))
+    x = torch.ones(2, 3, 4, 4)
+    assert s(x).shape == x.shape and not torch.equal(s(x), x)
+    s.eval()
+    assert torch.equal(s(x), x)
+
+
+@pytest.mark.parametrize("shape,ns", [((1000,), None), ((4, 6, 5), (4, 1, 5))])
+def test_bfloat16_tensors(shape, ns):
+    # bfloat16 (docs/spec.md §4): the NumPy API's ml_dtypes result, bit for bit,
+    # forward and backward, on the fast path and the op path
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    x = torch.randn(shape, dtype=torch.bfloat16, requires_grad=True)
+    y = fdt.dropout(x, 0.3, generator=fastdrop.Generator(2), noise_shape=ns)
+    xn = x.detach().view(torch.int16).numpy().view(ml_dtypes.bfloat16)
+    ref = fastdrop.dropout(xn, 0.3, rng=fastdrop.Generator(2), noise_shape=ns)
+    assert y.dtype == torch.bfloat16
+    assert_array_equal(y.detach().view(torch.int16).numpy(), ref.view(np.int16))
+    g = torch.randn(shape, dtype=torch.bfloat16)
+    y.backward(g)
+    want = fastdrop.dropout_backward(g.view(torch.int16).numpy().view(ml_dtypes.bfloat16), 0.3,
+                                     state=(2, 0), noise_shape=ns)
+    assert_array_equal(x.grad.view(torch.int16).numpy(), want.view(np.int16))
+
+
+def test_bfloat16_autocast_model():
+    m = torch.nn.Sequential(torch.nn.Linear(4, 8), fdt.Dropout(0.5), torch.nn.Linear(8, 2))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = m(torch.randn(3, 4))
+    out.float().sum().backward()
+    assert m[0].weight.grad is not None

@@ -293,7 +293,7 @@ def _torch_adapter_impl(torch):
             return None
         t = ctx.torch_cpu(torch)
         c = ctx.case
-        return lambda: fdt.dropout(t.x, c.p, True, generator=c.seed)
+        return lambda: fdt.dropout(t.x, c.p, True)  # seeds from torch's RNG, as torch
 
     return _Impl("fastdrop-torch", "fastdrop.torch (CPU tensor)", "torch", "cpu", make)
 

@@ -24,6 +24,9 @@ from dataclasses import dataclass
 import numpy as np
 from numba import cuda
 
+from .. import _bfloat16
+from .._validate import FLOAT_NAMES
+
 __all__ = ["SIMULATOR", "Desc", "View", "describe", "view", "array_kind",
            "launch_stream", "empty_like", "empty", "device_context", "is_gpu_array"]
 
@@ -112,8 +115,10 @@ def describe(x, name="x"):
     """A :class:`Desc` of a GPU array; TypeError if ``x`` is not one.
 
     Torch tensors that require grad are read through ``x.detach()``
-    (autograd is the adapter's business).  A dtype the CUDA array interface
-    cannot express (torch bfloat16) is a TypeError naming the dtype.
+    (autograd is the adapter's business).  A torch bfloat16 tensor, which the
+    CUDA array interface cannot express, is described through its int16
+    view with the dtype ``ml_dtypes.bfloat16`` (which must be installed); a
+    dtype the interface cannot express otherwise is a TypeError naming it.
     """
     if _SimArray is not None and isinstance(x, _SimArray):
         ai = x._ary.__array_interface__
@@ -128,16 +133,17 @@ def describe(x, name="x"):
     obj = x
     if _module_root(x) == "torch" and getattr(x, "requires_grad", False):
         obj = x.detach()
+    bf16 = _is_torch_bfloat16(obj)
     try:
-        cai = obj.__cuda_array_interface__
+        cai = (obj.view(sys.modules["torch"].int16) if bf16 else obj).__cuda_array_interface__
     except AttributeError:
         raise not_gpu from None
     except (TypeError, RuntimeError) as e:
         dt = getattr(obj, "dtype", "unknown")
         raise TypeError(
-            f"{name} must have a floating dtype (float16, float32 or float64), "
+            f"{name} must have a floating dtype ({FLOAT_NAMES}), "
             f"got dtype {dt} ({e})") from None
-    dtype = np.dtype(cai["typestr"])
+    dtype = _bfloat16.dtype() if bf16 else np.dtype(cai["typestr"])
     shape = tuple(int(n) for n in cai["shape"])
     strides = cai.get("strides")
     strides = _c_strides(shape, dtype.itemsize) if strides is None else tuple(
@@ -145,6 +151,17 @@ def describe(x, name="x"):
     ptr, readonly = cai["data"]
     return Desc(obj, int(ptr or 0), shape, strides, dtype, bool(readonly),
                 cai.get("stream"))
+
+
+def _is_torch_bfloat16(x):
+    torch = sys.modules.get("torch") if _module_root(x) == "torch" else None
+    return torch is not None and getattr(x, "dtype", None) == torch.bfloat16
+
+
+def _typestr(dtype):
+    """The CAI type string of a span: bfloat16 (no CAI type of its own) is
+    read and written as its uint16 bits, which is how the kernels take it."""
+    return "<u2" if _bfloat16.is_bfloat16(dtype) else dtype.str
 
 
 class _HostAI:
@@ -178,10 +195,10 @@ def view(d, name="x"):
     lo, hi = d.extent()
     n_span = (hi - lo) // item
     if SIMULATOR:
-        host = np.asarray(_HostAI(lo, (n_span,), None, d.dtype.str, d.obj))
+        host = np.asarray(_HostAI(lo, (n_span,), None, _typestr(d.dtype), d.obj))
         span = _SimArray(host)
     else:
-        desc = {"shape": (n_span,), "strides": None, "typestr": d.dtype.str,
+        desc = {"shape": (n_span,), "strides": None, "typestr": _typestr(d.dtype),
                 "data": (lo, False), "version": 3}
         span = cuda.from_cuda_array_interface(desc, owner=d.obj, sync=False)
     return View(span, (d.ptr - lo) // item, tuple(s // item for s in d.strides),
@@ -194,8 +211,8 @@ def shares_memory(a, b):
     blo, bhi = b.extent()
     if alo >= bhi or blo >= ahi:
         return False
-    ha = np.asarray(_HostAI(a.ptr, a.shape, a.strides, a.dtype.str))
-    hb = np.asarray(_HostAI(b.ptr, b.shape, b.strides, b.dtype.str))
+    ha = np.asarray(_HostAI(a.ptr, a.shape, a.strides, _typestr(a.dtype)))
+    hb = np.asarray(_HostAI(b.ptr, b.shape, b.strides, _typestr(b.dtype)))
     return bool(np.shares_memory(ha, hb))
 
 

@@ -16,7 +16,7 @@ Examples
 --------
 >>> from fastdrop._cuda import backend
 >>> backend.DTYPES
-('float16', 'float32', 'float64')
+('float16', 'float32', 'float64', 'bfloat16')
 """
 
 from __future__ import annotations
@@ -28,8 +28,9 @@ import numpy as np
 __all__ = ["DTYPES", "available", "forward", "mask", "apply_mask", "noise",
            "copy", "scale", "zero", "fill_mask"]
 
-#: Floating dtypes the CUDA kernels support.
-DTYPES = ("float16", "float32", "float64")
+#: Floating dtypes the CUDA kernels support (bfloat16: ``ml_dtypes.bfloat16``
+#: arrays and torch bfloat16 tensors, read and written as their uint16 bits).
+DTYPES = ("float16", "float32", "float64", "bfloat16")
 
 #: Default threads per block.
 BLOCK = 256

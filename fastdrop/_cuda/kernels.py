@@ -65,7 +65,10 @@ these names are NumPy shims as well.
 
 Arrays reach the kernels as 1-D spans over the memory of the caller's
 array plus an element offset (``base``) and element strides, see
-:mod:`fastdrop._cuda._interop`.
+:mod:`fastdrop._cuda._interop`.  A bfloat16 array's span is its uint16
+bits; the kernels widen and round them with integer operations
+(:func:`bf16_to_f32`, :func:`f32_to_bf16`: docs/spec.md §4, "bfloat16")
+and compute in float32, as for float16.
 """
 
 from __future__ import annotations
@@ -120,6 +123,12 @@ if SIMULATOR:
 
     def _longlong_as_double(a):
         return np.int64(a).view(np.float64)
+
+    def _float_as_int(a):
+        return np.float32(a).view(np.int32)
+
+    def _int_as_float(a):
+        return np.int32(a).view(np.float32)
 else:
     from numba.cuda import libdevice as _libdevice
 
@@ -131,6 +140,8 @@ else:
     _dsqrt_rn = _libdevice.dsqrt_rn
     _double_as_longlong = _libdevice.double_as_longlong
     _longlong_as_double = _libdevice.longlong_as_double
+    _float_as_int = _libdevice.float_as_int
+    _int_as_float = _libdevice.int_as_float
 
 
 @cuda.jit(device=True)
@@ -228,13 +239,46 @@ def unravel(L, shape, xs, os, ms, nd):
     return xo, oo, mo, ilast
 
 
+_BF_SHIFT = np.uint32(16)
+_BF_SIGNLESS = np.uint32(0x7FFFFFFF)
+_BF_INF = np.uint32(0x7F800000)
+_BF_HALF = np.uint32(0x7FFF)
+_BF_QUIET = np.uint32(0x40)
+_BF_ONE = np.uint32(1)
+
+
+@cuda.jit(device=True)
+def bf16_to_f32(h):
+    """bfloat16 bits (uint16) -> float32: the high half of the float32
+    (exact; docs/spec.md §4)."""
+    return _int_as_float(np.int32(np.uint32(h) << _BF_SHIFT))
+
+
+@cuda.jit(device=True)
+def f32_to_bf16(f):
+    """float32 -> bfloat16 bits (uint16): round to nearest even on the bits
+    (overflow carries into an infinity); a NaN keeps its sign and top
+    payload bits and is made quiet (docs/spec.md §4; a GPU's arithmetic NaN
+    is its canonical one, so only NaN-ness is promised there)."""
+    u = np.uint32(_float_as_int(np.float32(f)))
+    hi = u >> _BF_SHIFT
+    if (u & _BF_SIGNLESS) > _BF_INF:
+        return np.uint16(hi | _BF_QUIET)
+    return np.uint16((u + _BF_HALF + (hi & _BF_ONE)) >> _BF_SHIFT)
+
+
 def _types(dtype):
-    """(value type, compute type, affine device function) for a float dtype
-    name."""
+    """``(storage type, load, store, compute type, affine device function)``
+    for a float dtype name: ``load`` converts a stored element to the
+    compute type, ``store`` a compute-type value back (bfloat16, stored as
+    its uint16 bits: :func:`bf16_to_f32`, :func:`f32_to_bf16`; the IEEE
+    types: their own conversions)."""
+    if dtype == "bfloat16":
+        return np.uint16, bf16_to_f32, f32_to_bf16, np.float32, affine32
     vt = {"float16": np.float16, "float32": np.float32, "float64": np.float64}[dtype]
     if dtype == "float64":
-        return vt, np.float64, affine64
-    return vt, np.float32, affine32
+        return vt, np.float64, vt, np.float64, affine64
+    return vt, np.float32, vt, np.float32, affine32
 
 
 _tile_cache: dict = {}
@@ -264,7 +308,7 @@ def tile_kernel(dtype, with_x, with_keep, with_packed, aligned=False):
     kern = _tile_cache.get(key)
     if kern is not None:
         return kern
-    vt, ct, affine = _types(dtype)
+    vt, load, store, ct, affine = _types(dtype)
     WITH_X, WITH_KEEP, WITH_PACKED, ALIGNED = key[1:]
     EXCHANGE = WITH_X or WITH_KEEP
 
@@ -274,7 +318,7 @@ def tile_kernel(dtype, with_x, with_keep, with_packed, aligned=False):
         bd = cuda.blockDim.x
         sm = cuda.shared.array(MAX_BLOCK, np.uint32)
         v = cuda.local.array(8, vt)
-        dropped = vt(fill)
+        dropped = store(fill)
         tile_elems = np.int64(bd) * 8
         ntiles = (n + tile_elems - 1) // tile_elems
         t = np.int64(cuda.blockIdx.x)
@@ -307,7 +351,7 @@ def tile_kernel(dtype, with_x, with_keep, with_packed, aligned=False):
                         if WITH_KEEP:
                             keep[e] = kk != 0
                         if WITH_X:
-                            y = vt(affine(ct(v[k]), scale, shift))
+                            y = store(affine(load(v[k]), scale, shift))
                             out[e] = y if kk != 0 else dropped
                 cuda.syncthreads()
             t += cuda.gridDim.x
@@ -348,7 +392,7 @@ def nd_kernel(dtype, source, with_keep, with_packed):
     kern = _nd_cache.get(key)
     if kern is not None:
         return kern
-    vt, ct, affine = _types(dtype)
+    _, load, store, ct, affine = _types(dtype)
     SOURCE = key[1]
     WITH_KEEP, WITH_PACKED = key[2:]
 
@@ -360,7 +404,7 @@ def nd_kernel(dtype, source, with_keep, with_packed):
         xsl = xs[nd - 1]
         osl = os[nd - 1]
         msl = ms[nd - 1]
-        dropped = vt(fill)
+        dropped = store(fill)
         thu = np.uint32(th)
         ngroups = (n + 7) // 8
         g = np.int64(cuda.grid(1))
@@ -389,7 +433,7 @@ def nd_kernel(dtype, source, with_keep, with_packed):
                     else:
                         byte = msrc[mb + (mo >> 3) * mstep]
                         k = ((np.uint32(byte) >> np.uint32(mo & 7)) & np.uint32(1)) != 0
-                    y = vt(affine(ct(x[xb + xo]), scale, shift))
+                    y = store(affine(load(x[xb + xo]), scale, shift))
                     out[ob + oo] = y if k else dropped
                     if WITH_KEEP:
                         keep[L] = k
@@ -427,7 +471,7 @@ def fill_kernel(dtype, op):
     kern = _fill_cache.get(key)
     if kern is not None:
         return kern
-    vt, ct, _ = _types(dtype)
+    _, load, store, ct, _ = _types(dtype)
     OP = key[1]
 
     @cuda.jit
@@ -440,9 +484,9 @@ def fill_kernel(dtype, op):
             if OP == COPY:
                 out[ob + oo] = x[xb + xo]
             elif OP == SCALE:
-                out[ob + oo] = vt(ct(x[xb + xo]) * factor)
+                out[ob + oo] = store(load(x[xb + xo]) * factor)
             else:
-                out[ob + oo] = vt(0)
+                out[ob + oo] = store(ct(0.0))
             i += step
 
     _fill_cache[key] = kern
@@ -626,7 +670,7 @@ def noise_kernel(dtype, op, blocks):
     kern = _noise_cache.get(key)
     if kern is not None:
         return kern
-    vt, ct, _ = _types(dtype)
+    _, load, store, ct, _ = _types(dtype)
     if ct is np.float64:
         combine = _mul64 if op == "mul" else _add64
     else:
@@ -651,7 +695,7 @@ def noise_kernel(dtype, op, blocks):
                         if i < un:
                             e = np.int64(i)
                             t = noise_t(_word(w0, w1, w2, w3, l), a, b)
-                            out[ob + e * os] = vt(combine(x[xb + e * xs], t))
+                            out[ob + e * os] = store(combine(load(x[xb + e * xs]), t))
                 g += step
     else:
         @cuda.jit
@@ -683,7 +727,7 @@ def noise_kernel(dtype, op, blocks):
                             t = noise_t(_word(w0, w1, w2, w3, np.int64(j & _U3)), a, b)
                             tj = j
                             have_t = True
-                        out[ob + oo] = vt(combine(x[xb + xo], t))
+                        out[ob + oo] = store(combine(load(x[xb + xo]), t))
                         L += 1
                         il += 1
                         if il < last:

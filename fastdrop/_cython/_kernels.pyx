@@ -16,6 +16,7 @@ from libc.string cimport memcpy, memset
 import numpy as np
 
 from fastdrop import _config
+from fastdrop._bfloat16 import is_bfloat16 as _is_bfloat16
 
 cnp.import_array()
 
@@ -39,7 +40,7 @@ cdef extern from *:
 cdef extern from "kernels.h" nogil:
     int FD_MAXDIM
     int FD_OP_FORWARD, FD_OP_APPLY, FD_OP_MASK, FD_OP_NOISE_MUL, FD_OP_NOISE_ADD
-    int FD_F16, FD_F32, FD_F64
+    int FD_F16, FD_F32, FD_F64, FD_BF16
     ctypedef struct fd_affine_t:
         double a, b, c
     ctypedef struct fd_isa_t:
@@ -156,6 +157,10 @@ cdef inline int _dtype_code(cnp.ndarray x) except -1:
         return FD_F64
     if t == cnp.NPY_FLOAT16:
         return FD_F16
+    # ml_dtypes.bfloat16 has a type number of its own, given at run time:
+    # recognised by kind, size and name (fastdrop._bfloat16.is_bfloat16)
+    if _is_bfloat16(x.dtype):
+        return FD_BF16
     raise TypeError(f"unsupported dtype {x.dtype}")
 
 
@@ -533,7 +538,8 @@ def fast_dropout(x, p, rng, out=None, training=True, mode="inverted", noise_shap
     select rule with decisions from the stream, scale ``1 / (1 - p)``);
     reached through :func:`fastdrop._dispatch.fast_path`.
     Handles a C-contiguous, aligned, native float16/32/64 ``numpy.ndarray``
-    with ``p`` a float strictly between 0 and 1 and ``rng`` an int seed or a
+    (bfloat16 is declined: the general path runs it) with ``p`` a float
+    strictly between 0 and 1 and ``rng`` an int seed or a
     :class:`fastdrop.Generator`, ``training`` True, ``mode="inverted"``, no
     ``noise_shape`` or ``return_mask``, ``backend`` "auto" or "cython", and
     ``out`` either None or a writeable C-contiguous aligned ``numpy.ndarray``
@@ -698,3 +704,32 @@ def stream_scale(x, out, s):
                 a = t * _CHUNK
                 b = min(n - a, _CHUNK)
                 isa.stream_scale(xp + a, yp + a, b, sf)
+
+
+#: dtype name -> kernel dtype code (:func:`flat_forward`'s ``dtype``).
+DTYPE_CODES = {"float16": FD_F16, "float32": FD_F32, "float64": FD_F64, "bfloat16": FD_BF16}
+
+
+def flat_forward(size_t xp, int64_t xs, size_t yp, int64_t ys, int64_t n, int dtype,
+                 uint64_t seed, uint64_t offset, uint64_t T, double scale):
+    """The training select of plain dropout (kept ``x * scale``, dropped
+    ``+0.0``, no mask output) over ``n`` elements at raw addresses ``xp`` /
+    ``yp`` with byte strides ``xs`` / ``ys`` (``xs`` may be 0: one value
+    broadcast), mask indices ``0 .. n - 1``: the entry of ``fastdrop.torch``'s
+    eager fast path, which has already checked everything (dtype code
+    FD_F16 / FD_F32 / FD_F64, non-overlapping memory, ``0 < T < 2**32``).
+    ``y`` is a fresh output: no non-temporal stores."""
+    cdef fd_task_t g
+    _init_task(&g, FD_OP_FORWARD, dtype, seed, offset, T, scale, -0.0, 0.0)
+    if n <= 0:
+        return
+    g.nd = 0
+    g.L = n
+    g.xs = xs
+    g.ys = ys
+    g.ms = 1
+    g.x = <char *>xp
+    g.y = <char *>yp
+    g.chunk = _CHUNK
+    g.cpr = (n + _CHUNK - 1) // _CHUNK
+    _execute(&g, g.cpr, n)

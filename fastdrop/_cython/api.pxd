@@ -6,7 +6,8 @@
 # All functions are single-threaded, ``noexcept nogil``, and implement
 # fastdrop's mask stream v1 exactly (docs/spec.md §1, §2 and §4): element k of a
 # call uses stream position ``offset + k``.  float16 data is passed as its
-# uint16 bit pattern (numpy.float16 / npy_half).
+# uint16 bit pattern (numpy.float16 / npy_half), and so is bfloat16 (the high
+# half of a float32; ml_dtypes.bfloat16).
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 
@@ -19,6 +20,8 @@ cdef extern from "kernels.h" nogil:
                              uint64_t seed, uint64_t offset, double p) noexcept
     int fastdrop_dropout_f64(const double *x, double *out, uint64_t n,
                              uint64_t seed, uint64_t offset, double p) noexcept
+    int fastdrop_dropout_bf16(const uint16_t *x, uint16_t *out, uint64_t n,
+                              uint64_t seed, uint64_t offset, double p) noexcept
     # out[k] = bit k of packed ? x[k] * scale : +0.0
     void fastdrop_apply_packed_f16(const uint16_t *x, uint16_t *out, const uint8_t *packed,
                                    uint64_t n, double scale) noexcept
@@ -26,6 +29,8 @@ cdef extern from "kernels.h" nogil:
                                    uint64_t n, double scale) noexcept
     void fastdrop_apply_packed_f64(const double *x, double *out, const uint8_t *packed,
                                    uint64_t n, double scale) noexcept
+    void fastdrop_apply_packed_bf16(const uint16_t *x, uint16_t *out, const uint8_t *packed,
+                                    uint64_t n, double scale) noexcept
     # ceil(n / 8) bytes of packed keep bits (np.packbits little order, tail bits 0).
     int fastdrop_mask_packed(uint8_t *packed, uint64_t n, uint64_t seed,
                              uint64_t offset, double p) noexcept

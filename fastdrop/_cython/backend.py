@@ -19,7 +19,7 @@ from ._kernels import (apply_mask, fast_dropout, forward, mask, noise, omp_max_t
 __all__ = ["forward", "mask", "apply_mask", "noise", "fast_dropout", "available", "DTYPES"]
 
 #: dtypes these kernels support.
-DTYPES = ("float16", "float32", "float64")
+DTYPES = ("float16", "float32", "float64", "bfloat16")
 
 #: forward() takes the ``fresh_out`` hint (see fastdrop._dispatch).
 ACCEPTS_FRESH_OUT = True

@@ -61,13 +61,15 @@ import time
 
 import numpy as np
 
+from .._bfloat16 import is_bfloat16
+from .._bfloat16 import narrow_bits as _bf16_bits
 from .._config import get_num_threads
 
 __all__ = ["DTYPES", "available", "forward", "mask", "apply_mask", "noise", "stream_scale",
            "compile_report", "warmup"]
 
 #: dtypes this backend supports.
-DTYPES = ("float16", "float32", "float64")
+DTYPES = ("float16", "float32", "float64", "bfloat16")
 #: ``forward`` takes the ``fresh_out`` hint (see :mod:`fastdrop._dispatch`).
 ACCEPTS_FRESH_OUT = True
 #: Keep-decision sources the kernels read natively (see
@@ -171,16 +173,25 @@ def _call(kernel, key, *args):
 
 
 def _storage(a):
-    """float16 arrays travel as their uint16 bits (no Numba CPU float16)."""
-    return a.view(np.uint16) if a.dtype == np.float16 else a
+    """float16 arrays travel as their uint16 bits (no Numba CPU float16),
+    bfloat16 arrays as their bits typed int16 (so that the kernels'
+    overloads tell the two apart by type: :mod:`fastdrop._numba.kernels`)."""
+    if a.dtype == np.float16:
+        return a.view(np.uint16)
+    if is_bfloat16(a.dtype):
+        return a.view(np.int16)
+    return a
 
 
 def _select(dtype, scale, shift, fill):
     """The kernels' ``sel = (a, b, c)``: ``scale`` and ``shift`` rounded once
     to the compute type (float64 for float64, float32 otherwise), ``fill``
     through the compute type to the storage type as a kept value goes
-    (float16: ``float16(float32(fill))``, passed as its uint16 bits)."""
+    (float16: ``float16(float32(fill))``, passed as its uint16 bits;
+    bfloat16: ``R(float32(fill))``, its bits as an int16)."""
     ct = np.float64 if dtype == np.float64 else np.float32
+    if is_bfloat16(dtype):
+        return (ct(scale), ct(shift), _bf16_bits(ct(fill)).view(np.int16)[()])
     with np.errstate(over="ignore"):  # a large fill is inf in float16
         c = np.dtype(dtype).type(ct(fill))
     if dtype == np.float16:
@@ -453,17 +464,24 @@ def stream_scale(x, out, factor):
 
 
 def warmup(dtypes=DTYPES):
-    """Compile (or load from cache) every kernel for ``dtypes`` now.
+    """Compile (or load from cache) every kernel for ``dtypes`` now
+    (``"bfloat16"`` only where ``ml_dtypes`` is installed).
 
     Returns
     -------
     dict
         :func:`compile_report` after warming up.
     """
+    from .. import _bfloat16
     from ..reference import threshold
 
     T = threshold(0.5)
     for dt in dtypes:
+        if dt == _bfloat16.NAME:
+            try:
+                dt = _bfloat16.dtype()
+            except TypeError:  # ml_dtypes is not installed: no bfloat16 arrays
+                continue
         x = np.ones((4, 4), dtype=dt)
         out = np.empty_like(x)
         forward(x, out, 1, 0, T, 2.0, (4, 1))

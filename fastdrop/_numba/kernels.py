@@ -52,7 +52,10 @@ float16 has no Numba CPU support: float16 arrays are passed as their
 ``uint16`` bits and converted exactly (float16 -> float32 is exact,
 float32 -> float16 rounds to nearest even, NaN/inf as NumPy) by the CPU's
 conversion instructions where LLVM has them (x86 F16C, AArch64; see
-:data:`NATIVE_F16`), else in integer code.
+:data:`NATIVE_F16`), else in integer code.  bfloat16 (``ml_dtypes``)
+arrays are passed as their bits typed ``int16`` (so that an overload tells
+them from float16's ``uint16``) and converted in integer code
+(:func:`bf16_to_float`, :func:`float_to_bf16`; docs/spec.md §4).
 
 This module holds the kernels only.  The LLVM intrinsics they call (the
 prefetch, the non-temporal line stores and their ``sfence``, the packed-mask
@@ -230,19 +233,58 @@ def float_to_half(f):
 NATIVE_F16 = native_f16()
 
 
+# ---------------------------------------------------------------------------
+# bfloat16 <-> float32 on raw bits (docs/spec.md §4; the backend passes
+# bfloat16 arrays as their bits typed int16, float16 ones as uint16, so the
+# overloads below tell them apart by type)
+# ---------------------------------------------------------------------------
+
+_BF_SHIFT = np.uint32(16)
+_BF_SIGNLESS = np.uint32(0x7FFFFFFF)
+_BF_INF = np.uint32(0x7F800000)
+_BF_HALF = np.uint32(0x7FFF)
+_BF_QUIET = np.uint32(0x40)
+_BF_ONE = np.uint32(1)
+_BF_LOW = np.uint32(0xFFFF)
+
+
+@njit(cache=True)
+def bf16_to_float(h):
+    """bfloat16 bits (int16) -> float32: the high half of the float32
+    (exact)."""
+    return f32_from_bits((np.uint32(h) & _BF_LOW) << _BF_SHIFT)
+
+
+@njit(cache=True)
+def float_to_bf16(f):
+    """float32 -> bfloat16 bits (int16): round to nearest even on the bits
+    (overflow carries into an infinity); a NaN keeps its sign and top
+    payload bits and is made quiet (branch-free)."""
+    u = bits_from_f32(f)
+    r = (u + _BF_HALF + ((u >> _BF_SHIFT) & _BF_ONE)) >> _BF_SHIFT
+    q = (u >> _BF_SHIFT) | _BF_QUIET
+    return np.int16(q if (u & _BF_SIGNLESS) > _BF_INF else r)
+
+
 def affine_select(xv, sel, k):
     """The affine select of one element (docs/spec.md §4): with ``sel = (a,
     b, c)``, ``R(C(x) * a + b)`` if ``k`` else ``c``, in x's storage type
-    (float16 as its uint16 bits: widened exactly to float32, rounded back
-    to nearest even).  ``a`` and ``b`` are in the compute type, ``c`` in the
-    storage type (:func:`select_constants`); the product and the sum are
-    two rounded operations (no ``fastmath``: never a fused multiply-add).
-    The one select of every kernel."""
+    (float16 as its uint16 bits, bfloat16 as its int16 bits: widened
+    exactly to float32, rounded back to nearest even).  ``a`` and ``b``
+    are in the compute type, ``c`` in the storage type
+    (:func:`select_constants`); the product and the sum are two rounded
+    operations (no ``fastmath``: never a fused multiply-add).  The one
+    select of every kernel."""
     raise NotImplementedError  # pragma: no cover - replaced by the overload
 
 
 @overload(affine_select)
 def _affine_select_impl(xv, sel, k):
+    if xv == types.int16:  # bfloat16 bits, through float32
+        def impl_bf16(xv, sel, k):
+            y = float_to_bf16(bf16_to_float(xv) * sel[0] + sel[1])
+            return y if k else sel[2]
+        return impl_bf16
     if isinstance(xv, types.Integer):  # float16 bits
         if NATIVE_F16:  # vectorised conversions (measured 16 Mi: 24.5 -> ms)
             def impl_native(xv, sel, k):
@@ -1029,13 +1071,21 @@ def _row_normal(zbuf, words, mbase, n_t, sm, offset, k0, k1):
 def noise_value(xv, t, mul):
     """One element of the noise rule (docs/spec.md §11): ``t`` (float64, ``b
     * z + a``) rounded to the compute type, then ``R(C(x) * t)`` (``mul``)
-    or ``R(C(x) + t)``, in x's storage type (float16 as its uint16 bits).
-    Both results are computed and one selected (branch-free)."""
+    or ``R(C(x) + t)``, in x's storage type (float16 as its uint16 bits,
+    bfloat16 as its int16 bits).  Both results are computed and one selected (branch-free)."""
     raise NotImplementedError  # pragma: no cover - replaced by the overload
 
 
 @overload(noise_value)
 def _noise_value_impl(xv, t, mul):
+    if xv == types.int16:  # bfloat16 bits, through float32
+        def impl_bf16(xv, t, mul):
+            xc = bf16_to_float(xv)
+            tc = np.float32(t)
+            ym = xc * tc
+            ya = xc + tc
+            return float_to_bf16(ym if mul else ya)
+        return impl_bf16
     if isinstance(xv, types.Integer):  # float16 bits, through float32
         if NATIVE_F16:
             def impl_native(xv, t, mul):

@@ -91,7 +91,7 @@ def dropout(x, p=0.5, *, rng=None, noise_shape=None, mode="inverted", training=T
     Parameters
     ----------
     x : dask.array.Array or array_like
-        float16, float32 or float64, with known chunk sizes.  Other array
+        float16, float32, float64 or bfloat16, with known chunk sizes.  Other array
         likes are wrapped with :func:`dask.array.asarray`.
     p : float, default 0.5
         Drop probability in [0, 1].

@@ -26,8 +26,7 @@ result is written straight into a fresh ``torch.empty_like(x)`` through its
 NumPy view (``out=``).  CUDA tensors are passed as they are to
 :func:`fastdrop.dropout`, which routes arrays with
 ``__cuda_array_interface__`` to the CUDA backend.  Supported dtypes are
-float16, float32 and float64; bfloat16 is a ``TypeError`` (NumPy has no
-bfloat16, and fastdrop's float16/float32 rounding rules do not cover it).
+float16, float32 and float64.
 
 Seeds, offsets and the op schema
 --------------------------------
@@ -39,8 +38,8 @@ Operator schemas carry int64, so the ops take both reinterpreted as signed
 ``(seed, offset)`` come from:
 
 ``None`` (default)
-    A fresh uint64 seed (offset 0) drawn from **torch's** default CPU
-    generator with one ``torch.randint`` call (:func:`draw_seed`).  So
+    A fresh seed (offset 0) drawn from **torch's** default CPU generator
+    with one ``random_()`` call (:func:`draw_seed`).  So
     ``torch.manual_seed`` makes runs reproducible, exactly as with
     :class:`torch.nn.Dropout`, and activation checkpointing
     (``torch.utils.checkpoint`` with ``preserve_rng_state=True``, the
@@ -67,13 +66,35 @@ Backward regenerates the mask from the saved ``(seed, offset)``: nothing is
 stored but two integers.  With ``save_mask=True`` the forward instead also
 returns the packed mask (``ceil(n / 8)`` bytes) and backward applies it.
 
-``torch.compile``: the ops are traceable (fake implementations) and compiled
-models give the same numbers as eager ones.  Drawing ``(seed, offset)`` from a
-stateful generator (``None``, a ``torch.Generator`` or a fastdrop/NumPy
-Generator) runs eagerly, outside the graph (``torch.compiler.disable``): one
-graph break per dropout call, so use the default ``fullgraph=False``; the
-drawn ints become dynamic graph inputs after one recompile.  A fixed ``int``
-seed is a constant and compiles with ``fullgraph=True``.
+The eager fast path
+-------------------
+Outside compilation and tracing, plain dropout in training (``0 < p < 1``,
+modes ``"inverted"``/``"classic"``, no noise shape or stored mask) of a CPU
+tensor whose memory is one flat run (contiguous, or a stride-0 broadcast such
+as the gradient of a sum) skips the custom op: the seed is drawn with one
+``random_()`` of a per-thread int64 scalar, and the compiled kernel runs on
+the tensors' memory, through one ``autograd.Function`` when a gradient is
+needed and directly otherwise.  Same ``(seed, offset)``, same kernel, same
+bits as the op path.  The function's ``jvp`` is the same select (forward-mode
+AD, ``torch.func.jvp``); under ``torch.func.vmap`` every batch element gets
+the same mask (the seed is drawn once: vmap's ``randomness="same"``; its
+default ``"error"`` refuses the draw of ``generator=None``).
+
+Compilation, tracing, scripting
+-------------------------------
+``torch.compile``: the ops are traceable (fake implementations).  With
+``generator=None`` the seed is drawn inside the graph by the op
+``fastdrop::draw_seed`` (tagged ``nondeterministic_seeded``; at run time it
+draws from torch's CPU generator exactly as eager does, in graph order), so
+``fullgraph=True`` and ``torch.export`` work and compiled results (values
+and gradients) equal eager ones from the same RNG state.  A fixed ``int``
+seed is a constant.  Other generators (a ``torch.Generator``, a fastdrop or
+NumPy Generator) are drawn eagerly outside the graph (one graph break per
+call).  ``torch.jit.trace`` records the same ``draw_seed`` op, so a traced
+model draws a new mask per call; tracing with a stateful generator other
+than ``None`` raises (its seed would be frozen).  ``torch.jit.script`` of the
+layers works in-process (their forward calls Python; see
+:mod:`fastdrop.adapters._torchscript`).
 
 Examples
 --------
@@ -92,12 +113,16 @@ from __future__ import annotations
 
 import math
 import numbers
+import threading
+import warnings
 from typing import List, Optional, Tuple
 
 import numpy as np
 import torch
+import torch.autograd.forward_ad as _fwad
 
 from .. import _api, _dispatch, _family, _mc, _plan
+from ._torchscript import Module as _Module
 from .._generator import Generator, check_seed, resolve_rng
 from .._validate import (check_flag, check_mode, check_noise_param, check_noise_shape, check_p,
                          check_training, mask_geometry)
@@ -125,7 +150,7 @@ __all__ = [
 
 _U64 = 1 << 64
 _I63 = 1 << 63
-_DTYPES = (torch.float16, torch.float32, torch.float64)
+_DTYPES = (torch.float16, torch.float32, torch.float64, torch.bfloat16)
 
 
 # ----------------------------------------------------------------------------
@@ -146,16 +171,29 @@ def _check_tensor(x, name="x"):
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if x.dtype not in _DTYPES:
-        hint = (" (NumPy has no bfloat16: cast with .float() or use "
-                "torch.nn.functional.dropout)") if x.dtype == torch.bfloat16 else ""
         raise TypeError(
-            f"{name} must be a float16, float32 or float64 tensor, got dtype "
-            f"{x.dtype}{hint}")
+            f"{name} must be a float16, float32, float64 or bfloat16 tensor, got dtype "
+            f"{x.dtype}")
 
 
 def _np(t):
-    """Zero-copy NumPy view of a CPU tensor (any strides)."""
-    return t.detach().resolve_conj().resolve_neg().numpy()
+    """Zero-copy NumPy view of a CPU tensor (any strides); a bfloat16 tensor
+    as an ``ml_dtypes.bfloat16`` array (NumPy has no bfloat16 of its own)."""
+    t = t.detach().resolve_conj().resolve_neg()
+    if t.dtype == torch.bfloat16:
+        return t.view(torch.int16).numpy().view(_ml_bfloat16())
+    return t.numpy()
+
+
+def _ml_bfloat16():
+    try:
+        import ml_dtypes
+    except ImportError:
+        raise TypeError(
+            "this call on a bfloat16 tensor goes through NumPy, which needs the optional "
+            "ml_dtypes package: pip install 'fastdrop-kernels[bfloat16]' (plain dropout of "
+            "a contiguous CPU tensor does not)") from None
+    return ml_dtypes.bfloat16
 
 
 def _device_check(x):
@@ -179,12 +217,17 @@ def _mask_size(x, noise_shape):
     return math.prod(noise_shape) if noise_shape is not None else x.numel()
 
 
-def draw_seed(generator=None):
-    """A uint64 seed drawn from torch's RNG (what ``generator=None`` uses).
+_tls = threading.local()  # per-thread int64 scalar the seeds are drawn into
 
-    One ``torch.randint`` call of two 32-bit halves from ``generator``
-    (torch's default CPU generator when ``None``), so the seed follows
-    ``torch.manual_seed`` and is restored by activation checkpointing.
+
+def draw_seed(generator=None):
+    """A seed in ``[0, 2**63)`` drawn from torch's RNG (what ``generator=None``
+    uses).
+
+    One ``random_()`` of an int64 scalar from ``generator`` (torch's default
+    CPU generator when ``None``; a per-thread buffer on the CPU, about 1 us),
+    so the seed follows ``torch.manual_seed`` and is restored by activation
+    checkpointing.
 
     Parameters
     ----------
@@ -193,7 +236,6 @@ def draw_seed(generator=None):
     Returns
     -------
     int
-        In ``[0, 2**64)``.
 
     Examples
     --------
@@ -205,14 +247,31 @@ def draw_seed(generator=None):
     >>> a == fdt.draw_seed()
     True
     """
-    device = generator.device if generator is not None else "cpu"
-    lo, hi = torch.randint(0, 1 << 32, (2,), dtype=torch.int64, device=device,
-                           generator=generator).tolist()
-    return (hi << 32) | lo
+    if generator is None or generator.device.type == "cpu":
+        buf = getattr(_tls, "seed_buf", None)
+        if buf is None:
+            buf = _tls.seed_buf = torch.empty((), dtype=torch.int64)
+        return buf.random_(generator=generator).item()
+    return torch.empty((), dtype=torch.int64, device=generator.device).random_(
+        generator=generator).item()
 
 
-@torch.compiler.disable
 def _draw_seed_offset(generator, n):
+    """:func:`_draw` run eagerly: under ``torch.compile`` through
+    ``torch.compiler.disable``, made on first use (making it at import would
+    import ``torch._dynamo``, half the import time of torch itself)."""
+    if not torch.compiler.is_compiling():
+        return _draw(generator, n)
+    fn = _DISABLED.get("draw")
+    if fn is None:
+        fn = _DISABLED["draw"] = torch.compiler.disable(_draw)
+    return fn(generator, n)
+
+
+_DISABLED: dict = {}
+
+
+def _draw(generator, n):
     """(seed, offset) as int64 op arguments for a mask of ``n`` elements,
     drawn from a stateful generator.
 
@@ -298,9 +357,19 @@ def _dropout_setup(ctx, inputs, output):
     ctx.args = (p, seed, offset, noise_shape, mode, training)
 
 
+def _grad_select(grad, args):
+    """The gradient op on ``grad``; through an autograd function with a jvp
+    under forward-mode AD and torch.func (forward-over-reverse)."""
+    if _is_functorch(grad):
+        return _OpGradF.apply(grad, *args)
+    if _fwad._current_level >= 0:
+        return _OpGrad.apply(grad, *args)
+    return torch.ops.fastdrop.dropout_grad(grad, *args)
+
+
 def _dropout_backward(ctx, grad):
     # Same mask (regenerated from seed/offset), the mode's gradient select.
-    return (torch.ops.fastdrop.dropout_grad(grad, *ctx.args),) + (None,) * 6
+    return (_grad_select(grad, ctx.args),) + (None,) * 6
 
 
 _dropout_op.register_autograd(_dropout_backward, setup_context=_dropout_setup)
@@ -338,7 +407,7 @@ def _(grad, p, seed, offset, noise_shape, mode, training):
 
 def _dropout_grad_backward(ctx, grad):
     # linear in its input: its gradient is itself
-    return (torch.ops.fastdrop.dropout_grad(grad, *ctx.args),) + (None,) * 6
+    return (_grad_select(grad, ctx.args),) + (None,) * 6
 
 
 _dropout_grad_op.register_autograd(_dropout_grad_backward, setup_context=_dropout_setup)
@@ -463,10 +532,341 @@ _gaussian_op.register_autograd(_gaussian_backward, setup_context=_gaussian_setup
 
 
 # ----------------------------------------------------------------------------
+# the seed inside a compiled graph
+# ----------------------------------------------------------------------------
+# Under torch.compile a generator=None (or CPU torch.Generator-free) call draws
+# its seed with an op of the graph, fastdrop::draw_seed, tagged
+# nondeterministic_seeded (never merged with another draw, never constant-
+# folded): at run time it takes the seed from torch's CPU generator exactly as
+# eager does (draw_seed), in graph order, so fullgraph=True and torch.export
+# work and the compiled results equal eager ones from the same RNG state.
+
+@torch.library.custom_op("fastdrop::draw_seed", mutates_args=("token",),
+                         tags=(torch.Tag.nondeterministic_seeded,))
+def _draw_seed_op(token: torch.Tensor) -> torch.Tensor:
+    """A seed from torch's default CPU generator as a 0-d int64 tensor (the
+    uint64 seed's bits).  ``token`` is a fresh empty tensor, declared mutated
+    (there is nothing in it to write): that keeps every draw a node of its
+    own, never merged with another or folded into a constant (TorchScript's
+    constant propagation folded an op without side effects)."""
+    return torch.tensor(_to_i64(draw_seed(None)), dtype=torch.int64)
+
+
+@_draw_seed_op.register_fake
+def _(token):
+    return torch.empty((), dtype=torch.int64)
+
+
+@torch.library.custom_op("fastdrop::dropout_seeded", mutates_args=())
+def _dropout_seeded_op(x: torch.Tensor, p: float, seed: torch.Tensor,
+                       noise_shape: Optional[List[int]], mode: str) -> torch.Tensor:
+    """``fastdrop::dropout`` in training with the seed a 0-d int64 tensor
+    (offset 0): the compiled form, whose seed comes from draw_seed."""
+    return torch.ops.fastdrop.dropout(x, p, int(seed.item()), 0, noise_shape, mode, True)
+
+
+@_dropout_seeded_op.register_fake
+def _(x, p, seed, noise_shape, mode):
+    return torch.empty_like(x)
+
+
+def _seeded_setup(ctx, inputs, output):
+    x, p, seed, noise_shape, mode = inputs
+    ctx.save_for_backward(seed)
+    ctx.args = (p, noise_shape, mode)
+
+
+def _seeded_backward(ctx, grad):
+    # the plain modes' gradient is the same select (scale, no shift, +0.0)
+    (seed,) = ctx.saved_tensors
+    p, noise_shape, mode = ctx.args
+    return torch.ops.fastdrop.dropout_seeded(grad, p, seed, noise_shape, mode), None, None, \
+        None, None
+
+
+_dropout_seeded_op.register_autograd(_seeded_backward, setup_context=_seeded_setup)
+
+#: modes whose gradient is the forward's select (dropout_seeded's backward)
+_SEEDED_MODES = ("inverted", "classic", "unscaled")
+
+
+# ----------------------------------------------------------------------------
+# the eager fast path
+# ----------------------------------------------------------------------------
+# Outside torch.compile, plain dropout of a CPU tensor whose memory is one
+# flat run (contiguous, or a stride-0 broadcast such as the gradient of a
+# sum) skips the custom op: one autograd.Function (none at all when no
+# gradient is needed) straight to the compiled kernel on the tensors' raw
+# memory.  Same (seed, offset), same kernel, same bits as the op path.
+
+try:
+    from .._cython import _kernels as _ck
+except ImportError:  # no compiled extension: the op path does everything
+    _ck = None
+
+_FAST_CODES = {}
+if _ck is not None:
+    _FAST_CODES = {getattr(torch, name): code for name, code in _ck.DTYPE_CODES.items()
+                   if hasattr(torch, name)}
+
+
+def _flat_stride(t):
+    """Byte stride of ``t`` walked as one C-order run, or None: contiguous
+    (the element size) or every element the same memory (0)."""
+    if t.is_contiguous():
+        return t.element_size()
+    if all(s == 0 for s in t.stride()):
+        return 0
+    return None
+
+
+def _flat_select(t, seed, offset, T, scale, out=None):
+    """The kernel on ``t`` (a flat run, see :func:`_flat_stride`) into a new
+    contiguous tensor, or into ``out`` (``t`` itself: in place).  A negative
+    view (``torch._neg_view``) is resolved first: its memory holds -t."""
+    if t.is_neg():
+        t = t.resolve_neg()
+    if t.is_contiguous():
+        xs = t.element_size()
+        if out is None:
+            out = torch.empty_like(t)  # contiguous too (0.8 us; torch.empty: 1.8)
+    else:
+        xs = _flat_stride(t)
+        if xs is None:
+            t = t.contiguous()
+            xs = t.element_size()
+        if out is None:
+            out = torch.empty(t.shape, dtype=t.dtype)
+    n = t.numel()
+    if n == 0:  # nothing drawn (the offset may be the stream's end, 2**64)
+        return out
+    _ck.flat_forward(t.data_ptr(), xs, out.data_ptr(), out.element_size(), n,
+                     _FAST_CODES[t.dtype], seed, offset, T, scale)
+    return out
+
+
+def _select_by_values(g, seed, offset, T, scale):
+    """The select as torch operations on a tensor the kernel cannot read
+    (a legacy-vmap batched gradient): the mask's values (``scale`` kept,
+    ``+0.0`` dropped) from the kernel, then ``where(kept, g * scale, +0.0)``,
+    the kernel's numbers."""
+    n = g.shape.numel() if hasattr(g.shape, "numel") else math.prod(g.shape)
+    m = _flat_select(torch.ones(n, dtype=g.dtype), seed, offset, T, scale).reshape(g.shape)
+    return torch.where(m != 0, g * m, torch.zeros((), dtype=g.dtype))
+
+
+class _FastDropout(torch.autograd.Function):
+    """Plain dropout's select as an autograd function: backward and the
+    forward-mode derivative are the same select (dropout is linear in x for
+    a fixed mask), the mask regenerated from ``(seed, offset)``.  Written in
+    the old style (``ctx`` in ``forward``): ``apply`` of a function with
+    ``setup_context`` cost 13 us against 4.5 us (measured, 1000 float32,
+    torch 2.13, AMD EPYC); :class:`_FastDropoutF` is that style, for
+    torch.func."""
+
+    @staticmethod
+    def forward(ctx, x, seed, offset, T, scale):
+        ctx.args = (seed, offset, T, scale)
+        return _flat_select(x, seed, offset, T, scale)
+
+    @staticmethod
+    def backward(ctx, grad):
+        if _is_functorch(grad):  # torch.func's vmap over backward
+            g = _FastDropoutF.apply(grad, *ctx.args)
+        elif torch._C._functorch.is_legacy_batchedtensor(grad):
+            g = _select_by_values(grad, *ctx.args)  # gradcheck's batched gradients
+        elif torch.is_grad_enabled() or _fwad._current_level >= 0:
+            g = _FastDropout.apply(grad, *ctx.args)  # create_graph / forward-over-reverse
+        else:
+            g = _flat_select(grad, *ctx.args)
+        return g, None, None, None, None
+
+    @staticmethod
+    def jvp(ctx, x_t, *_):
+        return _flat_select(x_t, *ctx.args)
+
+
+class _FastDropoutF(torch.autograd.Function):
+    """:class:`_FastDropout` for torch.func's transforms (which need
+    ``setup_context``): their wrapped tensors take this one."""
+
+    @staticmethod
+    def forward(x, seed, offset, T, scale):
+        return _flat_select(x, seed, offset, T, scale)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.args = inputs[1:]
+
+    @staticmethod
+    def backward(ctx, grad):
+        return _FastDropoutF.apply(grad, *ctx.args), None, None, None, None
+
+    @staticmethod
+    def jvp(ctx, x_t, *_):
+        return _FastDropoutF.apply(x_t, *ctx.args)
+
+    @staticmethod
+    def vmap(info, in_dims, x, *args):
+        # (seed, offset) are arguments, drawn before the function runs: every
+        # batch element gets the same mask (what vmap's randomness="same"
+        # means; with generator=None, vmap's "error" and "different" modes
+        # refuse the seed's draw itself).  jacrev's vmap over backward is this.
+        bdim = in_dims[0]
+        if bdim is None:
+            return _FastDropoutF.apply(x, *args), None
+        xb = x.movedim(bdim, 0)
+        return torch.stack([_FastDropoutF.apply(xb[i], *args)
+                            for i in range(xb.shape[0])]), 0
+
+
+class _OpDropout(torch.autograd.Function):
+    """The op path with a forward-mode derivative (forward AD): any mode and
+    noise shape; the tangent goes through the gradient op (the select's
+    linear part, docs/spec.md §6)."""
+
+    @staticmethod
+    def forward(ctx, x, p, seed, offset, ns, mode):
+        ctx.args = (p, seed, offset, ns, mode, True)
+        return torch.ops.fastdrop.dropout(x, p, seed, offset, ns, mode, True)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return (_grad_select(grad, ctx.args),) + (None,) * 5
+
+    @staticmethod
+    def jvp(ctx, x_t, *_):
+        return _OpGrad.apply(x_t, *ctx.args)
+
+
+class _OpGrad(torch.autograd.Function):
+    """The gradient op with derivatives (it is linear: they are itself)."""
+
+    @staticmethod
+    def forward(ctx, g, *args):
+        ctx.args = args
+        return torch.ops.fastdrop.dropout_grad(g, *args)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return (_grad_select(grad, ctx.args),) + (None,) * 6
+
+    @staticmethod
+    def jvp(ctx, g_t, *_):
+        return _OpGrad.apply(g_t, *ctx.args)
+
+
+class _OpDropoutF(torch.autograd.Function):
+    """:class:`_OpDropout` for torch.func's transforms."""
+
+    @staticmethod
+    def forward(x, p, seed, offset, ns, mode):
+        return torch.ops.fastdrop.dropout(x, p, seed, offset, ns, mode, True)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.args = tuple(inputs[1:]) + (True,)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return (_OpGradF.apply(grad, *ctx.args),) + (None,) * 5
+
+    @staticmethod
+    def jvp(ctx, x_t, *_):
+        return _OpGradF.apply(x_t, *ctx.args)
+
+    @staticmethod
+    def vmap(info, in_dims, x, *args):  # the same mask for every batch element
+        if in_dims[0] is None:
+            return _OpDropoutF.apply(x, *args), None
+        xb = x.movedim(in_dims[0], 0)
+        return torch.stack([_OpDropoutF.apply(xb[i], *args) for i in range(len(xb))]), 0
+
+
+class _OpGradF(torch.autograd.Function):
+    """The gradient op under torch.func (linear: its derivatives are itself)."""
+
+    @staticmethod
+    def forward(g, *args):
+        return torch.ops.fastdrop.dropout_grad(g, *args)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.args = inputs[1:]
+
+    @staticmethod
+    def backward(ctx, grad):
+        return (_OpGradF.apply(grad, *ctx.args),) + (None,) * 6
+
+    @staticmethod
+    def jvp(ctx, g_t, *_):
+        return _OpGradF.apply(g_t, *ctx.args)
+
+    @staticmethod
+    def vmap(info, in_dims, g, *args):
+        if in_dims[0] is None:
+            return _OpGradF.apply(g, *args), None
+        gb = g.movedim(in_dims[0], 0)
+        return torch.stack([_OpGradF.apply(gb[i], *args) for i in range(len(gb))]), 0
+
+
+def _fast_seed_offset(generator, n):
+    """(seed, offset) as uint64 for the eager path."""
+    if generator is None or type(generator) is torch.Generator:
+        return draw_seed(generator), 0
+    if type(generator) is int:
+        return generator, 0
+    return resolve_rng(generator, n)
+
+
+def _fast(x, p, mode, generator, inplace):
+    """Plain dropout in training with ``0 < p < 1`` on the eager fast path,
+    or None when it does not apply (then nothing was drawn)."""
+    if (_ck is None or x.device.type != "cpu" or x.dtype not in _FAST_CODES
+            or torch.compiler.is_compiling() or torch.jit.is_tracing()):
+        return None
+    wrapped = _is_functorch(x)
+    if not wrapped and (_flat_stride(x) is None or (inplace and x.is_neg())):
+        return None
+    if isinstance(generator, torch.Generator) and generator.device.type != "cpu":
+        return None
+    seed, offset = _fast_seed_offset(generator, x.numel())
+    T = (int(round(p * 4294967296.0)))
+    scale = 1.0 / (1.0 - p) if mode == "inverted" else 1.0
+    # a dual tensor of forward-mode AD has no requires_grad: inside a dual
+    # level the autograd function always runs (its jvp is the same select)
+    needs_grad = ((x.requires_grad and torch.is_grad_enabled()) or _fwad._current_level >= 0
+                  or wrapped)
+    if inplace:
+        if needs_grad:  # recorded by autograd (and refused for a leaf, as torch does)
+            fn = _FastDropoutF if wrapped else _FastDropout
+            return x.copy_(fn.apply(x, seed, offset, T, scale))
+        if x.stride() and _flat_stride(x) == 0 and x.numel() > 1:
+            raise RuntimeError(
+                "inplace=True on a tensor whose elements share memory (an expanded "
+                "view): use inplace=False")
+        _flat_select(x, seed, offset, T, scale, out=x)
+        torch.autograd.graph.increment_version(x)
+        return x
+    if wrapped:
+        return _FastDropoutF.apply(x, seed, offset, T, scale)
+    if needs_grad:
+        return _FastDropout.apply(x, seed, offset, T, scale)
+    return _flat_select(x, seed, offset, T, scale)
+
+
+def _is_functorch(x):
+    """Whether ``x`` is a functorch wrapper (torch.func's vmap, grad, jvp):
+    those go through the autograd function, whose forward sees plain
+    tensors."""
+    return torch._C._functorch.is_functorch_wrapped_tensor(x)
+
+
+# ----------------------------------------------------------------------------
 # functional API
 # ----------------------------------------------------------------------------
 
-def dropout(x, p=0.5, training=True, *, generator=None, noise_shape=None,
+def dropout(input, p=0.5, training=True, inplace=False, *, generator=None, noise_shape=None,
             mode="inverted", save_mask=False):
     """Dropout on a torch tensor with fastdrop's mask (differentiable).
 
@@ -525,31 +925,67 @@ def dropout(x, p=0.5, training=True, *, generator=None, noise_shape=None,
     >>> bool(np.array_equal(y.detach().numpy(), ref))
     True
     """
+    x = input
+    if (type(x) is torch.Tensor and type(p) is float and 0.0 < p < 1.0 and training is True
+            and noise_shape is None and save_mask is False and type(inplace) is bool
+            and (mode == "inverted" or mode == "classic")):
+        y = _fast(x, p, mode, generator if generator is None else _check_generator(generator),
+                  inplace)
+        if y is not None:
+            return y
     # every argument is checked in evaluation mode too (a bad one must not
     # hide until training starts)
-    _check_tensor(x)
+    _check_tensor(x, "input")
     training = check_training(training)
     p = check_p(p)
     check_mode(mode)
+    inplace = check_flag(inplace, "inplace")
     save_mask = check_flag(save_mask, "save_mask")
     ns = _resolve_noise_shape(x.shape, noise_shape)
     generator = _check_generator(generator)
-    return _run(x, p, training, mode, ns, generator, save_mask)
+    return _run(x, p, training, mode, ns, generator, save_mask, inplace)
 
 
-def _run(x, p, training, mode, ns, generator, save_mask=False):
+def _run(x, p, training, mode, ns, generator, save_mask=False, inplace=False):
     """The checked call of any functional form: ``mode`` one of
-    :data:`fastdrop._plan.MODES`, ``ns`` the resolved mask shape or None."""
+    :data:`fastdrop._plan.MODES`, ``ns`` the resolved mask shape or None;
+    ``inplace``: the result is written into ``x`` (autograd records it, and
+    refuses a leaf that requires grad, as for torch's in-place dropout)."""
     if not _plan.draws(training):  # evaluation: nothing drawn from the generator
         if _plan.rule_of(p, False, mode) == "copy":
             return x  # the identity returns x itself, as torch does
-        return torch.ops.fastdrop.dropout(x, p, 0, 0, None, mode, False)
+        y = torch.ops.fastdrop.dropout(x, p, 0, 0, None, mode, False)
+        return x.copy_(y) if inplace else y
+    tracing = torch.jit.is_tracing()
+    if tracing and generator is not None and not isinstance(generator, int):
+        raise RuntimeError(
+            "torch.jit.trace would freeze the seed drawn from this generator (the same "
+            "mask on every call of the traced model): use generator=None, whose seed is "
+            "drawn inside the traced graph, or an int seed (a fixed mask by design)")
+    if (generator is None and mode in _SEEDED_MODES and not save_mask
+            and x.device.type == "cpu" and (tracing or torch.compiler.is_compiling())):
+        # in the graph: no graph break.  Its input is a fresh empty tensor: an
+        # aten.empty node is never merged with another, so two draws of one
+        # graph are never merged either (AOTAutograd's CSE ignores custom ops'
+        # nondeterministic_seeded tag)
+        seed_t = torch.ops.fastdrop.draw_seed(torch.empty(0))
+        if _plan.rule_of(p, True, mode) == "copy":
+            return x
+        y = torch.ops.fastdrop.dropout_seeded(x, p, seed_t, ns, mode)
+        return x.copy_(y) if inplace else y
     seed, offset = _seed_offset(generator, _mask_size(x, ns))
     if _plan.rule_of(p, True, mode) == "copy":
         return x  # p == 0: x itself (the generator has advanced), as torch does
     if save_mask:
-        return torch.ops.fastdrop.dropout_packed(x, p, seed, offset, ns, mode)[0]
-    return torch.ops.fastdrop.dropout(x, p, seed, offset, ns, mode, True)
+        y = torch.ops.fastdrop.dropout_packed(x, p, seed, offset, ns, mode)[0]
+    elif not torch.compiler.is_compiling() and (_fwad._current_level >= 0 or _is_functorch(x)):
+        # forward-mode AD and torch.func: the op has no jvp; the function's is
+        # the gradient select (every mode is affine in x for a fixed mask)
+        fn = _OpDropoutF if _is_functorch(x) else _OpDropout
+        y = fn.apply(x, p, seed, offset, ns, mode)
+    else:
+        y = torch.ops.fastdrop.dropout(x, p, seed, offset, ns, mode, True)
+    return x.copy_(y) if inplace else y
 
 
 # ----------------------------------------------------------------------------
@@ -567,7 +1003,7 @@ def _check_generator(generator):
         f"fastdrop.Generator or a numpy.random.Generator, got {type(generator).__name__}")
 
 
-class Dropout(torch.nn.Module):
+class Dropout(_Module):
     """Dropout layer with fastdrop's mask; a drop-in for :class:`torch.nn.Dropout`.
 
     Active in ``train()`` mode, the identity (``mode="inverted"``) in
@@ -600,10 +1036,11 @@ class Dropout(torch.nn.Module):
     tensor([1., 1., 1.])
     """
 
-    def __init__(self, p=0.5, noise_shape=None, *, mode="inverted", generator=None,
-                 save_mask=False):
+    def __init__(self, p=0.5, inplace=False, *, noise_shape=None, mode="inverted",
+                 generator=None, save_mask=False):
         super().__init__()
         self.p = check_p(p)
+        self.inplace = check_flag(inplace, "inplace")
         self.mode = check_mode(mode)
         if isinstance(noise_shape, str):
             if noise_shape != "spatial":
@@ -618,13 +1055,13 @@ class Dropout(torch.nn.Module):
     def _noise_shape(self, x):
         return self.noise_shape
 
-    def forward(self, x):
-        return dropout(x, self.p, self.training, generator=self.generator,
+    def _forward(self, x, training):
+        return dropout(x, self.p, training, self.inplace, generator=self.generator,
                        noise_shape=self._noise_shape(x), mode=self.mode,
                        save_mask=self.save_mask)
 
     def extra_repr(self):
-        s = f"p={self.p}"
+        s = f"p={self.p}, inplace={self.inplace}"
         if self.noise_shape is not None:
             s += f", noise_shape={self.noise_shape!r}"
         if self.mode != "inverted":
@@ -635,19 +1072,48 @@ class Dropout(torch.nn.Module):
 class _DropoutNd(Dropout):
     _nspatial = 0
 
-    def __init__(self, p=0.5, *, mode="inverted", generator=None, save_mask=False):
-        super().__init__(p, None, mode=mode, generator=generator, save_mask=save_mask)
+    def __init__(self, p=0.5, inplace=False, *, mode="inverted", generator=None,
+                 save_mask=False):
+        super().__init__(p, inplace, mode=mode, generator=generator, save_mask=save_mask)
 
     def _noise_shape(self, x):
+        """torch's conventions (``torch.nn.functional.dropout1d/2d/3d``): the
+        same accepted ranks, warnings and errors, the same channel axis."""
         _check_tensor(x)
-        k = self._nspatial
-        if x.dim() == k + 2:        # (N, C, *spatial)
-            return tuple(x.shape[:2]) + (1,) * k
-        if x.dim() == k + 1:        # unbatched (C, *spatial)
-            return (x.shape[0],) + (1,) * k
-        raise ValueError(
-            f"{type(self).__name__} expects a {k + 1}-D (unbatched) or {k + 2}-D "
-            f"(batched) input, got shape {tuple(x.shape)}")
+        k, d = self._nspatial, x.dim()
+        name = f"dropout{k}d"
+        if k == 1 and d not in (2, 3):
+            raise RuntimeError(
+                f"dropout1d: Expected 2D or 3D input, but received a {d}D input. Note that "
+                "dropout1d exists to provide channel-wise dropout on inputs with 1 spatial "
+                "dimension, a channel dimension, and an optional batch dimension (i.e. 2D or "
+                "3D inputs).")
+        if k > 1 and d not in (k + 1, k + 2):
+            warnings.warn(
+                f"{name}: Received a {d}-D input to {name}, which is deprecated and will "
+                "result in an error in a future release. To retain the behavior and silence "
+                f"this warning, please use dropout instead. Note that {name} exists to "
+                f"provide channel-wise dropout on inputs with {k} spatial dimensions, a "
+                f"channel dimension, and an optional batch dimension (i.e. {k + 1}D or "
+                f"{k + 2}D inputs).", stacklevel=4)
+        if k == 2 and d == 3:
+            warnings.warn(
+                "dropout2d: Received a 3D input to dropout2d and assuming that channel-wise "
+                "1D dropout behavior is desired - input is interpreted as shape (N, C, L), "
+                "where C is the channel dim. This behavior will change in a future release to "
+                "interpret the input as one without a batch dimension, i.e. shape (C, H, W). "
+                "To maintain the 1D channel-wise dropout behavior, please switch to using "
+                "dropout1d instead.", stacklevel=4)
+        # batched: one decision per (N, C); torch's unbatched forms (Dropout1d's
+        # 2-D, Dropout3d's non-5-D input) take one per index of the first axis
+        batched = d == 3 if k == 1 else (d == 5 if k == 3 else True)
+        if batched:
+            if d < 2:
+                raise RuntimeError("Feature dropout requires at least 2 dimensions in the input")
+            return tuple(x.shape[:2]) + (1,) * (d - 2)
+        if d < 1:
+            raise RuntimeError("Feature dropout requires at least 2 dimensions in the input")
+        return (x.shape[0],) + (1,) * (d - 1)
 
 
 class Dropout1d(_DropoutNd):
@@ -704,7 +1170,8 @@ class Dropout3d(_DropoutNd):
 # the dropout family (docs/spec.md §8, §9)
 # ----------------------------------------------------------------------------
 
-def alpha_dropout(input, p=0.5, training=False, *, generator=None, noise_shape=None):
+def alpha_dropout(input, p=0.5, training=False, inplace=False, *, generator=None,
+                  noise_shape=None):
     """Alpha dropout on a tensor (PyTorch's semantics and constants, fastdrop's
     mask): :func:`fastdrop.alpha_dropout` with autograd; ``training``
     defaults to False as in :func:`torch.nn.functional.alpha_dropout`.
@@ -728,10 +1195,11 @@ def alpha_dropout(input, p=0.5, training=False, *, generator=None, noise_shape=N
     training = check_training(training)
     p = check_p(p)
     ns = _resolve_noise_shape(input.shape, noise_shape)
-    return _run(input, p, training, "alpha", ns, _check_generator(generator))
+    inplace = check_flag(inplace, "inplace")
+    return _run(input, p, training, "alpha", ns, _check_generator(generator), inplace=inplace)
 
 
-def feature_alpha_dropout(input, p=0.5, training=False, *, generator=None):
+def feature_alpha_dropout(input, p=0.5, training=False, inplace=False, *, generator=None):
     """Alpha dropout of whole channels of an ``(N, C, ...)`` tensor (mask
     shape ``(N, C, 1, ..., 1)``), as :func:`torch.nn.functional.feature_alpha_dropout`.
 
@@ -748,7 +1216,8 @@ def feature_alpha_dropout(input, p=0.5, training=False, *, generator=None):
     p = check_p(p)
     ns = _resolve_noise_shape(input.shape,
                               _family.feature_noise_shape(tuple(input.shape)))
-    return _run(input, p, training, "alpha", ns, _check_generator(generator))
+    inplace = check_flag(inplace, "inplace")
+    return _run(input, p, training, "alpha", ns, _check_generator(generator), inplace=inplace)
 
 
 def drop_path(x, drop_prob=0.0, training=False, scale_by_keep=True, *, generator=None):
@@ -831,7 +1300,7 @@ def gaussian_noise(input, stddev, training=True, *, generator=None, noise_shape=
                       _check_generator(generator))
 
 
-class GaussianDropout(torch.nn.Module):
+class GaussianDropout(_Module):
     """Gaussian dropout layer (Keras's ``GaussianDropout(rate)``): active in
     ``train()``, the identity in ``eval()``; :func:`gaussian_dropout`.
 
@@ -850,14 +1319,14 @@ class GaussianDropout(torch.nn.Module):
         self.p = check_noise_param("gaussian_dropout", p)
         self.generator = _check_generator(generator)
 
-    def forward(self, x):
-        return gaussian_dropout(x, self.p, self.training, generator=self.generator)
+    def _forward(self, x, training):
+        return gaussian_dropout(x, self.p, training, generator=self.generator)
 
     def extra_repr(self):
         return f"p={self.p}"
 
 
-class GaussianNoise(torch.nn.Module):
+class GaussianNoise(_Module):
     """Additive Gaussian noise layer (Keras's ``GaussianNoise(stddev)``):
     active in ``train()``, the identity in ``eval()``; :func:`gaussian_noise`.
 
@@ -876,14 +1345,14 @@ class GaussianNoise(torch.nn.Module):
         self.stddev = check_noise_param("gaussian_noise", stddev)
         self.generator = _check_generator(generator)
 
-    def forward(self, x):
-        return gaussian_noise(x, self.stddev, self.training, generator=self.generator)
+    def _forward(self, x, training):
+        return gaussian_noise(x, self.stddev, training, generator=self.generator)
 
     def extra_repr(self):
         return f"stddev={self.stddev}"
 
 
-class AlphaDropout(torch.nn.Module):
+class AlphaDropout(_Module):
     """Alpha dropout layer with fastdrop's mask; :class:`torch.nn.AlphaDropout`'s
     semantics (active in ``train()``, the identity in ``eval()``).
 
@@ -899,16 +1368,17 @@ class AlphaDropout(torch.nn.Module):
 
     _fn = staticmethod(alpha_dropout)
 
-    def __init__(self, p=0.5, *, generator=None):
+    def __init__(self, p=0.5, inplace=False, *, generator=None):
         super().__init__()
         self.p = check_p(p)
+        self.inplace = check_flag(inplace, "inplace")
         self.generator = _check_generator(generator)
 
-    def forward(self, x):
-        return self._fn(x, self.p, self.training, generator=self.generator)
+    def _forward(self, x, training):
+        return self._fn(x, self.p, training, self.inplace, generator=self.generator)
 
     def extra_repr(self):
-        return f"p={self.p}"
+        return f"p={self.p}, inplace={self.inplace}"
 
 
 class FeatureAlphaDropout(AlphaDropout):
@@ -925,7 +1395,7 @@ class FeatureAlphaDropout(AlphaDropout):
     _fn = staticmethod(feature_alpha_dropout)
 
 
-class DropPath(torch.nn.Module):
+class DropPath(_Module):
     """DropPath / stochastic depth per sample (timm's ``DropPath``), for the
     main path of residual blocks.
 
@@ -946,8 +1416,8 @@ class DropPath(torch.nn.Module):
         self.scale_by_keep = check_flag(scale_by_keep, "scale_by_keep")
         self.generator = _check_generator(generator)
 
-    def forward(self, x):
-        return drop_path(x, self.drop_prob, self.training, self.scale_by_keep,
+    def _forward(self, x, training):
+        return drop_path(x, self.drop_prob, training, self.scale_by_keep,
                          generator=self.generator)
 
     def extra_repr(self):
