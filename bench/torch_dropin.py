@@ -7,8 +7,8 @@ two libraries (so a busy machine slows both alike):
 - ``fwd``: ``dropout(x, p)`` on a tensor without grad;
 - ``fwd+bwd``: ``dropout(x, p).backward(g)`` with a contiguous gradient ``g``
   (``x`` requires grad);
-- ``fwd+bwd stride-0``: ``dropout(x, p).sum().backward()``, whose gradient is
-  an expanded (stride-0) tensor;
+- ``fwd+bwd stride-0``: ``dropout(x, p).backward(g0)`` with ``g0`` an
+  expanded (stride-0) tensor, the gradient ``y.sum().backward()`` hands over;
 
 with ``generator=None`` for both (seeds drawn from torch's RNG), and prints
 the medians and the ratio fastdrop / torch (below 1: fastdrop is faster).
@@ -68,12 +68,13 @@ def measure(sizes, threads, p=0.5, samples=7, budget=0.02):
             x = torch.randn(n)
             xg = torch.randn(n, requires_grad=True)
             g = torch.randn(n)
+            g0 = torch.ones(()).expand(n)
             cases = {
                 "fwd": (lambda: F.dropout(x, p), lambda: fdt.dropout(x, p)),
                 "fwd+bwd": (lambda: F.dropout(xg, p).backward(g),
                             lambda: fdt.dropout(xg, p).backward(g)),
-                "fwd+bwd stride-0": (lambda: F.dropout(xg, p).sum().backward(),
-                                     lambda: fdt.dropout(xg, p).sum().backward()),
+                "fwd+bwd stride-0": (lambda: F.dropout(xg, p).backward(g0),
+                                     lambda: fdt.dropout(xg, p).backward(g0)),
             }
             for name, (ft, ff) in cases.items():
                 tt, tf = [], []

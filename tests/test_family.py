@@ -459,3 +459,23 @@ def test_torch_mc_dropout_turns_gaussian_dropout_on():
     assert not net[1].training
     mean, std = fdt.mc_predict(net, torch.randn(5, 4), samples=8, rng=1)
     assert bool((std > 0).all())
+
+
+@pytest.mark.parametrize("kind", ["gaussian_dropout", "gaussian_noise"])
+def test_torch_gaussian_forward_ad(kind):
+    import torch.autograd.forward_ad as fwAD
+
+    f = getattr(fdt, kind)
+    x, t = torch.randn(20, dtype=torch.float64), torch.randn(20, dtype=torch.float64)
+    with fwAD.dual_level():
+        y = f(fwAD.make_dual(x, t), 0.3, generator=4)
+        primal, tangent = fwAD.unpack_dual(y)
+    assert torch.equal(primal, f(x, 0.3, generator=4))
+    # multiplicative noise: the tangent through the same noise; additive: itself
+    want = f(t, 0.3, generator=4) if kind == "gaussian_dropout" else t
+    assert torch.equal(tangent, want)
+    _, jvp = torch.func.jvp(lambda v: f(v, 0.3, generator=4), (x,), (t,))
+    assert torch.equal(jvp, want)
+    g = torch.func.grad(lambda v: f(v, 0.3, generator=4).sum())(x)
+    assert torch.equal(g, f(torch.ones(20, dtype=torch.float64), 0.3, generator=4)
+                       if kind == "gaussian_dropout" else torch.ones(20, dtype=torch.float64))

@@ -636,7 +636,7 @@ def _flat_select(t, seed, offset, T, scale, out=None):
             t = t.contiguous()
             xs = t.element_size()
         if out is None:
-            out = torch.empty(t.shape, dtype=t.dtype)
+            out = torch.empty_like(t, memory_format=torch.contiguous_format)
     n = t.numel()
     if n == 0:  # nothing drawn (the offset may be the stream's end, 2**64)
         return out
@@ -1250,7 +1250,62 @@ def _run_noise(x, kind, param, training, ns, generator):
     seed, offset = _seed_offset(generator, _mask_size(x, ns))
     if param == 0.0:
         return x  # no noise: x itself (the generator has advanced)
+    if not torch.compiler.is_compiling() and (_fwad._current_level >= 0 or _is_functorch(x)):
+        fn = _GaussianF if _is_functorch(x) else _Gaussian
+        return fn.apply(x, kind, param, seed, offset, ns)
     return torch.ops.fastdrop.gaussian(x, kind, param, seed, offset, ns)
+
+
+class _Gaussian(torch.autograd.Function):
+    """The Gaussian op with a forward-mode derivative: ``x * t`` has the
+    tangent ``x_t * t`` (the op on the tangent), ``x + t`` the tangent
+    itself."""
+
+    @staticmethod
+    def forward(ctx, x, kind, param, seed, offset, ns):
+        ctx.args = (kind, param, seed, offset, ns)
+        return torch.ops.fastdrop.gaussian(x, kind, param, seed, offset, ns)
+
+    @staticmethod
+    def backward(ctx, g):
+        g = g.clone() if ctx.args[0] == "gaussian_noise" else _Gaussian.apply(g, *ctx.args)
+        return (g,) + (None,) * 5
+
+    @staticmethod
+    def jvp(ctx, x_t, *_):
+        if ctx.args[0] == "gaussian_noise":
+            return x_t.clone()
+        return _Gaussian.apply(x_t, *ctx.args)
+
+
+class _GaussianF(torch.autograd.Function):
+    """:class:`_Gaussian` for torch.func's transforms."""
+
+    @staticmethod
+    def forward(x, kind, param, seed, offset, ns):
+        return torch.ops.fastdrop.gaussian(x, kind, param, seed, offset, ns)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.args = inputs[1:]
+
+    @staticmethod
+    def backward(ctx, g):
+        g = g.clone() if ctx.args[0] == "gaussian_noise" else _GaussianF.apply(g, *ctx.args)
+        return (g,) + (None,) * 5
+
+    @staticmethod
+    def jvp(ctx, x_t, *_):
+        if ctx.args[0] == "gaussian_noise":
+            return x_t.clone()
+        return _GaussianF.apply(x_t, *ctx.args)
+
+    @staticmethod
+    def vmap(info, in_dims, x, *args):  # the same noise for every batch element
+        if in_dims[0] is None:
+            return _GaussianF.apply(x, *args), None
+        xb = x.movedim(in_dims[0], 0)
+        return torch.stack([_GaussianF.apply(xb[i], *args) for i in range(len(xb))]), 0
 
 
 def gaussian_dropout(input, p=0.5, training=True, *, generator=None, noise_shape=None):
