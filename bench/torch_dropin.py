@@ -1,121 +1,12 @@
 """fastdrop.torch against torch.nn.functional.dropout on CPU tensors: the
-issue-15 table (float32, 1 thread and all threads, one run, interleaved).
+table of ``fastdrop bench-torch`` (:mod:`fastdrop._benchmark.torch_dropin`).
 
-For each size and thread count it times, sample for sample alternating the
-two libraries (so a busy machine slows both alike):
-
-- ``fwd``: ``dropout(x, p)`` on a tensor without grad;
-- ``fwd+bwd``: ``dropout(x, p).backward(g)`` with a contiguous gradient ``g``
-  (``x`` requires grad);
-- ``fwd+bwd stride-0``: ``dropout(x, p).backward(g0)`` with ``g0`` an
-  expanded (stride-0) tensor, the gradient ``y.sum().backward()`` hands over;
-
-with ``generator=None`` for both (seeds drawn from torch's RNG), and prints
-the medians and the ratio fastdrop / torch (below 1: fastdrop is faster).
-
-Usage::
-
-    python bench/torch_dropin.py                       # sizes 1e3..1e6
-    python bench/torch_dropin.py --sizes 1e3,1e5 --format markdown
+    python bench/torch_dropin.py --format markdown
 """
 
-from __future__ import annotations
+import sys
 
-import argparse
-import os
-import platform
-import statistics
-import time
-
-
-def _cpu_name():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def _time(fn, budget):
-    """Seconds per call of ``fn``: repeats to fill ``budget`` seconds."""
-    fn()
-    t0 = time.perf_counter()
-    fn()
-    one = max(time.perf_counter() - t0, 1e-7)
-    reps = max(1, int(budget / one))
-    t0 = time.perf_counter()
-    for _ in range(reps):
-        fn()
-    return (time.perf_counter() - t0) / reps
-
-
-def measure(sizes, threads, p=0.5, samples=7, budget=0.02):
-    """Rows ``(threads, n, case, torch_s, fastdrop_s)`` (medians)."""
-    import torch
-
-    import fastdrop
-    import fastdrop.torch as fdt
-
-    F = torch.nn.functional
-    rows = []
-    for nt in threads:
-        torch.set_num_threads(nt)
-        fastdrop.set_num_threads(nt)
-        for n in sizes:
-            x = torch.randn(n)
-            xg = torch.randn(n, requires_grad=True)
-            g = torch.randn(n)
-            g0 = torch.ones(()).expand(n)
-            cases = {
-                "fwd": (lambda: F.dropout(x, p), lambda: fdt.dropout(x, p)),
-                "fwd+bwd": (lambda: F.dropout(xg, p).backward(g),
-                            lambda: fdt.dropout(xg, p).backward(g)),
-                "fwd+bwd stride-0": (lambda: F.dropout(xg, p).backward(g0),
-                                     lambda: fdt.dropout(xg, p).backward(g0)),
-            }
-            for name, (ft, ff) in cases.items():
-                tt, tf = [], []
-                for _ in range(samples):  # interleaved, sample for sample
-                    tt.append(_time(ft, budget))
-                    tf.append(_time(ff, budget))
-                rows.append((nt, n, name, statistics.median(tt), statistics.median(tf)))
-                xg.grad = None
-    return rows
-
-
-def render(rows, fmt="text"):
-    lines = []
-    if fmt == "markdown":
-        lines.append("| threads | elements | case | torch | fastdrop.torch | ratio |")
-        lines.append("|---|---|---|---|---|---|")
-        for nt, n, name, a, b in rows:
-            lines.append(f"| {nt} | {n:.0e} | {name} | {a * 1e6:.1f} us | {b * 1e6:.1f} us "
-                         f"| {b / a:.2f} |")
-    else:
-        for nt, n, name, a, b in rows:
-            lines.append(f"threads={nt} n={n:>9} {name:<17} torch {a * 1e6:9.1f} us  "
-                         f"fastdrop.torch {b * 1e6:9.1f} us  ratio {b / a:5.2f}")
-    return "\n".join(lines)
-
-
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", default="1e3,1e4,1e5,1e6")
-    ap.add_argument("--threads", default=f"1,{os.cpu_count()}")
-    ap.add_argument("--samples", type=int, default=7)
-    ap.add_argument("--format", choices=("text", "markdown"), default="text")
-    args = ap.parse_args(argv)
-    sizes = [int(float(s)) for s in args.sizes.split(",")]
-    threads = sorted({int(t) for t in args.threads.split(",")})
-    import torch
-
-    print(f"{_cpu_name()}, {os.cpu_count()} cores; torch {torch.__version__}; float32, p=0.5, "
-          f"medians of {args.samples} interleaved samples; ratio = fastdrop.torch / torch")
-    print(render(measure(sizes, threads, samples=args.samples), args.format))
-
+from fastdrop._benchmark.torch_dropin import main
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main(prog="bench/torch_dropin.py"))

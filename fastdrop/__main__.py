@@ -128,7 +128,7 @@ def build_parser():
     parser = argparse.ArgumentParser(
         prog="fastdrop",
         description="fastdrop: dropout at memory speed. Benchmarks and installation info.")
-    sub = parser.add_subparsers(dest="command", metavar="{bench,info}")
+    sub = parser.add_subparsers(dest="command", metavar="{bench,bench-torch,info}")
 
     b = sub.add_parser(
         "bench", help="time fastdrop against NumPy, PyTorch and a streaming ceiling",
@@ -181,6 +181,10 @@ def build_parser():
     b.add_argument("-q", "--quiet", action="store_true",
                    help="no progress bar and no notes on stderr")
     b.set_defaults(subparser=b)
+
+    sub.add_parser("bench-torch", add_help=False,
+                   help="fastdrop.torch against torch.nn.functional.dropout (forward, "
+                        "forward + backward, stride-0 gradients; --help for options)")
 
     i = sub.add_parser("info", help="versions, backends, threads, CPU and GPU",
                        description="Report fastdrop's installation: versions, which backends "
@@ -272,6 +276,10 @@ def main(argv=None):
     """
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench-torch"]:  # its own options (fastdrop._benchmark.torch_dropin)
+        from ._benchmark import torch_dropin
+
+        return torch_dropin.main(argv[1:], prog="fastdrop bench-torch")
     args = parser.parse_args(argv)
     args.argv = argv
     if args.command == "bench":

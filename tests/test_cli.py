@@ -345,3 +345,16 @@ def test_update_readme_from_saved_json(json_run, tmp_path):
     bad.write_text("no markers\n")
     with pytest.raises(ValueError, match="markers"):
         mod.main(["--json", str(saved), "--readme", str(bad), "--plot", "none"])
+
+
+def test_bench_torch_table(capsys):
+    # fastdrop bench-torch: the fastdrop.torch / torch table (one tiny run)
+    pytest.importorskip("torch")
+    from fastdrop.__main__ import main
+
+    assert main(["bench-torch", "--sizes", "1e3", "--threads", "1", "--samples", "1",
+                 "--format", "markdown"]) == 0
+    out = capsys.readouterr().out
+    rows = [r for r in out.splitlines() if r.startswith("| 1 |")]
+    assert [r.split("|")[3].strip() for r in rows] == ["fwd", "fwd+bwd", "fwd+bwd stride-0"]
+    assert all(float(r.split("|")[6]) > 0 for r in rows)
