@@ -75,10 +75,12 @@ def dropout(x, p=0.5, *, training=True, mode="inverted", rng=None, noise_shape=N
     mode : {"inverted", "classic"}
         ``"inverted"`` scales kept elements by ``1 / (1 - p)`` in training;
         ``"classic"`` keeps them unscaled.
-    rng : None, int, fastdrop.Generator or numpy.random.Generator
+    rng : None, int, fastdrop.Generator, numpy.random.Generator, BitGenerator or SeedSequence
         Where the mask comes from.  An int is a seed (offset 0: stateless
         and repeatable); a :class:`fastdrop.Generator` is advanced by the
-        positions the mask uses; ``None`` draws fresh entropy.
+        positions the mask uses; ``None`` takes the next positions of the
+        process's default stream (seeded from fresh entropy once, reseeded
+        in a forked child); NumPy's objects give one seed (docs/spec.md §3).
     noise_shape : tuple, optional
         Mask shape, same ndim as ``x``, each entry 1 (mask shared along that
         axis, as in Keras/Flax) or ``x``'s extent (``None`` means the extent).

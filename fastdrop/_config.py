@@ -27,12 +27,31 @@ def _default_threads():
         return max(1, os.cpu_count() or 1)
 
 
-_num_threads = _default_threads()
+#: The thread count set with :func:`set_num_threads`, or None: follow
+#: OpenMP's default at call time (``omp_get_max_threads()`` of the compiled
+#: kernels' OpenMP runtime, so ``OMP_NUM_THREADS`` and threadpoolctl apply).
+_num_threads = None
+
+
+#: ``omp_get_max_threads`` of the compiled kernels' OpenMP runtime, set by
+#: :mod:`fastdrop._cython._kernels` when it is imported (with OpenMP); None
+#: before that or without it.
+_omp_max_threads = None
+
+
+def _openmp_threads():
+    """``omp_get_max_threads()`` of the Cython extension's runtime, or the
+    CPUs this process may run on when it is not built (or has no OpenMP)."""
+    f = _omp_max_threads
+    return _default_threads() if f is None else max(1, int(f()))
 
 
 def get_num_threads():
-    """Number of threads fastdrop's parallel kernels use (default: all CPUs
-    this process may run on).
+    """Number of threads fastdrop's parallel kernels use: the value of
+    :func:`set_num_threads` if one was set, else OpenMP's default at this
+    moment (``OMP_NUM_THREADS``, ``threadpoolctl.threadpool_limits`` and
+    Dask's per-worker limits apply; without either, all CPUs this process
+    may run on).
 
     Examples
     --------
@@ -40,14 +59,17 @@ def get_num_threads():
     >>> fastdrop.get_num_threads() >= 1
     True
     """
-    return _num_threads
+    n = _num_threads
+    return _openmp_threads() if n is None else n
 
 
 def set_num_threads(n):
-    """Set the number of threads fastdrop's CPU kernels use.
+    """Set the number of threads fastdrop's CPU kernels use (``None``: follow
+    OpenMP's default again, see :func:`get_num_threads`).
 
     Results never depend on it: work is split into fixed-size chunks whose
-    masks depend only on their positions.  Returns the previous value.
+    masks depend only on their positions.  Returns the previous setting (an
+    int, or None for the default), which can be passed back to restore it.
 
     Examples
     --------
@@ -58,12 +80,17 @@ def set_num_threads(n):
     >>> _ = fastdrop.set_num_threads(old)
     """
     global _num_threads
+    if n is None:
+        old, _num_threads = _num_threads, None
+        return old
     if isinstance(n, bool):
         raise TypeError("set_num_threads: n must be an int, got bool")
     try:
         n = operator.index(n)
     except TypeError:
-        raise TypeError(f"set_num_threads: n must be an int, got {type(n).__name__}") from None
+        raise TypeError(
+            f"set_num_threads: n must be an int (or None: OpenMP's default), got "
+            f"{type(n).__name__}") from None
     if n < 1:
         raise ValueError(f"set_num_threads: n, the number of threads must be >= 1, got {n}")
     old, _num_threads = _num_threads, n

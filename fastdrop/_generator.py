@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numbers
 import operator
+import os
 import threading
 
 import numpy as np
@@ -45,6 +46,66 @@ def _count(n, name):
 
 def _fresh_seed():
     return int(np.random.SeedSequence().generate_state(1, np.uint64)[0])
+
+
+# ---------------------------------------------------------------- rng=None
+#: The process's default stream (``rng=None``): a Generator seeded once from
+#: fresh OS entropy on first use, advanced by every call (thread-safe through
+#: its lock), replaced in a forked child so two processes never share masks.
+_DEFAULT = [None]
+
+
+def default_stream():
+    """The process-wide :class:`Generator` behind ``rng=None``
+    (docs/spec.md §3): seeded from fresh entropy on first use, advanced by
+    each call like any Generator, and reseeded in a child after ``fork``.
+
+    Examples
+    --------
+    >>> from fastdrop._generator import default_stream
+    >>> default_stream() is default_stream()
+    True
+    """
+    g = _DEFAULT[0]
+    if g is None:
+        g = _DEFAULT[0] = Generator(_fresh_seed())
+    return g
+
+
+def _reserve_default(n):
+    """(seed, offset) of ``n`` positions from the default stream; a stream
+    that would pass 2**64 is replaced by a fresh one (never in practice)."""
+    g = default_stream()
+    try:
+        return g._reserve(n)
+    except ValueError:
+        _DEFAULT[0] = None
+        return default_stream()._reserve(n)
+
+
+def _forget_default():
+    _DEFAULT[0] = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_default)
+
+#: numpy bit generators whose ``random_raw()`` is the full 64-bit
+#: ``next_uint64``, i.e. exactly ``Generator.integers(0, 2**64,
+#: dtype=uint64)``'s value, at a tenth of its cost (MT19937's raw output is
+#: 32 bits: it goes through ``integers``).
+_RAW64 = tuple(getattr(np.random, n) for n in ("PCG64", "PCG64DXSM", "Philox", "SFC64")
+               if hasattr(np.random, n))
+
+
+def numpy_seed(gen):
+    """The seed drawn from a ``numpy.random.Generator`` (docs/spec.md §3):
+    ``gen.integers(0, 2**64, dtype=uint64)``, through ``random_raw()`` where
+    that is the same value."""
+    bg = gen.bit_generator
+    if type(bg) in _RAW64:
+        return int(bg.random_raw())
+    return int(gen.integers(0, 2**64, dtype=np.uint64))
 
 
 class Generator:
@@ -201,28 +262,33 @@ def check_rng(rng):
     if type(rng) is int:  # the common case, without ABC checks
         check_seed(rng, "rng seed")
         return
-    if rng is None or type(rng) is Generator or isinstance(rng, (Generator,
-                                                                 np.random.Generator)):
+    if rng is None or type(rng) is Generator or isinstance(
+            rng, (Generator, np.random.Generator, np.random.BitGenerator,
+                  np.random.SeedSequence)):
         return
     if isinstance(rng, numbers.Integral) and not isinstance(rng, (bool, np.bool_)):
         check_seed(rng, "rng seed")
         return
     raise TypeError(
-        "rng must be None, an int seed, a fastdrop.Generator or a "
-        f"numpy.random.Generator, got {type(rng).__name__}")
+        "rng must be None, an int seed, a fastdrop.Generator, a numpy.random.Generator, "
+        f"BitGenerator or SeedSequence, got {type(rng).__name__}")
 
 
 def resolve_rng(rng, n):
     """Turn an ``rng=`` argument into ``(seed, offset)`` for a mask of ``n``
     elements, advancing a :class:`Generator` by the positions it uses."""
     if rng is None:
-        return _fresh_seed(), 0
+        return _reserve_default(n)
     if type(rng) is int:
         return check_seed(rng, "rng seed"), 0
     if isinstance(rng, Generator):
         return rng._reserve(n)
     if isinstance(rng, np.random.Generator):
-        return int(rng.integers(0, 2**64, dtype=np.uint64)), 0
+        return numpy_seed(rng), 0
+    if isinstance(rng, np.random.BitGenerator):
+        return numpy_seed(np.random.Generator(rng)), 0
+    if isinstance(rng, np.random.SeedSequence):
+        return int(rng.generate_state(1, np.uint64)[0]), 0
     check_rng(rng)
     return check_seed(rng, "rng seed"), 0
 

@@ -677,7 +677,6 @@ THREADS_BAD = [
     (-1, ValueError, r"n, the number of threads must be >= 1"),
     (1.5, TypeError, r"\bn must be an int"),
     ("2", TypeError, r"\bn must be an int"),
-    (None, TypeError, r"\bn must be an int"),
     (True, TypeError, r"\bn must be an int"),
     ([2], TypeError, r"\bn must be an int"),
 ]

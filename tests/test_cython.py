@@ -84,11 +84,29 @@ def test_fast_path_equals_reference(dtype, threads):
             assert g1.offset == 13 + (x.size + 7) // 8 * 8
 
 
+def test_fast_path_takes_the_default_stream_and_numpy_generators():
+    # rng=None (the process's default stream) and a numpy Generator run on the
+    # fast path, with the general path's numbers
+    from fastdrop._generator import default_stream
+
+    x = np.ones(10, np.float32)
+    g = default_stream()
+    seed, start = g.seed, g.offset
+    y = K.fast_dropout(x, 0.5, None)
+    assert y is not NotImplemented and g.offset == start + 16
+    assert_array_equal(y, fastdrop.dropout(x, 0.5, rng=fastdrop.Generator(seed, start),
+                                           backend="reference"))
+    a, b = np.random.default_rng(4), np.random.default_rng(4)
+    y = K.fast_dropout(x, 0.5, a)
+    assert_array_equal(y, fastdrop.dropout(x, 0.5, rng=b, backend="reference"))
+
+
 def test_fast_path_declines_and_errors_match():
     x = np.ones(10, np.float32)
     for args in [(x.tolist(), 0.5, 1), (x[::2], 0.5, 1), (x.astype(np.int32), 0.5, 1),
                  (x, np.nan, 1), (x, 1.5, 1), (x, -0.0 - 1, 1), (x, True, 1), (x, "0.5", 1),
-                 (x, 0.5, None), (x, 0.5, -1), (x, 0.5, 2**64), (x, 0.5, np.int64(3)),
+                 (x, 0.5, -1), (x, 0.5, 2**64), (x, 0.5, np.int64(3)),
+                 (x, 0.5, np.random.PCG64(1)), (x, 0.5, np.random.SeedSequence(1)),
                  (np.empty(0, np.float32), 0.5, 1), (x.astype(">f4"), 0.5, 1)]:
         assert K.fast_dropout(*args) is NotImplemented
     for bad_p, exc in ((np.nan, ValueError), (1.5, ValueError), (-1, ValueError),

@@ -14,6 +14,7 @@ test group each.  Every test here failed before the fix.
 
 import contextlib
 import io
+import os
 import sys
 import threading
 
@@ -258,7 +259,7 @@ def test_torch_dropout_positional_bool_is_inplace():
         fdt.Dropout(0.5, "yes")
 
 
-@pytest.mark.parametrize("n", [1.5, "2", None])
+@pytest.mark.parametrize("n", [1.5, "2", True])
 def test_set_num_threads_names_its_argument(n):
     old = fastdrop.get_num_threads()
     with pytest.raises(TypeError, match="set_num_threads: n must be an int"):
@@ -459,3 +460,44 @@ def test_cli_bench_cuda_without_gpu_fails():
                    "--max-time", "0.05"])
     assert rc != 0
     assert "none of the requested backends can run here (cuda:" in err.getvalue()
+
+
+# ---------------------------------------------------------------- threads follow OpenMP
+
+def test_default_threads_follow_openmp_env():
+    import subprocess
+    import sys
+
+    code = ("import numpy as np, fastdrop; n = fastdrop.get_num_threads(); "
+            "fastdrop.dropout(np.ones(1 << 20, np.float32), 0.5, rng=1); print(n)")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, check=True).stdout
+    assert out.strip() == "1"
+
+
+def test_default_threads_follow_threadpoolctl_and_set_none_resets():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    old = fastdrop.set_num_threads(None)  # the default: follow OpenMP
+    try:
+        with threadpoolctl.threadpool_limits(1):
+            assert fastdrop.get_num_threads() == 1
+        assert fastdrop.set_num_threads(3) is None
+        with threadpoolctl.threadpool_limits(1):
+            assert fastdrop.get_num_threads() == 3   # an explicit setting wins
+        assert fastdrop.set_num_threads(None) == 3
+    finally:
+        fastdrop.set_num_threads(old)
+
+
+def test_numba_thread_count_restored():
+    numba = pytest.importorskip("numba")
+    if "numba" not in fastdrop.get_backends() or not fastdrop.get_backends()["numba"]["available"]:
+        pytest.skip("numba backend not available")
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        fastdrop.dropout(np.ones(1 << 17, np.float32), 0.5, rng=1, backend="numba")
+        assert numba.get_num_threads() == 1
+    finally:
+        numba.set_num_threads(before)

@@ -1,5 +1,7 @@
 """Generator: offset advance, state round-trip, spawn independence."""
 
+import os
+
 import numpy as np
 import pytest
 from numpy.testing import assert_array_equal
@@ -80,3 +82,53 @@ def test_seed_types():
         fastdrop.Generator(1.0)
     with pytest.raises(TypeError):
         fastdrop.Generator(True)
+
+
+# ------------------------------------------------------------ rng=None and NumPy's objects
+
+def test_rng_none_is_the_default_stream():
+    from fastdrop._generator import default_stream
+
+    g = default_stream()
+    seed, start = g.seed, g.offset
+    x = np.ones(21, np.float32)
+    y = fastdrop.dropout(x, 0.5)
+    assert g.offset == start + 24   # ceil(21 / 8) * 8 positions taken
+    assert np.array_equal(y, fastdrop.dropout(x, 0.5, rng=fastdrop.Generator(seed, start)))
+    assert fastdrop.dropout_mask(21, 0.5).shape == (21,) and g.offset == start + 48
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_rng_none_differs_in_a_forked_child():
+    x = np.ones(256, np.float32)
+    fastdrop.dropout(x, 0.5)  # the parent's stream exists before the fork
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: its first mask, then exit without running pytest's teardown
+        try:
+            os.write(w, fastdrop.dropout_mask(256, 0.5, packed=True).tobytes())
+        finally:
+            os._exit(0)
+    os.close(w)
+    child = os.read(r, 64)
+    os.waitpid(pid, 0)
+    parent = fastdrop.dropout_mask(256, 0.5, packed=True).tobytes()
+    assert len(child) == 32 and child != parent
+
+
+def test_numpy_objects_as_rng():
+    x = np.ones(64, np.float32)
+    # a numpy Generator: one integers(0, 2**64, uint64) draw (random_raw for 64-bit ones)
+    for bg in (np.random.PCG64, np.random.MT19937, np.random.Philox, np.random.SFC64):
+        a, b = np.random.Generator(bg(3)), np.random.Generator(bg(3))
+        want = fastdrop.dropout(x, 0.5, rng=int(b.integers(0, 2**64, dtype=np.uint64)))
+        assert np.array_equal(fastdrop.dropout(x, 0.5, rng=a), want), bg.__name__
+        bitgen, ref = bg(4), np.random.Generator(bg(4))
+        want = fastdrop.dropout(x, 0.5, rng=int(ref.integers(0, 2**64, dtype=np.uint64)))
+        assert np.array_equal(fastdrop.dropout(x, 0.5, rng=bitgen), want), bg.__name__
+    ss = np.random.SeedSequence(11)
+    seed = int(ss.generate_state(1, np.uint64)[0])
+    assert np.array_equal(fastdrop.dropout(x, 0.5, rng=ss), fastdrop.dropout(x, 0.5, rng=seed))
+    assert np.array_equal(fastdrop.dropout(x, 0.5, rng=ss), fastdrop.dropout(x, 0.5, rng=ss))
+    with pytest.raises(TypeError, match="rng"):
+        fastdrop.dropout(x, 0.5, rng=[1, 2])

@@ -78,6 +78,20 @@ cdef extern from "kernels.h" nogil:
 CHUNK = _config.CHUNK
 cdef int64_t _CHUNK = _config.CHUNK
 cdef object _Generator = None
+cdef object _NpGenerator = None
+cdef object _default_stream = None
+cdef object _numpy_seed = None
+
+
+cdef _import_generators():
+    """fastdrop's Generator, NumPy's, the default stream and the NumPy seed
+    rule, looked up once (fastdrop._generator imports this module's users)."""
+    global _Generator, _NpGenerator, _default_stream, _numpy_seed
+    from fastdrop import _generator
+    _NpGenerator = np.random.Generator
+    _default_stream = _generator.default_stream
+    _numpy_seed = _generator.numpy_seed
+    _Generator = _generator.Generator
 cdef object _U64 = 1 << 64
 
 _ISA_CAPS = {"portable": 0, "avx2": 1, "avx512": 2}
@@ -86,6 +100,10 @@ _ISA_CAPS = {"portable": 0, "avx2": 1, "avx512": 2}
 # FASTDROP_MAX_ISA gives (avx512, avx2 or portable; anything else: no cap).
 import os as _os
 fd_isa_select(_ISA_CAPS.get(_os.environ.get("FASTDROP_MAX_ISA", ""), 2))
+
+
+if FASTDROP_HAVE_OPENMP:  # the default thread count follows this runtime (fastdrop._config)
+    _config._omp_max_threads = lambda: fastdrop_omp_max_threads()
 
 
 def openmp_enabled():
@@ -173,7 +191,8 @@ cdef int64_t _RBLOCK_CHUNK = 1024
 
 cdef int _execute(fd_task_t *g, int64_t ntasks, int64_t total) except -1:
     """Run tasks 0..ntasks-1, in parallel when there is enough work."""
-    cdef int nt = _config._num_threads
+    cdef object ntset = _config._num_threads
+    cdef int nt = fastdrop_omp_max_threads() if ntset is None else ntset
     cdef int64_t t
     if ntasks <= 0:
         return 0
@@ -561,7 +580,7 @@ def fast_dropout(x, p, rng, out=None, training=True, mode="inverted", noise_shap
     >>> _kernels.fast_dropout(np.ones(8, np.float32), 0.5, 0, y) is y
     True
     """
-    global _Generator
+    pass  # (the generator objects are module globals, set by _import_generators)
     cdef cnp.ndarray xa, ya
     cdef double pd
     cdef int64_t n
@@ -596,6 +615,7 @@ def fast_dropout(x, p, rng, out=None, training=True, mode="inverted", noise_shap
     n = cnp.PyArray_SIZE(xa)
     if n == 0:
         return NotImplemented
+    npgen = None
     if type(rng) is int:
         if rng < 0 or rng >= 18446744073709551616:
             return NotImplemented
@@ -604,11 +624,16 @@ def fast_dropout(x, p, rng, out=None, training=True, mode="inverted", noise_shap
         gen = None
     else:
         if _Generator is None:
-            from fastdrop._generator import Generator
-            _Generator = Generator
-        if type(rng) is not _Generator:
+            _import_generators()
+        if rng is None:
+            gen = _default_stream()  # the process's default stream (docs/spec.md §3)
+        elif type(rng) is _Generator:
+            gen = rng
+        elif type(rng) is _NpGenerator:
+            gen = None
+            npgen = rng
+        else:
             return NotImplemented
-        gen = rng
     cdef bint fresh = out is None
     cdef int k
     cdef char *x0
@@ -631,6 +656,9 @@ def fast_dropout(x, p, rng, out=None, training=True, mode="inverted", noise_shap
         y0 = cnp.PyArray_BYTES(ya)
         if y0 != x0 and y0 < x0 + nbytes and x0 < y0 + nbytes:
             return NotImplemented  # partial overlap: the general path raises
+    if npgen is not None:  # one seed drawn from it (checks all passed: nothing declines now)
+        seed = _numpy_seed(npgen)
+        offset = 0
     if gen is not None:
         # Generator._reserve's common case, under the same lock (a Generator
         # may be shared by threads): n positions from the offset, the next
@@ -692,7 +720,8 @@ def stream_scale(x, out, s):
     cdef float *yp = <float *>cnp.PyArray_DATA(ya)
     cdef int64_t n = xa.size, ntasks = (n + _CHUNK - 1) // _CHUNK, t, a, b
     cdef float sf = s
-    cdef int nt = _config._num_threads
+    cdef object ntset = _config._num_threads
+    cdef int nt = fastdrop_omp_max_threads() if ntset is None else ntset
     if nt > ntasks:
         nt = <int>max(ntasks, 1)
     cdef const fd_isa_t *isa = fd_isa()

@@ -39,7 +39,7 @@ Threads
 -------
 Each call sets ``numba.set_num_threads(min(fastdrop.get_num_threads(),
 numba.config.NUMBA_NUM_THREADS))`` in the calling thread (Numba's setting is
-thread-local).  Results never depend on it.  Parallel kernels may be called
+thread-local) and puts the caller's value back afterwards.  Results never depend on it.  Parallel kernels may be called
 from several Python threads at once; if Numba picked its ``workqueue``
 threading layer (not thread-safe) the calls are serialised by a lock.
 
@@ -159,17 +159,21 @@ def _call(kernel, key, *args):
     numba = _numba
     if (kernel, key) not in _seen:
         _ensure(kernel, key, args)
+    caller = numba.get_num_threads()  # restored after the call (the caller's setting)
     numba.set_num_threads(min(get_num_threads(), numba.config.NUMBA_NUM_THREADS))
-    if _layer is None or _layer == "workqueue":
-        with _call_lock:
+    try:
+        if _layer is None or _layer == "workqueue":
+            with _call_lock:
+                kernel(*args)
+                if _layer is None:
+                    try:
+                        _layer = numba.threading_layer()
+                    except ValueError:  # pragma: no cover - no parallel run yet
+                        pass
+        else:
             kernel(*args)
-            if _layer is None:
-                try:
-                    _layer = numba.threading_layer()
-                except ValueError:  # pragma: no cover - no parallel run yet
-                    pass
-    else:
-        kernel(*args)
+    finally:
+        numba.set_num_threads(caller)
 
 
 def _storage(a):
