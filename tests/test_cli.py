@@ -358,3 +358,19 @@ def test_bench_torch_table(capsys):
     rows = [r for r in out.splitlines() if r.startswith("| 1 |")]
     assert [r.split("|")[3].strip() for r in rows] == ["fwd", "fwd+bwd", "fwd+bwd stride-0"]
     assert all(float(r.split("|")[6]) > 0 for r in rows)
+
+
+def test_bench_warns_on_a_busy_machine(monkeypatch):
+    # the table's header warns when the load average is above the core count
+    from fastdrop._benchmark import BenchConfig, run_bench, runner
+    from fastdrop._benchmark.report import format_table
+
+    monkeypatch.setattr(runner, "load_average", lambda: 1000.0)
+    rep = run_bench(BenchConfig(sizes=[100], ops=["mask_packed"], backends=[], torch=False,
+                                gpu=False, repeat=2, min_time=1e-5))
+    assert rep["machine"]["load_average"] == 1000.0
+    assert "WARNING: the machine was busy" in format_table(rep)
+    monkeypatch.setattr(runner, "load_average", lambda: 0.0)
+    rep = run_bench(BenchConfig(sizes=[100], ops=["mask_packed"], backends=[], torch=False,
+                                gpu=False, repeat=2, min_time=1e-5))
+    assert "WARNING" not in format_table(rep)

@@ -161,6 +161,11 @@ def header_lines(report):
         f"{'s' if m['threads'] != 1 else ''}, OpenMP {'on' if m['openmp'] else 'off'}",
         "  " + ", ".join(libs) + f", Python {v['python']}",
     ]
+    la = m.get("load_average")
+    if la is not None and la > (m.get("cores") or 1):
+        lines.append(f"  WARNING: the machine was busy (load average {la:.2f} on "
+                     f"{m['cores']} cores): times are slow and noisy, with more than one "
+                     "thread above all")
     if m.get("numba_threading_layer"):
         lines.append(f"  numba threading layer: {m['numba_threading_layer']}")
     if m.get("gpu"):

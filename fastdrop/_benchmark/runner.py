@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import fastdrop
@@ -35,6 +36,11 @@ def run_bench(config, log=None, progress=False, progress_file=None):
     t_start = time.perf_counter()
     cfg = config
     journal = Journal(log)
+    load = load_average()
+    if load is not None and load > (os.cpu_count() or 1):
+        journal.note(f"warning: the machine is busy (load average {load:.2f} on "
+                     f"{os.cpu_count()} cores): times will be slow and noisy, with more "
+                     "than one thread above all")
     threads = int(cfg.threads) if cfg.threads else fastdrop.get_num_threads()
     ops = [get_comparison(o) for o in cfg.ops] if cfg.ops else list(COMPARISONS)
     sel = select_implementations(cfg, ops, journal)
@@ -46,5 +52,16 @@ def run_bench(config, log=None, progress=False, progress_file=None):
         Sweep(cfg, ops, sel, ceilings, journal).run(plan, progress, progress_file)
     _derive(journal.results)
     attach_steady(journal.warmup, journal.results)
-    return build_report(cfg, threads, ops, describe(ceilings[0].kernels), sel.gpu_rt,
-                        journal, t_start)
+    rep = build_report(cfg, threads, ops, describe(ceilings[0].kernels), sel.gpu_rt,
+                       journal, t_start)
+    rep["machine"]["load_average"] = load
+    return rep
+
+
+def load_average():
+    """The 1-minute load average before the run, or None where the OS has
+    none (reported, and warned about above the core count)."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):  # pragma: no cover - Windows
+        return None
