@@ -1118,7 +1118,8 @@ class _DropoutNd(Dropout):
 
 class Dropout1d(_DropoutNd):
     """Channel dropout for ``(N, C, L)`` or ``(C, L)`` inputs: mask shape
-    ``(N, C, 1)``, like :class:`torch.nn.Dropout1d`.
+    ``(N, C, 1)`` (``(C, 1)``), like :class:`torch.nn.Dropout1d`; other ranks
+    are torch's ``RuntimeError``.
 
     Examples
     --------
@@ -1136,8 +1137,10 @@ class Dropout1d(_DropoutNd):
 
 
 class Dropout2d(_DropoutNd):
-    """Channel dropout for ``(N, C, H, W)`` or ``(C, H, W)`` inputs: mask
-    shape ``(N, C, 1, 1)``, like :class:`torch.nn.Dropout2d`.
+    """Channel dropout for ``(N, C, H, W)`` inputs: mask shape ``(N, C, 1,
+    1)``, like :class:`torch.nn.Dropout2d`, whose conventions it follows: a
+    3-D input is taken as ``(N, C, L)`` with torch's warning, other ranks
+    warn and go on.
 
     Examples
     --------
@@ -1152,8 +1155,9 @@ class Dropout2d(_DropoutNd):
 
 
 class Dropout3d(_DropoutNd):
-    """Channel dropout for ``(N, C, D, H, W)`` or ``(C, D, H, W)`` inputs:
-    mask shape ``(N, C, 1, 1, 1)``, like :class:`torch.nn.Dropout3d`.
+    """Channel dropout for ``(N, C, D, H, W)`` or unbatched ``(C, D, H, W)``
+    inputs: mask shape ``(N, C, 1, 1, 1)`` (``(C, 1, 1, 1)``), like
+    :class:`torch.nn.Dropout3d` (other ranks warn and go on, as there).
 
     Examples
     --------
