@@ -124,6 +124,7 @@ import torch.autograd.forward_ad as _fwad
 from .. import _api, _dispatch, _family, _mc, _plan
 from ._torchscript import Module as _Module
 from .._generator import Generator, check_seed, resolve_rng
+from ..reference import threshold
 from .._validate import (check_flag, check_mode, check_noise_param, check_noise_shape, check_p,
                          check_training, mask_geometry)
 
@@ -831,8 +832,8 @@ def _fast(x, p, mode, generator, inplace):
     if isinstance(generator, torch.Generator) and generator.device.type != "cpu":
         return None
     seed, offset = _fast_seed_offset(generator, x.numel())
-    T = (int(round(p * 4294967296.0)))
-    scale = 1.0 / (1.0 - p) if mode == "inverted" else 1.0
+    T = threshold(p)
+    scale = _plan.scale_for(p, mode)
     # a dual tensor of forward-mode AD has no requires_grad: inside a dual
     # level the autograd function always runs (its jvp is the same select)
     needs_grad = ((x.requires_grad and torch.is_grad_enabled()) or _fwad._current_level >= 0
