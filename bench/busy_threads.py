@@ -26,22 +26,11 @@ def _spin(stop):
         pass
 
 
-def _time(fn, budget=0.05):
-    fn()
-    t0 = time.perf_counter()
-    fn()
-    one = max(time.perf_counter() - t0, 1e-7)
-    reps = max(1, int(budget / one))
-    t0 = time.perf_counter()
-    for _ in range(reps):
-        fn()
-    return (time.perf_counter() - t0) / reps
-
-
 def measure(sizes, backends, samples):
     import numpy as np
 
     import fastdrop
+    from fastdrop._benchmark.timing import per_call
 
     rows = []
     for backend in backends:
@@ -55,9 +44,9 @@ def measure(sizes, backends, samples):
             dflt, one = [], []
             for _ in range(samples):
                 fastdrop.set_num_threads(None)
-                dflt.append(_time(call))
+                dflt.append(per_call(call, 0.05))
                 fastdrop.set_num_threads(1)
-                one.append(_time(call))
+                one.append(per_call(call, 0.05))
             fastdrop.set_num_threads(None)
             rows.append((backend, n, statistics.median(dflt), statistics.median(one)))
     return rows

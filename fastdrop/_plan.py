@@ -50,8 +50,9 @@ from ._validate import mask_geometry
 from .reference import threshold
 
 __all__ = ["Plan", "ALPHA", "MODES", "NOISES", "scale_for", "alpha_constants",
-           "select_constants", "noise_constants", "draws", "rule_of", "plan_dropout",
-           "plan_backward", "plan_apply", "plan_mask", "plan_noise", "plan_noise_backward"]
+           "select_constants", "noise_constants", "noise_rule_of", "draws", "rule_of",
+           "plan_dropout", "plan_backward", "plan_apply", "plan_mask", "plan_noise",
+           "plan_noise_backward"]
 
 RULES = ("select", "scale", "copy", "zero", "noise", "none")
 SOURCES = ("philox", "bool", "packed", "normal", None)
@@ -273,6 +274,14 @@ def _noise_geometry(shape, noise_shape, geometry):
     return (tuple(shape),) + (geometry or mask_geometry(shape, noise_shape))
 
 
+def noise_rule_of(param, training):
+    """The rule of a Gaussian call whose noise is not empty: ``"copy"`` in
+    evaluation and at ``param == 0`` (training still draws), else
+    ``"noise"``.  The one place these cases are decided (as
+    :func:`rule_of` for the select)."""
+    return "noise" if training and param != 0.0 else "copy"
+
+
 def plan_noise(shape, kind, param, *, training, rng, noise_shape=None, fresh_out=False,
                geometry=None):
     """The plan of ``gaussian_dropout`` (``param = p``) or ``gaussian_noise``
@@ -289,7 +298,7 @@ def plan_noise(shape, kind, param, *, training, rng, noise_shape=None, fresh_out
 def _noise_train(geometry, kind, param, seed, offset, fresh_out):
     if geometry[3] == 0:
         return Plan("none", None, *geometry, fresh_out=fresh_out)
-    if param == 0.0:
+    if noise_rule_of(param, True) == "copy":
         return Plan("copy", None, *geometry, fresh_out=fresh_out)
     a, b, op = noise_constants(kind, param)
     return Plan("noise", "normal", *geometry, scale=b, shift=a, seed=seed, offset=offset,

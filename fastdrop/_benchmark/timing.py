@@ -7,7 +7,7 @@ import math
 import statistics
 import time
 
-__all__ = ["time_call"]
+__all__ = ["time_call", "per_call"]
 
 
 def _noop():
@@ -88,6 +88,14 @@ def _per_call(fn, number, sync=_noop):
         fn()
     sync()
     return (time.perf_counter() - t0) / number
+
+
+def per_call(fn, budget):
+    """Seconds per call of ``fn()``: one call to warm up, one to size the
+    loop, then back-to-back calls filling about ``budget`` seconds (the
+    sample of ``fastdrop bench-torch`` and ``bench/busy_threads.py``)."""
+    fn()
+    return _per_call(fn, _loop_count(_first_call(fn), budget))
 
 
 def _first_call(fn, sync=_noop):

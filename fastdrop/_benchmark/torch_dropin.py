@@ -24,33 +24,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
-import time
 
-
-def _cpu_name():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def _time(fn, budget):
-    """Seconds per call of ``fn``: repeats to fill ``budget`` seconds."""
-    fn()
-    t0 = time.perf_counter()
-    fn()
-    one = max(time.perf_counter() - t0, 1e-7)
-    reps = max(1, int(budget / one))
-    t0 = time.perf_counter()
-    for _ in range(reps):
-        fn()
-    return (time.perf_counter() - t0) / reps
+from .._info import cpu_info
+from .timing import per_call
 
 
 def measure(sizes, threads, p=0.5, samples=7, budget=0.02):
@@ -80,8 +57,8 @@ def measure(sizes, threads, p=0.5, samples=7, budget=0.02):
             for name, (ft, ff) in cases.items():
                 tt, tf = [], []
                 for _ in range(samples):  # interleaved, sample for sample
-                    tt.append(_time(ft, budget))
-                    tf.append(_time(ff, budget))
+                    tt.append(per_call(ft, budget))
+                    tf.append(per_call(ff, budget))
                 rows.append((nt, n, name, statistics.median(tt), statistics.median(tf)))
                 xg.grad = None
     return rows
@@ -114,7 +91,7 @@ def main(argv=None, prog=None):
     threads = sorted({int(t) for t in args.threads.split(",")})
     import torch
 
-    print(f"{_cpu_name()}, {os.cpu_count()} cores; torch {torch.__version__}; float32, p=0.5, "
+    print(f"{cpu_info()['model']}, {os.cpu_count()} cores; torch {torch.__version__}; float32, p=0.5, "
           f"medians of {args.samples} interleaved samples; ratio = fastdrop.torch / torch")
     print(render(measure(sizes, threads, samples=args.samples), args.format))
     return 0

@@ -1253,7 +1253,7 @@ def _run_noise(x, kind, param, training, ns, generator):
     if not training:
         return x  # evaluation: x itself, nothing drawn
     seed, offset = _seed_offset(generator, _mask_size(x, ns))
-    if param == 0.0:
+    if _plan.noise_rule_of(param, True) == "copy":
         return x  # no noise: x itself (the generator has advanced)
     if not torch.compiler.is_compiling() and (_fwad._current_level >= 0 or _is_functorch(x)):
         fn = _GaussianF if _is_functorch(x) else _Gaussian
