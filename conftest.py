@@ -8,3 +8,8 @@ if importlib.util.find_spec("torch") is None:
     collect_ignore += ["fastdrop/torch.py", "fastdrop/adapters/torch.py"]
 if importlib.util.find_spec("dask") is None:
     collect_ignore += ["fastdrop/dask.py", "fastdrop/adapters/dask.py"]
+if importlib.util.find_spec("numba") is None:  # these import Numba or run its kernels
+    collect_ignore += ["fastdrop/numba.py", "fastdrop/_numba/kernels.py",
+                       "fastdrop/_numba/llvm.py", "fastdrop/_numba/backend.py",
+                       "fastdrop/_cuda/_interop.py", "fastdrop/_cuda/frontend.py",
+                       "fastdrop/_cuda/kernels.py"]
