@@ -1,4 +1,6 @@
-"""Monte Carlo dropout on a 1-D regression problem, with fastdrop and NumPy.
+"""
+Monte Carlo dropout: uncertainty on a 1-D regression (NumPy)
+============================================================
 
 Monte Carlo dropout (Gal and Ghahramani 2016, "Dropout as a Bayesian
 Approximation: Representing Model Uncertainty in Deep Learning") keeps dropout
@@ -29,6 +31,9 @@ Run it from the repository root (a few seconds on 2 cores)::
     python examples/mc_dropout_regression.py                  # writes docs/images/mc_dropout.png
     python examples/mc_dropout_regression.py --plot out.png   # elsewhere
     python examples/mc_dropout_regression.py --no-plot        # numbers only
+    python examples/mc_dropout_regression.py --no-plot --show # draw with pyplot instead
+
+The documentation's gallery runs it with ``--no-plot --show``.
 
 Needs NumPy and fastdrop (``pip install .``; from a checkout the repository
 root is used if fastdrop is not installed); matplotlib only for the plot.
@@ -42,7 +47,10 @@ import sys
 
 import numpy as np
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+try:
+    ROOT = pathlib.Path(__file__).resolve().parents[1]
+except NameError:  # sphinx-gallery runs examples from examples/, without __file__
+    ROOT = pathlib.Path.cwd().resolve().parent
 
 try:
     import fastdrop
@@ -51,6 +59,12 @@ except ImportError:  # run from a checkout without installing: use the repositor
     import fastdrop
 
 DEFAULT_PLOT = ROOT / "docs" / "images" / "mc_dropout.png"
+
+# %%
+# The data
+# --------
+# A smooth function observed with noise on two intervals, nothing in between
+# and nothing beyond them.
 
 X_EDGE = 1.5   # training data in GAP <= |x| <= X_EDGE
 GAP = 0.3
@@ -67,6 +81,13 @@ def make_data(n=80, noise=0.1, seed=0):
     x = np.sort(x)[:, None]
     y = true_function(x) + noise * rng.standard_normal(x.shape)
     return x, y
+
+
+# %%
+# The network, and a backward pass that regenerates the masks
+# ------------------------------------------------------------
+# The forward pass keeps no mask: ``fastdrop.dropout_backward(g, p,
+# state=seed)`` regenerates it from the int seed the forward used.
 
 
 def init_params(sizes=(1, 64, 64, 1), seed=0):
@@ -102,6 +123,11 @@ def backward(params, x, cache, dy, p, seeds):
     da1 = fastdrop.dropout_backward(da2 @ w2.T, p, state=s1) * (a1 > 0)
     dw1, db1 = x.T @ da1, da1.sum(0)
     return [(dw1, db1), (dw2, db2), (dw3, db3)]
+
+
+# %%
+# Training, then prediction with Monte Carlo dropout
+# --------------------------------------------------
 
 
 def train(x, y, *, p=0.2, steps=3000, lr=5e-3, weight_decay=1e-4, seed=0):
@@ -172,15 +198,37 @@ def main(plot_path=None, *, seed=0, steps=3000, p=0.2, samples=100, mc_seed=0,
     return res
 
 
+# %%
+# The plot
+# --------
+
+
 def plot(res, path):
-    """Training points, predictive mean, +-1 and +-2 std bands, the regions
-    without training data shaded; a small PNG through the Agg backend."""
+    """The figure of :func:`draw` as a small PNG, through the Agg backend
+    (no pyplot, no global backend change)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    g, mean, std = res["grid"], res["mean"], res["std"]
     fig = Figure(figsize=(8, 5), dpi=100)
     FigureCanvasAgg(fig)
+    draw(res, fig)
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+
+
+def show(res):
+    """The figure of :func:`draw`, shown with pyplot."""
+    import matplotlib.pyplot as plt
+
+    draw(res, plt.figure(figsize=(8, 5)))
+    plt.show()
+
+
+def draw(res, fig):
+    """Training points, predictive mean, +-1 and +-2 std bands, the regions
+    without training data shaded, into the matplotlib figure ``fig``."""
+    g, mean, std = res["grid"], res["mean"], res["std"]
     ax = fig.add_subplot()
     for lo, hi in ((-3.0, -X_EDGE), (X_EDGE, 3.0)):
         ax.axvspan(lo, hi, color="0.88", lw=0,
@@ -206,22 +254,27 @@ def plot(res, path):
             f"|x| > {X_EDGE} {res['std_out']:.3f}",
             transform=ax.transAxes, ha="right", va="bottom", fontsize=8)
     fig.tight_layout()
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+
+
+# %%
+# Run it
+# ------
 
 
 def _cli(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").strip().split("\n")[0] or None)
     ap.add_argument("--plot", default=str(DEFAULT_PLOT),
                     help=f"where to write the PNG (default: {DEFAULT_PLOT.relative_to(ROOT)})")
-    ap.add_argument("--no-plot", action="store_true", help="print the numbers only")
+    ap.add_argument("--no-plot", action="store_true", help="write no PNG")
+    ap.add_argument("--show", action="store_true", help="draw the figure with pyplot")
     ap.add_argument("--p", type=float, default=0.2, help="dropout probability (0.2)")
     ap.add_argument("--steps", type=int, default=3000, help="Adam steps (3000)")
     ap.add_argument("--samples", type=int, default=100, help="Monte Carlo passes (100)")
     args = ap.parse_args(argv)
-    main(None if args.no_plot else args.plot, p=args.p, steps=args.steps,
-         samples=args.samples)
+    res = main(None if args.no_plot else args.plot, p=args.p, steps=args.steps,
+               samples=args.samples)
+    if args.show:
+        show(res)
 
 
 if __name__ == "__main__":

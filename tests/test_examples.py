@@ -8,8 +8,13 @@ examples/torch_mlp_dropout.py: fastdrop.torch.Dropout against
 torch.nn.Dropout in a training loop, eager, compiled (fullgraph) and under
 bfloat16 autocast; here a short run of each (the compiled one with the
 aot_eager backend, to keep CI fast).
+
+Every example is also a page of the documentation's sphinx-gallery, which
+runs them all (the docs build, not this suite); here only what is cheap:
+their gallery headers, and the pyplot figures of the two scripts above.
 """
 
+import ast
 import importlib.util
 import pathlib
 
@@ -90,3 +95,56 @@ def test_torch_mlp_example_same_accuracy_as_nn_dropout(mode):
     # spread seen over 3 seeds (0.94-0.96 for both at 15 epochs)
     assert acc_t > 0.8 and acc_f > 0.8
     assert abs(acc_t - acc_f) < 0.04
+
+
+def test_every_example_has_a_gallery_header():
+    """sphinx-gallery needs examples/README.txt and, in every example, a
+    docstring that opens with a reST title (the gallery's thumbnail text)."""
+    assert (EXAMPLES / "README.txt").is_file()
+    scripts = sorted(EXAMPLES.glob("*.py"))
+    assert len(scripts) >= 7
+    for path in scripts:
+        doc = ast.get_docstring(ast.parse(path.read_text()), clean=False)
+        assert doc, path.name
+        title, underline, *rest = doc.strip("\n").splitlines()
+        assert title.strip() and set(underline) == {"="}, path.name
+        assert len(underline) >= len(title), path.name
+        assert any(line.strip() for line in rest), path.name
+
+
+def _pyplot():
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def test_mc_example_show_draws_the_gallery_figure(mc_example, mc_run, monkeypatch):
+    """``--show`` (what the gallery runs) draws the same figure with pyplot."""
+    plt = _pyplot()
+    monkeypatch.setattr(plt, "show", lambda *a, **k: None)
+    plt.close("all")
+    mc_example.show(mc_run)
+    fig = plt.gcf()
+    ax, = fig.axes
+    assert "Monte Carlo dropout" in ax.get_title()
+    assert len(ax.lines) >= 3 and len(ax.collections) >= 2
+    plt.close("all")
+
+
+def test_torch_mlp_example_plot(monkeypatch):
+    """The gallery's plot of torch_mlp_dropout.py, from a made-up result."""
+    pytest.importorskip("torch")
+    plt = _pyplot()
+    ex = _load("torch_mlp_dropout")
+    res = {(mode, name): [(0.9 + 0.01 * k, 1e-3) for k in range(3)]
+           for mode in ex.MODES for name in ex.NAMES}
+    plt.close("all")
+    shown = []
+    monkeypatch.setattr(plt, "show", lambda *a, **k: shown.append(plt.gcf()))
+    ex.plot(res)
+    fig, = shown
+    ax_acc, ax_t = fig.axes
+    assert [t.get_text() for t in ax_acc.get_xticklabels()] == list(ex.MODES)
+    plt.close("all")
