@@ -9,7 +9,6 @@ never depend on the number of threads.
 """
 
 cimport numpy as cnp
-from cython.parallel cimport prange
 from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memset
 
@@ -36,6 +35,10 @@ cdef extern from *:
     """
     int FASTDROP_HAVE_OPENMP
     int fastdrop_omp_max_threads() nogil
+
+cdef extern from "pool.h" nogil:
+    ctypedef void (*fd_pool_fn)(const void *ctx, int64_t t) noexcept nogil
+    void fd_pool_run(fd_pool_fn fn, const void *ctx, int64_t ntasks, int nthreads)
 
 cdef extern from "kernels.h" nogil:
     int FD_MAXDIM
@@ -189,8 +192,13 @@ cdef int64_t _RBLOCK = 64
 cdef int64_t _RBLOCK_CHUNK = 1024
 
 
+cdef void _task_cb(const void *g, int64_t t) noexcept nogil:
+    fd_run_task(<const fd_task_t *>g, t)
+
+
 cdef int _execute(fd_task_t *g, int64_t ntasks, int64_t total) except -1:
-    """Run tasks 0..ntasks-1, in parallel when there is enough work."""
+    """Run tasks 0..ntasks-1, on the worker pool (pool.h) when there is
+    enough work."""
     cdef object ntset = _config._num_threads
     cdef int nt = fastdrop_omp_max_threads() if ntset is None else ntset
     cdef int64_t t
@@ -201,11 +209,8 @@ cdef int _execute(fd_task_t *g, int64_t ntasks, int64_t total) except -1:
             for t in range(ntasks):
                 fd_run_task(g, t)
     else:
-        if nt > ntasks:
-            nt = <int>ntasks
         with nogil:
-            for t in prange(ntasks, num_threads=nt, schedule="dynamic"):
-                fd_run_task(g, t)
+            fd_pool_run(_task_cb, g, ntasks, nt)
     return 0
 
 
@@ -692,6 +697,20 @@ def fast_dropout(x, p, rng, out=None, training=True, mode="inverted", noise_shap
     return ya
 
 
+ctypedef struct _stream_ctx:
+    const fd_isa_t *isa
+    const float *x
+    float *y
+    int64_t n
+    float s
+
+
+cdef void _stream_cb(const void *ctx, int64_t t) noexcept nogil:
+    cdef const _stream_ctx *c = <const _stream_ctx *>ctx
+    cdef int64_t a = t * _CHUNK
+    c.isa.stream_scale(c.x + a, c.y + a, min(c.n - a, _CHUNK), c.s)
+
+
 def stream_scale(x, out, s):
     """Streaming reference kernel ``out = x * s`` (float32, same memory
     traffic as out-of-place dropout), parallel over the same chunks and
@@ -724,15 +743,17 @@ def stream_scale(x, out, s):
     cdef int nt = fastdrop_omp_max_threads() if ntset is None else ntset
     if nt > ntasks:
         nt = <int>max(ntasks, 1)
-    cdef const fd_isa_t *isa = fd_isa()
+    cdef _stream_ctx c
+    c.isa = fd_isa()
+    c.x = xp
+    c.y = yp
+    c.n = n
+    c.s = sf
     with nogil:
         if nt <= 1:
-            isa.stream_scale(xp, yp, n, sf)
+            c.isa.stream_scale(xp, yp, n, sf)
         else:
-            for t in prange(ntasks, num_threads=nt, schedule="dynamic"):
-                a = t * _CHUNK
-                b = min(n - a, _CHUNK)
-                isa.stream_scale(xp + a, yp + a, b, sf)
+            fd_pool_run(_stream_cb, &c, ntasks, nt)
 
 
 #: dtype name -> kernel dtype code (:func:`flat_forward`'s ``dtype``).
