@@ -79,7 +79,11 @@ cdef extern from "kernels.h" nogil:
 
 #: Elements per parallel task (shared with the Numba backend: fastdrop._config).
 CHUNK = _config.CHUNK
-cdef int64_t _CHUNK = _config.CHUNK
+# calls of fewer elements run on the calling thread alone
+cdef int64_t _SERIAL_MAX = _config.CHUNK
+# elements per task of a parallel call: small enough that a worker the OS
+# preempts mid-task holds the caller only briefly (the pool, pool.h)
+cdef int64_t _CHUNK = _config.CHUNK // 4
 cdef object _Generator = None
 cdef object _NpGenerator = None
 cdef object _default_stream = None
@@ -204,7 +208,7 @@ cdef int _execute(fd_task_t *g, int64_t ntasks, int64_t total) except -1:
     cdef int64_t t
     if ntasks <= 0:
         return 0
-    if nt <= 1 or ntasks == 1 or total < _CHUNK:
+    if nt <= 1 or ntasks == 1 or total < _SERIAL_MAX:
         with nogil:
             for t in range(ntasks):
                 fd_run_task(g, t)
@@ -396,7 +400,7 @@ def forward(x, out, seed, offset, T, scale, mstrides, keep_out=None, packed_out=
         return reference.forward(x, out, seed, offset, T, scale, mstrides,
                                  keep_out=keep_out, packed_out=packed_out, shift=shift,
                                  fill=fill)
-    if xa.size >= _CHUNK and _prefer_memory_order(xa):
+    if xa.size >= _SERIAL_MAX and _prefer_memory_order(xa):
         # Fortran-ordered / transposed layout: the logical rows are strided in
         # memory (and may be short).  Make the mask (in logical order, whole
         # Philox blocks), then apply it walking x in memory order.
