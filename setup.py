@@ -65,7 +65,7 @@ extensions = [
         include_dirs=[np.get_include(), CY_DIR],
         # the header-only C core: a changed header rebuilds the extension
         depends=[os.path.join(CY_DIR, h) for h in
-                 ["philox.h", "normal.h", "pool.h"] + [t[:-len(".in")] for t in HEADER_TEMPLATES]],
+                 ["philox.h", "normal.h", "pool.h", "fpenv.h"] + [t[:-len(".in")] for t in HEADER_TEMPLATES]],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
         extra_compile_args=["-O3", "-fno-math-errno", "-fno-trapping-math",
                             "-ffp-contract=off"],

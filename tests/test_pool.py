@@ -117,3 +117,39 @@ def test_exact_with_more_threads_than_chunks():
     finally:
         fastdrop.set_num_threads(old)
     assert_array_equal(bits(y), bits(_want(x, 9, 0.7)))
+
+
+_FTZ = r"""
+import ctypes, threading, numpy as np, fastdrop
+libm = ctypes.CDLL("libm.so.6")
+env = (ctypes.c_uint32 * 8)()          # glibc x86-64 fenv_t: x87 env, then MXCSR
+assert libm.fegetenv(env) == 0
+env[7] |= 0x8040                        # MXCSR FTZ | DAZ
+x = np.full({n}, 3e-39, np.float32)     # subnormal inputs, subnormal results
+want = fastdrop.dropout(x, 0.25, rng=3, backend="reference")
+fastdrop.set_num_threads(2)
+got = {{}}
+def flushing():
+    assert libm.fesetenv(env) == 0
+    # the environment took effect here: NumPy's own multiply flushes
+    got["numpy"] = float(np.multiply(x[:1], np.float32(1.5))[0])
+    got["ftz"] = fastdrop.dropout(x, 0.25, rng=3, backend="cython")   # starts the workers
+t = threading.Thread(target=flushing)
+t.start(); t.join()
+got["main"] = fastdrop.dropout(x, 0.25, rng=3, backend="cython")
+print(got["numpy"] == 0.0,
+      np.array_equal(got["ftz"].view(np.uint32), want.view(np.uint32)),
+      np.array_equal(got["main"].view(np.uint32), want.view(np.uint32)))
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux" or os.uname().machine != "x86_64",
+                    reason="sets MXCSR through glibc's x86-64 fenv_t")
+def test_flush_to_zero_threads_get_exact_results():
+    """A caller that flushes subnormals to zero (as XLA's threads do) gets
+    exact results, and so do later callers of the workers it started."""
+    import subprocess
+    r = subprocess.run([sys.executable, "-c", _FTZ.format(n=N)], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["True", "True", "True"]

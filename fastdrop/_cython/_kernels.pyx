@@ -205,16 +205,12 @@ cdef int _execute(fd_task_t *g, int64_t ntasks, int64_t total) except -1:
     enough work."""
     cdef object ntset = _config._num_threads
     cdef int nt = fastdrop_omp_max_threads() if ntset is None else ntset
-    cdef int64_t t
     if ntasks <= 0:
         return 0
     if nt <= 1 or ntasks == 1 or total < _SERIAL_MAX:
-        with nogil:
-            for t in range(ntasks):
-                fd_run_task(g, t)
-    else:
-        with nogil:
-            fd_pool_run(_task_cb, g, ntasks, nt)
+        nt = 1  # the calling thread alone
+    with nogil:
+        fd_pool_run(_task_cb, g, ntasks, nt)
     return 0
 
 

@@ -13,7 +13,8 @@
  * counter exhausted and goes back to sleep.  The result does not depend on
  * who runs which chunk (each chunk's output is a function of its index).
  *
- * One job at a time: a call made while another thread's job runs does its
+ * Every task runs in the kernels' floating-point environment (fpenv.h),
+ * whatever the caller's or a worker's creator's was.  One job at a time: a call made while another thread's job runs does its
  * chunks on its own thread.  Workers spin briefly after a job (back-to-back
  * calls find them awake), then sleep on a condition variable.  After fork()
  * the child starts with no workers.  Platforms without POSIX threads
@@ -23,6 +24,7 @@
 #define FASTDROP_POOL_H
 
 #include <stdint.h>
+#include "fpenv.h"
 
 typedef void (*fd_pool_fn)(const void *ctx, int64_t t);
 
@@ -92,6 +94,9 @@ static void *fd_pool_worker(void *arg)
     const uint64_t a = (uint64_t)(uintptr_t)arg;
     const int me = (int)(a >> 32);
     uint32_t seen = (uint32_t)a;
+    /* a thread inherits its creator's floating-point environment (XLA's
+     * threads flush to zero): the kernels' own, for good (fpenv.h) */
+    (void)fd_fpenv_enter();
     for (;;) {
         uint32_t g;
         int spins = 0;
@@ -164,10 +169,12 @@ static void fd_pool_run(fd_pool_fn fn, const void *ctx, int64_t ntasks, int nthr
 {
     if (nthreads > ntasks)
         nthreads = (int)ntasks;
+    const fd_fpenv_t env = fd_fpenv_enter();
     if (nthreads <= 1 || ntasks >= ((int64_t)1 << 32)
             || pthread_mutex_trylock(&fd_pool.busy) != 0) {
         for (int64_t t = 0; t < ntasks; t++)
             fn(ctx, t);
+        fd_fpenv_leave(env);
         return;
     }
     int nw = nthreads - 1 < FD_POOL_MAX ? nthreads - 1 : FD_POOL_MAX;
@@ -191,6 +198,7 @@ static void fd_pool_run(fd_pool_fn fn, const void *ctx, int64_t ntasks, int nthr
         if (++spins < FD_POOL_SPIN) FD_CPU_RELAX();
         else sched_yield();
     pthread_mutex_unlock(&fd_pool.busy);
+    fd_fpenv_leave(env);
 }
 
 #else  /* no POSIX threads: an OpenMP loop, or serial */
@@ -201,18 +209,26 @@ static void fd_pool_run(fd_pool_fn fn, const void *ctx, int64_t ntasks, int nthr
 
 static void fd_pool_run(fd_pool_fn fn, const void *ctx, int64_t ntasks, int nthreads)
 {
+    const fd_fpenv_t env = fd_fpenv_enter();
 #ifdef _OPENMP
     if (nthreads > 1 && ntasks > 1) {
         int64_t t;
-#pragma omp parallel for schedule(dynamic) num_threads(nthreads)
-        for (t = 0; t < ntasks; t++)
-            fn(ctx, t);
+#pragma omp parallel num_threads(nthreads)
+        {
+            const fd_fpenv_t wenv = fd_fpenv_enter();
+#pragma omp for schedule(dynamic)
+            for (t = 0; t < ntasks; t++)
+                fn(ctx, t);
+            fd_fpenv_leave(wenv);
+        }
+        fd_fpenv_leave(env);
         return;
     }
 #endif
     (void)nthreads;
     for (int64_t t = 0; t < ntasks; t++)
         fn(ctx, t);
+    fd_fpenv_leave(env);
 }
 #endif
 
