@@ -43,11 +43,14 @@
  * bounds before it writes anything, and reports anything unexpected as an
  * XLA_FFI_Error made with the API's XLA_FFI_Error_Create.
  *
- * Floating-point environment: XLA's threads may run with flush-to-zero
- * (MXCSR FTZ/DAZ on x86, FPCR FZ on AArch64); the kernels must not (no
- * flushing of subnormals, docs/spec.md §4).  Every thread running kernels
- * here sets round-to-nearest without flushing and restores its own state
- * afterwards.
+ * Floating-point environment: XLA runs its CPU computations with
+ * flush-to-zero (MXCSR FTZ/DAZ on x86, FPCR FZ on AArch64), on its own
+ * threads and on the caller's; the kernels must not flush (docs/spec.md
+ * §4).  Every thread running kernels here sets round-to-nearest without
+ * flushing and restores its own state afterwards; the calling thread does
+ * so before an OpenMP region starts, so that the workers OpenMP may create
+ * for it (they inherit its environment, and fastdrop's other entry points
+ * reuse them) are born without flush-to-zero.
  *
  * Threads: OpenMP (when the extension is built with it), fd_xla_threads
  * threads (0: OpenMP's default), the work cut into tasks of fd_xla_chunk
@@ -530,6 +533,10 @@ static void fd_xla_execute(const fd_xla_run_t *r)
         return;
     }
 #ifdef _OPENMP
+    /* the calling thread's environment is set first: OpenMP workers created
+     * by this region inherit it (they would keep XLA's flush-to-zero for
+     * good, and fastdrop's other entry points share them) */
+    const fd_fpenv_t outer = fd_fpenv_enter();
     #pragma omp parallel num_threads(nt)
     {
         fd_fpenv_t env = fd_fpenv_enter();
@@ -546,6 +553,7 @@ static void fd_xla_execute(const fd_xla_run_t *r)
         }
         fd_fpenv_leave(env);
     }
+    fd_fpenv_leave(outer);
 #endif
 }
 
@@ -836,6 +844,9 @@ static XLA_FFI_Error *fd_xla_mask(XLA_FFI_CallFrame *cf)
     int nt = fd_xla_nthreads();
     if (nt > total) nt = (int)total;
     if (elems < chunk) nt = 1;
+    /* no floating point here, but OpenMP workers created by this region
+     * inherit the calling thread's environment: not XLA's flush-to-zero */
+    const fd_fpenv_t outer = fd_fpenv_enter();
 #ifdef _OPENMP
     #pragma omp parallel for schedule(dynamic) num_threads(nt) if (nt > 1)
 #endif
@@ -853,6 +864,7 @@ static XLA_FFI_Error *fd_xla_mask(XLA_FFI_CallFrame *cf)
         const uint64_t off = (uint64_t)w[2] | ((uint64_t)w[3] << 32);
         isa->mask(len, off + (uint64_t)start, seed, Th, Tl, out + b * n + start, NULL);
     }
+    fd_fpenv_leave(outer);
     return NULL;
 }
 

@@ -250,6 +250,8 @@ def _int_words(v, name):
     if dt.kind not in "iu" or a.shape != ():
         raise TypeError(f"{name} must be an int or a 0-d integer array, got "
                         f"{type(v).__name__} of dtype {dt} and shape {tuple(a.shape)}")
+    if isinstance(a, np.ndarray):  # concrete: its bits, without a round trip through JAX
+        return _int_words(int(a) & ((1 << (8 * dt.itemsize)) - 1), name)
     if dt.itemsize <= 4:
         return jnp.asarray(a).astype(jnp.uint32), jnp.uint32(0)
     a = jnp.asarray(a).astype(jnp.uint64)
