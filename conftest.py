@@ -9,4 +9,4 @@ if importlib.util.find_spec("torch") is None:
 if importlib.util.find_spec("dask") is None:
     collect_ignore += ["fastdrop/dask.py", "fastdrop/adapters/dask.py"]
 if importlib.util.find_spec("jax") is None:
-    collect_ignore += ["fastdrop/jax.py", "fastdrop/adapters/jax.py", "bench/jax_dropout.py"]
+    collect_ignore += ["fastdrop/jax.py", "fastdrop/adapters/jax.py"]

@@ -622,9 +622,11 @@ static XLA_FFI_Error *fd_xla_layout(const XLA_FFI_Api *api, const char *op, fd_x
         const uint32_t *w = (const uint32_t *)key->data;
         int64_t nkeys = 1;
         for (int64_t a = 0; a < m; a++) nkeys *= key->dims[a];
-        for (int64_t k = 0; k < nkeys; k++) {
+        if (need > 0 && nkeys > 0 && w == NULL)
+            return fd_xla_error(api, FD_XLA_INVALID, "%s: missing key data", op);
+        for (int64_t k = 0; need > 0 && k < nkeys; k++) {
             const uint64_t off = (uint64_t)w[4 * k + 2] | ((uint64_t)w[4 * k + 3] << 32);
-            if (need > 0 && off > UINT64_MAX - need + 1)
+            if (off > UINT64_MAX - need + 1)
                 return fd_xla_error(api, XLA_FFI_Error_Code_OUT_OF_RANGE,
                                     "%s: the stream ends at 2**64: offset %llu + %llu "
                                     "positions is past it", op, (unsigned long long)off,

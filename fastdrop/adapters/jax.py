@@ -83,6 +83,31 @@ between the forward and the backward pass.  A ``noise_shape`` applies to
 each element.  :func:`apply_mask` follows broadcasting: an unbatched mask
 is applied to every element.
 
+The custom calls
+----------------
+Four XLA FFI targets (typed FFI, CPU), each called with
+``jax.ffi.ffi_call(..., vmap_method="expand_dims")``:
+
+``fastdrop_select(x, key) -> y``
+    The affine select of docs/spec.md §4 (dropout in every mode, alpha
+    dropout, DropPath; their gradients; classic evaluation with ``T = 0``).
+``fastdrop_noise(x, key) -> y``
+    Gaussian dropout and noise (§11) and Gaussian dropout's gradient.
+``fastdrop_mask(key) -> keep``
+    The keep decisions as a bool array (:func:`dropout_mask`).
+``fastdrop_apply(x, mask) -> y``
+    The select with a stored bool mask (:func:`apply_mask`).
+
+Operands: ``x`` (float16, float32, float64 or bfloat16), ``key`` the
+``uint32[4]`` words of :func:`key_words` (traced: never recompiles), ``mask``
+a bool array.  Attributes (static, from :mod:`fastdrop._plan`, the planner
+the NumPy API uses, so every rule of p, mode and training is decided in one
+place): ``a``, ``b``, ``c`` (float64: kept ``x * a + b``, dropped ``c``; for
+the noise ``t = b * z + a``), ``threshold`` (``T = rint(p * 2**32)``,
+uint64), ``add`` (bool: ``x + t`` or ``x * t``) and ``mstrides`` (int64:
+the mask strides of x's axes, docs/spec.md §2).  The rules that need no
+kernel (``p == 0``, ``p == 1``, evaluation) are ``x`` itself or zeros.
+
 Devices
 -------
 The handlers run on the CPU only.  An array on a GPU is a
