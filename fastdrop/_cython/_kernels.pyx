@@ -793,7 +793,7 @@ from cpython.pycapsule cimport PyCapsule_New
 
 cdef extern from "xla_ffi.h" nogil:
     void *fd_xla_handler(int which)
-    void fd_xla_configure(int threads, int64_t chunk)
+    void fd_xla_configure(int threads, int64_t chunk, int64_t serial)
     int XLA_FFI_API_MAJOR
     int XLA_FFI_API_MINOR
 
@@ -822,14 +822,15 @@ def xla_handlers(unsupported=False):
 
 def xla_configure(threads):
     """Threads the XLA handlers use (None: OpenMP's default); their task size
-    is :data:`CHUNK`.  Results never depend on either.
+    and single-thread cut-over are the other entry points'.  Results never
+    depend on either.
 
     Examples
     --------
     >>> from fastdrop._cython import _kernels
     >>> _kernels.xla_configure(None)
     """
-    fd_xla_configure(0 if threads is None else int(threads), _CHUNK)
+    fd_xla_configure(0 if threads is None else int(threads), _CHUNK, _SERIAL_MAX)
 
 
 def xla_api_version():

@@ -46,15 +46,13 @@
  * Floating-point environment: XLA runs its CPU computations with
  * flush-to-zero (MXCSR FTZ/DAZ on x86, FPCR FZ on AArch64), on its own
  * threads and on the caller's; the kernels must not flush (docs/spec.md
- * §4).  Every thread running kernels here sets round-to-nearest without
- * flushing and restores its own state afterwards; the calling thread does
- * so before an OpenMP region starts, so that the workers OpenMP may create
- * for it (they inherit its environment, and fastdrop's other entry points
- * reuse them) are born without flush-to-zero.
+ * §4).  The worker pool (pool.h) runs every task, on the calling thread
+ * and on its workers, in the kernels' own environment (fpenv.h) and
+ * restores the caller's afterwards.
  *
- * Threads: OpenMP (when the extension is built with it), fd_xla_threads
- * threads (0: OpenMP's default), the work cut into tasks of fd_xla_chunk
- * elements as the Python-level drivers do; results never depend on it.
+ * Threads: the package's worker pool, fd_xla_threads threads (0: OpenMP's
+ * default), the work cut into tasks of fd_xla_chunk elements as the
+ * Python-level drivers do; results never depend on it.
  */
 #ifndef FASTDROP_XLA_FFI_H
 #define FASTDROP_XLA_FFI_H
@@ -64,6 +62,7 @@
 #include <stdio.h>
 #include <string.h>
 #include "kernels.h"
+#include "pool.h"
 #include "third_party/xla/ffi/api/c_api.h"
 #ifdef _OPENMP
 #include <omp.h>
@@ -71,54 +70,20 @@
 #if defined(__linux__)
 #include <sys/mman.h>
 #endif
-#if defined(__SSE__) || defined(_M_X64) || (defined(_M_IX86_FP) && _M_IX86_FP >= 1)
-#include <xmmintrin.h>
-#define FD_XLA_MXCSR 1
-#endif
 
 /* Settings pushed from Python (_kernels.xla_configure). */
 static int fd_xla_threads = 0;           /* 0: omp_get_max_threads() */
-static int64_t fd_xla_chunk = 1 << 16;   /* elements per task (fastdrop._config.CHUNK) */
+static int64_t fd_xla_chunk = 1 << 14;   /* elements per task (as _kernels' tasks) */
+static int64_t fd_xla_serial = 1 << 16;  /* fewer elements: the calling thread alone */
 
-static void fd_xla_configure(int threads, int64_t chunk)
+static void fd_xla_configure(int threads, int64_t chunk, int64_t serial)
 {
     fd_xla_threads = threads < 0 ? 0 : threads;
     if (chunk >= 256) fd_xla_chunk = chunk;
+    if (serial >= 0) fd_xla_serial = serial;
 }
 
-/* ---------------------------------------------------- floating-point env */
-typedef struct { uint64_t saved; } fd_fpenv_t;
-
-/* Round to nearest, subnormals kept (inputs and results); returns the state
- * to restore. */
-static inline fd_fpenv_t fd_fpenv_enter(void)
-{
-    fd_fpenv_t e = {0};
-#if defined(FD_XLA_MXCSR)
-    e.saved = _mm_getcsr();
-    /* FTZ (bit 15), rounding control (bits 13-14), DAZ (bit 6) cleared */
-    _mm_setcsr((unsigned int)e.saved & ~0xE040u);
-#elif defined(__aarch64__) && defined(__GNUC__)
-    uint64_t fpcr;
-    __asm__ __volatile__("mrs %0, fpcr" : "=r"(fpcr));
-    e.saved = fpcr;
-    /* FZ (bit 24), RMode (bits 22-23), FZ16 (bit 19) cleared */
-    fpcr &= ~((UINT64_C(1) << 24) | (UINT64_C(3) << 22) | (UINT64_C(1) << 19));
-    __asm__ __volatile__("msr fpcr, %0" : : "r"(fpcr));
-#endif
-    return e;
-}
-
-static inline void fd_fpenv_leave(fd_fpenv_t e)
-{
-#if defined(FD_XLA_MXCSR)
-    _mm_setcsr((unsigned int)e.saved);
-#elif defined(__aarch64__) && defined(__GNUC__)
-    __asm__ __volatile__("msr fpcr, %0" : : "r"(e.saved));
-#else
-    (void)e;
-#endif
-}
+/* The floating-point environment: fpenv.h (the pool sets it for every task). */
 
 /* ------------------------------------------------------ output memory */
 /* XLA's CPU buffers come from plain aligned malloc: a large result is fresh
@@ -513,48 +478,24 @@ static int fd_xla_nthreads(void)
 #endif
 }
 
-/* Run every task of every key, in parallel when there is enough work. */
+/* Task t of a run: key t / per, that key's task t % per. */
+static void fd_xla_task(const void *ctx, int64_t t)
+{
+    const fd_xla_run_t *r = (const fd_xla_run_t *)ctx;
+    fd_task_t g = r->g;
+    fd_xla_at_key(r, &g, t / r->per);
+    fd_run_task(&g, t % r->per);
+}
+
+/* Run every task of every key on the worker pool (pool.h: each task in the
+ * kernels' floating-point environment, never XLA's flush-to-zero), the
+ * calling thread alone when there is little work. */
 static void fd_xla_execute(const fd_xla_run_t *r)
 {
     const int64_t total = r->nk * r->per;
-    int nt = fd_xla_nthreads();
     if (total <= 0)
         return;
-    if (nt > total) nt = (int)total;
-    if (nt <= 1 || r->elems < fd_xla_chunk) {
-        fd_fpenv_t env = fd_fpenv_enter();
-        fd_task_t g = r->g;
-        for (int64_t kb = 0; kb < r->nk; kb++) {
-            fd_xla_at_key(r, &g, kb);
-            for (int64_t t = 0; t < r->per; t++)
-                fd_run_task(&g, t);
-        }
-        fd_fpenv_leave(env);
-        return;
-    }
-#ifdef _OPENMP
-    /* the calling thread's environment is set first: OpenMP workers created
-     * by this region inherit it (they would keep XLA's flush-to-zero for
-     * good, and fastdrop's other entry points share them) */
-    const fd_fpenv_t outer = fd_fpenv_enter();
-    #pragma omp parallel num_threads(nt)
-    {
-        fd_fpenv_t env = fd_fpenv_enter();
-        fd_task_t g = r->g;
-        int64_t cur = -1;
-        #pragma omp for schedule(dynamic)
-        for (int64_t t = 0; t < total; t++) {
-            const int64_t kb = t / r->per;
-            if (kb != cur) {
-                fd_xla_at_key(r, &g, kb);
-                cur = kb;
-            }
-            fd_run_task(&g, t % r->per);
-        }
-        fd_fpenv_leave(env);
-    }
-    fd_fpenv_leave(outer);
-#endif
+    fd_pool_run(fd_xla_task, r, total, r->elems < fd_xla_serial ? 1 : fd_xla_nthreads());
 }
 
 /* Batch axes: the leading m of y's rank.  Checks x (may be NULL) and key
@@ -797,6 +738,35 @@ static XLA_FFI_Error *fd_xla_apply(XLA_FFI_CallFrame *cf)
     return NULL;
 }
 
+/* One task of fastdrop_mask: chunk t % cpr of batch element t / cpr. */
+typedef struct {
+    const fd_isa_t *isa;
+    uint32_t Th, Tl;
+    int64_t n, chunk, cpr, m;
+    const int64_t *dims;
+    const int *skip;
+    const int64_t *kc;
+    const uint32_t *kw;
+    uint8_t *out;
+} fd_xla_mask_run_t;
+
+static void fd_xla_mask_task(const void *ctx, int64_t t)
+{
+    const fd_xla_mask_run_t *r = (const fd_xla_mask_run_t *)ctx;
+    const int64_t b = t / r->cpr, start = (t % r->cpr) * r->chunk;
+    const int64_t len = r->n - start < r->chunk ? r->n - start : r->chunk;
+    int64_t q = b, kidx = 0;
+    for (int64_t a = r->m - 1; a >= 0; a--) {
+        const int64_t i = q % r->dims[a];
+        q /= r->dims[a];
+        if (r->skip[a]) kidx += i * r->kc[a];
+    }
+    const uint32_t *w = r->kw + 4 * kidx;
+    const uint64_t seed = (uint64_t)w[0] | ((uint64_t)w[1] << 32);
+    const uint64_t off = (uint64_t)w[2] | ((uint64_t)w[3] << 32);
+    r->isa->mask(len, off + (uint64_t)start, seed, r->Th, r->Tl, r->out + b * r->n + start, NULL);
+}
+
 /* fastdrop_mask: key [m batch axes..., 4] -> keep PRED [batch..., M...]:
  * batch element b (flat, C order) is the run of n bytes at b * n, stream
  * positions offset + i of its key. */
@@ -843,30 +813,8 @@ static XLA_FFI_Error *fd_xla_mask(XLA_FFI_CallFrame *cf)
     fd_xla_cstrides(key->dims, m, kc);
     uint8_t *out = (uint8_t *)y->data;
     fd_xla_advise_output(out, elems);
-    int nt = fd_xla_nthreads();
-    if (nt > total) nt = (int)total;
-    if (elems < chunk) nt = 1;
-    /* no floating point here, but OpenMP workers created by this region
-     * inherit the calling thread's environment: not XLA's flush-to-zero */
-    const fd_fpenv_t outer = fd_fpenv_enter();
-#ifdef _OPENMP
-    #pragma omp parallel for schedule(dynamic) num_threads(nt) if (nt > 1)
-#endif
-    for (int64_t t = 0; t < total; t++) {
-        const int64_t b = t / cpr, start = (t % cpr) * chunk;
-        const int64_t len = n - start < chunk ? n - start : chunk;
-        int64_t q = b, kidx = 0;
-        for (int64_t a = m - 1; a >= 0; a--) {
-            const int64_t i = q % y->dims[a];
-            q /= y->dims[a];
-            if (skip[a]) kidx += i * kc[a];
-        }
-        const uint32_t *w = kw + 4 * kidx;
-        const uint64_t seed = (uint64_t)w[0] | ((uint64_t)w[1] << 32);
-        const uint64_t off = (uint64_t)w[2] | ((uint64_t)w[3] << 32);
-        isa->mask(len, off + (uint64_t)start, seed, Th, Tl, out + b * n + start, NULL);
-    }
-    fd_fpenv_leave(outer);
+    fd_xla_mask_run_t mr = {isa, Th, Tl, n, chunk, cpr, m, y->dims, skip, kc, kw, out};
+    fd_pool_run(fd_xla_mask_task, &mr, total, elems < fd_xla_serial ? 1 : fd_xla_nthreads());
     return NULL;
 }
 
