@@ -762,3 +762,63 @@ def flat_forward(size_t xp, int64_t xs, size_t yp, int64_t ys, int64_t n, int dt
     g.chunk = _CHUNK
     g.cpr = (n + _CHUNK - 1) // _CHUNK
     _execute(&g, g.cpr, n)
+
+
+# ----------------------------------------------------------------------------
+# XLA FFI handlers for fastdrop.jax (plain C: xla_ffi.h)
+# ----------------------------------------------------------------------------
+
+from cpython.pycapsule cimport PyCapsule_New
+
+cdef extern from "xla_ffi.h" nogil:
+    void *fd_xla_handler(int which)
+    void fd_xla_configure(int threads, int64_t chunk)
+    int XLA_FFI_API_MAJOR
+    int XLA_FFI_API_MINOR
+
+#: custom call target -> number of its handler in xla_ffi.h
+_XLA_TARGETS = {"fastdrop_select": 0, "fastdrop_noise": 1, "fastdrop_mask": 2,
+                "fastdrop_apply": 3}
+
+
+def xla_handlers(unsupported=False):
+    """The XLA FFI handlers of :mod:`fastdrop.jax` as PyCapsules, by custom
+    call target name (``jax.ffi.register_ffi_target(name, capsule,
+    platform="cpu")``); with ``unsupported``, the handler for platforms
+    without kernels (it answers every call with an error) under each name.
+
+    Examples
+    --------
+    >>> from fastdrop._cython import _kernels
+    >>> sorted(_kernels.xla_handlers())
+    ['fastdrop_apply', 'fastdrop_mask', 'fastdrop_noise', 'fastdrop_select']
+    """
+    xla_configure(_config._num_threads)
+    return {name: PyCapsule_New(fd_xla_handler(4 if unsupported else k),
+                                b"xla._CUSTOM_CALL_TARGET", NULL)
+            for name, k in _XLA_TARGETS.items()}
+
+
+def xla_configure(threads):
+    """Threads the XLA handlers use (None: OpenMP's default); their task size
+    is :data:`CHUNK`.  Results never depend on either.
+
+    Examples
+    --------
+    >>> from fastdrop._cython import _kernels
+    >>> _kernels.xla_configure(None)
+    """
+    fd_xla_configure(0 if threads is None else int(threads), _CHUNK)
+
+
+def xla_api_version():
+    """(major, minor) of the XLA FFI C API the handlers were built with (the
+    vendored ``third_party/xla/ffi/api/c_api.h``).
+
+    Examples
+    --------
+    >>> from fastdrop._cython import _kernels
+    >>> _kernels.xla_api_version()[0]
+    0
+    """
+    return (XLA_FFI_API_MAJOR, XLA_FFI_API_MINOR)
