@@ -14,7 +14,10 @@ sample in turn (a busy machine slows them alike):
 
 A third row times ``jax.jit(fastdrop.jax.dropout)`` alone with a new
 ``uint32[2]`` key per call: the function the fastdrop layer runs, so the
-difference is the layer's own cost.
+difference is the layer's own cost.  A fourth, ``jax.jit(x * 2)``, is the
+floor: an XLA op that reads the input and writes a fresh output of the same
+size (every call here allocates its output; on a virtual machine the page
+faults of a fresh 64 MiB buffer can cost more than the arithmetic).
 
 Outputs are timed to ``block_until_ready()``.  fastdrop's threads are its
 default (all usable CPUs, OpenMP); XLA's CPU runtime uses its own thread
@@ -94,6 +97,10 @@ def measure(n, p=0.5, samples=5, budget=0.3):
         fd_jit(x, keys["k"]).block_until_ready()
 
     impls[("fastdrop.jax.dropout (no layer)", "jit")] = bare
+
+    # floor: an XLA op moving the same bytes into a fresh output
+    scale = jax.jit(lambda x: x * 2.0)
+    impls[("floor: jax.jit(x * 2)", "jit")] = lambda: scale(x).block_until_ready()
 
     # the check: a fresh fastdrop layer's first jitted call is the mask of
     # seed (1 << 32) | 0 (state (1, 0)), as fastdrop.dropout draws it
