@@ -28,13 +28,12 @@
  * Batching (jax.vmap with vmap_method="expand_dims"): x, y and key may carry
  * leading batch axes, the same number m on each (key has rank m + 1; x has
  * rank m + len(mstrides); a batch axis of x or key may have extent 1: that
- * operand is shared along it).  A batch axis along which key is batched
- * selects one key per index; along the other batch axes the elements that
- * share a key are stacked: batch element s (the C-order index over those
- * axes) of a key at (seed, offset) uses the stream positions
- * offset + s * n + i, n the mask size, i the mask index of the element:
- * exactly the mask of the stacked array.  fastdrop_apply's mask has x's rank,
- * each axis 1 (shared) or y's extent.
+ * operand is shared along it).  Along a batch axis where key has y's extent
+ * each index uses its own key; along one where key has extent 1 every index
+ * uses the same key, hence the same mask: a mask depends on (seed, offset)
+ * alone, never on how x is batched (so the backward pass, whose cotangent
+ * may be batched differently from x, regenerates the forward's masks).
+ * fastdrop_apply's mask has x's rank, each axis 1 (shared) or y's extent.
  *
  * Protocol: every handler answers XLA's metadata query (the
  * XLA_FFI_Metadata extension: the API version of the header it was built
@@ -44,11 +43,14 @@
  * bounds before it writes anything, and reports anything unexpected as an
  * XLA_FFI_Error made with the API's XLA_FFI_Error_Create.
  *
- * Floating-point environment: XLA's threads may run with flush-to-zero
- * (MXCSR FTZ/DAZ on x86, FPCR FZ on AArch64); the kernels must not (no
- * flushing of subnormals, docs/spec.md §4).  Every thread running kernels
- * here sets round-to-nearest without flushing and restores its own state
- * afterwards.
+ * Floating-point environment: XLA runs its CPU computations with
+ * flush-to-zero (MXCSR FTZ/DAZ on x86, FPCR FZ on AArch64), on its own
+ * threads and on the caller's; the kernels must not flush (docs/spec.md
+ * §4).  Every thread running kernels here sets round-to-nearest without
+ * flushing and restores its own state afterwards; the calling thread does
+ * so before an OpenMP region starts, so that the workers OpenMP may create
+ * for it (they inherit its environment, and fastdrop's other entry points
+ * reuse them) are born without flush-to-zero.
  *
  * Threads: OpenMP (when the extension is built with it), fd_xla_threads
  * threads (0: OpenMP's default), the work cut into tasks of fd_xla_chunk
@@ -65,6 +67,9 @@
 #include "third_party/xla/ffi/api/c_api.h"
 #ifdef _OPENMP
 #include <omp.h>
+#endif
+#if defined(__linux__)
+#include <sys/mman.h>
 #endif
 #if defined(__SSE__) || defined(_M_X64) || (defined(_M_IX86_FP) && _M_IX86_FP >= 1)
 #include <xmmintrin.h>
@@ -112,6 +117,32 @@ static inline void fd_fpenv_leave(fd_fpenv_t e)
     __asm__ __volatile__("msr fpcr, %0" : : "r"(e.saved));
 #else
     (void)e;
+#endif
+}
+
+/* ------------------------------------------------------ output memory */
+/* XLA's CPU buffers come from plain aligned malloc: a large result is fresh
+ * mmap memory, faulted in 4 KiB pages as the kernel first writes it (a
+ * 64 MiB result: 16384 page faults, most of a call's time).  NumPy asks the
+ * kernel for transparent huge pages on its large arrays (madvise
+ * MADV_HUGEPAGE from 4 MiB on, where THP is in "madvise" mode); the
+ * handlers do the same for their result before writing it: a hint about the
+ * backing of the pages, which changes no byte. */
+#define FD_XLA_HUGEPAGE_MIN (4 << 20)
+
+static void fd_xla_advise_output(void *y, int64_t nbytes)
+{
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    if (nbytes < FD_XLA_HUGEPAGE_MIN)
+        return;
+    const uintptr_t huge = (uintptr_t)2 << 20;
+    const uintptr_t lo = ((uintptr_t)y + huge - 1) & ~(huge - 1);
+    const uintptr_t hi = ((uintptr_t)y + (uintptr_t)nbytes) & ~(huge - 1);
+    if (hi > lo)
+        (void)madvise((void *)lo, (size_t)(hi - lo), MADV_HUGEPAGE);  /* a hint: errors ignored */
+#else
+    (void)y;
+    (void)nbytes;
 #endif
 }
 
@@ -502,6 +533,10 @@ static void fd_xla_execute(const fd_xla_run_t *r)
         return;
     }
 #ifdef _OPENMP
+    /* the calling thread's environment is set first: OpenMP workers created
+     * by this region inherit it (they would keep XLA's flush-to-zero for
+     * good, and fastdrop's other entry points share them) */
+    const fd_fpenv_t outer = fd_fpenv_enter();
     #pragma omp parallel num_threads(nt)
     {
         fd_fpenv_t env = fd_fpenv_enter();
@@ -518,14 +553,15 @@ static void fd_xla_execute(const fd_xla_run_t *r)
         }
         fd_fpenv_leave(env);
     }
+    fd_fpenv_leave(outer);
 #endif
 }
 
 /* Batch axes: the leading m of y's rank.  Checks x (may be NULL) and key
  * (may be NULL) against y, fills the byte strides xs / ys and, for the key,
- * which batch axes select a key; the stacked mask strides of the other batch
- * axes are n times their C-order strides over those axes.  Checks every
- * key's stream range [offset, offset + stack * n) against 2**64. */
+ * which batch axes select a key (key extent > 1; the others share it: mask
+ * stride 0).  Checks every key's stream range [offset, offset + n) against
+ * 2**64. */
 static XLA_FFI_Error *fd_xla_layout(const XLA_FFI_Api *api, const char *op, fd_xla_run_t *r,
                                     XLA_FFI_Buffer *x, XLA_FFI_Buffer *y, XLA_FFI_Buffer *key,
                                     int64_t m, int64_t item, int64_t *xs, int64_t *ys,
@@ -563,20 +599,14 @@ static XLA_FFI_Error *fd_xla_layout(const XLA_FFI_Api *api, const char *op, fd_x
     }
     r->nkax = 0;
     r->nk = 1;
-    int64_t stack = 1;  /* positions of one key = stack * n */
     for (int64_t a = R - 1; a >= 0; a--) {
         xs[a] = x == NULL ? 0 : (x->dims[a] == 1 ? 0 : xc[a] * item);
         ys[a] = yc[a] * item;
         skip[a] = 0;
         if (a >= m)
             continue;
-        if (key != NULL && key->dims[a] != 1) {
-            skip[a] = 1;  /* one key per index */
-            ms[a] = 0;
-        } else {
-            ms[a] = stack * n;
-            stack *= y->dims[a];
-        }
+        skip[a] = key != NULL && key->dims[a] != 1;  /* one key per index */
+        ms[a] = 0;  /* otherwise: the key, hence the mask, is shared */
     }
     for (int64_t a = 0; a < m; a++)
         if (skip[a]) {
@@ -588,7 +618,7 @@ static XLA_FFI_Error *fd_xla_layout(const XLA_FFI_Api *api, const char *op, fd_x
             r->nk *= y->dims[a];
         }
     if (key != NULL) {
-        const uint64_t need = (uint64_t)stack * (uint64_t)n;
+        const uint64_t need = (uint64_t)n;
         const uint32_t *w = (const uint32_t *)key->data;
         int64_t nkeys = 1;
         for (int64_t a = 0; a < m; a++) nkeys *= key->dims[a];
@@ -684,6 +714,7 @@ static XLA_FFI_Error *fd_xla_x_key(XLA_FFI_CallFrame *cf, const char *op, int no
     run.x0 = (char *)x->data;
     run.y0 = (char *)y->data;
     run.elems = elems;
+    fd_xla_advise_output(y->data, elems * item);
     fd_xla_execute(&run);
     return NULL;
 }
@@ -759,13 +790,14 @@ static XLA_FFI_Error *fd_xla_apply(XLA_FFI_CallFrame *cf)
     run.x0 = (char *)x->data;
     run.y0 = (char *)y->data;
     run.elems = elems;
+    fd_xla_advise_output(y->data, elems * item);
     fd_xla_execute(&run);
     return NULL;
 }
 
 /* fastdrop_mask: key [m batch axes..., 4] -> keep PRED [batch..., M...]:
  * batch element b (flat, C order) is the run of n bytes at b * n, stream
- * positions offset + s * n + i of its key (s: its stack index). */
+ * positions offset + i of its key. */
 static XLA_FFI_Error *fd_xla_mask(XLA_FFI_CallFrame *cf)
 {
     const char *op = "fastdrop_mask";
@@ -808,28 +840,31 @@ static XLA_FFI_Error *fd_xla_mask(XLA_FFI_CallFrame *cf)
     int64_t kc[FD_MAXDIM];
     fd_xla_cstrides(key->dims, m, kc);
     uint8_t *out = (uint8_t *)y->data;
+    fd_xla_advise_output(out, elems);
     int nt = fd_xla_nthreads();
     if (nt > total) nt = (int)total;
     if (elems < chunk) nt = 1;
+    /* no floating point here, but OpenMP workers created by this region
+     * inherit the calling thread's environment: not XLA's flush-to-zero */
+    const fd_fpenv_t outer = fd_fpenv_enter();
 #ifdef _OPENMP
     #pragma omp parallel for schedule(dynamic) num_threads(nt) if (nt > 1)
 #endif
     for (int64_t t = 0; t < total; t++) {
         const int64_t b = t / cpr, start = (t % cpr) * chunk;
         const int64_t len = n - start < chunk ? n - start : chunk;
-        int64_t q = b, kidx = 0, s = 0;
+        int64_t q = b, kidx = 0;
         for (int64_t a = m - 1; a >= 0; a--) {
             const int64_t i = q % y->dims[a];
             q /= y->dims[a];
             if (skip[a]) kidx += i * kc[a];
-            else s += i * (ms[a] / n);
         }
         const uint32_t *w = kw + 4 * kidx;
         const uint64_t seed = (uint64_t)w[0] | ((uint64_t)w[1] << 32);
         const uint64_t off = (uint64_t)w[2] | ((uint64_t)w[3] << 32);
-        isa->mask(len, off + (uint64_t)s * (uint64_t)n + (uint64_t)start, seed, Th, Tl,
-                  out + b * n + start, NULL);
+        isa->mask(len, off + (uint64_t)start, seed, Th, Tl, out + b * n + start, NULL);
     }
+    fd_fpenv_leave(outer);
     return NULL;
 }
 

@@ -59,23 +59,29 @@ Gaussian noise's is the identity.  Forward-mode differentiation
 of custom_vjp functions).  :func:`jax.checkpoint` recomputes the same masks
 from the same key.
 
-:func:`jax.vmap` has one rule for every function of this module:
+:func:`jax.vmap` has one rule for every function of this module: **a mask
+depends on the key (seed and offset) alone**, never on how ``x`` is batched.
 
-- along a batch axis where the **key is batched** (for example
-  ``jax.vmap(f)(xs, jax.random.split(key, n))``), each batch element uses
-  its own key: element ``b`` gets exactly the mask of ``f(xs[b], keys[b])``;
-- along a batch axis where the **key is shared** (an unbatched key with a
-  batched ``x``), the batch is masked as the stacked array: element ``b``
-  (the C-order index over such axes) uses stream positions
-  ``offset + b * n + i``, ``n`` the mask size of one element and ``i`` the
-  mask index within it.  So ``jax.vmap(lambda x: f(x, key))(xs)`` equals
-  ``f(xs, key)`` (stacked along a new leading axis), and every element
-  gets a different mask.  This differs from :mod:`jax.random`, where an
-  unbatched key gives every element the *same* random bits.
+- Along a batch axis where the key (or the offset) is batched, each batch
+  element uses its own: element ``b`` gets exactly the mask of
+  ``f(xs[b], keys[b])``, e.g. ``jax.vmap(f)(xs, jax.random.split(key, n))``.
+- Along a batch axis where the key and the offset are shared (an unbatched
+  key with a batched ``x``), every element gets the **same** mask, the mask
+  of ``f(xs[b], key)`` (as with :mod:`jax.random`, where an unbatched key
+  gives every element the same bits).  To mask a batch as one stacked array
+  instead (what ``f(xs, key)`` does: element ``b`` at stream positions
+  ``offset + b * n + i``, ``n`` the mask size of one element), batch the
+  offset: ``jax.vmap(lambda x, o: f(x, key, offset=o))(xs, jnp.arange(B) *
+  n)``.
 
-A ``noise_shape`` applies to each element (the stacked mask shape is
-``(batch,) + noise_shape``).  :func:`apply_mask` follows broadcasting: an
-unbatched mask is applied to every element.
+The rule is what keeps the transformations consistent: a backward pass sees
+the key saved by the forward, batched as it was, while its cotangent may be
+batched differently from ``x`` (``jax.vmap(jax.grad(f))`` has an unbatched
+cotangent for a batched ``x``, :func:`jax.jacrev` a batched one for an
+unbatched ``x``); a mask that followed ``x``'s batching would then differ
+between the forward and the backward pass.  A ``noise_shape`` applies to
+each element.  :func:`apply_mask` follows broadcasting: an unbatched mask
+is applied to every element.
 
 Devices
 -------
@@ -244,6 +250,8 @@ def _int_words(v, name):
     if dt.kind not in "iu" or a.shape != ():
         raise TypeError(f"{name} must be an int or a 0-d integer array, got "
                         f"{type(v).__name__} of dtype {dt} and shape {tuple(a.shape)}")
+    if isinstance(a, np.ndarray):  # concrete: its bits, without a round trip through JAX
+        return _int_words(int(a) & ((1 << (8 * dt.itemsize)) - 1), name)
     if dt.itemsize <= 4:
         return jnp.asarray(a).astype(jnp.uint32), jnp.uint32(0)
     a = jnp.asarray(a).astype(jnp.uint64)
@@ -375,11 +383,14 @@ def _keyed(fwd, bwd, x, key):
 
 
 def _keyed_fwd(fwd, bwd, x, key):
-    return _run(fwd, x, key), key
+    # through _keyed itself: an outer differentiation (grad of grad) sees a
+    # custom_vjp function here, not the bare custom call
+    return _keyed(fwd, bwd, x, key), key
 
 
 def _keyed_bwd(fwd, bwd, key, g):
-    return _run(bwd, g, key), None
+    # the gradient is linear in g and its own gradient: differentiable again
+    return _keyed(bwd, bwd, g, key), None
 
 
 _keyed.defvjp(_keyed_fwd, _keyed_bwd)
@@ -400,11 +411,11 @@ def _stored(fwd, bwd, x, mask):
 
 
 def _stored_fwd(fwd, bwd, x, mask):
-    return _run_stored(fwd, x, mask), mask
+    return _stored(fwd, bwd, x, mask), mask
 
 
 def _stored_bwd(fwd, bwd, mask, g):
-    return _run_stored(bwd, g, mask), None
+    return _stored(bwd, bwd, g, mask), None
 
 
 _stored.defvjp(_stored_fwd, _stored_bwd)
@@ -491,9 +502,10 @@ def dropout(x, p, key, *, offset=0, training=True, mode="inverted", noise_shape=
 
     Notes
     -----
-    Under :func:`jax.vmap` a batched key gives each element its own mask,
-    a shared key masks the batch as the stacked array (see the module
-    docstring).  The gradient regenerates the mask from ``key``.
+    Under :func:`jax.vmap` a batched key (or offset) gives each element its
+    own mask, a shared key gives every element the same mask (see the
+    module docstring).  The gradient regenerates the mask from ``key``; it
+    is differentiable again (the same select).
 
     Examples
     --------
