@@ -230,16 +230,16 @@ def _torch_path(kind, x, param, state, noise_shape):
 
 
 def _numpy_path(kind, x, param, state, noise_shape):
-    import fastdrop
+    from .. import alpha_dropout, dropout, gaussian_dropout, gaussian_noise
 
     seed = fastdrop_seed(np.asarray(state))
     if kind == "dropout":
-        return fastdrop.dropout(x, param, rng=seed, noise_shape=noise_shape)
+        return dropout(x, param, rng=seed, noise_shape=noise_shape)
     if kind == "alpha":
-        return fastdrop.alpha_dropout(x, param, rng=seed, noise_shape=noise_shape)
+        return alpha_dropout(x, param, rng=seed, noise_shape=noise_shape)
     if kind == "gaussian_dropout":
-        return fastdrop.gaussian_dropout(x, param, rng=seed)
-    return fastdrop.gaussian_noise(x, param, rng=seed)
+        return gaussian_dropout(x, param, rng=seed)
+    return gaussian_noise(x, param, rng=seed)
 
 
 _PATHS = {"jax": _jax_path, "torch": _torch_path, "numpy": _numpy_path}
