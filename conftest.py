@@ -14,3 +14,8 @@ if importlib.util.find_spec("jax") is None:
 # installed): tests/test_keras.py runs these modules' doctests in one
 # subprocess per installed backend instead.
 collect_ignore += ["fastdrop/keras.py", "fastdrop/adapters/keras.py"]
+if importlib.util.find_spec("numba") is None:  # these import Numba or run its kernels
+    collect_ignore += ["fastdrop/numba.py", "fastdrop/_numba/kernels.py",
+                       "fastdrop/_numba/llvm.py", "fastdrop/_numba/backend.py",
+                       "fastdrop/_cuda/_interop.py", "fastdrop/_cuda/frontend.py",
+                       "fastdrop/_cuda/kernels.py"]

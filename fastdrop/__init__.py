@@ -24,6 +24,8 @@ from ._family import (alpha_dropout, alpha_dropout_backward, drop_path, drop_pat
 from ._generator import Generator
 from ._mc import mc_dropout
 
+#: The package version: the one place it is written (pyproject.toml reads it with
+#: setuptools' ``attr:``, which parses this literal without importing fastdrop).
 __version__ = "0.1.0"
 
 #: Version of the mask stream definition (docs/spec.md §1) these kernels implement.
@@ -57,7 +59,7 @@ __all__ = [
 ]
 
 
-def openmp_enabled():
+def openmp_enabled() -> bool:
     """Whether the compiled Cython kernels were built with OpenMP.
 
     Returns False when the extension is missing or was built without it.

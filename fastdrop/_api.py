@@ -14,8 +14,11 @@ refused elsewhere, ``numpy.ma`` masked arrays are refused.
 from __future__ import annotations
 
 import math
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, overload
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from . import _arrays, _dispatch, _plan
 from ._generator import check_rng
@@ -27,12 +30,16 @@ from ._validate import (  # noqa: F401 - re-exported for older imports
     check_training,
     mask_geometry, normalize_shape, prepare_out)
 
+if TYPE_CHECKING:
+    from ._typing import (RNG, Backend, Float, MaskArray, MaskKind, Mode, NoiseShape,
+                          ReturnMask, Scalar_co, Shape, State)
+
 __all__ = ["dropout", "dropout_mask", "unpack_mask", "apply_mask", "dropout_backward"]
 
 _fast_dropout = _dispatch.fast_path()  # the Cython backend's compiled common case, or None
 
 
-def select_backend(backend, x):
+def select_backend(backend: str, x: NDArray[Any]) -> tuple[str, ModuleType]:
     """(name, kernel module) for a host array."""
     if backend == "auto":
         return _dispatch.choose_cpu_backend(x.size, x.dtype)
@@ -44,7 +51,7 @@ def select_backend(backend, x):
     return backend, _dispatch.get_backend(backend)
 
 
-def _device(op):
+def _device(op: str) -> Any:
     from ._cuda import frontend  # imported only for GPU arrays
 
     return getattr(frontend, op)
@@ -54,8 +61,22 @@ def _device(op):
 # public functions
 # ----------------------------------------------------------------------------
 
-def dropout(x, p=0.5, *, training=True, mode="inverted", rng=None, noise_shape=None,
-            out=None, return_mask=False, backend="auto"):
+@overload
+def dropout(x: NDArray[Scalar_co], p: Float = ..., *, training: bool = ..., mode: Mode = ...,
+            rng: RNG = ..., noise_shape: NoiseShape = ..., out: NDArray[Scalar_co] | None = ...,
+            return_mask: Literal[False] = ..., backend: Backend = ...) -> NDArray[Scalar_co]: ...
+@overload
+def dropout(x: NDArray[Scalar_co], p: Float = ..., *, training: bool = ..., mode: Mode = ...,
+            rng: RNG = ..., noise_shape: NoiseShape = ..., out: NDArray[Scalar_co] | None = ...,
+            return_mask: MaskKind, backend: Backend = ...
+            ) -> tuple[NDArray[Scalar_co], MaskArray]: ...
+@overload
+def dropout(x: ArrayLike, p: Float = ..., *, training: bool = ..., mode: Mode = ...,
+            rng: RNG = ..., noise_shape: NoiseShape = ..., out: Any = ...,
+            return_mask: ReturnMask = ..., backend: Backend = ...) -> Any: ...
+def dropout(x: ArrayLike, p: Float = 0.5, *, training: bool = True, mode: Mode = "inverted",
+            rng: RNG = None, noise_shape: NoiseShape = None, out: Any = None,
+            return_mask: ReturnMask = False, backend: Backend = "auto") -> Any:
     """Dropout: zero each element with probability ``p`` and scale the rest.
 
     The mask is fastdrop's mask stream v1 (docs/spec.md §1): element ``i`` of
@@ -143,7 +164,8 @@ def dropout(x, p=0.5, *, training=True, mode="inverted", rng=None, noise_shape=N
                     MODES)
 
 
-def _forward(x, p, training, mode, rng, noise_shape, out, return_mask, backend, modes):
+def _forward(x: Any, p: Any, training: Any, mode: Any, rng: Any, noise_shape: Any, out: Any,
+             return_mask: Any, backend: Any, modes: tuple[str, ...]) -> Any:
     """A forward of the family on any kind of array: ``mode`` is one of
     ``modes`` (the public dropout modes, or :data:`fastdrop._plan.MODES`
     for the family's own functions, which pass theirs)."""
@@ -162,7 +184,8 @@ def _forward(x, p, training, mode, rng, noise_shape, out, return_mask, backend, 
                         fresh=out is None, modes=modes)
 
 
-def _dropout_torch(x, p, training, mode, rng, noise_shape, out, return_mask, backend, modes):
+def _dropout_torch(x: Any, p: Any, training: Any, mode: Any, rng: Any, noise_shape: Any,
+                   out: Any, return_mask: Any, backend: Any, modes: tuple[str, ...]) -> Any:
     """A forward of a torch CPU tensor, through NumPy views (apart from
     :func:`dropout`: a closure there would cost every call ~0.1 us)."""
     return _arrays.via_torch(
@@ -171,7 +194,8 @@ def _dropout_torch(x, p, training, mode, rng, noise_shape, out, return_mask, bac
         x, out)
 
 
-def _dask_dropout(x, p, training, mode, rng, noise_shape, out, return_mask, backend, modes):
+def _dask_dropout(x: Any, p: Any, training: Any, mode: Any, rng: Any, noise_shape: Any,
+                  out: Any, return_mask: Any, backend: Any, modes: tuple[str, ...]) -> Any:
     """:func:`dropout` of a Dask array: the lazy :func:`fastdrop.dask.dropout`
     (never a silent compute); ``out=`` and ``return_mask`` have no lazy form."""
     kind = check_return_mask(return_mask)
@@ -189,14 +213,15 @@ def _dask_dropout(x, p, training, mode, rng, noise_shape, out, return_mask, back
                             training=training, backend=backend, modes=modes)
 
 
-def _refuse_dask(fn, name="x"):
+def _refuse_dask(fn: str, name: str = "x") -> NoReturn:
     raise TypeError(
         f"fastdrop.{fn} does not take Dask arrays ({name} is one) and never computes "
         "one silently; use fastdrop.dask.dropout, or compute the array first")
 
 
-def dropout_host(x, p, training, mode, rng, noise_shape, out, return_mask, backend,
-                 fresh, modes=MODES):
+def dropout_host(x: Any, p: Any, training: Any, mode: Any, rng: Any, noise_shape: Any, out: Any,
+                 return_mask: Any, backend: Any, fresh: bool,
+                 modes: tuple[str, ...] = MODES) -> Any:
     """A forward of the family for host arrays; ``fresh`` says ``out`` was
     just allocated by the caller (the adapters), or is allocated here if None."""
     training = check_training(training)
@@ -214,7 +239,17 @@ def dropout_host(x, p, training, mode, rng, noise_shape, out, return_mask, backe
     return _dispatch.run_host(plan, kern, x, out)
 
 
-def dropout_mask(shape, p, *, rng=None, packed=False, backend="auto"):
+@overload
+def dropout_mask(shape: Shape, p: Float, *, rng: RNG = ..., packed: Literal[False] = ...,
+                 backend: Backend = ...) -> NDArray[np.bool_]: ...
+@overload
+def dropout_mask(shape: Shape, p: Float, *, rng: RNG = ..., packed: Literal[True],
+                 backend: Backend = ...) -> NDArray[np.uint8]: ...
+@overload
+def dropout_mask(shape: Shape, p: Float, *, rng: RNG = ..., packed: bool = ...,
+                 backend: Backend = ...) -> MaskArray: ...
+def dropout_mask(shape: Shape, p: Float, *, rng: RNG = None, packed: bool = False,
+                 backend: Backend = "auto") -> MaskArray:
     """The keep mask alone (True = kept), as bools or packed bits.
 
     ``dropout_mask(x.shape, p, rng=s)`` is exactly the mask that
@@ -253,10 +288,11 @@ def dropout_mask(shape, p, *, rng=None, packed=False, backend="auto"):
         kern = _dispatch.get_backend(backend)
     check_rng(rng)
     plan = _plan.plan_mask(shape, p, rng=rng, mask_out="packed" if packed else "bool")
-    return _dispatch.run_host(plan, kern, None, None)[1]
+    mask: MaskArray = _dispatch.run_host(plan, kern, None, None)[1]
+    return mask
 
 
-def unpack_mask(packed, shape):
+def unpack_mask(packed: ArrayLike, shape: Shape) -> NDArray[np.bool_]:
     """Unpack a packed mask (``np.packbits`` layout, ``bitorder="little"``)
     into a bool array of ``shape``.
 
@@ -275,7 +311,7 @@ def unpack_mask(packed, shape):
     return np.unpackbits(packed, count=n, bitorder="little").view(bool).reshape(shape)
 
 
-def _host_only(a, name):
+def _host_only(a: object, name: str) -> None:
     """TypeError for a GPU array where a host array is needed (never a silent
     device-to-host copy)."""
     if _arrays.kind(a) == "gpu":
@@ -284,14 +320,15 @@ def _host_only(a, name):
             "copies between device and host silently: copy it to the host first")
 
 
-def _check_packed(packed, n):
+def _check_packed(packed: Any, n: int) -> NDArray[np.uint8]:
     _host_only(packed, "packed")
     packed = np.asarray(packed)
     check_packed_shape(packed.dtype, packed.ndim, packed.size, n)
     return np.ascontiguousarray(packed)
 
 
-def _stored_mask(x_shape, mask, noise_shape):
+def _stored_mask(x_shape: tuple[int, ...], mask: Any,
+                 noise_shape: Any) -> tuple[str, Any, NDArray[Any]]:
     """``(kind, (M, mstrides, n), flat mask)`` for a stored bool or packed
     mask (the ``stored`` argument of the planners)."""
     _host_only(mask, "mask")
@@ -306,7 +343,15 @@ def _stored_mask(x_shape, mask, noise_shape):
         f"mask must be a bool array or a 1-D uint8 packed mask, got dtype {mask.dtype}")
 
 
-def apply_mask(x, mask, p, *, mode="inverted", noise_shape=None, out=None, backend="auto"):
+@overload
+def apply_mask(x: NDArray[Scalar_co], mask: ArrayLike, p: Float, *, mode: Mode = ...,
+               noise_shape: NoiseShape = ..., out: NDArray[Scalar_co] | None = ...,
+               backend: Backend = ...) -> NDArray[Scalar_co]: ...
+@overload
+def apply_mask(x: ArrayLike, mask: ArrayLike, p: Float, *, mode: Mode = ...,
+               noise_shape: NoiseShape = ..., out: Any = ..., backend: Backend = ...) -> Any: ...
+def apply_mask(x: ArrayLike, mask: ArrayLike, p: Float, *, mode: Mode = "inverted",
+               noise_shape: NoiseShape = None, out: Any = None, backend: Backend = "auto") -> Any:
     """Masked scaling with a stored mask: ``out = mask ? x * scale : +0.0``.
 
     This is the backward of dropout given the forward's mask, and the way to
@@ -354,8 +399,20 @@ def apply_mask(x, mask, p, *, mode="inverted", noise_shape=None, out=None, backe
     return _dispatch.run_host(_plan.plan_apply(x.shape, p, mode, stored), kern, x, out)
 
 
-def dropout_backward(grad, p, *, mask=None, state=None, training=True, mode="inverted",
-                     noise_shape=None, out=None, backend="auto"):
+@overload
+def dropout_backward(grad: NDArray[Scalar_co], p: Float, *, mask: ArrayLike | None = ...,
+                     state: State = ..., training: bool = ..., mode: Mode = ...,
+                     noise_shape: NoiseShape = ..., out: NDArray[Scalar_co] | None = ...,
+                     backend: Backend = ...) -> NDArray[Scalar_co]: ...
+@overload
+def dropout_backward(grad: ArrayLike, p: Float, *, mask: ArrayLike | None = ...,
+                     state: State = ..., training: bool = ..., mode: Mode = ...,
+                     noise_shape: NoiseShape = ..., out: Any = ...,
+                     backend: Backend = ...) -> Any: ...
+def dropout_backward(grad: ArrayLike, p: Float, *, mask: ArrayLike | None = None,
+                     state: State = None, training: bool = True, mode: Mode = "inverted",
+                     noise_shape: NoiseShape = None, out: Any = None,
+                     backend: Backend = "auto") -> Any:
     """Gradient of :func:`dropout`: the same mask and scale applied to ``grad``.
 
     Give either the forward's stored ``mask`` (bool or packed), or the
@@ -392,7 +449,8 @@ def dropout_backward(grad, p, *, mask=None, state=None, training=True, mode="inv
     return _backward(grad, p, mask, state, training, mode, noise_shape, out, backend, MODES)
 
 
-def _backward(grad, p, mask, state, training, mode, noise_shape, out, backend, modes):
+def _backward(grad: Any, p: Any, mask: Any, state: Any, training: Any, mode: Any,
+              noise_shape: Any, out: Any, backend: Any, modes: tuple[str, ...]) -> Any:
     """The gradient of a forward of the family (``mode`` one of ``modes``)."""
     training = check_training(training)
     check_backward_source(mask, state, training)

@@ -30,13 +30,16 @@ Examples
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 __all__ = ["kind", "is_gpu_array", "torch_view", "wrap_torch", "via_torch"]
 
 
-def is_gpu_array(x):
+def is_gpu_array(x: object) -> bool:
     """A GPU array fastdrop accepts (never a NumPy array)."""
     if isinstance(x, np.ndarray):
         return False
@@ -48,7 +51,7 @@ def is_gpu_array(x):
         return True
 
 
-def kind(x):
+def kind(x: object) -> str:
     """``"numpy"``, ``"gpu"``, ``"torch"`` or ``"dask"`` (see the module doc)."""
     if isinstance(x, np.ndarray):
         return "numpy"
@@ -63,7 +66,7 @@ def kind(x):
     return "numpy"
 
 
-def torch_view(t, name, *, writable=False):
+def torch_view(t: Any, name: str, *, writable: bool = False) -> NDArray[Any]:
     """Zero-copy NumPy view of a CPU tensor argument (TypeError otherwise).
 
     Inputs are read through ``detach()``; an output (``writable``) must not
@@ -87,13 +90,13 @@ def torch_view(t, name, *, writable=False):
     return t.detach().resolve_conj().resolve_neg().numpy()
 
 
-def wrap_torch(result, views):
+def wrap_torch(result: Any, views: list[tuple[Any, Any]]) -> Any:
     """Turn the NumPy results of a call back into tensors: an array that is
     the view of a tensor argument (``views``: ``(array, tensor)`` pairs)
     becomes that tensor, any other array a tensor sharing its memory."""
     torch = sys.modules["torch"]
 
-    def one(a):
+    def one(a: Any) -> Any:
         for arr, t in views:
             if a is arr:
                 return t
@@ -106,7 +109,8 @@ def wrap_torch(result, views):
     return one(result)
 
 
-def via_torch(call, x, out, mask=None, name="x"):
+def via_torch(call: Callable[[Any, Any, Any], Any], x: Any, out: Any, mask: Any = None,
+              name: str = "x") -> Any:
     """Run ``call(x_view, mask_view, out_view)`` (a NumPy-API call) on the
     zero-copy NumPy views of CPU tensors and return tensors: ``out`` itself
     when given, otherwise tensors sharing the results' memory."""

@@ -37,7 +37,10 @@ False
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 __all__ = ["NAME", "is_bfloat16", "dtype", "widen_bits", "narrow_bits", "widen", "narrow"]
 
@@ -52,14 +55,14 @@ _HALF = np.uint32(0x7FFF)
 _ONE = np.uint32(1)
 
 
-def is_bfloat16(dt):
+def is_bfloat16(dt: object) -> bool:
     """Whether ``dt`` (a NumPy dtype) is ``ml_dtypes.bfloat16``, decided
     from its kind, size and name alone (``ml_dtypes`` is never imported)."""
     return (getattr(dt, "kind", None) == "V" and getattr(dt, "itemsize", 0) == 2
             and getattr(dt, "name", None) == NAME and getattr(dt, "names", None) is None)
 
 
-def dtype():
+def dtype() -> np.dtype[Any]:
     """``numpy.dtype(ml_dtypes.bfloat16)``; imports ``ml_dtypes`` (a
     ``TypeError`` with the install hint when it is missing)."""
     try:
@@ -71,12 +74,12 @@ def dtype():
     return np.dtype(ml_dtypes.bfloat16)
 
 
-def widen_bits(h):
+def widen_bits(h: ArrayLike) -> NDArray[np.float32]:
     """float32 values of bfloat16 bit patterns (uint16 array): exact."""
     return (np.asarray(h, dtype=np.uint16).astype(np.uint32) << _U16).view(np.float32)
 
 
-def narrow_bits(f):
+def narrow_bits(f: ArrayLike) -> NDArray[np.uint16]:
     """bfloat16 bit patterns (uint16) of float32 values: round to nearest
     even; overflow to infinity; NaN quiet with its sign and top payload
     bits."""
@@ -89,11 +92,11 @@ def narrow_bits(f):
     return np.where(nan, q, r)
 
 
-def widen(x):
+def widen(x: NDArray[Any]) -> NDArray[np.float32]:
     """``C(x)``: a bfloat16 array (any strides) as float32, exactly."""
     return widen_bits(x.view(np.uint16))
 
 
-def narrow(f, dt):
+def narrow(f: ArrayLike, dt: np.dtype[Any]) -> NDArray[Any]:
     """``R(f)``: float32 values as an array of the bfloat16 dtype ``dt``."""
     return narrow_bits(f).view(dt)

@@ -41,7 +41,8 @@ import numpy as np
 
 import fastdrop
 from fastdrop import _plan, reference
-from fastdrop._api import mask_geometry, scale_for
+from fastdrop._plan import scale_for
+from fastdrop._validate import mask_geometry
 
 __all__ = ["Case", "Comparison", "COMPARISONS", "get_comparison", "NUMPY_IDIOMS"]
 
@@ -419,7 +420,7 @@ class Comparison:
     reference: Callable
     numpy: dict = field(default_factory=dict)
     torch: Callable | None = None
-    traffic: Callable = None
+    traffic: Callable | None = None
     gpu: bool = True  # whether the operation takes and returns device arrays
 
     def bytes_moved(self, n, itemsize):

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import operator
 import os
+from collections.abc import Callable
+from typing import SupportsIndex
 
 __all__ = ["get_num_threads", "set_num_threads", "CHUNK", "NT_MIN_BYTES"]
 
@@ -20,7 +22,7 @@ CHUNK = 1 << 16
 NT_MIN_BYTES = 8 << 20
 
 
-def _default_threads():
+def _default_threads() -> int:
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):  # pragma: no cover - non-Linux
@@ -30,23 +32,23 @@ def _default_threads():
 #: The thread count set with :func:`set_num_threads`, or None: follow
 #: OpenMP's default at call time (``omp_get_max_threads()`` of the compiled
 #: kernels' OpenMP runtime, so ``OMP_NUM_THREADS`` and threadpoolctl apply).
-_num_threads = None
+_num_threads: int | None = None
 
 
 #: ``omp_get_max_threads`` of the compiled kernels' OpenMP runtime, set by
 #: :mod:`fastdrop._cython._kernels` when it is imported (with OpenMP); None
 #: before that or without it.
-_omp_max_threads = None
+_omp_max_threads: Callable[[], int] | None = None
 
 
-def _openmp_threads():
+def _openmp_threads() -> int:
     """``omp_get_max_threads()`` of the Cython extension's runtime, or the
     CPUs this process may run on when it is not built (or has no OpenMP)."""
     f = _omp_max_threads
     return _default_threads() if f is None else max(1, int(f()))
 
 
-def get_num_threads():
+def get_num_threads() -> int:
     """Number of threads fastdrop's parallel kernels use: the value of
     :func:`set_num_threads` if one was set, else OpenMP's default at this
     moment (``OMP_NUM_THREADS``, ``threadpoolctl.threadpool_limits`` and
@@ -63,7 +65,7 @@ def get_num_threads():
     return _openmp_threads() if n is None else n
 
 
-def set_num_threads(n):
+def set_num_threads(n: SupportsIndex | None) -> int | None:
     """Set the number of threads fastdrop's CPU kernels use (``None``: follow
     OpenMP's default again, see :func:`get_num_threads`).
 

@@ -62,11 +62,20 @@ stores, which pay off on a caller's buffer, would then cost extra traffic).
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import NDArray
+
+from ._extras import install_command, is_installed
+
+if TYPE_CHECKING:
+    from ._plan import Plan
 
 __all__ = ["BACKENDS", "get_backends", "get_backend", "choose_cpu_backend", "fast_path",
-           "run", "run_host", "HostOps"]
+           "run", "run_host", "HostOps", "missing_packages"]
 
 #: name -> module path, in order of preference for ``backend="auto"`` on the CPU.
 BACKENDS = {
@@ -85,11 +94,11 @@ class _Loaded(dict):
 
     version = 0
 
-    def __setitem__(self, key, value):
+    def __setitem__(self, key: str, value: tuple[ModuleType | None, str]) -> None:
         super().__setitem__(key, value)
         self.version += 1
 
-    def __delitem__(self, key):
+    def __delitem__(self, key: str) -> None:
         super().__delitem__(key)
         self.version += 1
 
@@ -100,7 +109,7 @@ _cache = _Loaded()
 DEVICES = {"cython": "cpu", "numba": "cpu", "reference": "cpu", "cuda": "gpu"}
 
 
-def capabilities(mod, name):
+def capabilities(mod: ModuleType, name: str) -> dict[str, Any]:
     """What a backend module can run: a dict with ``device``, ``dtypes``,
     ``sources`` (keep-decision sources its kernels read natively: the
     stream, stored bool masks, stored packed bits), ``layouts`` (every
@@ -117,22 +126,54 @@ def capabilities(mod, name):
     }
 
 
-def _load(name):
-    """(module or None, reason) for a backend name, memoised."""
+#: The optional packages a backend needs, as (import name, distribution), and the
+#: extra of pyproject.toml that installs them.  ``numba.cuda`` comes from
+#: numba-cuda (Numba's own CUDA target is deprecated), so a CUDA backend that
+#: does not run here says when numba-cuda is missing too.
+REQUIREMENTS = {
+    "numba": ((("numba", "numba"),), "numba"),
+    "cuda": ((("numba", "numba"), ("numba_cuda", "numba-cuda")), "cuda"),
+}
+
+
+def missing_packages(name: str) -> list[str]:
+    """The distributions backend ``name`` needs that are not installed (found
+    without importing them)."""
+    needs = REQUIREMENTS.get(name, ((), ""))[0]
+    return [dist for mod, dist in needs if not is_installed(mod)]
+
+
+def _not_installed(dists: list[str]) -> str:
+    names = " and ".join(dists)
+    return f"{names} {'is' if len(dists) == 1 else 'are'} not installed"
+
+
+def _load(name: str) -> tuple[ModuleType | None, str]:
+    """(module or None, reason) for a backend name, memoised.  A backend whose
+    packages are missing is not imported: its reason names them and the
+    extra that installs them."""
     if name not in _cache:
+        missing = missing_packages(name)
+        hint = install_command(REQUIREMENTS[name][1]) if missing else ""
+        if "numba" in missing:  # nothing of it can run: do not import the backend
+            _cache[name] = (None, f"{_not_installed(missing)}: {hint}")
+            return _cache[name]
         try:
             mod = importlib.import_module(BACKENDS[name])
         except ImportError as e:
-            _cache[name] = (None, f"import failed: {e}")
+            why = f"import failed: {e}"
+            _cache[name] = (None, f"{why}; {_not_installed(missing)}: {hint}" if missing else why)
         else:
             ok, why = (True, "")
             if hasattr(mod, "available"):
                 ok, why = mod.available()
+            if not ok and missing:
+                why = f"{why}; {_not_installed(missing)}: {hint}"
             _cache[name] = (mod if ok else None, why)
     return _cache[name]
 
 
-def get_backends():
+def get_backends() -> dict[str, dict[str, Any]]:
     """Backends known to fastdrop and whether each can run here.
 
     Returns
@@ -158,7 +199,7 @@ def get_backends():
     return info
 
 
-def get_backend(name):
+def get_backend(name: object) -> ModuleType:
     """The kernel module of a backend; ``ValueError`` for an unknown name,
     ``RuntimeError`` (with the reason) for one that cannot run here."""
     if not isinstance(name, str):
@@ -173,7 +214,8 @@ def get_backend(name):
     return mod
 
 
-def choose_cpu_backend(size, dtype="float32", source="philox"):
+def choose_cpu_backend(size: int, dtype: object = "float32",
+                       source: str = "philox") -> tuple[str, ModuleType]:
     """The backend ``"auto"`` uses for a host array of ``size`` elements:
     the first CPU backend, in the order of :data:`BACKENDS`, that runs here
     and whose capabilities cover ``dtype`` and ``source``.
@@ -196,20 +238,21 @@ def choose_cpu_backend(size, dtype="float32", source="philox"):
 
 
 _CPU_ORDER = ("cython", "numba", "reference")
-_choices: dict = {}  # choose_cpu_backend's memo
+_choices: dict[tuple[object, str], tuple[int, tuple[str, ModuleType]]] = {}  # the memo
 
 
-def _choose(dtype, source, loaded):
+def _choose(dtype: str, source: str,
+            loaded: tuple[ModuleType | None, ...]) -> tuple[str, ModuleType]:
     for name, mod in zip(_CPU_ORDER, loaded):
         if mod is None:
             continue
         caps = capabilities(mod, name)
         if dtype in caps["dtypes"] and source in caps["sources"]:
             return name, mod
-    return "reference", _load("reference")[0]
+    return "reference", _load("reference")[0]  # type: ignore[return-value]  # always loads
 
 
-def fast_path():
+def fast_path() -> Callable[..., Any] | None:
     """The compiled fast path for the common ``dropout`` call, or None.
 
     It belongs to the Cython backend (``fastdrop._cython._kernels.fast_dropout``):
@@ -228,23 +271,24 @@ def fast_path():
 class HostOps:
     """The primitives :func:`run` needs, for a CPU kernel module."""
 
-    def __init__(self, kern):
+    def __init__(self, kern: ModuleType) -> None:
         self.kern = kern
         self.fresh_ok = getattr(kern, "ACCEPTS_FRESH_OUT", False)
 
-    def copy(self, x, out):
+    def copy(self, x: NDArray[Any], out: NDArray[Any]) -> None:
         if out is not x:
             np.copyto(out, x)
 
-    def zero(self, out):
+    def zero(self, out: NDArray[Any]) -> None:
         out[...] = 0
 
-    def scale(self, x, out, factor):
+    def scale(self, x: NDArray[Any], out: NDArray[Any], factor: float) -> None:
         from . import reference
 
         reference.scale(x, out, factor)
 
-    def fill_mask(self, keep_out, packed_out, n, value):
+    def fill_mask(self, keep_out: NDArray[np.bool_] | None, packed_out: NDArray[np.uint8] | None,
+                  n: int, value: bool) -> None:
         if keep_out is not None:
             keep_out[...] = value
         if packed_out is not None:
@@ -252,21 +296,24 @@ class HostOps:
             if value and n % 8:
                 packed_out[-1] = (1 << (n % 8)) - 1
 
-    def forward(self, x, out, plan, keep_out, packed_out):
+    def forward(self, x: NDArray[Any], out: NDArray[Any], plan: Plan,
+                keep_out: NDArray[np.bool_] | None, packed_out: NDArray[np.uint8] | None) -> None:
         hint = {"fresh_out": True} if plan.fresh_out and self.fresh_ok else {}
         self.kern.forward(x, out, plan.seed, plan.offset, plan.T, plan.scale, plan.mstrides,
                           keep_out=keep_out, packed_out=packed_out, shift=plan.shift,
                           fill=plan.fill, **hint)
 
-    def mask(self, plan, keep_out, packed_out):
+    def mask(self, plan: Plan, keep_out: NDArray[np.bool_] | None,
+             packed_out: NDArray[np.uint8] | None) -> None:
         self.kern.mask(plan.n, plan.seed, plan.offset, plan.T, keep_out=keep_out,
                        packed_out=packed_out)
 
-    def noise(self, x, out, plan):
+    def noise(self, x: NDArray[Any], out: NDArray[Any], plan: Plan) -> None:
         self.kern.noise(x, out, plan.seed, plan.offset, plan.mstrides, plan.shift, plan.scale,
                         plan.noise)
 
-    def apply(self, x, out, plan, kind, stored):
+    def apply(self, x: NDArray[Any], out: NDArray[Any], plan: Plan, kind: str,
+              stored: Any) -> None:
         if x.size:
             self.kern.apply_mask(x, out, plan.mstrides, plan.scale,
                                  keep=stored if kind == "bool" else None,
@@ -274,10 +321,11 @@ class HostOps:
                                  shift=plan.shift, fill=plan.fill)
 
 
-_host_ops = {}  # kernel module -> its HostOps (made once)
+_host_ops: dict[ModuleType, HostOps] = {}  # kernel module -> its HostOps (made once)
 
 
-def run_host(plan, kern, x, out):
+def run_host(plan: Plan, kern: ModuleType, x: NDArray[Any] | None,
+             out: NDArray[Any] | None) -> Any:
     """Run ``plan`` on host arrays with kernel module ``kern``, allocating
     the mask output the plan asks for.  Returns ``out`` or ``(out, mask)``.
 
@@ -295,7 +343,8 @@ def run_host(plan, kern, x, out):
     return out, (keep if kind == "bool" else packed)
 
 
-def run(plan, ops, x, out, keep_out=None, packed_out=None):
+def run(plan: Plan, ops: Any, x: Any, out: Any, keep_out: Any = None,
+        packed_out: Any = None) -> None:
     """Carry out ``plan`` with a backend's primitives ``ops``.
 
     ``out`` receives the values (unless the rule is ``"none"``);

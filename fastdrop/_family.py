@@ -12,6 +12,9 @@ tensors, Dask) and errors are those of :func:`fastdrop.dropout`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal, overload
+
 from . import _api, _arrays, _dispatch, _plan
 from ._generator import check_rng
 from ._validate import (as_float_array, check_flag, check_noise_param, check_training,
@@ -22,10 +25,16 @@ __all__ = ["alpha_dropout", "feature_alpha_dropout", "drop_path",
            "sample_noise_shape", "drop_path_mode", "gaussian_dropout", "gaussian_noise",
            "gaussian_dropout_backward", "gaussian_noise_backward"]
 
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike, NDArray
+
+    from ._typing import (RNG, Backend, Float, MaskArray, MaskKind, NoiseShape, ReturnMask,
+                          Scalar_co, State)
+
 _ALL = _plan.MODES
 
 
-def _shape_of(x):
+def _shape_of(x: Any) -> tuple[int, ...]:
     shape = getattr(x, "shape", None)
     if shape is None:
         import numpy as np
@@ -34,7 +43,8 @@ def _shape_of(x):
     return normalize_shape(tuple(int(d) for d in shape))
 
 
-def feature_noise_shape(shape, fn="feature_alpha_dropout"):
+def feature_noise_shape(shape: Sequence[int],
+                        fn: str = "feature_alpha_dropout") -> tuple[int, ...]:
     """``(N, C, 1, ..., 1)``: one decision per sample and channel (PyTorch's
     feature dropout: ``Dropout2d``/``3d``, ``FeatureAlphaDropout``).
 
@@ -49,7 +59,7 @@ def feature_noise_shape(shape, fn="feature_alpha_dropout"):
     return tuple(shape[:2]) + (1,) * (len(shape) - 2)
 
 
-def sample_noise_shape(shape, fn="drop_path"):
+def sample_noise_shape(shape: Sequence[int], fn: str = "drop_path") -> tuple[int, ...]:
     """``(N, 1, ..., 1)``: one decision per sample along the leading axis
     (DropPath / stochastic depth).
 
@@ -63,15 +73,30 @@ def sample_noise_shape(shape, fn="drop_path"):
     return (shape[0],) + (1,) * (len(shape) - 1)
 
 
-def drop_path_mode(scale_by_keep):
+def drop_path_mode(scale_by_keep: bool) -> str:
     """The plan mode of DropPath: kept samples scaled by ``1 / (1 - p)``
     (``"inverted"``) or left as they are (``"unscaled"``); the identity in
     evaluation either way (docs/spec.md §9)."""
     return "inverted" if check_flag(scale_by_keep, "scale_by_keep") else "unscaled"
 
 
-def alpha_dropout(x, p=0.5, *, training=True, rng=None, noise_shape=None, out=None,
-                  return_mask=False, backend="auto"):
+@overload
+def alpha_dropout(x: NDArray[Scalar_co], p: Float = ..., *, training: bool = ...,
+                  rng: RNG = ..., noise_shape: NoiseShape = ...,
+                  out: NDArray[Scalar_co] | None = ..., return_mask: Literal[False] = ...,
+                  backend: Backend = ...) -> NDArray[Scalar_co]: ...
+@overload
+def alpha_dropout(x: NDArray[Scalar_co], p: Float = ..., *, training: bool = ...,
+                  rng: RNG = ..., noise_shape: NoiseShape = ...,
+                  out: NDArray[Scalar_co] | None = ..., return_mask: MaskKind,
+                  backend: Backend = ...) -> tuple[NDArray[Scalar_co], MaskArray]: ...
+@overload
+def alpha_dropout(x: ArrayLike, p: Float = ..., *, training: bool = ..., rng: RNG = ...,
+                  noise_shape: NoiseShape = ..., out: Any = ..., return_mask: ReturnMask = ...,
+                  backend: Backend = ...) -> Any: ...
+def alpha_dropout(x: ArrayLike, p: Float = 0.5, *, training: bool = True, rng: RNG = None,
+                  noise_shape: NoiseShape = None, out: Any = None,
+                  return_mask: ReturnMask = False, backend: Backend = "auto") -> Any:
     """Alpha dropout (Klambauer et al. 2017), for SELU networks.
 
     A dropped element takes SELU's negative saturation value ``-ALPHA``
@@ -103,8 +128,23 @@ def alpha_dropout(x, p=0.5, *, training=True, rng=None, noise_shape=None, out=No
                          backend, _ALL)
 
 
-def feature_alpha_dropout(x, p=0.5, *, training=True, rng=None, out=None,
-                          return_mask=False, backend="auto"):
+@overload
+def feature_alpha_dropout(x: NDArray[Scalar_co], p: Float = ..., *, training: bool = ...,
+                          rng: RNG = ..., out: NDArray[Scalar_co] | None = ...,
+                          return_mask: Literal[False] = ...,
+                          backend: Backend = ...) -> NDArray[Scalar_co]: ...
+@overload
+def feature_alpha_dropout(x: NDArray[Scalar_co], p: Float = ..., *, training: bool = ...,
+                          rng: RNG = ..., out: NDArray[Scalar_co] | None = ...,
+                          return_mask: MaskKind, backend: Backend = ...
+                          ) -> tuple[NDArray[Scalar_co], MaskArray]: ...
+@overload
+def feature_alpha_dropout(x: ArrayLike, p: Float = ..., *, training: bool = ...,
+                          rng: RNG = ..., out: Any = ..., return_mask: ReturnMask = ...,
+                          backend: Backend = ...) -> Any: ...
+def feature_alpha_dropout(x: ArrayLike, p: Float = 0.5, *, training: bool = True,
+                          rng: RNG = None, out: Any = None, return_mask: ReturnMask = False,
+                          backend: Backend = "auto") -> Any:
     """Alpha dropout of whole channels: :func:`alpha_dropout` with the noise
     shape ``(N, C, 1, ..., 1)`` (PyTorch's ``FeatureAlphaDropout``); ``x``
     has at least 2 axes.
@@ -121,8 +161,23 @@ def feature_alpha_dropout(x, p=0.5, *, training=True, rng=None, out=None,
                          out, return_mask, backend, _ALL)
 
 
-def drop_path(x, p, *, scale_by_keep=True, training=True, rng=None, out=None,
-              return_mask=False, backend="auto"):
+@overload
+def drop_path(x: NDArray[Scalar_co], p: Float, *, scale_by_keep: bool = ...,
+              training: bool = ..., rng: RNG = ..., out: NDArray[Scalar_co] | None = ...,
+              return_mask: Literal[False] = ...,
+              backend: Backend = ...) -> NDArray[Scalar_co]: ...
+@overload
+def drop_path(x: NDArray[Scalar_co], p: Float, *, scale_by_keep: bool = ...,
+              training: bool = ..., rng: RNG = ..., out: NDArray[Scalar_co] | None = ...,
+              return_mask: MaskKind,
+              backend: Backend = ...) -> tuple[NDArray[Scalar_co], MaskArray]: ...
+@overload
+def drop_path(x: ArrayLike, p: Float, *, scale_by_keep: bool = ..., training: bool = ...,
+              rng: RNG = ..., out: Any = ..., return_mask: ReturnMask = ...,
+              backend: Backend = ...) -> Any: ...
+def drop_path(x: ArrayLike, p: Float, *, scale_by_keep: bool = True, training: bool = True,
+              rng: RNG = None, out: Any = None, return_mask: ReturnMask = False,
+              backend: Backend = "auto") -> Any:
     """DropPath / stochastic depth (timm's ``drop_path``): drop whole samples
     of a residual branch, one decision per index of the leading axis.
 
@@ -148,8 +203,21 @@ def drop_path(x, p, *, scale_by_keep=True, training=True, rng=None, out=None,
                          sample_noise_shape(_shape_of(x)), out, return_mask, backend, _ALL)
 
 
-def alpha_dropout_backward(grad, p, *, mask=None, state=None, training=True,
-                           noise_shape=None, out=None, backend="auto"):
+@overload
+def alpha_dropout_backward(grad: NDArray[Scalar_co], p: Float, *,
+                           mask: ArrayLike | None = ..., state: State = ...,
+                           training: bool = ..., noise_shape: NoiseShape = ...,
+                           out: NDArray[Scalar_co] | None = ...,
+                           backend: Backend = ...) -> NDArray[Scalar_co]: ...
+@overload
+def alpha_dropout_backward(grad: ArrayLike, p: Float, *, mask: ArrayLike | None = ...,
+                           state: State = ..., training: bool = ...,
+                           noise_shape: NoiseShape = ..., out: Any = ...,
+                           backend: Backend = ...) -> Any: ...
+def alpha_dropout_backward(grad: ArrayLike, p: Float, *, mask: ArrayLike | None = None,
+                           state: State = None, training: bool = True,
+                           noise_shape: NoiseShape = None, out: Any = None,
+                           backend: Backend = "auto") -> Any:
     """Gradient of :func:`alpha_dropout`: ``grad * a`` where kept, ``+0.0``
     where dropped (the identity in evaluation), the forward's mask from
     ``mask`` or regenerated from ``state`` as in
@@ -168,8 +236,18 @@ def alpha_dropout_backward(grad, p, *, mask=None, state=None, training=True,
                           backend, _ALL)
 
 
-def drop_path_backward(grad, p, *, mask=None, state=None, scale_by_keep=True,
-                       training=True, out=None, backend="auto"):
+@overload
+def drop_path_backward(grad: NDArray[Scalar_co], p: Float, *, mask: ArrayLike | None = ...,
+                       state: State = ..., scale_by_keep: bool = ..., training: bool = ...,
+                       out: NDArray[Scalar_co] | None = ...,
+                       backend: Backend = ...) -> NDArray[Scalar_co]: ...
+@overload
+def drop_path_backward(grad: ArrayLike, p: Float, *, mask: ArrayLike | None = ...,
+                       state: State = ..., scale_by_keep: bool = ..., training: bool = ...,
+                       out: Any = ..., backend: Backend = ...) -> Any: ...
+def drop_path_backward(grad: ArrayLike, p: Float, *, mask: ArrayLike | None = None,
+                       state: State = None, scale_by_keep: bool = True, training: bool = True,
+                       out: Any = None, backend: Backend = "auto") -> Any:
     """Gradient of :func:`drop_path`: the forward's per-sample decisions
     (from ``mask`` or regenerated from ``state``) and scale applied to
     ``grad``; the identity in evaluation.
@@ -189,8 +267,18 @@ def drop_path_backward(grad, p, *, mask=None, state=None, scale_by_keep=True,
 # Gaussian dropout and Gaussian noise (docs/spec.md §11)
 # ----------------------------------------------------------------------------
 
-def gaussian_dropout(x, p=0.5, *, training=True, rng=None, noise_shape=None, out=None,
-                     backend="auto"):
+@overload
+def gaussian_dropout(x: NDArray[Scalar_co], p: Float = ..., *, training: bool = ...,
+                     rng: RNG = ..., noise_shape: NoiseShape = ...,
+                     out: NDArray[Scalar_co] | None = ...,
+                     backend: Backend = ...) -> NDArray[Scalar_co]: ...
+@overload
+def gaussian_dropout(x: ArrayLike, p: Float = ..., *, training: bool = ..., rng: RNG = ...,
+                     noise_shape: NoiseShape = ..., out: Any = ...,
+                     backend: Backend = ...) -> Any: ...
+def gaussian_dropout(x: ArrayLike, p: Float = 0.5, *, training: bool = True, rng: RNG = None,
+                     noise_shape: NoiseShape = None, out: Any = None,
+                     backend: Backend = "auto") -> Any:
     """Gaussian dropout (Srivastava et al. 2014; Keras's ``GaussianDropout``):
     multiply by noise of mean 1 and variance ``p / (1 - p)``.
 
@@ -230,8 +318,18 @@ def gaussian_dropout(x, p=0.5, *, training=True, rng=None, noise_shape=None, out
     return _noise("gaussian_dropout", x, p, training, rng, noise_shape, out, backend)
 
 
-def gaussian_noise(x, stddev, *, training=True, rng=None, noise_shape=None, out=None,
-                   backend="auto"):
+@overload
+def gaussian_noise(x: NDArray[Scalar_co], stddev: Float, *, training: bool = ...,
+                   rng: RNG = ..., noise_shape: NoiseShape = ...,
+                   out: NDArray[Scalar_co] | None = ...,
+                   backend: Backend = ...) -> NDArray[Scalar_co]: ...
+@overload
+def gaussian_noise(x: ArrayLike, stddev: Float, *, training: bool = ..., rng: RNG = ...,
+                   noise_shape: NoiseShape = ..., out: Any = ...,
+                   backend: Backend = ...) -> Any: ...
+def gaussian_noise(x: ArrayLike, stddev: Float, *, training: bool = True, rng: RNG = None,
+                   noise_shape: NoiseShape = None, out: Any = None,
+                   backend: Backend = "auto") -> Any:
     """Additive Gaussian noise (Keras's ``GaussianNoise``): ``x + stddev *
     z`` with ``z`` fastdrop's normal-variate stream (docs/spec.md §10,
     §11): ``stddev * z`` in float64, rounded once to the compute type, then
@@ -256,8 +354,18 @@ def gaussian_noise(x, stddev, *, training=True, rng=None, noise_shape=None, out=
     return _noise("gaussian_noise", x, stddev, training, rng, noise_shape, out, backend)
 
 
-def gaussian_dropout_backward(grad, p, *, state=None, training=True, noise_shape=None,
-                              out=None, backend="auto"):
+@overload
+def gaussian_dropout_backward(grad: NDArray[Scalar_co], p: Float, *, state: State = ...,
+                              training: bool = ..., noise_shape: NoiseShape = ...,
+                              out: NDArray[Scalar_co] | None = ...,
+                              backend: Backend = ...) -> NDArray[Scalar_co]: ...
+@overload
+def gaussian_dropout_backward(grad: ArrayLike, p: Float, *, state: State = ...,
+                              training: bool = ..., noise_shape: NoiseShape = ...,
+                              out: Any = ..., backend: Backend = ...) -> Any: ...
+def gaussian_dropout_backward(grad: ArrayLike, p: Float, *, state: State = None,
+                              training: bool = True, noise_shape: NoiseShape = None,
+                              out: Any = None, backend: Backend = "auto") -> Any:
     """Gradient of :func:`gaussian_dropout`: ``grad`` times the forward's
     noise ``t``, regenerated from ``state`` (the forward's int seed, or the
     ``Generator.state`` saved just before it; nothing stored); the identity
@@ -277,8 +385,18 @@ def gaussian_dropout_backward(grad, p, *, state=None, training=True, noise_shape
                            backend)
 
 
-def gaussian_noise_backward(grad, stddev, *, state=None, training=True, noise_shape=None,
-                            out=None, backend="auto"):
+@overload
+def gaussian_noise_backward(grad: NDArray[Scalar_co], stddev: Float, *, state: State = ...,
+                            training: bool = ..., noise_shape: NoiseShape = ...,
+                            out: NDArray[Scalar_co] | None = ...,
+                            backend: Backend = ...) -> NDArray[Scalar_co]: ...
+@overload
+def gaussian_noise_backward(grad: ArrayLike, stddev: Float, *, state: State = ...,
+                            training: bool = ..., noise_shape: NoiseShape = ...,
+                            out: Any = ..., backend: Backend = ...) -> Any: ...
+def gaussian_noise_backward(grad: ArrayLike, stddev: Float, *, state: State = None,
+                            training: bool = True, noise_shape: NoiseShape = None,
+                            out: Any = None, backend: Backend = "auto") -> Any:
     """Gradient of :func:`gaussian_noise`: the identity (``grad``'s values;
     the noise is a constant).  Arguments as :func:`gaussian_dropout_backward`
     (checked the same way; ``state`` is not needed).
@@ -294,7 +412,8 @@ def gaussian_noise_backward(grad, stddev, *, state=None, training=True, noise_sh
                            backend)
 
 
-def _noise(kind, x, param, training, rng, noise_shape, out, backend):
+def _noise(kind: str, x: Any, param: Any, training: Any, rng: Any, noise_shape: Any, out: Any,
+           backend: Any) -> Any:
     """A Gaussian forward on any kind of array (the scalars are checked
     first, whichever front end runs it)."""
     training = check_training(training)
@@ -321,7 +440,8 @@ def _noise(kind, x, param, training, rng, noise_shape, out, backend):
     return _noise_host(kind, x, param, training, rng, noise_shape, out, backend)
 
 
-def _noise_host(kind, x, param, training, rng, noise_shape, out, backend):
+def _noise_host(kind: str, x: Any, param: float, training: bool, rng: Any, noise_shape: Any,
+                out: Any, backend: Any) -> Any:
     x = as_float_array(x)
     geometry = mask_geometry(x.shape, noise_shape)
     _, kern = _api.select_backend(backend, x)
@@ -333,7 +453,8 @@ def _noise_host(kind, x, param, training, rng, noise_shape, out, backend):
     return _dispatch.run_host(plan, kern, x, out)
 
 
-def _noise_backward(kind, grad, param, state, training, noise_shape, out, backend):
+def _noise_backward(kind: str, grad: Any, param: Any, state: Any, training: Any,
+                    noise_shape: Any, out: Any, backend: Any) -> Any:
     training = check_training(training)
     param = check_noise_param(kind, param)
     if training and state is None and kind == "gaussian_dropout":

@@ -6,6 +6,8 @@ import numbers
 import operator
 import os
 import threading
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -14,7 +16,7 @@ __all__ = ["Generator", "resolve_rng", "resolve_state", "check_seed"]
 _U64 = 1 << 64
 
 
-def check_seed(seed, what="seed"):
+def check_seed(seed: object, what: str = "seed") -> int:
     """Return ``seed`` as a Python int in [0, 2**64), or raise."""
     if type(seed) is int and 0 <= seed < _U64:  # the common case, without ABC checks
         return seed
@@ -26,7 +28,7 @@ def check_seed(seed, what="seed"):
     return seed
 
 
-def check_offset(offset):
+def check_offset(offset: object) -> int:
     """Return ``offset`` as a Python int in [0, 2**64]: 2**64 is the end of
     the stream, where only empty draws are possible."""
     if isinstance(offset, (bool, np.bool_)) or not isinstance(offset, numbers.Integral):
@@ -37,14 +39,14 @@ def check_offset(offset):
     return offset
 
 
-def _count(n, name):
+def _count(n: object, name: str) -> int:
     """An integer count argument (not a bool), with errors naming it."""
     if isinstance(n, (bool, np.bool_)) or not isinstance(n, numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {type(n).__name__}")
     return operator.index(n)
 
 
-def _fresh_seed():
+def _fresh_seed() -> int:
     return int(np.random.SeedSequence().generate_state(1, np.uint64)[0])
 
 
@@ -52,10 +54,10 @@ def _fresh_seed():
 #: The process's default stream (``rng=None``): a Generator seeded once from
 #: fresh OS entropy on first use, advanced by every call (thread-safe through
 #: its lock), replaced in a forked child so two processes never share masks.
-_DEFAULT = [None]
+_DEFAULT: list[Generator | None] = [None]
 
 
-def default_stream():
+def default_stream() -> Generator:
     """The process-wide :class:`Generator` behind ``rng=None``
     (docs/spec.md §3): seeded from fresh entropy on first use, advanced by
     each call like any Generator, and reseeded in a child after ``fork``.
@@ -72,7 +74,7 @@ def default_stream():
     return g
 
 
-def _reserve_default(n):
+def _reserve_default(n: int) -> tuple[int, int]:
     """(seed, offset) of ``n`` positions from the default stream; a stream
     that would pass 2**64 is replaced by a fresh one (never in practice)."""
     g = default_stream()
@@ -83,7 +85,7 @@ def _reserve_default(n):
         return default_stream()._reserve(n)
 
 
-def _forget_default():
+def _forget_default() -> None:
     _DEFAULT[0] = None
 
 
@@ -98,7 +100,7 @@ _RAW64 = tuple(getattr(np.random, n) for n in ("PCG64", "PCG64DXSM", "Philox", "
                if hasattr(np.random, n))
 
 
-def numpy_seed(gen):
+def numpy_seed(gen: np.random.Generator) -> int:
     """The seed drawn from a ``numpy.random.Generator`` (docs/spec.md §3):
     ``gen.integers(0, 2**64, dtype=uint64)``, through ``random_raw()`` where
     that is the same value."""
@@ -150,34 +152,35 @@ class Generator:
 
     __slots__ = ("_seed", "_offset", "_n_spawned", "_lock")
 
-    def __init__(self, seed=None, offset=0):
+    def __init__(self, seed: int | np.integer[Any] | None = None,
+                 offset: int | np.integer[Any] = 0) -> None:
         self._seed = _fresh_seed() if seed is None else check_seed(seed)
         self._offset = check_offset(offset)
         self._n_spawned = 0
         self._lock = threading.Lock()
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Callable[[dict[str, int]], Generator], tuple[dict[str, int]]]:
         return (_restore, (self.state,))
 
     @property
-    def seed(self):
+    def seed(self) -> int:
         """The uint64 seed (read-only)."""
         return self._seed
 
     @property
-    def offset(self):
+    def offset(self) -> int:
         """The next stream position to be used."""
         return self._offset
 
     @property
-    def state(self):
+    def state(self) -> dict[str, int]:
         """The generator's state as a dict; assign a saved dict to restore it."""
         with self._lock:
             return {"version": 1, "seed": self._seed, "offset": self._offset,
                     "n_spawned": self._n_spawned}
 
     @state.setter
-    def state(self, value):
+    def state(self, value: dict[str, int]) -> None:
         if not isinstance(value, dict):
             raise TypeError(f"state must be a dict, got {type(value).__name__}")
         if value.get("version", 1) != 1:
@@ -197,7 +200,7 @@ class Generator:
         with self._lock:
             self._seed, self._offset, self._n_spawned = seed, offset, n_spawned
 
-    def advance(self, n):
+    def advance(self, n: int | np.integer[Any]) -> int:
         """Use ``n`` stream positions: return the offset of the first and move
         ``offset`` on by ``ceil(n / 8) * 8``.
 
@@ -208,7 +211,7 @@ class Generator:
         """
         return self._reserve(n)[1]
 
-    def _reserve(self, n):
+    def _reserve(self, n: int | np.integer[Any]) -> tuple[int, int]:
         """``(seed, first offset)`` of ``n`` positions, taken atomically (the
         one place the offset moves)."""
         if type(n) is not int:
@@ -225,7 +228,7 @@ class Generator:
             self._offset = end if end < _U64 else _U64
             return self._seed, start
 
-    def spawn(self, n_children):
+    def spawn(self, n_children: int | np.integer[Any]) -> list[Generator]:
         """Return ``n_children`` new generators with independent seeds.
 
         Child seeds come from :class:`numpy.random.SeedSequence` keyed by this
@@ -245,18 +248,18 @@ class Generator:
             out.append(Generator(int(ss.generate_state(1, np.uint64)[0])))
         return out
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"fastdrop.Generator(seed={self._seed}, offset={self._offset})"
 
 
-def _restore(state):
+def _restore(state: dict[str, int]) -> Generator:
     """Unpickle a :class:`Generator` from its state dict."""
     g = Generator(0)
     g.state = state
     return g
 
 
-def check_rng(rng):
+def check_rng(rng: object) -> None:
     """Validate an ``rng=`` argument without drawing from it (evaluation
     mode draws no mask but still rejects a bad ``rng``)."""
     if type(rng) is int:  # the common case, without ABC checks
@@ -274,7 +277,7 @@ def check_rng(rng):
         f"BitGenerator or SeedSequence, got {type(rng).__name__}")
 
 
-def resolve_rng(rng, n):
+def resolve_rng(rng: object, n: int) -> tuple[int, int]:
     """Turn an ``rng=`` argument into ``(seed, offset)`` for a mask of ``n``
     elements, advancing a :class:`Generator` by the positions it uses."""
     if rng is None:
@@ -293,7 +296,7 @@ def resolve_rng(rng, n):
     return check_seed(rng, "rng seed"), 0
 
 
-def resolve_state(state, n):
+def resolve_state(state: object, n: int) -> tuple[int, int]:
     """Turn a saved ``state=`` (int seed, ``(seed, offset)`` or a
     :attr:`Generator.state` dict) into ``(seed, offset)``; nothing advances."""
     if isinstance(state, Generator):

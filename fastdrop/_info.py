@@ -24,6 +24,7 @@ import sys
 import numpy as np
 
 import fastdrop
+from fastdrop._extras import adapters_info, install_command, is_installed
 
 __all__ = [
     "library_versions",
@@ -212,7 +213,7 @@ def numba_info():
     else:
         cache_dir = "default (__pycache__ beside the sources)"
     info = {
-        "installed": _dist_version("numba") is not None,
+        "installed": is_installed("numba"),
         "loaded": "numba" in sys.modules,
         "cache_dir": cache_dir,
         "threading_layer": None,
@@ -248,6 +249,11 @@ def gpu_info():
     >>> isinstance(gpu_info()["devices"], list)
     True
     """
+    from fastdrop._dispatch import missing_packages
+
+    if "numba" in missing_packages("cuda"):  # nothing to ask
+        return {"available": False, "devices": [],
+                "reason": f"numba and numba-cuda are not installed: {install_command('cuda')}"}
     try:
         cuda = importlib.import_module("fastdrop._cuda")
         info_fn = getattr(cuda, "info", None)
@@ -316,6 +322,7 @@ def collect_info(compile_times=False, detailed=True):
         "mask_stream_version": fastdrop.MASK_STREAM_VERSION,
         "backends": {k: {"available": v["available"], "reason": " ".join(str(v["reason"]).split()),
                          "dtypes": list(v["dtypes"])} for k, v in backends.items()},
+        "adapters": adapters_info(),
         "threads": threads_info(),
         "numba": numba_info(),  # after get_backends(): Numba may now be loaded
         "cpu": cpu_info(detailed=detailed),
@@ -383,6 +390,11 @@ def format_info(info):
             lines.append(f"  {name:<12} available   dtypes: {', '.join(b['dtypes'])}")
         else:
             lines.append(f"  {name:<12} missing     {b['reason']}")
+    if info.get("adapters"):
+        lines.append("modules:")
+        for name, a in info["adapters"].items():
+            lines.append(f"  {name:<15} " + ("available" if a["available"]
+                                              else f"missing     {a['reason']}"))
     t = info["threads"]
     omp = "on" if t["openmp"] else "off"
     extra = f", OpenMP max threads {t['omp_max_threads']}" if t["omp_max_threads"] else ""
@@ -394,7 +406,7 @@ def format_info(info):
                      + (f" (FASTDROP_MAX_ISA={cap})" if cap else ""))
     nb = info["numba"]
     if not nb["installed"]:
-        lines.append("numba: not installed")
+        lines.append(f"numba: not installed ({install_command('numba')})")
     else:
         layer = nb["threading_layer"] or (
             f"not initialised yet (configured: {nb['threading_layer_config']})")

@@ -13,14 +13,19 @@ is in :mod:`fastdrop.torch`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, Literal, overload
+
 import numpy as np
+from numpy.typing import NDArray
 
 from ._generator import Generator, check_seed
 
 __all__ = ["mc_dropout", "pass_generators", "RunningMoments"]
 
 
-def pass_generators(rng, samples):
+def pass_generators(rng: int | np.integer[Any] | Generator | None,
+                    samples: int | np.integer[Any]) -> list[Generator]:
     """The ``samples`` generators of the passes: the children of ``rng``
     (an int seed, a :class:`fastdrop.Generator`, whose spawn counter
     advances, or None for fresh entropy)."""
@@ -53,13 +58,14 @@ class RunningMoments:
     (2.3333333333333335, 1.247219)
     """
 
-    def __init__(self, to_float64=lambda y: np.asarray(y, dtype=np.float64)):
+    def __init__(self, to_float64: Callable[[Any], Any] = lambda y: np.asarray(y, dtype=np.float64)
+                 ) -> None:
         self._f64 = to_float64
         self.count = 0
-        self.mean = None
-        self._m2 = None
+        self.mean: Any = None
+        self._m2: Any = None
 
-    def push(self, y):
+    def push(self, y: Any) -> None:
         y = self._f64(y)
         self.count += 1
         if self.mean is None:
@@ -69,13 +75,34 @@ class RunningMoments:
         self.mean = self.mean + delta / self.count
         self._m2 = self._m2 + delta * (y - self.mean)
 
-    def std(self, ddof=0):
+    def std(self, ddof: int = 0) -> Any:
         if self.count - ddof <= 0:
             raise ValueError(f"std with ddof={ddof} needs more than {ddof} samples")
         return (self._m2 / (self.count - ddof)) ** 0.5
 
 
-def mc_dropout(model, x, *, samples, rng=None, return_samples=False, ddof=0):
+@overload
+def mc_dropout(model: Callable[[Any, Generator], Any], x: Any, *,
+               samples: int | np.integer[Any],
+               rng: int | np.integer[Any] | Generator | None = ...,
+               return_samples: Literal[False] = ..., ddof: int = ...
+               ) -> tuple[NDArray[np.float64], NDArray[np.float64]]: ...
+@overload
+def mc_dropout(model: Callable[[Any, Generator], Any], x: Any, *,
+               samples: int | np.integer[Any],
+               rng: int | np.integer[Any] | Generator | None = ...,
+               return_samples: Literal[True], ddof: int = ...
+               ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[Any]]: ...
+@overload
+def mc_dropout(model: Callable[[Any, Generator], Any], x: Any, *,
+               samples: int | np.integer[Any],
+               rng: int | np.integer[Any] | Generator | None = ...,
+               return_samples: bool = ..., ddof: int = ...
+               ) -> tuple[NDArray[np.float64], ...]: ...
+def mc_dropout(model: Callable[[Any, Generator], Any], x: Any, *,
+               samples: int | np.integer[Any],
+               rng: int | np.integer[Any] | Generator | None = None,
+               return_samples: bool = False, ddof: int = 0) -> tuple[NDArray[Any], ...]:
     """Monte Carlo dropout prediction of a NumPy model.
 
     Parameters
@@ -121,7 +148,7 @@ def mc_dropout(model, x, *, samples, rng=None, return_samples=False, ddof=0):
     """
     gens = pass_generators(rng, samples)
     moments = RunningMoments()
-    kept = [] if return_samples else None
+    kept: list[NDArray[Any]] | None = [] if return_samples else None
     for g in gens:
         y = np.asarray(model(x, g))
         moments.push(y)

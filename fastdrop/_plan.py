@@ -43,10 +43,11 @@ Examples
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple, Optional
+from collections.abc import Sequence
+from typing import Any, NamedTuple, Optional, TypeAlias
 
 from ._generator import resolve_rng, resolve_state
-from ._validate import mask_geometry
+from ._validate import Geometry, mask_geometry
 from .reference import threshold
 
 __all__ = ["Plan", "ALPHA", "MODES", "NOISES", "scale_for", "alpha_constants",
@@ -56,6 +57,11 @@ __all__ = ["Plan", "ALPHA", "MODES", "NOISES", "scale_for", "alpha_constants",
 
 RULES = ("select", "scale", "copy", "zero", "noise", "none")
 SOURCES = ("philox", "bool", "packed", "normal", None)
+
+#: ``(shape, M, mstrides, n)``: the values' shape, then :data:`fastdrop._validate.Geometry`.
+FullGeometry: TypeAlias = tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], int]
+#: A stored mask: ``(kind, (M, mstrides, n), flat mask)``, kind ``"bool"`` or ``"packed"``.
+Stored: TypeAlias = tuple[str, Geometry, Any]
 
 
 class Plan(NamedTuple):
@@ -82,16 +88,16 @@ class Plan(NamedTuple):
     noise: Optional[str] = None    # rule "noise": "mul" (x * t) or "add" (x + t)
 
     @property
-    def full_mask(self):
+    def full_mask(self) -> bool:
         """The mask is not broadcast: mask outputs come with the values."""
         return self.M == self.shape
 
-    def keep_values(self):
+    def keep_values(self) -> Plan:
         """This plan's keep decisions as values: kept ``x * 1.0``, dropped
         ``+0.0`` (run on ones, it computes a block of a multi-axis mask)."""
         return self._replace(rule="select", scale=1.0, shift=-0.0, fill=0.0, mask_out=None)
 
-    def at(self, base):
+    def at(self, base: int) -> Plan:
         """The plan of a sub-block whose first element has mask index
         ``base`` (docs/spec.md §2): the stream offset moves, nothing else
         (mask strides stay those of the whole array; a block plan is run
@@ -112,7 +118,7 @@ ALPHA = 1.7580993408473766
 MODES = ("inverted", "classic", "unscaled", "alpha")
 
 
-def scale_for(p, mode):
+def scale_for(p: float, mode: str) -> float:
     """The factor kept elements are multiplied by in training (float64,
     computed once; docs/spec.md §4)."""
     if mode == "alpha":
@@ -122,7 +128,7 @@ def scale_for(p, mode):
     return 1.0 / (1.0 - p)
 
 
-def alpha_constants(p):
+def alpha_constants(p: float) -> tuple[float, float, float]:
     """``(a, b, c)`` of alpha dropout for ``0 <= p < 1`` (docs/spec.md §8),
     each one float64 expression in this order: ``a = 1 / sqrt((ALPHA *
     ALPHA * p + 1) * (1 - p))``, kept ``x * a + b`` with ``b = ALPHA * a *
@@ -138,7 +144,7 @@ def alpha_constants(p):
     return a, ALPHA * a * p, ALPHA * a * (p - 1.0)
 
 
-def select_constants(p, mode, grad=False):
+def select_constants(p: float, mode: str, grad: bool = False) -> tuple[float, float, float]:
     """``(scale, shift, fill)`` of the training select for ``0 < p < 1``:
     kept ``x * scale + shift``, dropped ``fill``.  The gradient of any of
     them (``grad``) is the select ``(scale, -0.0, +0.0)``."""
@@ -147,7 +153,7 @@ def select_constants(p, mode, grad=False):
     return scale_for(p, mode), -0.0, 0.0
 
 
-def draws(training):
+def draws(training: bool) -> bool:
     """Whether a dropout call takes positions from its rng: in training
     always (p == 0 and p == 1 included: the stream advances by the mask
     size whatever p is), in evaluation never (docs/spec.md §3).  For
@@ -156,7 +162,7 @@ def draws(training):
     return bool(training)
 
 
-def rule_of(p, training, mode):
+def rule_of(p: float, training: bool, mode: str) -> str:
     """The rule of a call whose mask is not empty: in evaluation ``"copy"``
     (``"scale"`` by ``1 - p``, or ``"zero"`` at p == 1, for classic mode); in
     training ``"copy"`` at p == 0, ``"zero"`` at p == 1 (every mode: alpha
@@ -171,16 +177,18 @@ def rule_of(p, training, mode):
     return "zero" if p == 1.0 else "select"
 
 
-def _eval(geometry, p, mode, mask_out, fresh_out):  # geometry: (shape, M, mstrides, n)
+def _eval(geometry: FullGeometry, p: float, mode: str, mask_out: str | None,
+          fresh_out: bool) -> Plan:
     """Evaluation: no mask is drawn; every decision is "keep"."""
     rule = rule_of(p, False, mode)
     return Plan(rule, None, *geometry, scale=1.0 - p if rule == "scale" else 1.0,
                 mask_out=mask_out, mask_fill=True if mask_out else None, fresh_out=fresh_out)
 
 
-def _train(geometry, p, mode, seed, offset, mask_out, fresh_out, grad=False):
+def _train(geometry: FullGeometry, p: float, mode: str, seed: int, offset: int,
+           mask_out: str | None, fresh_out: bool, grad: bool = False) -> Plan:
     """Training with decisions from the stream at ``(seed, offset)``."""
-    common = dict(mask_out=mask_out, fresh_out=fresh_out)
+    common: dict[str, Any] = dict(mask_out=mask_out, fresh_out=fresh_out)
     if geometry[3] == 0:
         return Plan("none", None, *geometry, **common)  # empty: nothing drawn
     rule = rule_of(p, True, mode)
@@ -192,20 +200,22 @@ def _train(geometry, p, mode, seed, offset, mask_out, fresh_out, grad=False):
                 offset=offset, T=threshold(p), **common)
 
 
-def plan_dropout(shape, p, *, training, mode, rng, noise_shape=None, mask_out=None,
-                 fresh_out=False, geometry=None):
+def plan_dropout(shape: Sequence[int], p: float, *, training: bool, mode: str, rng: Any,
+                 noise_shape: Any = None, mask_out: str | None = None, fresh_out: bool = False,
+                 geometry: Geometry | None = None) -> Plan:
     """The plan of ``fastdrop.dropout``; in training a Generator ``rng``
     advances here (the last step: everything else was checked before).
     ``geometry``: ``mask_geometry(shape, noise_shape)`` if the caller has it."""
-    geometry = (tuple(shape),) + (geometry or mask_geometry(shape, noise_shape))
+    full = (tuple(shape),) + (geometry or mask_geometry(shape, noise_shape))
     if not training:
-        return _eval(geometry, p, mode, mask_out, fresh_out)
-    seed, offset = resolve_rng(rng, geometry[3])
-    return _train(geometry, p, mode, seed, offset, mask_out, fresh_out)
+        return _eval(full, p, mode, mask_out, fresh_out)
+    seed, offset = resolve_rng(rng, full[3])
+    return _train(full, p, mode, seed, offset, mask_out, fresh_out)
 
 
-def plan_backward(shape, p, *, training, mode, state=None, stored=None, noise_shape=None,
-                  fresh_out=False):
+def plan_backward(shape: Sequence[int], p: float, *, training: bool, mode: str,
+                  state: Any = None, stored: Stored | None = None, noise_shape: Any = None,
+                  fresh_out: bool = False) -> Plan:
     """The plan of ``fastdrop.dropout_backward``: the forward's mask from
     ``stored`` (``(kind, (M, mstrides, n), mask)``, as for :func:`plan_apply`) or
     regenerated from ``state``; evaluation needs neither."""
@@ -222,21 +232,22 @@ def plan_backward(shape, p, *, training, mode, state=None, stored=None, noise_sh
     return _train(geometry, p, mode, seed, offset, None, fresh_out, grad=True)
 
 
-def plan_apply(shape, p, mode, stored, *, fresh_out=False, grad=False):
+def plan_apply(shape: Sequence[int], p: float, mode: str, stored: Stored, *,
+               fresh_out: bool = False, grad: bool = False) -> Plan:
     """The plan of ``fastdrop.apply_mask``: a stored mask, ``stored =
     (kind, (M, mstrides, n), mask)`` with kind ``"bool"`` or ``"packed"``
     (the mask as the backend reads it: flat on the host, a view on a GPU);
     ``grad``: the gradient's select (backward)."""
     kind, geometry, flat = stored
-    geometry = (tuple(shape),) + geometry
+    full = (tuple(shape),) + geometry
     if p == 1.0 and mode in ("inverted", "alpha"):  # scale 1 / 0: nothing survives
-        return Plan("zero", None, *geometry, fresh_out=fresh_out)
+        return Plan("zero", None, *full, fresh_out=fresh_out)
     a, b, c = select_constants(p, mode, grad)
-    return Plan("select", kind, *geometry, scale=a, shift=b, fill=c, stored=flat,
+    return Plan("select", kind, *full, scale=a, shift=b, fill=c, stored=flat,
                 fresh_out=fresh_out)
 
 
-def plan_mask(shape, p, *, rng, mask_out):
+def plan_mask(shape: Sequence[int], p: float, *, rng: Any, mask_out: str | None) -> Plan:
     """The plan of ``fastdrop.dropout_mask``: the training decisions of
     :func:`plan_dropout` (same p == 0 / p == 1 rules), mask outputs only."""
     geometry = (tuple(shape),) + mask_geometry(shape, None)
@@ -253,7 +264,7 @@ def plan_mask(shape, p, *, rng, mask_out):
 NOISES = ("gaussian_dropout", "gaussian_noise")
 
 
-def noise_constants(kind, param):
+def noise_constants(kind: str, param: float) -> tuple[float, float, str]:
     """``(a, b, op)`` of the noise rule ``t = b * z + a``, ``x op t``
     (docs/spec.md §11): Gaussian dropout ``(1.0, sqrt(p / (1 - p)), "mul")``,
     Gaussian noise ``(-0.0, stddev, "add")``.
@@ -270,11 +281,12 @@ def noise_constants(kind, param):
     return -0.0, float(param), "add"
 
 
-def _noise_geometry(shape, noise_shape, geometry):
+def _noise_geometry(shape: Sequence[int], noise_shape: Any,
+                    geometry: Geometry | None) -> FullGeometry:
     return (tuple(shape),) + (geometry or mask_geometry(shape, noise_shape))
 
 
-def noise_rule_of(param, training):
+def noise_rule_of(param: float, training: bool) -> str:
     """The rule of a Gaussian call whose noise is not empty: ``"copy"`` in
     evaluation and at ``param == 0`` (training still draws), else
     ``"noise"``.  The one place these cases are decided (as
@@ -282,20 +294,22 @@ def noise_rule_of(param, training):
     return "noise" if training and param != 0.0 else "copy"
 
 
-def plan_noise(shape, kind, param, *, training, rng, noise_shape=None, fresh_out=False,
-               geometry=None):
+def plan_noise(shape: Sequence[int], kind: str, param: float, *, training: bool, rng: Any,
+               noise_shape: Any = None, fresh_out: bool = False,
+               geometry: Geometry | None = None) -> Plan:
     """The plan of ``gaussian_dropout`` (``param = p``) or ``gaussian_noise``
     (``param = stddev``), validated: rule ``"noise"``, or ``"copy"`` in
     evaluation and at ``param == 0`` (in training a Generator ``rng`` still
     advances by the mask size, as for dropout's p == 0)."""
-    geometry = _noise_geometry(shape, noise_shape, geometry)
+    full = _noise_geometry(shape, noise_shape, geometry)
     if not training:
-        return Plan("copy", None, *geometry, fresh_out=fresh_out)
-    seed, offset = resolve_rng(rng, geometry[3])
-    return _noise_train(geometry, kind, param, seed, offset, fresh_out)
+        return Plan("copy", None, *full, fresh_out=fresh_out)
+    seed, offset = resolve_rng(rng, full[3])
+    return _noise_train(full, kind, param, seed, offset, fresh_out)
 
 
-def _noise_train(geometry, kind, param, seed, offset, fresh_out):
+def _noise_train(geometry: FullGeometry, kind: str, param: float, seed: int, offset: int,
+                 fresh_out: bool) -> Plan:
     if geometry[3] == 0:
         return Plan("none", None, *geometry, fresh_out=fresh_out)
     if noise_rule_of(param, True) == "copy":
@@ -305,8 +319,8 @@ def _noise_train(geometry, kind, param, seed, offset, fresh_out):
                 noise=op, fresh_out=fresh_out)
 
 
-def plan_noise_backward(shape, kind, param, *, training, state, noise_shape=None,
-                        fresh_out=False):
+def plan_noise_backward(shape: Sequence[int], kind: str, param: float, *, training: bool,
+                        state: Any, noise_shape: Any = None, fresh_out: bool = False) -> Plan:
     """The gradient's plan: Gaussian dropout multiplies ``grad`` by the
     forward's noise, regenerated from ``state``; Gaussian noise and
     evaluation pass ``grad`` through (a copy)."""

@@ -23,8 +23,11 @@ from __future__ import annotations
 import math
 import numbers
 import operator
+from collections.abc import Sequence
+from typing import Any, TypeAlias
 
 import numpy as np
+from numpy.typing import NDArray
 
 from ._bfloat16 import is_bfloat16
 from ._generator import check_rng  # noqa: F401 - re-exported: one import site for checks
@@ -42,16 +45,19 @@ FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64)
 FLOAT_NAMES = "float16, float32, float64 or bfloat16"
 MODES = ("inverted", "classic")
 
+#: ``(M, mstrides, n)``: mask shape, its per-axis element strides, mask size.
+Geometry: TypeAlias = tuple[tuple[int, ...], tuple[int, ...], int]
+
 #: Largest number of elements whose self-overlap is decided by listing every
 #: element's address (only for stride patterns that are not simply nested).
 _EXACT_OVERLAP_LIMIT = 1 << 24
 
 
-def _tname(v):
+def _tname(v: object) -> str:
     return type(v).__name__
 
 
-def check_p(p, name="p"):
+def check_p(p: Any, name: str = "p") -> float:
     """``p`` as a float in [0, 1]; ValueError for NaN or out of range."""
     if type(p) is float and 0.0 <= p <= 1.0:  # the common case, without ABC checks
         return p
@@ -66,7 +72,7 @@ def check_p(p, name="p"):
     return p
 
 
-def check_noise_param(kind, param):
+def check_noise_param(kind: str, param: Any) -> float:
     """Gaussian dropout's ``p`` in [0, 1) or Gaussian noise's ``stddev``
     (finite, >= 0), as a float (docs/spec.md §11)."""
     if kind == "gaussian_dropout":
@@ -87,7 +93,7 @@ def check_noise_param(kind, param):
     return s
 
 
-def check_mode(mode, allowed=MODES):
+def check_mode(mode: Any, allowed: Sequence[str] = MODES) -> str:
     """``"inverted"`` or ``"classic"`` (the public modes); internal callers
     that also run the family's modes pass ``allowed=fastdrop._plan.MODES``."""
     names = " or ".join(repr(m) for m in allowed) if len(allowed) == 2 else \
@@ -99,7 +105,7 @@ def check_mode(mode, allowed=MODES):
     return mode
 
 
-def check_training(training, name="training"):
+def check_training(training: Any, name: str = "training") -> bool:
     """``training`` as a Python bool.
 
     Accepts ``bool``, ``numpy.bool_`` and 0-d bool arrays or tensors; anything
@@ -116,14 +122,14 @@ def check_training(training, name="training"):
     raise TypeError(f"{name} must be a bool, got {_tname(training)}")
 
 
-def check_flag(value, name):
+def check_flag(value: Any, name: str) -> bool:
     """A plain on/off argument (``packed=``, ``save_mask=``) as a Python bool."""
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
     raise TypeError(f"{name} must be a bool, got {_tname(value)}")
 
 
-def check_float_dtype(dtype, name="x"):
+def check_float_dtype(dtype: Any, name: str = "x") -> np.dtype[Any]:
     """``dtype`` as a NumPy dtype; TypeError naming it unless float16/32/64
     or ``ml_dtypes.bfloat16`` (recognised without importing ml_dtypes:
     :func:`fastdrop._bfloat16.is_bfloat16`)."""
@@ -138,7 +144,7 @@ def check_float_dtype(dtype, name="x"):
         f"{name} must have a floating dtype ({FLOAT_NAMES}), got dtype {dtype}")
 
 
-def as_float_array(x, name="x"):
+def as_float_array(x: Any, name: str = "x") -> NDArray[Any]:
     """``np.asarray(x)`` (no copy for arrays) with a floating dtype check.
 
     A ``numpy.ma`` masked array is refused: its mask would be silently lost.
@@ -153,7 +159,7 @@ def as_float_array(x, name="x"):
     return arr
 
 
-def check_return_mask(return_mask):
+def check_return_mask(return_mask: Any) -> str | None:
     """``None`` (no mask), ``"bool"`` or ``"packed"``."""
     if return_mask is None:
         return None
@@ -167,7 +173,7 @@ def check_return_mask(return_mask):
     raise ValueError(f"return_mask must be False, True, 'bool' or 'packed', got {return_mask!r}")
 
 
-def _index(v, name):
+def _index(v: Any, name: str) -> int:
     """``operator.index`` that refuses bools and names the argument."""
     if isinstance(v, (bool, np.bool_)):
         raise TypeError(f"{name} must contain ints, got a bool ({v!r})")
@@ -177,7 +183,7 @@ def _index(v, name):
         raise TypeError(f"{name} must contain ints, got {_tname(v)} ({v!r})") from None
 
 
-def _as_sequence(value, name, what):
+def _as_sequence(value: Any, name: str, what: str) -> tuple[Any, ...]:
     if isinstance(value, (str, bytes, bool, np.bool_)) or isinstance(value, numbers.Number):
         raise TypeError(f"{name} must be {what}, got {_tname(value)} ({value!r})")
     if isinstance(value, np.ndarray) and value.ndim != 1:
@@ -188,7 +194,7 @@ def _as_sequence(value, name, what):
         raise TypeError(f"{name} must be {what}, got {_tname(value)}") from None
 
 
-def normalize_shape(shape, name="shape"):
+def normalize_shape(shape: Any, name: str = "shape") -> tuple[int, ...]:
     """An array shape: an int or a sequence of non-negative ints."""
     if isinstance(shape, numbers.Integral) and not isinstance(shape, (bool, np.bool_)):
         shape = (shape,)
@@ -199,7 +205,8 @@ def normalize_shape(shape, name="shape"):
     return shape
 
 
-def check_noise_shape(noise_shape, name="noise_shape"):
+def check_noise_shape(noise_shape: Any,
+                      name: str = "noise_shape") -> tuple[int | None, ...] | None:
     """``None`` or a tuple of ints and ``None`` entries (types only; see
     :func:`mask_geometry` for the shape rules)."""
     if noise_shape is None:
@@ -208,7 +215,7 @@ def check_noise_shape(noise_shape, name="noise_shape"):
     return tuple(None if m is None else _index(m, name) for m in ns)
 
 
-def mask_geometry(shape, noise_shape):
+def mask_geometry(shape: Sequence[int], noise_shape: Any) -> Geometry:
     """Mask shape ``M``, per-axis mask strides and mask size for an input of
     ``shape`` (docs/spec.md, "Logical index").
 
@@ -231,15 +238,15 @@ def mask_geometry(shape, noise_shape):
             raise ValueError(
                 f"noise_shape {ns} must have the same number of axes as x "
                 f"(shape {shape})")
-        M = []
+        axes = []
         for k, (m, s) in enumerate(zip(ns, shape)):
             m = s if m is None else m
             if m != s and m != 1:
                 raise ValueError(
                     f"noise_shape {ns} is not broadcastable to x's shape {shape}: "
                     f"axis {k} must be 1 or {s}")
-            M.append(m)
-        M = tuple(M)
+            axes.append(m)
+        M = tuple(axes)
     mstrides = [0] * len(M)
     acc = 1
     for k in range(len(M) - 1, -1, -1):
@@ -248,7 +255,8 @@ def mask_geometry(shape, noise_shape):
     return M, tuple(mstrides), math.prod(M)
 
 
-def bool_mask_geometry(x_shape, mask_shape, noise_shape):
+def bool_mask_geometry(x_shape: Sequence[int], mask_shape: Sequence[int],
+                       noise_shape: Any) -> Geometry:
     """``mask_geometry`` for a stored bool mask of ``mask_shape`` (which must
     broadcast to ``x_shape`` and agree with ``noise_shape`` if given)."""
     mask_shape = tuple(mask_shape)
@@ -267,7 +275,7 @@ def bool_mask_geometry(x_shape, mask_shape, noise_shape):
             f"shape {x_shape}") from None
 
 
-def check_packed_shape(dtype, ndim, size, n):
+def check_packed_shape(dtype: Any, ndim: int, size: int, n: int) -> None:
     """A packed mask must be 1-D uint8 with ``ceil(n / 8)`` bytes (host and
     GPU front ends alike)."""
     if dtype != np.uint8 or ndim != 1:
@@ -280,7 +288,8 @@ def check_packed_shape(dtype, ndim, size, n):
             f"{n} mask elements")
 
 
-def internal_overlap(shape, strides, itemsize):
+def internal_overlap(shape: Sequence[int], strides: Sequence[int],
+                     itemsize: int) -> bool | None:
     """Whether two different elements of an array share a byte.
 
     ``strides`` in bytes.  Decided exactly: arrays whose axes nest (each
@@ -323,7 +332,8 @@ def internal_overlap(shape, strides, itemsize):
     return bool((np.diff(offs) < itemsize).any())
 
 
-def check_no_internal_overlap(shape, strides, itemsize, name="out"):
+def check_no_internal_overlap(shape: Sequence[int], strides: Sequence[int], itemsize: int,
+                              name: str = "out") -> None:
     """ValueError if elements of an output array overlap each other (the
     result would depend on the order of the writes)."""
     ov = internal_overlap(shape, strides, itemsize)
@@ -340,7 +350,7 @@ def check_no_internal_overlap(shape, strides, itemsize, name="out"):
             "pass an array with distinct elements")
 
 
-def prepare_out(x, out, name="out"):
+def prepare_out(x: NDArray[Any], out: Any, name: str = "out") -> NDArray[Any]:
     """Validate ``out`` against the host array ``x`` or allocate it (same
     layout as ``x``)."""
     if out is None:
@@ -363,7 +373,7 @@ def prepare_out(x, out, name="out"):
     return out
 
 
-def check_backward_source(mask, state, training):
+def check_backward_source(mask: Any, state: Any, training: bool) -> None:
     """``dropout_backward``'s source of the forward's decisions: at most one
     of ``mask`` and ``state``, and one of them in training (evaluation drew
     no mask, so it needs neither)."""

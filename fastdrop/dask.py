@@ -1,7 +1,9 @@
 """fastdrop for Dask: ``import fastdrop.dask``.
 
 Re-exports :mod:`fastdrop.adapters.dask` (this is the only place dask is
-imported).
+imported).  Without Dask, importing this module raises
+:class:`ModuleNotFoundError` naming the extra that installs it (``pip
+install "fastdrop-kernels[dask]"``).
 
 Examples
 --------
@@ -11,4 +13,8 @@ Examples
 array([2., 0., 2., 2.])
 """
 
-from .adapters.dask import __all__, dropout, dropout_mask  # noqa: F401
+from ._extras import require
+
+require("dask", "dask", "fastdrop.dask")
+
+from .adapters.dask import __all__, dropout, dropout_mask  # noqa: E402,F401

@@ -30,9 +30,14 @@ True
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
-from ._numba import kernels as _k
+from ._extras import require
+
+require("numba", "numba", "fastdrop.numba")
+
+from numba import njit  # noqa: E402
+
+from ._numba import kernels as _k  # noqa: E402
 
 __all__ = ["threshold", "keep", "keep_threshold", "fill_mask", "dropout_inplace"]
 
@@ -120,7 +125,7 @@ def keep(seed, position, p):
 
 @njit(cache=True)
 def fill_mask(out, seed, offset, p):
-    """Write the keep mask of positions ``offset .. offset + len(out) - 1``.
+    """Write the keep mask of positions ``offset`` to ``offset + len(out) - 1``.
 
     Parameters
     ----------

@@ -32,7 +32,11 @@ Examples
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, cast
+
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from . import _bfloat16 as _bf
 
@@ -66,7 +70,9 @@ _S32 = np.uint64(32)
 _TWO32 = 1 << 32
 
 
-def philox4x32_10(c0, c1, c2, c3, k0, k1):
+def philox4x32_10(c0: ArrayLike, c1: ArrayLike, c2: ArrayLike, c3: ArrayLike, k0: int,
+                  k1: int) -> tuple[NDArray[np.uint64], NDArray[np.uint64],
+                                    NDArray[np.uint64], NDArray[np.uint64]]:
     """Philox4x32-10 on arrays of counters (Random123), vectorised.
 
     Parameters
@@ -88,28 +94,28 @@ def philox4x32_10(c0, c1, c2, c3, k0, k1):
     >>> [f"{int(v):08x}" for v in out]
     ['408f276d', '41c83b0e', 'a20bc7c6', '6d5451fd']
     """
-    c0 = np.asarray(c0, dtype=np.uint64)
-    c1 = np.asarray(c1, dtype=np.uint64)
-    c2 = np.asarray(c2, dtype=np.uint64)
-    c3 = np.asarray(c3, dtype=np.uint64)
+    w0: NDArray[np.uint64] = np.asarray(c0, dtype=np.uint64)
+    w1: NDArray[np.uint64] = np.asarray(c1, dtype=np.uint64)
+    w2: NDArray[np.uint64] = np.asarray(c2, dtype=np.uint64)
+    w3: NDArray[np.uint64] = np.asarray(c3, dtype=np.uint64)
     k0 = int(k0) & 0xFFFFFFFF
     k1 = int(k1) & 0xFFFFFFFF
     for r in range(10):
         if r:
             k0 = (k0 + _W0) & 0xFFFFFFFF
             k1 = (k1 + _W1) & 0xFFFFFFFF
-        p0 = c0 * _M0
-        p1 = c2 * _M1
-        c0, c1, c2, c3 = (
-            (p1 >> _S32) ^ c1 ^ np.uint64(k0),
+        p0 = w0 * _M0
+        p1 = w2 * _M1
+        w0, w1, w2, w3 = (
+            (p1 >> _S32) ^ w1 ^ np.uint64(k0),
             p1 & _LO32,
-            (p0 >> _S32) ^ c3 ^ np.uint64(k1),
+            (p0 >> _S32) ^ w3 ^ np.uint64(k1),
             p0 & _LO32,
         )
-    return c0, c1, c2, c3
+    return w0, w1, w2, w3
 
 
-def threshold(p):
+def threshold(p: float) -> int:
     """The integer threshold ``T = rint(p * 2**32)`` of docs/spec.md §1.
 
     Examples
@@ -122,7 +128,7 @@ def threshold(p):
     return int(round(float(p) * 4294967296.0))
 
 
-def _lanes(seed, blocks, c2):
+def _lanes(seed: int, blocks: NDArray[np.uint64], c2: int) -> NDArray[np.uint16]:
     """16-bit lanes of Philox((b_lo, b_hi, c2, 0), key) for each block b.
 
     Returns a uint16 array of shape ``(len(blocks), 8)``: lane ``l`` of a block
@@ -137,8 +143,9 @@ def _lanes(seed, blocks, c2):
     return w.view("<u2")
 
 
-def keep_range(seed, start, count, T, out=None):
-    """Keep decisions for stream positions ``start .. start + count - 1``.
+def keep_range(seed: int, start: int, count: int, T: int,
+               out: NDArray[np.bool_] | None = None) -> NDArray[np.bool_]:
+    """Keep decisions for stream positions ``start`` to ``start + count - 1``.
 
     Parameters
     ----------
@@ -197,11 +204,11 @@ def keep_range(seed, start, count, T, out=None):
     return out
 
 
-def _compute_type(dtype):
+def _compute_type(dtype: np.dtype[Any]) -> type[np.float32] | type[np.float64]:
     return np.float64 if dtype == np.float64 else np.float32
 
 
-def _to_compute(x, ct):
+def _to_compute(x: NDArray[Any], ct: type[np.floating[Any]]) -> NDArray[Any]:
     """``C(x)``: x in the compute type ``ct`` (exact: float16 and bfloat16
     widen to float32, float32 and float64 are their own)."""
     if _bf.is_bfloat16(x.dtype):
@@ -209,7 +216,7 @@ def _to_compute(x, ct):
     return x.astype(ct)
 
 
-def _to_storage(v, dtype):
+def _to_storage(v: Any, dtype: np.dtype[Any]) -> NDArray[Any]:
     """``R(v)``: compute-type values rounded to ``dtype`` (IEEE round to
     nearest even; bfloat16 on the bits, docs/spec.md §4)."""
     if _bf.is_bfloat16(dtype):
@@ -217,7 +224,8 @@ def _to_storage(v, dtype):
     return np.asarray(v).astype(dtype, copy=False)
 
 
-def _chunks(shape):
+def _chunks(shape: tuple[int, ...]
+            ) -> Iterator[tuple[tuple[Any, ...], tuple[int, ...], tuple[int, ...]]]:
     """Yield index tuples that cover ``shape`` in C order, each at most CHUNK
     elements, together with the logical start indices of the chunk."""
     ndim = len(shape)
@@ -242,7 +250,8 @@ def _chunks(shape):
             yield lead + (slice(a, b),), lead + (a,), (b - a,) + tuple(shape[k + 1:])
 
 
-def _chunk_index(start, sub_shape, mstrides):
+def _chunk_index(start: tuple[int, ...], sub_shape: tuple[int, ...],
+                 mstrides: Sequence[int]) -> NDArray[np.int64]:
     """Mask indices (int64 array of the chunk's shape) for a chunk whose first
     element has logical index ``start`` (a tuple over the leading axes)."""
     nlead = len(start) - 1 if start else 0
@@ -255,7 +264,9 @@ def _chunk_index(start, sub_shape, mstrides):
     return idx
 
 
-def _masked_select(x, out, mstrides, scale, shift, fill, keep_of):
+def _masked_select(x: NDArray[Any], out: NDArray[Any], mstrides: Sequence[int], scale: float,
+                   shift: float, fill: float,
+                   keep_of: Callable[[NDArray[np.int64]], NDArray[np.bool_]]) -> None:
     """out = keep ? x * scale + shift : fill, chunk by chunk (docs/spec.md
     §4: the compute type, then the storage type); ``keep_of(idx)`` gives the
     keep bools for an int64 array of mask indices."""
@@ -270,8 +281,10 @@ def _masked_select(x, out, mstrides, scale, shift, fill, keep_of):
             out[sl] = np.where(keep, y, c)
 
 
-def forward(x, out, seed, offset, T, scale, mstrides, keep_out=None, packed_out=None, *,
-            shift=-0.0, fill=0.0):
+def forward(x: NDArray[Any], out: NDArray[Any], seed: int, offset: int, T: int, scale: float,
+            mstrides: Sequence[int], keep_out: NDArray[np.bool_] | None = None,
+            packed_out: NDArray[np.uint8] | None = None, *, shift: float = -0.0,
+            fill: float = 0.0) -> None:
     """Dropout forward: ``out[idx] = keep(offset + i(idx)) ? x[idx] * scale + shift
     : fill`` (plain dropout: ``shift = -0.0``, which adds nothing, and ``fill = +0.0``).
 
@@ -293,7 +306,7 @@ def forward(x, out, seed, offset, T, scale, mstrides, keep_out=None, packed_out=
         apply_mask(x, out, mstrides, scale, keep=full, shift=shift, fill=fill)
         return
 
-    def keep_of(idx):
+    def keep_of(idx: NDArray[np.int64]) -> NDArray[np.bool_]:
         lo = int(idx.min())
         hi = int(idx.max())
         kr = keep_range(seed, offset + lo, hi - lo + 1, T)
@@ -302,8 +315,9 @@ def forward(x, out, seed, offset, T, scale, mstrides, keep_out=None, packed_out=
     _masked_select(x, out, mstrides, scale, shift, fill, keep_of)
 
 
-def mask(n, seed, offset, T, keep_out=None, packed_out=None):
-    """Keep mask for stream positions ``offset .. offset + n - 1``.
+def mask(n: int, seed: int, offset: int, T: int, keep_out: NDArray[np.bool_] | None = None,
+         packed_out: NDArray[np.uint8] | None = None) -> None:
+    """Keep mask for stream positions ``offset`` to ``offset + n - 1``.
 
     Writes bools (True = kept) to ``keep_out`` and/or packed bits
     (``np.packbits(..., bitorder="little")`` layout, tail bits zero) to
@@ -328,7 +342,9 @@ def mask(n, seed, offset, T, keep_out=None, packed_out=None):
             packed_out[pos // 8:(pos + m + 7) // 8] = np.packbits(k, bitorder="little")
 
 
-def apply_mask(x, out, mstrides, scale, keep=None, packed=None, *, shift=-0.0, fill=0.0):
+def apply_mask(x: NDArray[Any], out: NDArray[Any], mstrides: Sequence[int], scale: float,
+               keep: NDArray[np.bool_] | None = None, packed: NDArray[np.uint8] | None = None,
+               *, shift: float = -0.0, fill: float = 0.0) -> None:
     """Masked select with a stored mask: ``out[idx] = keep[i(idx)] ? x[idx] * scale
     + shift : fill``.
 
@@ -347,18 +363,20 @@ def apply_mask(x, out, mstrides, scale, keep=None, packed=None, *, shift=-0.0, f
     if keep is not None:
         flat = keep.reshape(-1)
 
-        def keep_of(idx):
+        def keep_of(idx: NDArray[np.int64]) -> NDArray[np.bool_]:
             return flat[idx]
     else:
-        bits = packed.reshape(-1)
+        bits = cast("NDArray[np.uint8]", packed).reshape(-1)  # one of the two is given
 
-        def keep_of(idx):
-            return ((bits[idx >> 3] >> (idx & 7).astype(np.uint8)) & 1).astype(bool)
+        def keep_of(idx: NDArray[np.int64]) -> NDArray[np.bool_]:
+            k: NDArray[np.bool_] = (
+                (bits[idx >> 3] >> (idx & 7).astype(np.uint8)) & 1).astype(bool)
+            return k
 
     _masked_select(x, out, mstrides, scale, shift, fill, keep_of)
 
 
-def scale(x, out, factor):
+def scale(x: NDArray[Any], out: NDArray[Any], factor: float) -> None:
     """``out = x * factor`` in the compute type (evaluation of classic mode)."""
     ct = _compute_type(x.dtype)
     with np.errstate(all="ignore"):
@@ -397,7 +415,7 @@ PPND_D = (1.0, 2.05319162663775882187e0, 1.67638483018380384940e0, 6.89767334985
           1.05075007164441684324e-9)
 
 
-def _horner(coeffs, x):
+def _horner(coeffs: Sequence[float], x: NDArray[np.float64]) -> NDArray[np.float64]:
     """``c0 + x * (c1 + x * (... + x * c_last))``, innermost first: one
     multiply and one add per coefficient, each rounded (never fused)."""
     r = np.full_like(x, coeffs[-1])
@@ -406,7 +424,7 @@ def _horner(coeffs, x):
     return r
 
 
-def ln(r):
+def ln(r: ArrayLike) -> NDArray[np.float64]:
     """The natural logarithm of docs/spec.md §10 for positive normal float64
     ``r``, from correctly rounded operations only (so that every backend and
     device computes the same bits): ``r = m * 2**e`` with ``m`` in
@@ -428,10 +446,11 @@ def ln(r):
     f = m - 1.0                          # exact (Sterbenz)
     s = f / (2.0 + f)
     lnm = s * _horner(LN_SERIES, s * s)
-    return e * LN2_HI + (e * LN2_LO + lnm)
+    out: NDArray[np.float64] = e * LN2_HI + (e * LN2_LO + lnm)
+    return out
 
 
-def ppnd(u):
+def ppnd(u: ArrayLike) -> NDArray[np.float64]:
     """The standard normal quantile of docs/spec.md §10 (AS 241, float64) for
     ``u`` in ``(0, 1)`` with ``min(u, 1 - u) >= 2**-33``.
 
@@ -456,8 +475,9 @@ def ppnd(u):
     return z
 
 
-def normal_range(seed, start, count, out=None):
-    """Standard normal variates of stream positions ``start .. start +
+def normal_range(seed: int, start: int, count: int,
+                 out: NDArray[np.float64] | None = None) -> NDArray[np.float64]:
+    """Standard normal variates of stream positions ``start`` to ``start +
     count - 1`` (docs/spec.md §10): position ``j`` takes word ``j & 3`` of
     Philox4x32-10 at counter ``(b & 0xFFFFFFFF, b >> 32, 2, 0)``, ``b = j >>
     2``, as the uniform ``u = (w + 0.5) * 2**-32``, and returns ``ppnd(u)``
@@ -489,7 +509,8 @@ def normal_range(seed, start, count, out=None):
 NOISE_OPS = ("mul", "add")
 
 
-def noise(x, out, seed, offset, mstrides, a, b, op):
+def noise(x: NDArray[Any], out: NDArray[Any], seed: int, offset: int, mstrides: Sequence[int],
+          a: float, b: float, op: str) -> None:
     """Gaussian noise on ``x`` (docs/spec.md §11): for every element with
     mask index ``i``, ``t = b * Z(offset + i) + a`` in float64 (``Z`` the
     normal stream of §10; one rounded multiply, one rounded add), then

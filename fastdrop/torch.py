@@ -1,7 +1,9 @@
 """fastdrop for PyTorch: ``import fastdrop.torch``.
 
 Re-exports :mod:`fastdrop.adapters.torch` (this is the only place torch is
-imported).  See that module for the seeding rules.
+imported).  See that module for the seeding rules.  Without PyTorch,
+importing this module raises :class:`ModuleNotFoundError` naming the extra
+that installs it (``pip install "fastdrop-kernels[torch]"``).
 
 Examples
 --------
@@ -11,7 +13,11 @@ Examples
 tensor([2., 0., 2., 2.])
 """
 
-from .adapters.torch import (  # noqa: F401
+from ._extras import require
+
+require("torch", "torch", "fastdrop.torch")
+
+from .adapters.torch import (  # noqa: E402,F401
     AlphaDropout,
     DropPath,
     Dropout,

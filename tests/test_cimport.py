@@ -70,7 +70,7 @@ def apply_packed(float[::1] x, float[::1] out, const uint8_t[::1] packed, double
 
 
 @pytest.fixture(scope="module")
-def mod(tmp_path_factory):
+def mod(tmp_path_factory, c_compiler):
     from Cython.Build import cythonize
     from setuptools import Extension
     from setuptools.dist import Distribution

@@ -6,6 +6,7 @@ stays fast; the heavy in-process run is shared by a module-scoped fixture.
 
 import contextlib
 import csv
+import importlib.util
 import io
 import json
 import math
@@ -232,8 +233,12 @@ def test_info_text():
     rc, out, err = _run(["info"])
     assert rc == 0, err
     assert out.startswith(f"fastdrop {fastdrop.__version__}")
-    for word in ("backends:", "reference", "OpenMP", "cpu:", "gpus:", "numba cache dir"):
+    for word in ("backends:", "reference", "OpenMP", "cpu:", "gpus:", "modules:"):
         assert word in out
+    if importlib.util.find_spec("numba") is not None:
+        assert "numba cache dir" in out
+    else:  # what to install, for the backend and the module that need Numba
+        assert 'numba is not installed: pip install "fastdrop-kernels[numba]"' in out
 
 
 def test_info_json():

@@ -12,7 +12,11 @@ import ast
 import os
 import re
 
-ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fastdrop")
+import fastdrop
+
+#: The package's directory: the source tree's, or the installed one when the tests
+#: run against an installed wheel.
+ROOT = os.path.dirname(os.path.abspath(fastdrop.__file__))
 
 
 def _modules():

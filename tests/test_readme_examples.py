@@ -38,7 +38,7 @@ def test_python_example_runs(title, needs):
     exec(compile(code, f"README:{title}", "exec"), {"__name__": "readme_example"})
 
 
-def test_cython_example_builds_and_runs(tmp_path):
+def test_cython_example_builds_and_runs(tmp_path, c_compiler):
     pytest.importorskip("Cython")
     pytest.importorskip("fastdrop._cython._kernels")
     (l1, pyx), (l2, setup_py), (l3, use) = BLOCKS["Cython"]

@@ -45,7 +45,7 @@ SIMULATOR = _simulator()
 if SIMULATOR:
     from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray as _SimArray
 else:
-    _SimArray = None
+    _SimArray = None  # type: ignore[misc,assignment]  # no simulator: no such arrays
 
 
 @dataclass

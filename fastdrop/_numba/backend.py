@@ -82,8 +82,8 @@ _call_lock = threading.Lock()    # serialises parallel calls under 'workqueue'
 _K = None                        # the kernels module, once imported
 _numba = None                    # the numba module, once imported
 _layer = None                    # numba.threading_layer() after the first call
-_seen = {}                       # (kernel, type key) -> record dict
-_records = []                    # compile/load records, in order
+_seen: dict = {}                 # (kernel, type key) -> record dict
+_records: list = []              # compile/load records, in order
 
 
 def available():

@@ -34,6 +34,7 @@ array([[2., 0., 2., 2.],
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import dask.array as da
 import numpy as np
@@ -44,10 +45,18 @@ from .._generator import check_rng
 from .._validate import (MODES, check_float_dtype, check_mode, check_p, check_training,
                          mask_geometry, normalize_shape)
 
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike, NDArray
+
+    from .._plan import Plan
+    from .._typing import RNG, Backend, Float, Mode, NoiseShape, Shape
+
 __all__ = ["dropout", "dropout_mask"]
 
+_B = TypeVar("_B", bound=str)
 
-def _run_block(plan, block, backend):
+
+def _run_block(plan: Plan, block: Any, backend: str) -> Any:
     """Run a (block) plan on one chunk: NumPy chunks on a CPU backend, GPU
     chunks (CuPy) through the CUDA front end."""
     if _arrays.is_gpu_array(block):
@@ -60,31 +69,32 @@ def _run_block(plan, block, backend):
     return _dispatch.run_host(plan, kern, block, out)
 
 
-def _base(block_info, mstrides):
+def _base(block_info: dict[Any, Any], mstrides: tuple[int, ...]) -> int:
     """Global mask index of the block's first element."""
     loc = block_info[None]["array-location"]
     return sum(start * ms for (start, _), ms in zip(loc, mstrides))
 
 
-def _dropout_block(block, *, plan, backend, block_info=None):
+def _dropout_block(block: Any, *, plan: Plan, backend: str, block_info: Any = None) -> Any:
     return _run_block(plan.at(_base(block_info, plan.mstrides)), block, backend)
 
 
-def _check_backend(backend):
+def _check_backend(backend: _B) -> _B:
     if backend != "auto":
         _dispatch.get_backend(backend)  # ValueError / RuntimeError now, not at compute
     return backend
 
 
-def _check_known_shape(x):
+def _check_known_shape(x: da.Array) -> None:
     if any(math.isnan(s) for s in x.shape):
         raise ValueError(
             "fastdrop.dask needs an array with known chunk sizes (the mask index "
             "of a chunk depends on its position); call x.compute_chunk_sizes() first")
 
 
-def dropout(x, p=0.5, *, rng=None, noise_shape=None, mode="inverted", training=True,
-            backend="auto"):
+def dropout(x: da.Array | ArrayLike, p: Float = 0.5, *, rng: RNG = None,
+            noise_shape: NoiseShape = None, mode: Mode = "inverted", training: bool = True,
+            backend: Backend = "auto") -> da.Array:
     """Dropout on a Dask array; equals :func:`fastdrop.dropout` on the whole
     array, whatever the chunking.
 
@@ -138,7 +148,8 @@ def dropout(x, p=0.5, *, rng=None, noise_shape=None, mode="inverted", training=T
                         backend=backend)
 
 
-def lazy_forward(x, p, *, rng, noise_shape, mode, training, backend, modes=MODES):
+def lazy_forward(x: Any, p: Any, *, rng: Any, noise_shape: Any, mode: Any, training: Any,
+                 backend: Any, modes: tuple[str, ...] = MODES) -> da.Array:
     """A forward of the family (``mode`` one of ``modes``: the public dropout
     modes, or :data:`fastdrop._plan.MODES` for the family's functions, which
     reach here through :func:`fastdrop.alpha_dropout` and friends on a Dask
@@ -161,7 +172,8 @@ def lazy_forward(x, p, *, rng, noise_shape, mode, training, backend, modes=MODES
     return x.map_blocks(_dropout_block, plan=plan, backend=backend, dtype=x.dtype, name=name)
 
 
-def lazy_noise(x, kind, param, *, rng, noise_shape, training, backend):
+def lazy_noise(x: Any, kind: str, param: float, *, rng: Any, noise_shape: Any, training: bool,
+               backend: Any) -> da.Array:
     """Gaussian dropout or noise (``kind``, ``param`` checked by the caller:
     :func:`fastdrop.gaussian_dropout` and :func:`fastdrop.gaussian_noise` on
     a Dask array), planned once for the whole array and run block by block:
@@ -180,7 +192,7 @@ def lazy_noise(x, kind, param, *, rng, noise_shape, training, backend):
     return x.map_blocks(_dropout_block, plan=plan, backend=backend, dtype=x.dtype, name=name)
 
 
-def _mask_block(block_info=None, *, plan, backend):
+def _mask_block(block_info: Any = None, *, plan: Plan, backend: str) -> NDArray[np.bool_]:
     shape = tuple(block_info[None]["chunk-shape"])
     if plan.source is None:  # nothing drawn: a constant mask (or an empty one)
         return np.full(shape, bool(plan.mask_fill), dtype=bool)
@@ -192,7 +204,7 @@ def _mask_block(block_info=None, *, plan, backend):
     return vals != 0
 
 
-def _normalize_chunks(chunks, shape):
+def _normalize_chunks(chunks: Any, shape: tuple[int, ...]) -> tuple[tuple[int, ...], ...]:
     """``da.core.normalize_chunks`` with errors that name ``chunks`` (a bool
     is not a chunk size)."""
     if isinstance(chunks, (bool, np.bool_)) or (
@@ -207,7 +219,8 @@ def _normalize_chunks(chunks, shape):
             f"{e}") from None
 
 
-def dropout_mask(shape, p, *, rng=None, chunks="auto", backend="auto"):
+def dropout_mask(shape: Shape, p: Float, *, rng: RNG = None, chunks: Any = "auto",
+                 backend: Backend = "auto") -> da.Array:
     """The keep mask (True = kept) as a chunked bool Dask array.
 
     Equals :func:`fastdrop.dropout_mask` with the same arguments, whatever
