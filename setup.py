@@ -142,7 +142,8 @@ class BuildExt(build_ext):
         if ctype == "msvc":
             cargs, largs = list(MSVC_COMPILE_ARGS), []
         else:
-            cargs, largs = list(UNIX_COMPILE_ARGS), []
+            # -pthread: the worker pool (pool.h) on glibc < 2.34 and other libcs
+            cargs, largs = list(UNIX_COMPILE_ARGS) + ["-pthread"], ["-pthread"]
             if sys.platform.startswith("linux") and not _env_flag("FASTDROP_DEBUG"):
                 cargs += LINUX_STRIP_COMPILE_ARGS
                 largs += LINUX_STRIP_LINK_ARGS
