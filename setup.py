@@ -43,6 +43,10 @@ CY_DIR = os.path.join("fastdrop", "_cython")
 #: Tempita templates of the C headers, each rendered to the file without ".in".
 HEADER_TEMPLATES = ["leaf_portable.h.in", "leaf_avx2.h.in", "leaf_avx512.h.in", "kernels.h.in"]
 
+#: The XLA FFI C API header (vendored, Apache-2.0) the handlers of fastdrop.jax
+#: are built against (xla_ffi.h includes it): no jax or jaxlib at build time.
+XLA_FFI_C_API = os.path.join("third_party", "xla", "ffi", "api", "c_api.h")
+
 
 def generate_headers(directory=CY_DIR, force=False):
     """Render each header template in ``directory`` to its header when the
@@ -73,7 +77,8 @@ extensions = [
         include_dirs=[np.get_include(), CY_DIR],
         # the header-only C core: a changed header rebuilds the extension
         depends=[os.path.join(CY_DIR, h) for h in
-                 ["philox.h", "normal.h"] + [t[:-len(".in")] for t in HEADER_TEMPLATES]],
+                 ["philox.h", "normal.h", "pool.h", "fpenv.h", "xla_ffi.h", XLA_FFI_C_API]
+                 + [t[:-len(".in")] for t in HEADER_TEMPLATES]],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
         # compiler flags: BuildExt.build_extensions (they depend on the compiler)
     ),
@@ -137,7 +142,8 @@ class BuildExt(build_ext):
         if ctype == "msvc":
             cargs, largs = list(MSVC_COMPILE_ARGS), []
         else:
-            cargs, largs = list(UNIX_COMPILE_ARGS), []
+            # -pthread: the worker pool (pool.h) on glibc < 2.34 and other libcs
+            cargs, largs = list(UNIX_COMPILE_ARGS) + ["-pthread"], ["-pthread"]
             if sys.platform.startswith("linux") and not _env_flag("FASTDROP_DEBUG"):
                 cargs += LINUX_STRIP_COMPILE_ARGS
                 largs += LINUX_STRIP_LINK_ARGS

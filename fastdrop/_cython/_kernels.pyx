@@ -9,7 +9,6 @@ never depend on the number of threads.
 """
 
 cimport numpy as cnp
-from cython.parallel cimport prange
 from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memset
 
@@ -36,6 +35,10 @@ cdef extern from *:
     """
     int FASTDROP_HAVE_OPENMP
     int fastdrop_omp_max_threads() nogil
+
+cdef extern from "pool.h" nogil:
+    ctypedef void (*fd_pool_fn)(const void *ctx, int64_t t) noexcept nogil
+    void fd_pool_run(fd_pool_fn fn, const void *ctx, int64_t ntasks, int nthreads)
 
 cdef extern from "kernels.h" nogil:
     int FD_MAXDIM
@@ -76,7 +79,11 @@ cdef extern from "kernels.h" nogil:
 
 #: Elements per parallel task (shared with the Numba backend: fastdrop._config).
 CHUNK = _config.CHUNK
-cdef int64_t _CHUNK = _config.CHUNK
+# calls of fewer elements run on the calling thread alone
+cdef int64_t _SERIAL_MAX = _config.CHUNK
+# elements per task of a parallel call: small enough that a worker the OS
+# preempts mid-task holds the caller only briefly (the pool, pool.h)
+cdef int64_t _CHUNK = _config.CHUNK // 4
 cdef object _Generator = None
 cdef object _NpGenerator = None
 cdef object _default_stream = None
@@ -189,23 +196,21 @@ cdef int64_t _RBLOCK = 64
 cdef int64_t _RBLOCK_CHUNK = 1024
 
 
+cdef void _task_cb(const void *g, int64_t t) noexcept nogil:
+    fd_run_task(<const fd_task_t *>g, t)
+
+
 cdef int _execute(fd_task_t *g, int64_t ntasks, int64_t total) except -1:
-    """Run tasks 0..ntasks-1, in parallel when there is enough work."""
+    """Run tasks 0..ntasks-1, on the worker pool (pool.h) when there is
+    enough work."""
     cdef object ntset = _config._num_threads
     cdef int nt = fastdrop_omp_max_threads() if ntset is None else ntset
-    cdef int64_t t
     if ntasks <= 0:
         return 0
-    if nt <= 1 or ntasks == 1 or total < _CHUNK:
-        with nogil:
-            for t in range(ntasks):
-                fd_run_task(g, t)
-    else:
-        if nt > ntasks:
-            nt = <int>ntasks
-        with nogil:
-            for t in prange(ntasks, num_threads=nt, schedule="dynamic"):
-                fd_run_task(g, t)
+    if nt <= 1 or ntasks == 1 or total < _SERIAL_MAX:
+        nt = 1  # the calling thread alone
+    with nogil:
+        fd_pool_run(_task_cb, g, ntasks, nt)
     return 0
 
 
@@ -391,7 +396,7 @@ def forward(x, out, seed, offset, T, scale, mstrides, keep_out=None, packed_out=
         return reference.forward(x, out, seed, offset, T, scale, mstrides,
                                  keep_out=keep_out, packed_out=packed_out, shift=shift,
                                  fill=fill)
-    if xa.size >= _CHUNK and _prefer_memory_order(xa):
+    if xa.size >= _SERIAL_MAX and _prefer_memory_order(xa):
         # Fortran-ordered / transposed layout: the logical rows are strided in
         # memory (and may be short).  Make the mask (in logical order, whole
         # Philox blocks), then apply it walking x in memory order.
@@ -692,6 +697,20 @@ def fast_dropout(x, p, rng, out=None, training=True, mode="inverted", noise_shap
     return ya
 
 
+ctypedef struct _stream_ctx:
+    const fd_isa_t *isa
+    const float *x
+    float *y
+    int64_t n
+    float s
+
+
+cdef void _stream_cb(const void *ctx, int64_t t) noexcept nogil:
+    cdef const _stream_ctx *c = <const _stream_ctx *>ctx
+    cdef int64_t a = t * _CHUNK
+    c.isa.stream_scale(c.x + a, c.y + a, min(c.n - a, _CHUNK), c.s)
+
+
 def stream_scale(x, out, s):
     """Streaming reference kernel ``out = x * s`` (float32, same memory
     traffic as out-of-place dropout), parallel over the same chunks and
@@ -724,15 +743,17 @@ def stream_scale(x, out, s):
     cdef int nt = fastdrop_omp_max_threads() if ntset is None else ntset
     if nt > ntasks:
         nt = <int>max(ntasks, 1)
-    cdef const fd_isa_t *isa = fd_isa()
+    cdef _stream_ctx c
+    c.isa = fd_isa()
+    c.x = xp
+    c.y = yp
+    c.n = n
+    c.s = sf
     with nogil:
         if nt <= 1:
-            isa.stream_scale(xp, yp, n, sf)
+            c.isa.stream_scale(xp, yp, n, sf)
         else:
-            for t in prange(ntasks, num_threads=nt, schedule="dynamic"):
-                a = t * _CHUNK
-                b = min(n - a, _CHUNK)
-                isa.stream_scale(xp + a, yp + a, b, sf)
+            fd_pool_run(_stream_cb, &c, ntasks, nt)
 
 
 #: dtype name -> kernel dtype code (:func:`flat_forward`'s ``dtype``).
@@ -762,3 +783,64 @@ def flat_forward(size_t xp, int64_t xs, size_t yp, int64_t ys, int64_t n, int dt
     g.chunk = _CHUNK
     g.cpr = (n + _CHUNK - 1) // _CHUNK
     _execute(&g, g.cpr, n)
+
+
+# ----------------------------------------------------------------------------
+# XLA FFI handlers for fastdrop.jax (plain C: xla_ffi.h)
+# ----------------------------------------------------------------------------
+
+from cpython.pycapsule cimport PyCapsule_New
+
+cdef extern from "xla_ffi.h" nogil:
+    void *fd_xla_handler(int which)
+    void fd_xla_configure(int threads, int64_t chunk, int64_t serial)
+    int XLA_FFI_API_MAJOR
+    int XLA_FFI_API_MINOR
+
+#: custom call target -> number of its handler in xla_ffi.h
+_XLA_TARGETS = {"fastdrop_select": 0, "fastdrop_noise": 1, "fastdrop_mask": 2,
+                "fastdrop_apply": 3}
+
+
+def xla_handlers(unsupported=False):
+    """The XLA FFI handlers of :mod:`fastdrop.jax` as PyCapsules, by custom
+    call target name (``jax.ffi.register_ffi_target(name, capsule,
+    platform="cpu")``); with ``unsupported``, the handler for platforms
+    without kernels (it answers every call with an error) under each name.
+
+    Examples
+    --------
+    >>> from fastdrop._cython import _kernels
+    >>> sorted(_kernels.xla_handlers())
+    ['fastdrop_apply', 'fastdrop_mask', 'fastdrop_noise', 'fastdrop_select']
+    """
+    xla_configure(_config._num_threads)
+    return {name: PyCapsule_New(fd_xla_handler(4 if unsupported else k),
+                                b"xla._CUSTOM_CALL_TARGET", NULL)
+            for name, k in _XLA_TARGETS.items()}
+
+
+def xla_configure(threads):
+    """Threads the XLA handlers use (None: OpenMP's default); their task size
+    and single-thread cut-over are the other entry points'.  Results never
+    depend on either.
+
+    Examples
+    --------
+    >>> from fastdrop._cython import _kernels
+    >>> _kernels.xla_configure(None)
+    """
+    fd_xla_configure(0 if threads is None else int(threads), _CHUNK, _SERIAL_MAX)
+
+
+def xla_api_version():
+    """(major, minor) of the XLA FFI C API the handlers were built with (the
+    vendored ``third_party/xla/ffi/api/c_api.h``).
+
+    Examples
+    --------
+    >>> from fastdrop._cython import _kernels
+    >>> _kernels.xla_api_version()[0]
+    0
+    """
+    return (XLA_FFI_API_MAJOR, XLA_FFI_API_MINOR)

@@ -88,13 +88,40 @@ static inline void fd_block_bits(uint64_t bb, uint64_t seed, uint32_t Th, uint64
     *eq = e;
 }
 
+/* Index of the lowest set bit of t != 0. */
+#if defined(__GNUC__)
+#define fd_ctz64(t) __builtin_ctzll(t)
+#elif defined(_MSC_VER) && defined(_M_X64)
+#include <intrin.h>
+static inline int fd_ctz64(uint64_t t)
+{
+    unsigned long i;
+    _BitScanForward64(&i, t);
+    return (int)i;
+}
+#else
+static inline int fd_ctz64(uint64_t t)
+{
+    int e = 0;
+    while (!(t & 1)) { t >>= 1; e++; }
+    return e;
+}
+#endif
+
+/* A branch hint: x is rarely true (nothing without GCC/Clang). */
+#if defined(__GNUC__)
+#define FD_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#else
+#define FD_UNLIKELY(x) (x)
+#endif
+
 /* Resolve the ties flagged in t (bit e: position j + e) in the keep word w
  * with the low 16-bit lanes. */
 static inline uint64_t fd_fix_ties(uint64_t w, uint64_t t, uint64_t seed, uint64_t j,
                                    uint32_t Tl)
 {
     while (t) {
-        int e = __builtin_ctzll(t);
+        int e = fd_ctz64(t);
         t &= t - 1;
         if (fd_lane16(seed, j + (uint64_t)e, 1) >= Tl) w |= 1ull << e;
         else w &= ~(1ull << e);
