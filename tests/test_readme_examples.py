@@ -26,16 +26,33 @@ BLOCKS = _section_blocks()
 
 
 def test_section_has_every_framework():
-    assert set(BLOCKS) == {"PyTorch", "Dask", "Numba", "Cython"}
+    assert set(BLOCKS) == {"PyTorch", "Dask", "Numba", "Cython", "JAX", "Keras"}
 
 
 @pytest.mark.parametrize("title,needs", [("PyTorch", "torch"), ("Dask", "dask"),
-                                         ("Numba", "numba")])
+                                         ("Numba", "numba"), ("JAX", "jax")])
 def test_python_example_runs(title, needs):
     pytest.importorskip(needs)
     (lang, code), = BLOCKS[title]
     assert lang == "python"
     exec(compile(code, f"README:{title}", "exec"), {"__name__": "readme_example"})
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_keras_example_runs(backend, tmp_path):
+    """Keras picks its backend at import: the block runs in a fresh process
+    (importing keras here would pick the one its config names)."""
+    import importlib.util
+    if importlib.util.find_spec("keras") is None:
+        pytest.skip("keras is not installed")
+    pytest.importorskip(backend)
+    (lang, code), = BLOCKS["Keras"]
+    assert lang == "python"
+    script = tmp_path / "keras_example.py"
+    script.write_text(code)
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                       timeout=600, env={**os.environ, "KERAS_BACKEND": backend})
+    assert r.returncode == 0, r.stderr[-3000:]
 
 
 def test_cython_example_builds_and_runs(tmp_path, c_compiler):

@@ -1035,6 +1035,9 @@ class Dropout(_Module):
     ----------
     p : float, default 0.5
         Drop probability.
+    inplace : bool, default False
+        Write the result into the input, as ``torch.nn.Dropout(inplace=True)``
+        does (refused, as torch refuses it, for a leaf that requires grad).
     noise_shape : tuple, "spatial" or None
         Mask shape (see :func:`dropout`); ``"spatial"`` drops whole channels
         of an ``(N, C, ...)`` input.
