@@ -616,7 +616,7 @@ def _flat_stride(t):
     (the element size) or every element the same memory (0)."""
     if t.is_contiguous():
         return t.element_size()
-    if all(s == 0 for s in t.stride()):
+    if not any(t.stride()):
         return 0
     return None
 
@@ -632,7 +632,7 @@ def _flat_select(t, seed, offset, T, scale, out=None):
         if out is None:
             out = torch.empty_like(t)  # contiguous too (0.8 us; torch.empty: 1.8)
     else:
-        xs = _flat_stride(t)
+        xs = None if any(t.stride()) else 0  # every element the same memory, or copy
         if xs is None:
             t = t.contiguous()
             xs = es
