@@ -28,6 +28,8 @@ except ImportError:  # a checkout built in place (python setup.py build_ext --in
 
 # Examples and autodoc must not open windows.
 os.environ.setdefault("MPLBACKEND", "Agg")
+# fastdrop.keras is documented on Keras's JAX backend (Keras picks it at import)
+os.environ.setdefault("KERAS_BACKEND", "jax")
 
 # -- project -------------------------------------------------------------------
 
