@@ -22,6 +22,8 @@ ADAPTERS: dict[str, tuple[str, str, str]] = {
     "fastdrop.numba": ("numba", "numba", "numba"),
     "fastdrop.torch": ("torch", "torch", "torch"),
     "fastdrop.dask": ("dask", "dask", "dask"),
+    "fastdrop.jax": ("jax", "jax", "jax"),
+    "fastdrop.keras": ("keras", "keras", "keras"),
 }
 
 

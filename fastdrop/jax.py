@@ -12,6 +12,10 @@ Examples
 Array([2., 0., 2., 2.], dtype=float32)
 """
 
+from ._extras import require
+
+require("jax", "jax", "fastdrop.jax")
+
 from .adapters.jax import (  # noqa: F401
     __all__,
     alpha_dropout,

@@ -18,6 +18,10 @@ Examples
 array([[0., 2., 0., 2.]], dtype=float32)
 """
 
+from ._extras import require
+
+require("keras", "keras", "fastdrop.keras")
+
 from .adapters.keras import (  # noqa: F401
     PACKAGE,
     SUPPORTED_BACKENDS,

@@ -113,7 +113,7 @@ def test_all_extra_is_every_runtime_extra():
     assert got == {"fastdrop-kernels"}
     (req,) = [r for r in md.requires(DIST) if 'extra == "all"' in r]
     extras = {e.strip() for e in re.search(r"\[([^\]]+)\]", req).group(1).split(",")}
-    assert extras == {"numba", "cuda", "torch", "dask", "bfloat16", "bench"}
+    assert extras == {"numba", "cuda", "torch", "dask", "bfloat16", "bench", "jax", "keras"}
 
 
 # ----------------------------------------------------------------------------
