@@ -141,6 +141,7 @@ import functools
 import math
 import numbers
 import threading
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -173,7 +174,7 @@ _M32 = 0xFFFFFFFF
 # ----------------------------------------------------------------------------
 
 _lock = threading.Lock()
-_kernels_mod = []  # [fastdrop._cython._kernels] once the targets are registered
+_kernels_mod: list[Any] = []  # [fastdrop._cython._kernels] once the targets are registered
 
 #: Platforms that get the handler which reports that there is no kernel there.
 _UNSUPPORTED_PLATFORMS = ("CUDA", "ROCM")
