@@ -59,8 +59,10 @@ def run_under_keras_backend(backend, paths, timeout=600):
     env = dict(os.environ, KERAS_BACKEND=backend, **{_ENV: backend})
     env["PYTHONPATH"] = os.pathsep.join(
         [pkg_root] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    # the package's own files from where fastdrop is imported (the source tree, or
+    # site-packages when the suite runs against an installed wheel)
     cmd = [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
-           *[str(_ROOT / p) for p in paths]]
+           *[str(Path(pkg_root if p.startswith("fastdrop/") else _ROOT) / p) for p in paths]]
     r = subprocess.run(cmd, cwd=_ROOT, env=env, capture_output=True, text=True,
                        timeout=timeout)
     out = r.stdout + r.stderr
