@@ -32,18 +32,7 @@ import statistics
 import sys
 import time
 
-
-def _per_call(fn, budget):
-    """Seconds per call of ``fn()`` over back-to-back calls filling about
-    ``budget`` seconds (one call to size the loop)."""
-    t0 = time.perf_counter()
-    fn()
-    first = time.perf_counter() - t0
-    number = max(1, int(budget / max(first, 1e-7)))
-    t0 = time.perf_counter()
-    for _ in range(number):
-        fn()
-    return (time.perf_counter() - t0) / number
+from fastdrop._benchmark.timing import per_call
 
 
 def measure(n, p=0.5, samples=7, budget=0.3):
@@ -85,7 +74,7 @@ def measure(n, p=0.5, samples=7, budget=0.3):
     times = {name: [] for name in impls}
     for _ in range(samples):
         for name, fn in impls.items():
-            times[name].append(_per_call(fn, budget))
+            times[name].append(per_call(fn, budget))
     return times, same, fd_jit._cache_size()
 
 

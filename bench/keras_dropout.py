@@ -40,18 +40,7 @@ import statistics
 import sys
 import time
 
-
-def _per_call(fn, budget):
-    """Seconds per call of ``fn()`` over back-to-back calls filling about
-    ``budget`` seconds (one call to size the loop)."""
-    t0 = time.perf_counter()
-    fn()
-    first = time.perf_counter() - t0
-    number = max(1, int(budget / max(first, 1e-7)))
-    t0 = time.perf_counter()
-    for _ in range(number):
-        fn()
-    return (time.perf_counter() - t0) / number
+from fastdrop._benchmark.timing import per_call
 
 
 def measure(n, p=0.5, samples=5, budget=0.3):
@@ -115,7 +104,7 @@ def measure(n, p=0.5, samples=5, budget=0.3):
     times = {k: [] for k in impls}
     for _ in range(samples):
         for k, fn in impls.items():
-            times[k].append(_per_call(fn, budget))
+            times[k].append(per_call(fn, budget))
     return times, same
 
 
