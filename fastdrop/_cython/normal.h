@@ -7,10 +7,11 @@
  *
  * Written as plain C loops without branches on the data (the central
  * formula for a whole batch, then the tail formula for the compacted list
- * of tail elements), so that the kernels in kernels.h, compiled once per
- * ISA with that ISA's target attribute, vectorise them for their own vector
- * width.  Everything is inlined into the
- * caller (FD_LEAF).
+ * of tail elements), so that kernels.h, which compiles them once per ISA
+ * with that ISA's target attribute (fd_<isa>_normal_batch and
+ * fd_<isa>_normal_at, called by every dtype's noise kernel), vectorises
+ * them for its own vector width.  Everything here is inlined into those
+ * wrappers (FD_LEAF).
  */
 #ifndef FASTDROP_NORMAL_H
 #define FASTDROP_NORMAL_H

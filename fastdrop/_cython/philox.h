@@ -153,4 +153,15 @@ static inline uint64_t fd_fix_ties(uint64_t w, uint64_t t, uint64_t seed, uint64
 #define FD_LEAF static inline
 #endif
 
+/* A function compiled once and called, never inlined (the normal-variate
+ * batch of each ISA, kernels.h: inlined, it was copied into every dtype's
+ * noise kernel). */
+#if defined(__GNUC__)
+#define FD_NOINLINE __attribute__((noinline))
+#elif defined(_MSC_VER)
+#define FD_NOINLINE __declspec(noinline)
+#else
+#define FD_NOINLINE
+#endif
+
 #endif /* FASTDROP_PHILOX_H */
