@@ -105,6 +105,7 @@ cdef _import_generators():
 cdef object _U64 = 1 << 64
 
 _ISA_CAPS = {"portable": 0, "avx2": 1, "avx512": 2}
+_ISA_NAMES = tuple(_ISA_CAPS)  # by cap level
 
 # The CPU is probed and the ISA table entry chosen once, here, with the cap
 # FASTDROP_MAX_ISA gives (avx512, avx2 or portable; anything else: no cap).
@@ -161,7 +162,7 @@ def set_max_isa(name):
     """
     if not isinstance(name, str) or name not in _ISA_CAPS:
         raise ValueError(f"name must be one of {sorted(_ISA_CAPS)}, got {name!r}")
-    old = [k for k, v in _ISA_CAPS.items() if v == fd_isa_cap_level][0]
+    old = _ISA_NAMES[fd_isa_cap_level]
     fd_isa_select(_ISA_CAPS[name])
     return old
 
@@ -394,6 +395,7 @@ def forward(x, out, seed, offset, T, scale, mstrides, keep_out=None, packed_out=
     cdef fd_task_t g
     cdef cnp.ndarray xa = x, ya = out
     cdef int64_t n
+    cdef int a
     if not (_aligned(xa) and _aligned(ya)):
         from fastdrop import reference
         return reference.forward(x, out, seed, offset, T, scale, mstrides,
@@ -403,7 +405,11 @@ def forward(x, out, seed, offset, T, scale, mstrides, keep_out=None, packed_out=
         # Fortran-ordered / transposed layout: the logical rows are strided in
         # memory (and may be short).  Make the mask (in logical order, whole
         # Philox blocks), then apply it walking x in memory order.
-        n = 1 + sum((d - 1) * m for d, m in zip(x.shape, mstrides))
+        # (a loop, not a generator expression: that would bring Cython's
+        # generator support code into the extension)
+        n = 1
+        for a in range(cnp.PyArray_NDIM(xa)):
+            n += (cnp.PyArray_DIMS(xa)[a] - 1) * <int64_t>mstrides[a]
         full = keep_out if keep_out is not None else np.empty(n, dtype=bool)
         mask(n, seed, offset, T, keep_out=full, packed_out=packed_out)
         apply_mask(x, out, mstrides, scale, keep=full, shift=shift, fill=fill)
