@@ -1,16 +1,21 @@
-"""Build script: the list of compiled extensions, with OpenMP when the
-compiler supports it (and a clean build without it).
+"""Build script: the list of compiled extensions, with OpenMP on Windows
+only, when the compiler supports it (and a clean build without it).
 
-Set ``FASTDROP_NO_OPENMP=1`` to build without OpenMP.  No ``-march=native``:
-the kernels pick their instruction set at run time.
+The kernels run on their own worker pool (``fastdrop/_cython/pool.h``), on
+POSIX threads: Linux and macOS builds link no OpenMP runtime (so a wheel
+vendors none), and the default thread count is the extension's own
+(``threads.h``).  Windows has no POSIX threads: there the pool runs an
+OpenMP loop, so Windows builds use OpenMP when the compiler has it (serial
+otherwise).  Set ``FASTDROP_NO_OPENMP=1`` to build without it.  No
+``-march=native``: the kernels pick their instruction set at run time.
 
 Compiler flags are chosen per compiler (``BuildExt``): GCC and Clang get
 ``UNIX_COMPILE_ARGS`` and, on Linux, no debug information and a stripped
 shared object (``-g0``, ``-Wl,--strip-all``: the wheel stays small; set
 ``FASTDROP_DEBUG=1`` to keep the symbols); MSVC gets ``MSVC_COMPILE_ARGS``.
-OpenMP is tried with the compiler's own flag (``-fopenmp``; ``/openmp`` for
-MSVC; Apple Clang: ``-Xpreprocessor -fopenmp -lomp``, which needs libomp)
-and left out when a test program does not build.
+On Windows, OpenMP is tried with the compiler's own flag (``/openmp`` for
+MSVC, ``-fopenmp`` for MinGW) and left out when a test program does not
+build.
 
 The per-dtype C kernels are written once, in Tempita templates next to their
 headers (``fastdrop/_cython/NAME.h.in``); every run of this script first
@@ -77,7 +82,8 @@ extensions = [
         include_dirs=[np.get_include(), CY_DIR],
         # the header-only C core: a changed header rebuilds the extension
         depends=[os.path.join(CY_DIR, h) for h in
-                 ["philox.h", "normal.h", "pool.h", "fpenv.h", "xla_ffi.h", XLA_FFI_C_API]
+                 ["philox.h", "normal.h", "pool.h", "fpenv.h", "threads.h", "xla_ffi.h",
+                  XLA_FFI_C_API]
                  + [t[:-len(".in")] for t in HEADER_TEMPLATES]],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
         # compiler flags: BuildExt.build_extensions (they depend on the compiler)
@@ -96,13 +102,13 @@ MSVC_COMPILE_ARGS = ["/O2", "/fp:precise"]
 
 
 def openmp_flags(compiler_type, platform=sys.platform):
-    """The (compile, link) flag lists to try for OpenMP, in order."""
+    """The (compile, link) flag lists to try for OpenMP, in order: none but
+    on Windows, where the worker pool needs OpenMP (pool.h)."""
+    if not platform.startswith("win"):
+        return []
     if compiler_type == "msvc":
         return [(["/openmp"], [])]
-    candidates = [(["-fopenmp"], ["-fopenmp"])]
-    if platform == "darwin":  # Apple Clang has no -fopenmp driver flag
-        candidates.append((["-Xpreprocessor", "-fopenmp"], ["-lomp"]))
-    return candidates
+    return [(["-fopenmp"], ["-fopenmp"])]
 
 
 def _env_flag(name):
@@ -110,8 +116,8 @@ def _env_flag(name):
 
 
 class BuildExt(build_ext):
-    """build_ext with per-compiler flags, and OpenMP when the compiler can
-    build it."""
+    """build_ext with per-compiler flags, and OpenMP on Windows when the
+    compiler can build it."""
 
     def _try_openmp(self, cflags, lflags):
         tmp = tempfile.mkdtemp()

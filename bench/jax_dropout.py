@@ -10,7 +10,7 @@ alike), each call producing a fresh output:
 - ``jax.random``: ``jax.jit`` of the usual dropout, ``jnp.where(
   jax.random.bernoulli(k, 1 - p, x.shape), x / (1 - p), 0)``, same keys;
 - ``fastdrop``: ``fastdrop.dropout(x_np, p, rng=seed)`` on a NumPy array
-  (a fresh output, fastdrop's OpenMP threads).
+  (a fresh output, fastdrop's default threads).
 
 The JAX calls are timed to ``block_until_ready()``.  The table gives the
 median per call, GB/s (8 bytes per float32 element: read + write) and each
@@ -103,7 +103,7 @@ def main(argv=None):
         load = float("nan")
     print(f"fastdrop.jax bench: {info.get('model') or 'unknown CPU'}, "
           f"{info.get('usable_cpus')} usable CPUs, fastdrop threads "
-          f"{fastdrop.get_num_threads()}, OpenMP {'on' if fastdrop.openmp_enabled() else 'off'}, "
+          f"{fastdrop.get_num_threads()}, "
           f"load average {load:.2f} at the end")
     print(f"  jax {jax.__version__}, numpy {np.__version__}, fastdrop {fastdrop.__version__}; "
           f"float32, n = {n:,}, p = {args.p}; median of {args.samples} interleaved samples "

@@ -20,7 +20,7 @@ size (every call here allocates its output; on a virtual machine the page
 faults of a fresh 64 MiB buffer can cost more than the arithmetic).
 
 Outputs are timed to ``block_until_ready()``.  fastdrop's threads are its
-default (all usable CPUs, OpenMP); XLA's CPU runtime uses its own thread
+default (``fastdrop.get_num_threads()``); XLA's CPU runtime uses its own thread
 pool for Keras's ops.  The script also checks that the fastdrop layer's
 output equals ``fastdrop.dropout`` on NumPy at the documented seed, bit for
 bit.  The machine's load average is printed: on a shared machine the
@@ -139,7 +139,7 @@ def main(argv=None):
         load = float("nan")
     print(f"fastdrop.keras bench: {info.get('model') or 'unknown CPU'}, "
           f"{info.get('usable_cpus')} usable CPUs, fastdrop threads "
-          f"{fastdrop.get_num_threads()}, OpenMP {'on' if fastdrop.openmp_enabled() else 'off'}, "
+          f"{fastdrop.get_num_threads()}, "
           f"load average {load:.2f} at the end")
     print(f"  keras {keras.__version__} (backend {keras.backend.backend()}), jax "
           f"{jax.__version__}, numpy {np.__version__}, fastdrop {fastdrop.__version__}; "

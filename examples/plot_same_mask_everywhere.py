@@ -47,13 +47,13 @@ import fastdrop.torch as fdt
 
 results = {}
 
-# the compiled backends (Cython with OpenMP, Numba parallel), 1 and 2 threads
+# the compiled backends (Cython on its worker pool, Numba parallel), 1 and 2 threads
 for backend in ("cython", "numba"):
     for threads in (1, 2):
         fastdrop.set_num_threads(threads)
         results[f"NumPy, backend={backend!r}, {threads} thread(s)"] = \
             fastdrop.dropout(x, p, rng=seed, backend=backend)
-fastdrop.set_num_threads(None)        # back to OpenMP's default
+fastdrop.set_num_threads(None)        # back to the default
 
 # another memory layout: the logical index, not the address, picks the mask
 xf = np.asfortranarray(x)

@@ -62,7 +62,11 @@ __all__ = [
 def openmp_enabled() -> bool:
     """Whether the compiled Cython kernels were built with OpenMP.
 
-    Returns False when the extension is missing or was built without it.
+    Only Windows builds use OpenMP (their worker pool runs OpenMP threads);
+    on Linux and macOS the pool runs on POSIX threads and no OpenMP runtime
+    is linked, so this is False there.  Returns False when the extension is
+    missing or was built without it.  The thread count does not depend on
+    it: see :func:`get_num_threads`.
 
     Examples
     --------

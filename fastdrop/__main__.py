@@ -188,8 +188,8 @@ def build_parser():
 
     i = sub.add_parser("info", help="versions, backends, threads, CPU and GPU",
                        description="Report fastdrop's installation: versions, which backends "
-                                   "are available (and why not), OpenMP and threads, CPU "
-                                   "features, GPUs and the Numba cache.")
+                                   "are available (and why not), the thread count and where it "
+                                   "comes from, CPU features, GPUs and the Numba cache.")
     i.add_argument("--format", choices=("text", "json"), default="text")
     i.add_argument("--compile-times", action="store_true",
                    help="also report Numba compile / cache-load times (may compile the "

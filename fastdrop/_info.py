@@ -164,28 +164,66 @@ def cpu_info(detailed=False):
 
 
 def threads_info():
-    """OpenMP build flag and the thread counts fastdrop uses.
+    """The thread counts fastdrop uses and where the default comes from.
+
+    ``fastdrop_threads`` is :func:`fastdrop.get_num_threads`; ``set`` the
+    count :func:`fastdrop.set_num_threads` set (None: the default);
+    ``threadpool_limit`` threadpoolctl's limit (None: none); ``usable_cpus``
+    the CPUs this process may run on; ``openmp`` whether the extension was
+    built with OpenMP (Windows only: its worker pool runs on OpenMP threads
+    there, on POSIX threads elsewhere).
 
     Examples
     --------
     >>> threads_info()["fastdrop_threads"] >= 1
     True
     """
+    from . import _config
+
+    env = os.environ.get("OMP_NUM_THREADS")
     info = {
         "openmp": bool(fastdrop.openmp_enabled()),
         "fastdrop_threads": fastdrop.get_num_threads(),
-        "omp_max_threads": None,
-        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+        "set": _config._num_threads,
+        "threadpool_limit": None,
+        "OMP_NUM_THREADS": env,
+        "OMP_NUM_THREADS_valid": None if env is None else _config.omp_num_threads(env) is not None,
+        "usable_cpus": _config._usable_cpus(),
         "cython_isa": None,
     }
     try:
         from fastdrop._cython import _kernels
 
-        info["omp_max_threads"] = int(_kernels.omp_max_threads())
+        info["threadpool_limit"] = _kernels.threadpool_limit()
         info["cython_isa"] = _kernels.isa()
     except Exception:  # noqa: BLE001 - extension missing or older build
         pass
     return info
+
+
+def _threads_line(t):
+    """The ``threads:`` line of :func:`format_info`: the count and its source.
+
+    Examples
+    --------
+    >>> _threads_line({"fastdrop_threads": 2, "set": None, "threadpool_limit": None,
+    ...     "OMP_NUM_THREADS": "2,1", "OMP_NUM_THREADS_valid": True, "usable_cpus": 8,
+    ...     "openmp": False})
+    'threads: fastdrop uses 2 (OMP_NUM_THREADS=2,1); worker pool: POSIX threads'
+    """
+    env = t["OMP_NUM_THREADS"]
+    if t["set"] is not None:
+        why = "fastdrop.set_num_threads"
+    elif t["threadpool_limit"] is not None:
+        why = "threadpoolctl limit"
+    elif env is not None and t["OMP_NUM_THREADS_valid"]:
+        why = f"OMP_NUM_THREADS={env}"
+    else:
+        why = f"{t['usable_cpus']} usable CPUs" + (
+            f"; OMP_NUM_THREADS={env!r} ignored: not valid" if env is not None else "")
+    pool = ("OpenMP threads" if t["openmp"] else "serial") if sys.platform == "win32" \
+        else "POSIX threads"
+    return f"threads: fastdrop uses {t['fastdrop_threads']} ({why}); worker pool: {pool}"
 
 
 def numba_info():
@@ -396,10 +434,7 @@ def format_info(info):
             lines.append(f"  {name:<15} " + ("available" if a["available"]
                                               else f"missing     {a['reason']}"))
     t = info["threads"]
-    omp = "on" if t["openmp"] else "off"
-    extra = f", OpenMP max threads {t['omp_max_threads']}" if t["omp_max_threads"] else ""
-    lines.append(f"threads: fastdrop uses {t['fastdrop_threads']}; OpenMP {omp}{extra}"
-                 + (f"; OMP_NUM_THREADS={t['OMP_NUM_THREADS']}" if t["OMP_NUM_THREADS"] else ""))
+    lines.append(_threads_line(t))
     if t.get("cython_isa"):
         cap = os.environ.get("FASTDROP_MAX_ISA")
         lines.append(f"cython kernels: {t['cython_isa']}"

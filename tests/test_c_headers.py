@@ -8,7 +8,9 @@ and friends into errors; this checks the headers with those (plus ``-Wall
 OpenMP, each header on its own and all together, included the way
 ``_kernels.pyx`` includes them (after its OpenMP preamble) and called with
 the argument types ``_kernels.pyx`` and ``api.pxd`` pass.  Needs a C compiler
-(``gcc`` or ``cc``); skipped without one.
+(``gcc`` or ``cc``); skipped without one.  The extension's own headers (the
+worker pool and the thread count: pool.h, threads.h) are checked too where
+they are (the source tree; the wheel ships only the C API's headers).
 """
 
 import os
@@ -39,12 +41,9 @@ PREAMBLE = r"""
 #include <stdio.h>
 
 #ifdef _OPENMP
-#include <omp.h>
 #define FASTDROP_HAVE_OPENMP 1
-static int fastdrop_omp_max_threads(void) { return omp_get_max_threads(); }
 #else
 #define FASTDROP_HAVE_OPENMP 0
-static int fastdrop_omp_max_threads(void) { return 1; }
 #endif
 """
 
@@ -134,7 +133,7 @@ def _source(headers):
     body = "".join(USES[h] for h in headers)
     includes = "".join(f'#include "{h}"\n' for h in headers)
     return (PREAMBLE + includes + "\nint main(void)\n{\n"
-            + "    int rc = fastdrop_omp_max_threads() + FASTDROP_HAVE_OPENMP;\n"
+            + "    int rc = FASTDROP_HAVE_OPENMP;\n"
             + body + "    return rc;\n}\n")
 
 
@@ -203,3 +202,39 @@ def test_cimporter_unused_kernels_do_not_warn(cc, tmp_path):
            "int main(void) { return fastdrop_keep(1u, 2u, 0.5); }\n")
     _check(*_compile(cc, tmp_path, src,
                      ["-c", "-o", str(tmp_path / "fd_headers.o"), *STRICT, *SETUP]), src)
+
+
+#: The extension's own headers (not the C API: the wheel does not ship them),
+#: called as _kernels.pyx and xla_ffi.h call them.
+OWN_USES = {
+    "pool.h": r"""
+    fd_pool_run(fd_test_task, &rc, (int64_t)4, 2);
+""",
+    "threads.h": r"""
+    fastdrop_threadpool_set_num_threads(3);
+    rc += fastdrop_threadpool_get_num_threads() + fastdrop_threadpool_get_limit();
+    rc += fd_threads_unlimited() + fd_threads_env() + fd_threads_cpus();
+    fastdrop_threadpool_set_num_threads(0);
+""",
+}
+
+
+@pytest.mark.parametrize("omp", [False, True], ids=["serial", "openmp"])
+def test_extension_headers_compile_warning_free(cc, openmp, tmp_path, omp):
+    inc = fastdrop.get_include()
+    if not all(os.path.isfile(os.path.join(inc, h)) for h in OWN_USES):
+        pytest.skip("pool.h and threads.h are not installed (the sdist has them)")
+    if omp and not openmp:
+        pytest.skip(f"{cc} cannot compile OpenMP code (-fopenmp / omp.h)")
+    # _GNU_SOURCE: Python.h defines it before anything in _kernels.c
+    src = ("#define _GNU_SOURCE\n" + PREAMBLE
+           + "".join(f'#include "{h}"\n' for h in OWN_USES)
+           + "\nstatic void fd_test_task(const void *ctx, int64_t t)\n"
+           + "{ (void)ctx; (void)t; }\n"
+           + "\nint main(void)\n{\n    int rc = 0;\n"
+           + "".join(OWN_USES.values()) + "    return rc;\n}\n")
+    # compiled and linked (the exported functions are definitions: -c checks
+    # them as the extension's build does), -pthread as setup.py builds it
+    args = ["-o", str(tmp_path / "fd_own"), *STRICT, *SETUP, "-pthread"] + (
+        ["-fopenmp"] if omp else [])
+    _check(*_compile(cc, tmp_path, src, args), src)

@@ -4,6 +4,8 @@ path (``fast_dropout``: what it takes, what it declines, ``out=``).  Parity
 with the reference over layouts, offsets, thresholds and dtypes is
 table-driven in ``test_parity.py`` (cases in ``cases.py``)."""
 
+import sys
+
 import numpy as np
 import pytest
 from numpy.testing import assert_array_equal
@@ -26,8 +28,9 @@ def test_module_interface():
     assert CB.available() == (True, "")
     assert set(CB.DTYPES) == {"float16", "float32", "float64", "bfloat16"}
     assert fastdrop.get_backends()["cython"]["available"]
-    assert K.openmp_enabled() in (True, False)
-    assert K.omp_max_threads() >= 1
+    # OpenMP only where the worker pool needs it (Windows: no POSIX threads)
+    assert K.openmp_enabled() in ((True, False) if sys.platform == "win32" else (False,))
+    assert K.default_threads() >= 1
     assert K.CHUNK % 8 == 0
 
 

@@ -462,9 +462,9 @@ def test_cli_bench_cuda_without_gpu_fails():
     assert "none of the requested backends can run here (cuda:" in err.getvalue()
 
 
-# ---------------------------------------------------------------- threads follow OpenMP
+# ------------------------------------- threads follow OMP_NUM_THREADS and threadpoolctl
 
-def test_default_threads_follow_openmp_env():
+def test_default_threads_follow_omp_num_threads():
     import subprocess
     import sys
 
@@ -478,7 +478,7 @@ def test_default_threads_follow_openmp_env():
 
 def test_default_threads_follow_threadpoolctl_and_set_none_resets():
     threadpoolctl = pytest.importorskip("threadpoolctl")
-    old = fastdrop.set_num_threads(None)  # the default: follow OpenMP
+    old = fastdrop.set_num_threads(None)  # the default: threadpoolctl's limit applies
     try:
         with threadpoolctl.threadpool_limits(1):
             assert fastdrop.get_num_threads() == 1

@@ -3,8 +3,8 @@
 
 The drivers turn an array and its mask strides into "outer rows x inner
 axis" tasks of at most :data:`CHUNK` elements (docs/spec.md §2,
-"Logical index"), then run them with the GIL released, in parallel with OpenMP when
-the work is large.  A task's result depends only on its index, so results
+"Logical index"), then run them with the GIL released, in parallel on the
+worker pool (pool.h) when the work is large.  A task's result depends only on its index, so results
 never depend on the number of threads.
 """
 
@@ -20,21 +20,22 @@ from fastdrop._bfloat16 import is_bfloat16 as _is_bfloat16
 cnp.import_array()
 
 __all__ = ["forward", "mask", "apply_mask", "noise", "fast_dropout", "stream_scale", "isa",
-           "openmp_enabled", "omp_max_threads", "CHUNK"]
+           "openmp_enabled", "default_threads", "threadpool_limit", "CHUNK"]
 
 cdef extern from *:
     """
     #ifdef _OPENMP
-    #include <omp.h>
     #define FASTDROP_HAVE_OPENMP 1
-    static int fastdrop_omp_max_threads(void) { return omp_get_max_threads(); }
     #else
     #define FASTDROP_HAVE_OPENMP 0
-    static int fastdrop_omp_max_threads(void) { return 1; }
     #endif
     """
     int FASTDROP_HAVE_OPENMP
-    int fastdrop_omp_max_threads() nogil
+
+cdef extern from "threads.h" nogil:
+    int fastdrop_threadpool_get_num_threads()
+    int fastdrop_threadpool_get_limit()
+    int fd_threads_unlimited()
 
 cdef extern from "pool.h" nogil:
     ctypedef void (*fd_pool_fn)(const void *ctx, int64_t t) noexcept nogil
@@ -113,12 +114,10 @@ import os as _os
 fd_isa_select(_ISA_CAPS.get(_os.environ.get("FASTDROP_MAX_ISA", ""), 2))
 
 
-if FASTDROP_HAVE_OPENMP:  # the default thread count follows this runtime (fastdrop._config)
-    _config._omp_max_threads = lambda: fastdrop_omp_max_threads()
-
-
 def openmp_enabled():
-    """True if this extension was compiled with OpenMP.
+    """True if this extension was compiled with OpenMP: on Windows, where
+    the worker pool runs OpenMP threads (POSIX threads elsewhere, with no
+    OpenMP runtime).
 
     Examples
     --------
@@ -166,16 +165,42 @@ def set_max_isa(name):
     fd_isa_select(_ISA_CAPS[name])
     return old
 
-def omp_max_threads():
-    """OpenMP's default thread count (1 without OpenMP).
+def default_threads():
+    """The default thread count at this moment (threads.h): the
+    threadpoolctl limit if one is set, else ``OMP_NUM_THREADS`` (OpenMP's
+    syntax: the first entry of a comma-separated list; an invalid value is
+    ignored), else the CPUs this process may run on.
+    :func:`fastdrop.get_num_threads` returns it when
+    :func:`fastdrop.set_num_threads` has set no count.
 
     Examples
     --------
     >>> from fastdrop._cython import _kernels
-    >>> _kernels.omp_max_threads() >= 1
+    >>> _kernels.default_threads() >= 1
     True
     """
-    return fastdrop_omp_max_threads()
+    return fastdrop_threadpool_get_num_threads()
+
+
+def threadpool_limit():
+    """The thread limit threadpoolctl set (``threadpool_limits``), or None.
+
+    Examples
+    --------
+    >>> from fastdrop._cython import _kernels
+    >>> _kernels.threadpool_limit() is None  # outside threadpool_limits blocks
+    True
+    """
+    n = fastdrop_threadpool_get_limit()
+    return n if n > 0 else None
+
+
+# the default thread count (fastdrop._config.get_num_threads), and
+# threadpoolctl's controller: registered now if threadpoolctl is imported,
+# else when it is (fastdrop._threadpool)
+_config._extension_threads = default_threads
+from fastdrop import _threadpool
+_threadpool.install()
 
 
 cdef inline int _dtype_code(cnp.ndarray x) except -1:
@@ -208,11 +233,11 @@ cdef int _execute(fd_task_t *g, int64_t ntasks, int64_t total) except -1:
     """Run tasks 0..ntasks-1, on the worker pool (pool.h) when there is
     enough work."""
     cdef object ntset = _config._num_threads
-    cdef int nt = fastdrop_omp_max_threads() if ntset is None else ntset
+    cdef int nt = 1  # the calling thread alone, unless there is enough work
     if ntasks <= 0:
         return 0
-    if nt <= 1 or ntasks == 1 or total < _SERIAL_MAX:
-        nt = 1  # the calling thread alone
+    if ntasks > 1 and total >= _SERIAL_MAX:
+        nt = fastdrop_threadpool_get_num_threads() if ntset is None else ntset
     with nogil:
         fd_pool_run(_task_cb, g, ntasks, nt)
     return 0
@@ -749,7 +774,7 @@ def stream_scale(x, out, s):
     cdef int64_t n = xa.size, ntasks = (n + _CHUNK - 1) // _CHUNK, t, a, b
     cdef float sf = s
     cdef object ntset = _config._num_threads
-    cdef int nt = fastdrop_omp_max_threads() if ntset is None else ntset
+    cdef int nt = fastdrop_threadpool_get_num_threads() if ntset is None else ntset
     if nt > ntasks:
         nt = <int>max(ntasks, 1)
     cdef _stream_ctx c
@@ -802,7 +827,7 @@ from cpython.pycapsule cimport PyCapsule_New
 
 cdef extern from "xla_ffi.h" nogil:
     void *fd_xla_handler(int which)
-    void fd_xla_configure(int threads, int64_t chunk, int64_t serial)
+    void fd_xla_configure(int threads, int64_t chunk, int64_t serial, int unlimited)
     int XLA_FFI_API_MAJOR
     int XLA_FFI_API_MINOR
 
@@ -830,8 +855,10 @@ def xla_handlers(unsupported=False):
 
 
 def xla_configure(threads):
-    """Threads the XLA handlers use (None: OpenMP's default); their task size
-    and single-thread cut-over are the other entry points'.  Results never
+    """Threads the XLA handlers use (None: the default, see
+    :func:`default_threads`: a threadpoolctl limit applies when the handler
+    runs, ``OMP_NUM_THREADS`` and the CPUs are read now); their task size and
+    single-thread cut-over are the other entry points'.  Results never
     depend on either.
 
     Examples
@@ -839,7 +866,8 @@ def xla_configure(threads):
     >>> from fastdrop._cython import _kernels
     >>> _kernels.xla_configure(None)
     """
-    fd_xla_configure(0 if threads is None else int(threads), _CHUNK, _SERIAL_MAX)
+    fd_xla_configure(0 if threads is None else int(threads), _CHUNK, _SERIAL_MAX,
+                     fd_threads_unlimited())
 
 
 def xla_api_version():

@@ -13,8 +13,7 @@ Examples
 
 from __future__ import annotations
 
-from ._kernels import (apply_mask, fast_dropout, forward, mask, noise, omp_max_threads,
-                       openmp_enabled)
+from ._kernels import apply_mask, fast_dropout, forward, mask, noise
 
 __all__ = ["forward", "mask", "apply_mask", "noise", "fast_dropout", "available", "DTYPES"]
 

@@ -50,9 +50,12 @@
  * and on its workers, in the kernels' own environment (fpenv.h) and
  * restores the caller's afterwards.
  *
- * Threads: the package's worker pool, fd_xla_threads threads (0: OpenMP's
- * default), the work cut into tasks of fd_xla_chunk elements as the
- * Python-level drivers do; results never depend on it.
+ * Threads: the package's worker pool, fd_xla_threads threads (0: the
+ * default, threads.h: a threadpoolctl limit as the handler runs, else
+ * fd_xla_unlimited, the OMP_NUM_THREADS / CPU count read when Python last
+ * configured the handlers: no getenv on XLA's threads), the work cut into
+ * tasks of fd_xla_chunk elements as the Python-level drivers do; results
+ * never depend on it.
  */
 #ifndef FASTDROP_XLA_FFI_H
 #define FASTDROP_XLA_FFI_H
@@ -63,22 +66,22 @@
 #include <string.h>
 #include "kernels.h"
 #include "pool.h"
+#include "threads.h"
 #include "third_party/xla/ffi/api/c_api.h"
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 #if defined(__linux__)
 #include <sys/mman.h>
 #endif
 
 /* Settings pushed from Python (_kernels.xla_configure). */
-static int fd_xla_threads = 0;           /* 0: omp_get_max_threads() */
+static int fd_xla_threads = 0;           /* 0: the default (fd_xla_nthreads) */
+static int fd_xla_unlimited = 1;         /* fd_threads_unlimited() when configured */
 static int64_t fd_xla_chunk = 1 << 14;   /* elements per task (as _kernels' tasks) */
 static int64_t fd_xla_serial = 1 << 16;  /* fewer elements: the calling thread alone */
 
-static void fd_xla_configure(int threads, int64_t chunk, int64_t serial)
+static void fd_xla_configure(int threads, int64_t chunk, int64_t serial, int unlimited)
 {
     fd_xla_threads = threads < 0 ? 0 : threads;
+    fd_xla_unlimited = unlimited < 1 ? 1 : unlimited;
     if (chunk >= 256) fd_xla_chunk = chunk;
     if (serial >= 0) fd_xla_serial = serial;
 }
@@ -471,11 +474,8 @@ static void fd_xla_at_key(const fd_xla_run_t *r, fd_task_t *g, int64_t kb)
 
 static int fd_xla_nthreads(void)
 {
-#ifdef _OPENMP
-    return fd_xla_threads > 0 ? fd_xla_threads : omp_get_max_threads();
-#else
-    return 1;
-#endif
+    const int lim = fd_threads_limit;
+    return fd_xla_threads > 0 ? fd_xla_threads : lim > 0 ? lim : fd_xla_unlimited;
 }
 
 /* Task t of a run: key t / per, that key's task t % per. */
