@@ -445,8 +445,11 @@ def format_info(info):
     else:
         layer = nb["threading_layer"] or (
             f"not initialised yet (configured: {nb['threading_layer_config']})")
-        lines.append(f"numba: threading layer {layer}"
-                     + (f", {nb['num_threads']} threads" if nb["num_threads"] else ""))
+        lines.append("numba: kernels run on fastdrop's worker pool"
+                     if t.get("cython_isa") else
+                     f"numba: threading layer {layer}"
+                     + (f", {nb['num_threads']} threads" if nb["num_threads"] else "")
+                     + " (the compiled extension's worker pool is not built)")
         lines.append(f"numba cache dir: {nb['cache_dir']}")
     c = info["cpu"]
     lines.append(f"cpu: {c['model']} ({c['arch']}), {c['usable_cpus']} usable of "

@@ -508,7 +508,7 @@ def test_concurrent_calls_from_threads():
     with ThreadPoolExecutor(4) as ex:
         results = list(ex.map(run, jobs * 3))
     assert all(results)
-    assert B.compile_report()["threading_layer"] in ("omp", "tbb", "workqueue")
+    assert B.compile_report()["runs_on"] == "pool"
 
 
 def test_concurrent_large_outputs_and_stored_masks():
@@ -541,13 +541,15 @@ def test_concurrent_large_outputs_and_stored_masks():
 
 
 def test_workqueue_layer_is_serialised():
-    """Under Numba's non-thread-safe 'workqueue' layer, concurrent calls are
-    serialised by the backend and stay correct."""
+    """Without the compiled extension's pool, under Numba's non-thread-safe
+    'workqueue' layer, concurrent calls are serialised by the backend and
+    stay correct."""
     code = textwrap.dedent("""
         import numpy as np
         from concurrent.futures import ThreadPoolExecutor
         import fastdrop
         from fastdrop._numba import backend as B
+        B._run_tasks = False  # as if the extension were not built: the prange kernels
         x = np.arange(200003, dtype=np.float32) - 1000
         ref = fastdrop.dropout(x, 0.3, rng=5, backend="reference")
         def run(k):
@@ -631,7 +633,8 @@ def test_compile_report_and_stream_scale():
     rep = B.compile_report()
     assert rep["numba_version"] == numba.__version__
     kinds = {e["kernel"] for e in rep["entries"]}
-    assert {"forward_contig", "stream_scale"} <= kinds
+    assert {"forward_contig task", "stream_scale task"} <= kinds
+    assert rep["runs_on"] == "pool"
     for e in rep["entries"]:
         assert e["source"] in ("compiled", "cache", "import", "memory")
         assert e["seconds"] >= 0
@@ -827,3 +830,70 @@ def test_ppnd_extreme_words():
     assert_array_equal(z_of(words).view(np.uint64), R.ppnd(u).view(np.uint64))
     q = np.abs(u[:len(edge)] - 0.5)
     assert (q <= 0.425).any() and (q > 0.425).any()
+
+
+# ---------------------------------------------------------------------------
+# the two ways the kernels run: tasks on fastdrop's worker pool (the default)
+# and the prange kernels on Numba's threads (the extension not built)
+# ---------------------------------------------------------------------------
+
+def _every_path(x, xt):
+    """Each backend entry point on a contiguous array ``x`` (several CHUNK
+    tasks) and a transposed one ``xt`` (the blocked walk), with masks."""
+    T = R.threshold(0.3)
+    res = []
+    out = np.empty_like(x)
+    keep = np.empty(x.size, bool)
+    packed = np.empty((x.size + 7) // 8, np.uint8)
+    B.forward(x, out, 7, 3, T, 1.5, (1,), keep_out=keep, packed_out=packed)
+    res += [out.copy(), keep.copy(), packed.copy()]
+    outt = np.empty_like(xt)
+    B.forward(xt, outt, 7, 3, T, 1.5, (xt.shape[1], 1))
+    res.append(outt.copy())
+    B.forward(xt, outt, 7, 3, T, 1.5, (0, 1))  # noise shape (1, n): broadcast rows
+    res.append(outt.copy())
+    B.apply_mask(x, out, (1,), 1.5, packed=packed)
+    res.append(out.copy())
+    B.mask(x.size, 7, 3, T, keep_out=keep)
+    res.append(keep.copy())
+    B.noise(xt, outt, 7, 3, (xt.shape[1], 1), 1.0, 0.5, "mul")
+    res.append(outt.copy())
+    B.stream_scale(x, out, 2.0)
+    res.append(out.copy())
+    return res
+
+
+def test_prange_kernels_without_the_pool(monkeypatch):
+    """The prange kernels (what runs when the extension is not built) give
+    the pool tasks' bits on every entry point, at 1 and 2 threads."""
+    x = special_values((2 * 2**16 + 77,), np.float32, seed=3)
+    xt = special_values((300, 257), np.float32, seed=4).T
+    pooled = _every_path(x, xt)
+    assert B.compile_report()["runs_on"] == "pool"
+    monkeypatch.setattr(B, "_run_tasks", False)
+    assert B.compile_report()["runs_on"] == "numba"
+    for t in (1, 2):
+        old = fastdrop.set_num_threads(t)
+        try:
+            for a, b in zip(_every_path(x, xt), pooled):
+                assert_array_equal(bits(a) if a.dtype.kind == "f" else a,
+                                   bits(b) if b.dtype.kind == "f" else b)
+        finally:
+            fastdrop.set_num_threads(old)
+
+
+def test_task_slots_agree_with_the_extension():
+    C = pytest.importorskip("fastdrop._cython._kernels")
+    K = pytest.importorskip("fastdrop._numba.kernels")
+    assert C.TASK_SLOTS == K.TASK_SLOTS
+
+
+def test_pool_tasks_leave_numba_threads_alone():
+    before = numba.get_num_threads()
+    fastdrop.dropout(np.ones(3 << 16, np.float32), 0.5, rng=1, backend="numba")
+    assert numba.get_num_threads() == before
+
+
+def test_unknown_task_kernel():
+    with pytest.raises(ValueError, match="unknown kernel"):
+        B._kernels().task_cfunc("nope", np.float32, np.float32)

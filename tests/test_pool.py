@@ -153,3 +153,56 @@ def test_flush_to_zero_threads_get_exact_results():
                        text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["True", "True", "True"]
+
+
+# ---------------------------------------------------------------------------
+# run_tasks: foreign task functions (the Numba backend's cfuncs) on the pool
+# ---------------------------------------------------------------------------
+
+def _recorder():
+    """A ctypes task function recording (t, ints[0], size[0], thread)."""
+    import ctypes
+
+    seen = []
+    lock = threading.Lock()
+
+    @ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64)
+    def task(ctx, t):
+        slots = ctypes.cast(ctx, ctypes.POINTER(ctypes.c_int64))
+        with lock:
+            seen.append((t, slots[32], slots[16], threading.get_ident()))
+
+    return task, ctypes.cast(task, ctypes.c_void_p).value, seen
+
+
+@pytest.mark.parametrize("threads", [1, 2, 5])
+def test_run_tasks_runs_each_task_once(threads):
+    from fastdrop._cython._kernels import run_tasks
+
+    task, fn, seen = _recorder()
+    a = np.zeros(7, np.float32)
+    run_tasks(fn, 40, threads, (a,), (2**64 - 1,))
+    assert sorted(s[0] for s in seen) == list(range(40))
+    assert {s[1] for s in seen} == {-1}  # a uint64 travels as its bits
+    assert {s[2] for s in seen} == {7}
+
+
+def test_run_tasks_bad_arguments_run_nothing():
+    from fastdrop._cython._kernels import TASK_SLOTS, run_tasks
+
+    task, fn, seen = _recorder()
+    a = np.zeros(8)
+    with pytest.raises(ValueError, match="null"):
+        run_tasks(0, 1, 1, (), ())
+    with pytest.raises(ValueError, match="at most"):
+        run_tasks(fn, 1, 1, (a,) * (TASK_SLOTS + 1), ())
+    with pytest.raises(ValueError, match="at most"):
+        run_tasks(fn, 1, 1, (), (0,) * (TASK_SLOTS + 1))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        run_tasks(fn, 1, 1, (a[::2],), ())
+    with pytest.raises(TypeError):
+        run_tasks(fn, 1, 1, ([1.0],), ())
+    with pytest.raises(OverflowError):
+        run_tasks(fn, 1, 1, (), (2**64,))
+    run_tasks(fn, 0, 2, (a,), ())
+    assert seen == []

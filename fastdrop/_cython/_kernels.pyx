@@ -20,7 +20,8 @@ from fastdrop._bfloat16 import is_bfloat16 as _is_bfloat16
 cnp.import_array()
 
 __all__ = ["forward", "mask", "apply_mask", "noise", "fast_dropout", "stream_scale", "isa",
-           "openmp_enabled", "default_threads", "threadpool_limit", "CHUNK"]
+           "openmp_enabled", "default_threads", "threadpool_limit", "CHUNK", "run_tasks",
+           "TASK_SLOTS"]
 
 cdef extern from *:
     """
@@ -881,3 +882,64 @@ def xla_api_version():
     0
     """
     return (XLA_FFI_API_MAJOR, XLA_FFI_API_MINOR)
+
+
+#: Slots of :func:`run_tasks`' context: arrays (address, size) and integers.
+TASK_SLOTS = 16
+
+ctypedef struct _task_args:
+    int64_t addr[16]    # TASK_SLOTS array addresses
+    int64_t size[16]    # their element counts
+    int64_t ints[16]    # integer arguments (uint64 values as their bits)
+
+
+def run_tasks(size_t fn, int64_t ntasks, int nthreads, tuple arrays, tuple ints):
+    """Run a foreign task function (a Numba ``cfunc`` of C signature
+    ``void(void *ctx, int64_t t)``) for ``t = 0 .. ntasks - 1`` on the
+    worker pool, the GIL released: the way the Numba backend's kernels run,
+    so that they share this extension's threads, their dynamic hand-out of
+    tasks (a descheduled thread never stalls a call) and their
+    floating-point environment (docs/spec.md, "Threads").
+
+    ``ctx`` points to three arrays of :data:`TASK_SLOTS` int64: the data
+    addresses of ``arrays`` (C-contiguous ndarrays), their sizes in
+    elements, and ``ints`` (Python ints in the int64 or uint64 range; a
+    uint64 travels as its bits).  The arrays must stay alive and unchanged
+    for the call, which this function guarantees by holding them.
+
+    Examples
+    --------
+    >>> import ctypes, numpy as np
+    >>> from fastdrop._cython import _kernels
+    >>> seen = np.zeros(4, np.int64)
+    >>> @ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64)
+    ... def task(ctx, t):  # a Python callback only for this example
+    ...     seen[t] = ctypes.cast(ctx, ctypes.POINTER(ctypes.c_int64))[32] + t
+    >>> fn = ctypes.cast(task, ctypes.c_void_p).value
+    >>> _kernels.run_tasks(fn, 4, 1, (), (100,))
+    >>> seen.tolist()
+    [100, 101, 102, 103]
+    """
+    cdef _task_args c
+    cdef cnp.ndarray a
+    cdef Py_ssize_t k
+    if fn == 0:
+        raise ValueError("run_tasks: null task function")
+    if len(arrays) > TASK_SLOTS or len(ints) > TASK_SLOTS:
+        raise ValueError(f"run_tasks: at most {TASK_SLOTS} arrays and {TASK_SLOTS} integers")
+    memset(&c, 0, sizeof(c))
+    for k in range(len(arrays)):
+        a = arrays[k]
+        if not cnp.PyArray_IS_C_CONTIGUOUS(a):
+            raise ValueError(f"run_tasks: array {k} is not C-contiguous")
+        c.addr[k] = <int64_t><size_t>cnp.PyArray_DATA(a)
+        c.size[k] = cnp.PyArray_SIZE(a)
+    for k in range(len(ints)):
+        v = ints[k]
+        c.ints[k] = <int64_t><uint64_t>v if v >= 0 else <int64_t>v
+    if ntasks <= 0:
+        return
+    if nthreads < 1:
+        nthreads = 1
+    with nogil:
+        fd_pool_run(<fd_pool_fn>fn, &c, ntasks, nthreads)

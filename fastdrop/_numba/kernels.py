@@ -86,8 +86,8 @@ Examples
 """
 
 import numpy as np
-from numba import njit, prange, types
-from numba.extending import overload
+from numba import carray, cfunc, njit, prange, types
+from numba.extending import intrinsic, overload
 
 from .._config import CHUNK, NT_MIN_BYTES
 from . import _cache
@@ -515,20 +515,9 @@ def _nt_tile_impl(x, a, out, lanes, lb, sel, th16):
 # kernels
 # ---------------------------------------------------------------------------
 
-@njit(cache=True, parallel=True)
-def forward_contig(x, out, seed, offset, T, sel, keep_out, packed_out, nt):
-    """Dropout over 1-D contiguous ``x`` -> ``out`` (full mask, i = position):
-    the affine select :func:`affine_select` with ``sel = (a, b, c)``.
-
-    ``x``/``out`` are float32/float64, or uint16 bits of float16.
-    ``keep_out`` (bool) / ``packed_out`` (uint8) are written when
-    non-empty.  ``seed``, ``offset``, ``T`` are uint64.  ``nt`` asks for
-    non-temporal stores (a large output that is not ``x``; taken by
-    float32/float64, and with ``packed_out`` only when the first 64-byte
-    line of ``out`` starts on a mask byte): each chunk then starts with a
-    short tile up to the next 64-byte line of ``out``, so its whole tiles
-    are line-aligned.
-    """
+@njit(cache=True)
+def _fwd_contig_task(c, x, out, seed, offset, T, sel, keep_out, packed_out, nt):
+    """Chunk ``c`` (elements ``c * CHUNK ..``) of :func:`forward_contig`."""
     n = x.shape[0]
     k0, k1, th, tl = _key(seed, T)
     th16 = np.uint16(min(th, _MAX16))  # the lanes path runs only for th <= 0xFFFF
@@ -545,88 +534,109 @@ def forward_contig(x, out, seed, offset, T, sel, keep_out, packed_out, nt):
         if want_packed and head % 8 != 0:  # tiles must start on mask bytes
             stream = False
             head = 0
-    nchunks = (n + CHUNK - 1) // CHUNK
-    for c in prange(nchunks):
-        words = np.empty(_TILE_WORDS, np.uint32)
-        lanes = words.view(np.uint16)
-        start = c * CHUNK
-        stop = min(n, start + CHUNK)
-        a = start
-        carry = False
-        while a < stop:
-            L = min(TILE if a > start or head == 0 else head, stop - a)
-            j0 = offset + np.uint64(a)
-            _prefetch_tile(x, a, L)
-            if th > _MAX16:  # T = 2**32: nothing kept, every element the fill
-                for e in range(L):
-                    out[a + e] = affine_select(x[a + e], sel, False)
-                _no_keep(L, a, keep_out, packed_out)
+    words = np.empty(_TILE_WORDS, np.uint32)
+    lanes = words.view(np.uint16)
+    start = c * CHUNK
+    stop = min(n, start + CHUNK)
+    a = start
+    carry = False
+    while a < stop:
+        L = min(TILE if a > start or head == 0 else head, stop - a)
+        j0 = offset + np.uint64(a)
+        _prefetch_tile(x, a, L)
+        if th > _MAX16:  # T = 2**32: nothing kept, every element the fill
+            for e in range(L):
+                out[a + e] = affine_select(x[a + e], sel, False)
+            _no_keep(L, a, keep_out, packed_out)
+        else:
+            # select straight from the random lanes, ties written as
+            # kept (in-place safe); keep bits from the same lanes, ties
+            # written as dropped; then the rare ties resolved in all.
+            # Arrays are passed whole with a base index: an array view
+            # or array variable made per tile costs reference counts,
+            # locked instructions that wait for the non-temporal stores
+            # to drain (measured 3x slower per tile)
+            first = np.int64(j0 & _U7)
+            if carry:  # block 0 is the previous tile's block 32
+                for w in range(4):
+                    words[w] = words[4 * (TILE // 8) + w]
+                _fill_lanes(words, 1, (j0 >> _U3) + _U1, TILE // 8, k0, k1)
             else:
-                # select straight from the random lanes, ties written as
-                # kept (in-place safe); keep bits from the same lanes, ties
-                # written as dropped; then the rare ties resolved in all.
-                # Arrays are passed whole with a base index: an array view
-                # or array variable made per tile costs reference counts,
-                # locked instructions that wait for the non-temporal stores
-                # to drain (measured 3x slower per tile)
-                first = np.int64(j0 & _U7)
-                if carry:  # block 0 is the previous tile's block 32
-                    for w in range(4):
-                        words[w] = words[4 * (TILE // 8) + w]
-                    _fill_lanes(words, 1, (j0 >> _U3) + _U1, TILE // 8, k0, k1)
-                else:
-                    _fill_lanes(words, 0, j0 >> _U3, (first + L + 7) >> 3, k0, k1)
-                # a whole tile that starts inside a block ends inside one:
-                # the next tile (if any) starts in that block
-                carry = L == TILE and first != 0
-                if stream and L == TILE:
-                    ties = _nt_tile(x, a, out, lanes, first, sel, th16)
-                else:
-                    ties = _select_lanes(x, a, out, a, lanes, first, L, sel, th16)
-                if want_keep:
-                    _lanes_keep(keep_out, a, lanes, first, L, th16)
-                if want_packed:
-                    _pack_lanes(lanes, first, L, th16, packed_out, a >> 3)
-                if ties:
-                    _fix_ties(x, a, out, sel, lanes, first, L, th16, j0, k0, k1, tl)
-                    if want_keep or want_packed:
-                        _fix_tie_masks(lanes, first, L, th16, j0, k0, k1, tl, a,
-                                       keep_out, packed_out)
-            a += L
-        if stream:
-            store_fence()
+                _fill_lanes(words, 0, j0 >> _U3, (first + L + 7) >> 3, k0, k1)
+            # a whole tile that starts inside a block ends inside one:
+            # the next tile (if any) starts in that block
+            carry = L == TILE and first != 0
+            if stream and L == TILE:
+                ties = _nt_tile(x, a, out, lanes, first, sel, th16)
+            else:
+                ties = _select_lanes(x, a, out, a, lanes, first, L, sel, th16)
+            if want_keep:
+                _lanes_keep(keep_out, a, lanes, first, L, th16)
+            if want_packed:
+                _pack_lanes(lanes, first, L, th16, packed_out, a >> 3)
+            if ties:
+                _fix_ties(x, a, out, sel, lanes, first, L, th16, j0, k0, k1, tl)
+                if want_keep or want_packed:
+                    _fix_tie_masks(lanes, first, L, th16, j0, k0, k1, tl, a,
+                                   keep_out, packed_out)
+        a += L
+    if stream:
+        store_fence()
+
+
+@njit(cache=True, parallel=True)
+def forward_contig(x, out, seed, offset, T, sel, keep_out, packed_out, nt):
+    """Dropout over 1-D contiguous ``x`` -> ``out`` (full mask, i = position):
+    the affine select :func:`affine_select` with ``sel = (a, b, c)``.
+
+    ``x``/``out`` are float32/float64, or uint16 bits of float16.
+    ``keep_out`` (bool) / ``packed_out`` (uint8) are written when
+    non-empty.  ``seed``, ``offset``, ``T`` are uint64.  ``nt`` asks for
+    non-temporal stores (a large output that is not ``x``; taken by
+    float32/float64, and with ``packed_out`` only when the first 64-byte
+    line of ``out`` starts on a mask byte): each chunk then starts with a
+    short tile up to the next 64-byte line of ``out``, so its whole tiles
+    are line-aligned.
+    """
+    for c in prange((x.shape[0] + CHUNK - 1) // CHUNK):
+        _fwd_contig_task(c, x, out, seed, offset, T, sel, keep_out, packed_out, nt)
+
+
+@njit(cache=True)
+def _mask_task(c, n, seed, offset, T, keep_out, packed_out):
+    """Chunk ``c`` of :func:`mask_kernel`."""
+    k0, k1, th, tl = _key(seed, T)
+    th16 = np.uint16(min(th, _MAX16))
+    offset = np.uint64(offset)
+    want_keep = keep_out.shape[0] > 0
+    want_packed = packed_out.shape[0] > 0
+    words = np.empty(_TILE_WORDS, np.uint32)
+    lanes = words.view(np.uint16)
+    start = c * CHUNK
+    stop = min(n, start + CHUNK)
+    for a in range(start, stop, TILE):
+        L = min(TILE, stop - a)
+        if th > _MAX16:
+            _no_keep(L, a, keep_out, packed_out)
+            continue
+        j0 = offset + np.uint64(a)
+        first = np.int64(j0 & _U7)
+        _fill_lanes(words, 0, j0 >> _U3, (first + L + 7) >> 3, k0, k1)
+        ties = False
+        if want_keep:
+            ties = _lanes_keep(keep_out, a, lanes, first, L, th16)
+        if want_packed:
+            ties = _pack_lanes(lanes, first, L, th16, packed_out, a >> 3)
+        if ties:
+            _fix_tie_masks(lanes, first, L, th16, j0, k0, k1, tl, a, keep_out, packed_out)
 
 
 @njit(cache=True, parallel=True)
 def mask_kernel(n, seed, offset, T, keep_out, packed_out):
     """Keep bits of positions ``offset .. offset + n - 1`` into ``keep_out``
     (bool, when non-empty) and ``packed_out`` (uint8, when non-empty)."""
-    k0, k1, th, tl = _key(seed, T)
-    th16 = np.uint16(min(th, _MAX16))
-    offset = np.uint64(offset)
-    want_keep = keep_out.shape[0] > 0
-    want_packed = packed_out.shape[0] > 0
-    nchunks = (n + CHUNK - 1) // CHUNK
-    for c in prange(nchunks):
-        words = np.empty(_TILE_WORDS, np.uint32)
-        lanes = words.view(np.uint16)
-        start = c * CHUNK
-        stop = min(n, start + CHUNK)
-        for a in range(start, stop, TILE):
-            L = min(TILE, stop - a)
-            if th > _MAX16:
-                _no_keep(L, a, keep_out, packed_out)
-                continue
-            j0 = offset + np.uint64(a)
-            first = np.int64(j0 & _U7)
-            _fill_lanes(words, 0, j0 >> _U3, (first + L + 7) >> 3, k0, k1)
-            ties = False
-            if want_keep:
-                ties = _lanes_keep(keep_out, a, lanes, first, L, th16)
-            if want_packed:
-                ties = _pack_lanes(lanes, first, L, th16, packed_out, a >> 3)
-            if ties:
-                _fix_tie_masks(lanes, first, L, th16, j0, k0, k1, tl, a, keep_out, packed_out)
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        _mask_task(c, n, seed, offset, T, keep_out, packed_out)
 
 
 def _apply_packed_run(x, out, packed, sel, start, stop):
@@ -668,6 +678,20 @@ def _apply_packed_run_impl(x, out, packed, sel, start, stop):
     return impl
 
 
+@njit(cache=True)
+def _apply_contig_task(c, x, out, sel, keep, packed):
+    """Chunk ``c`` of :func:`apply_contig`."""
+    start = c * CHUNK
+    stop = min(x.shape[0], start + CHUNK)
+    if packed.shape[0] == 0:  # unsigned indices: one vectorised select
+        us = np.uint64(start)
+        for e in range(stop - start):
+            u = us + np.uint64(e)
+            out[u] = affine_select(x[u], sel, keep[u])
+    else:
+        _apply_packed_run(x, out, packed, sel, start, stop)
+
+
 @njit(cache=True, parallel=True)
 def apply_contig(x, out, sel, keep, packed):
     """The affine select (:func:`affine_select`, ``sel = (a, b, c)``) of 1-D
@@ -675,18 +699,8 @@ def apply_contig(x, out, sel, keep, packed):
     float16) with a stored full mask: ``keep`` (bool, when non-empty) or
     the bits of ``packed`` (little bit order; float32 and float64 a 64-byte
     line per step)."""
-    n = x.shape[0]
-    nchunks = (n + CHUNK - 1) // CHUNK
-    for c in prange(nchunks):
-        start = c * CHUNK
-        stop = min(n, start + CHUNK)
-        if packed.shape[0] == 0:  # unsigned indices: one vectorised select
-            us = np.uint64(start)
-            for e in range(stop - start):
-                u = us + np.uint64(e)
-                out[u] = affine_select(x[u], sel, keep[u])
-        else:
-            _apply_packed_run(x, out, packed, sel, start, stop)
+    for c in prange((x.shape[0] + CHUNK - 1) // CHUNK):
+        _apply_contig_task(c, x, out, sel, keep, packed)
 
 
 @njit(cache=True)
@@ -788,6 +802,83 @@ def _outer_offsets(r, nouter, shape, xs, os, ms, x0, o0):
     return xo, oo, mo
 
 
+@njit(cache=True, inline="always")
+def _blocked_grid(shape, nd, L):
+    """The task grid of :func:`forward_nd`'s blocked walk: ``(R outer rows,
+    npb row blocks of PBLOCK, nseg tiles of TILE, units)``."""
+    R = 1
+    for k in range(nd - 2):
+        R *= shape[k]
+    npb = (shape[nd - 2] + PBLOCK - 1) // PBLOCK
+    nseg = (L + TILE - 1) // TILE
+    return R, npb, nseg, R * npb * nseg
+
+
+@njit(cache=True)
+def nd_tasks(shape, blocked):
+    """Number of tasks of :func:`forward_nd` (``blocked`` as given there) or,
+    with ``blocked=False``, of :func:`noise_nd` over ``shape`` (int64, inner
+    axis last).  Fixed by the shape alone."""
+    nd = shape.shape[0]
+    L = shape[nd - 1]
+    if blocked:
+        return _blocked_grid(shape, nd, L)[3]
+    return _task_grid(shape, nd, L)[3]
+
+
+@njit(cache=True)
+def _fwd_nd_task(g, xf, x0, of, o0, shape, xs, os, ms, seed, offset, T, sel, keep, packed,
+                 blocked):
+    """Task ``g`` of :func:`forward_nd`."""
+    nd = shape.shape[0]
+    L = shape[nd - 1]
+    sx = xs[nd - 1]
+    so = os[nd - 1]
+    sm = ms[nd - 1]
+    k0, k1, th, tl = _key(seed, T)
+    offset = np.uint64(offset)
+    words = np.empty(_TILE_WORDS, np.uint32)
+    if blocked:
+        P = shape[nd - 2]
+        px = xs[nd - 2]
+        po = os[nd - 2]
+        pm = ms[nd - 2]
+        R, npb, nseg, _ = _blocked_grid(shape, nd, L)
+        kb2 = np.empty((PBLOCK, TILE), np.bool_)
+        kbT = np.empty((TILE, PBLOCK), np.bool_)
+        r = g // (npb * nseg)
+        rest = g - r * (npb * nseg)
+        seg = rest // npb
+        pb = rest - seg * npb
+        xo, oo, mo = _outer_offsets(r, nd - 2, shape, xs, os, ms, x0, o0)
+        p0 = pb * PBLOCK
+        n_p = min(PBLOCK, P - p0)
+        t = seg * TILE
+        n_t = min(TILE, L - t)
+        for pl in range(n_p):
+            _row_keep(kb2[pl], words, mo + (p0 + pl) * pm + t * sm, n_t, sm,
+                      offset, k0, k1, th, tl, keep, packed)
+        # transpose the keep bits so the select runs along memory
+        for e in range(n_t):
+            for pl in range(n_p):
+                kbT[e, pl] = kb2[pl, e]
+        xb = xo + p0 * px + t * sx
+        ob = oo + p0 * po + t * so
+        for e in range(n_t):
+            _select_run(xf, xb + e * sx, px, of, ob + e * so, po, n_p, sel, kbT[e])
+        return
+    R, nseg, rows_per, _ = _task_grid(shape, nd, L)
+    kbuf = np.empty(TILE, np.bool_)
+    r0, r1, e0, e1 = _task_bounds(g, R, nseg, rows_per, L)
+    for r in range(r0, r1):
+        xo, oo, mo = _outer_offsets(r, nd - 1, shape, xs, os, ms, x0, o0)
+        for t in range(e0, e1, TILE):
+            n_t = min(TILE, e1 - t)
+            _row_keep(kbuf, words, mo + t * sm, n_t, sm, offset, k0, k1, th, tl,
+                      keep, packed)
+            _select_run(xf, xo + t * sx, sx, of, oo + t * so, so, n_t, sel, kbuf)
+
+
 @njit(cache=True, parallel=True)
 def forward_nd(xf, x0, of, o0, shape, xs, os, ms, seed, offset, T, sel, keep, packed,
                blocked):
@@ -805,76 +896,28 @@ def forward_nd(xf, x0, of, o0, shape, xs, os, ms, seed, offset, T, sel, keep, pa
     ``PBLOCK`` x ``TILE`` elements: keep bits row by row along the mask,
     then the select in memory order.
     """
-    nd = shape.shape[0]
-    L = shape[nd - 1]
-    sx = xs[nd - 1]
-    so = os[nd - 1]
-    sm = ms[nd - 1]
-    k0, k1, th, tl = _key(seed, T)
-    offset = np.uint64(offset)
-    if blocked:
-        P = shape[nd - 2]
-        px = xs[nd - 2]
-        po = os[nd - 2]
-        pm = ms[nd - 2]
-        R = 1
-        for k in range(nd - 2):
-            R *= shape[k]
-        npb = (P + PBLOCK - 1) // PBLOCK
-        nseg = (L + TILE - 1) // TILE
-        nunits = R * npb * nseg
-        for u in prange(nunits):
-            words = np.empty(_TILE_WORDS, np.uint32)
-            kb2 = np.empty((PBLOCK, TILE), np.bool_)
-            kbT = np.empty((TILE, PBLOCK), np.bool_)
-            r = u // (npb * nseg)
-            rest = u - r * (npb * nseg)
-            seg = rest // npb
-            pb = rest - seg * npb
-            xo, oo, mo = _outer_offsets(r, nd - 2, shape, xs, os, ms, x0, o0)
-            p0 = pb * PBLOCK
-            n_p = min(PBLOCK, P - p0)
-            t = seg * TILE
-            n_t = min(TILE, L - t)
-            for pl in range(n_p):
-                _row_keep(kb2[pl], words, mo + (p0 + pl) * pm + t * sm, n_t, sm,
-                          offset, k0, k1, th, tl, keep, packed)
-            # transpose the keep bits so the select runs along memory
-            for e in range(n_t):
-                for pl in range(n_p):
-                    kbT[e, pl] = kb2[pl, e]
-            xb = xo + p0 * px + t * sx
-            ob = oo + p0 * po + t * so
-            for e in range(n_t):
-                _select_run(xf, xb + e * sx, px, of, ob + e * so, po, n_p, sel, kbT[e])
-        return
-    R, nseg, rows_per, ngroups = _task_grid(shape, nd, L)
-    for g in prange(ngroups):
-        words = np.empty(_TILE_WORDS, np.uint32)
-        kbuf = np.empty(TILE, np.bool_)
-        r0, r1, e0, e1 = _task_bounds(g, R, nseg, rows_per, L)
-        for r in range(r0, r1):
-            xo, oo, mo = _outer_offsets(r, nd - 1, shape, xs, os, ms, x0, o0)
-            for t in range(e0, e1, TILE):
-                n_t = min(TILE, e1 - t)
-                _row_keep(kbuf, words, mo + t * sm, n_t, sm, offset, k0, k1, th, tl,
-                          keep, packed)
-                _select_run(xf, xo + t * sx, sx, of, oo + t * so, so, n_t, sel, kbuf)
+    for g in prange(nd_tasks(shape, blocked)):
+        _fwd_nd_task(g, xf, x0, of, o0, shape, xs, os, ms, seed, offset, T, sel, keep, packed,
+                     blocked)
+
+
+@njit(cache=True)
+def _stream_task(c, x, out, s):
+    """Chunk ``c`` of :func:`stream_scale`."""
+    start = c * CHUNK
+    stop = min(x.shape[0], start + CHUNK)
+    xa = x[start:stop]
+    oa = out[start:stop]
+    for i in range(stop - start):
+        oa[i] = xa[i] * s
 
 
 @njit(cache=True, parallel=True)
 def stream_scale(x, out, s):
     """``out = x * s`` over 1-D contiguous arrays, in parallel: the streaming
     kernel with the same memory traffic as dropout (the benchmark bound)."""
-    n = x.shape[0]
-    nchunks = (n + CHUNK - 1) // CHUNK
-    for c in prange(nchunks):
-        start = c * CHUNK
-        stop = min(n, start + CHUNK)
-        xa = x[start:stop]
-        oa = out[start:stop]
-        for i in range(stop - start):
-            oa[i] = xa[i] * s
+    for c in prange((x.shape[0] + CHUNK - 1) // CHUNK):
+        _stream_task(c, x, out, s)
 
 
 # ---------------------------------------------------------------------------
@@ -1132,6 +1175,30 @@ def _noise_run(xf, xb, sx, of, ob, so, n, zbuf, a, b, mul):
             of[ob + e * so] = noise_value(xf[xb + e * sx], zbuf[e] * b + a, mul)
 
 
+@njit(cache=True)
+def _noise_task(g, xf, x0, of, o0, shape, xs, os, ms, seed, offset, a, b, mul):
+    """Task ``g`` of :func:`noise_nd`."""
+    nd = shape.shape[0]
+    L = shape[nd - 1]
+    sx = xs[nd - 1]
+    so = os[nd - 1]
+    sm = ms[nd - 1]
+    seed = np.uint64(seed)
+    k0 = np.uint64(seed & _LO32)
+    k1 = np.uint64(seed >> _S32)
+    offset = np.uint64(offset)
+    R, nseg, rows_per, _ = _task_grid(shape, nd, L)
+    words = np.empty(_NORMAL_WORDS, np.uint32)
+    zbuf = np.empty(TILE, np.float64)
+    r0, r1, e0, e1 = _task_bounds(g, R, nseg, rows_per, L)
+    for r in range(r0, r1):
+        xo, oo, mo = _outer_offsets(r, nd - 1, shape, xs, os, ms, x0, o0)
+        for t in range(e0, e1, TILE):
+            n_t = min(TILE, e1 - t)
+            _row_normal(zbuf, words, mo + t * sm, n_t, sm, offset, k0, k1)
+            _noise_run(xf, xo + t * sx, sx, of, oo + t * so, so, n_t, zbuf, a, b, mul)
+
+
 @njit(cache=True, parallel=True)
 def noise_nd(xf, x0, of, o0, shape, xs, os, ms, seed, offset, a, b, mul):
     """Gaussian dropout / noise (docs/spec.md §11) over a strided N-d view
@@ -1147,23 +1214,129 @@ def noise_nd(xf, x0, of, o0, shape, xs, os, ms, seed, offset, a, b, mul):
     then the elementwise rule.  An element's value depends only on its mask
     index, never on the split.
     """
-    nd = shape.shape[0]
-    L = shape[nd - 1]
-    sx = xs[nd - 1]
-    so = os[nd - 1]
-    sm = ms[nd - 1]
-    seed = np.uint64(seed)
-    k0 = np.uint64(seed & _LO32)
-    k1 = np.uint64(seed >> _S32)
-    offset = np.uint64(offset)
-    R, nseg, rows_per, ngroups = _task_grid(shape, nd, L)
-    for g in prange(ngroups):
-        words = np.empty(_NORMAL_WORDS, np.uint32)
-        zbuf = np.empty(TILE, np.float64)
-        r0, r1, e0, e1 = _task_bounds(g, R, nseg, rows_per, L)
-        for r in range(r0, r1):
-            xo, oo, mo = _outer_offsets(r, nd - 1, shape, xs, os, ms, x0, o0)
-            for t in range(e0, e1, TILE):
-                n_t = min(TILE, e1 - t)
-                _row_normal(zbuf, words, mo + t * sm, n_t, sm, offset, k0, k1)
-                _noise_run(xf, xo + t * sx, sx, of, oo + t * so, so, n_t, zbuf, a, b, mul)
+    for g in prange(nd_tasks(shape, False)):
+        _noise_task(g, xf, x0, of, o0, shape, xs, os, ms, seed, offset, a, b, mul)
+
+
+# ---------------------------------------------------------------------------
+# the kernels' tasks as C callbacks for fastdrop's worker pool
+# ---------------------------------------------------------------------------
+# Numba's own parallel loops end at a barrier that waits for every thread of
+# the region, including one the OS has not scheduled: on a busy machine a
+# call then waits for a time slice (measured, 2-core AMD EPYC with a busy
+# loop per core: 10**5 float32 took 57x longer on two threads than on
+# one).  The backend therefore runs the chunk tasks above on the Cython
+# extension's worker pool (fastdrop._cython._kernels.run_tasks), which hands
+# tasks out dynamically and waits only for tasks a worker has claimed.  Each
+# task runs through a ``cfunc`` of C signature ``void(void *ctx, int64_t
+# t)``; ``ctx`` holds TASK_SLOTS array addresses, their sizes and
+# TASK_SLOTS integers (see run_tasks).  The prange kernels above remain for
+# when the extension is not built.
+
+#: Slots per section of the pool's task context (``TASK_SLOTS`` of the
+#: Cython extension; a test checks they agree).
+TASK_SLOTS = 16
+_SIZE = TASK_SLOTS        # index of the first array size
+_INT = 2 * TASK_SLOTS     # index of the first integer argument
+_TASK_SIG = types.void(types.voidptr, types.int64)
+
+
+@intrinsic
+def _pointer(typingctx, address):
+    """The int64 ``address`` as a ``void *``."""
+    def codegen(context, builder, sig, args):
+        return builder.inttoptr(args[0], context.get_value_type(types.voidptr))
+    return types.voidptr(types.int64), codegen
+
+
+@njit(inline="always")
+def _context(ctx):
+    return carray(ctx, 3 * TASK_SLOTS, np.int64)
+
+
+@njit(inline="always")
+def _array(ip, k, dt):
+    """Array ``k`` of a task context, typed ``dt``."""
+    return carray(_pointer(ip[k]), ip[_SIZE + k], dt)
+
+
+@njit(inline="always")
+def _u64(ip, k):
+    """Integer ``k`` of a task context as the uint64 it stands for."""
+    return np.uint64(ip[_INT + k])
+
+
+@njit(inline="always")
+def _sel(ip, k, ct, st):
+    """``sel = (a, b, c)`` from arrays ``k`` (``ct[2]``) and ``k + 1``
+    (``st[1]``) of a task context."""
+    ab = _array(ip, k, ct)
+    return (ab[0], ab[1], _array(ip, k + 1, st)[0])
+
+
+def task_cfunc(kernel, st, ct):
+    """The pool task of ``kernel`` (``"forward_contig"``, ``"mask"``,
+    ``"apply_contig"``, ``"forward_nd"``, ``"noise_nd"`` or
+    ``"stream_scale"``) for storage type ``st`` and compute type ``ct``
+    (NumPy scalar types; ``st`` as the backend passes arrays: uint16 for
+    float16, int16 for bfloat16; ignored by ``"mask"``), compiled -- or
+    loaded from the disk cache -- now.
+
+    The arguments a task reads from its context, in slot order (arrays:
+    ``A``, integers: ``I``; ``sel`` travels as a ``ct[2]`` array ``(a,
+    b)`` and an ``st[1]`` array ``(c,)``):
+
+    - forward_contig: A x, out, keep_out, packed_out, ab, c; I seed,
+      offset, T, nt
+    - mask: A keep_out, packed_out; I n, seed, offset, T
+    - apply_contig: A x, out, keep, packed, ab, c
+    - forward_nd: A xf, of, shape, xs, os, ms, keep, packed, ab, c; I x0,
+      o0, seed, offset, T, blocked
+    - noise_nd: A xf, of, shape, xs, os, ms, ab (the float64 ``a``, ``b``);
+      I x0, o0, seed, offset, mul
+    - stream_scale: A x, out, s (``st[1]``)
+
+    Returns
+    -------
+    numba.core.ccallback.CFunc
+        ``.address`` is the C function pointer for ``run_tasks``.
+    """
+    if kernel == "forward_contig":
+        def run(ctx, t):
+            ip = _context(ctx)
+            _fwd_contig_task(t, _array(ip, 0, st), _array(ip, 1, st), _u64(ip, 0), _u64(ip, 1),
+                             _u64(ip, 2), _sel(ip, 4, ct, st), _array(ip, 2, np.bool_),
+                             _array(ip, 3, np.uint8), ip[_INT + 3] != 0)
+    elif kernel == "mask":
+        def run(ctx, t):
+            ip = _context(ctx)
+            _mask_task(t, ip[_INT], _u64(ip, 1), _u64(ip, 2), _u64(ip, 3),
+                       _array(ip, 0, np.bool_), _array(ip, 1, np.uint8))
+    elif kernel == "apply_contig":
+        def run(ctx, t):
+            ip = _context(ctx)
+            _apply_contig_task(t, _array(ip, 0, st), _array(ip, 1, st), _sel(ip, 4, ct, st),
+                               _array(ip, 2, np.bool_), _array(ip, 3, np.uint8))
+    elif kernel == "forward_nd":
+        def run(ctx, t):
+            ip = _context(ctx)
+            _fwd_nd_task(t, _array(ip, 0, st), ip[_INT], _array(ip, 1, st), ip[_INT + 1],
+                         _array(ip, 2, np.int64), _array(ip, 3, np.int64),
+                         _array(ip, 4, np.int64), _array(ip, 5, np.int64),
+                         _u64(ip, 2), _u64(ip, 3), _u64(ip, 4), _sel(ip, 8, ct, st),
+                         _array(ip, 6, np.bool_), _array(ip, 7, np.uint8), ip[_INT + 5] != 0)
+    elif kernel == "noise_nd":
+        def run(ctx, t):
+            ip = _context(ctx)
+            ab = _array(ip, 6, np.float64)
+            _noise_task(t, _array(ip, 0, st), ip[_INT], _array(ip, 1, st), ip[_INT + 1],
+                        _array(ip, 2, np.int64), _array(ip, 3, np.int64),
+                        _array(ip, 4, np.int64), _array(ip, 5, np.int64),
+                        _u64(ip, 2), _u64(ip, 3), ab[0], ab[1], ip[_INT + 4] != 0)
+    elif kernel == "stream_scale":
+        def run(ctx, t):
+            ip = _context(ctx)
+            _stream_task(t, _array(ip, 0, st), _array(ip, 1, st), _array(ip, 2, st)[0])
+    else:
+        raise ValueError(f"unknown kernel {kernel!r}")
+    return cfunc(_TASK_SIG, cache=True)(run)
