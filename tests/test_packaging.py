@@ -101,7 +101,7 @@ def test_numpy_is_the_only_required_dependency():
               "scikit-learn", "zarr", "dask", "distributed", "pillow"}),
     # the test suite: numba included (the Numba tests must run in CI)
     ("test", {"pytest", "hypothesis", "numba", "numba-cuda", "scipy", "dask", "Cython",
-              "ml-dtypes", "matplotlib", "scikit-learn"}),
+              "ml-dtypes", "matplotlib", "scikit-learn", "threadpoolctl"}),
 ])
 def test_extra_brings_its_packages(extra, needs):
     got = {name for name, e in _requirements() if e == extra}
