@@ -218,19 +218,6 @@ def _pool():
     return _run_tasks or None
 
 
-def _pool_state():
-    """Whether the kernels run on the pool (without importing anything new:
-    None before the first call is answered from whether the extension can be
-    found)."""
-    if _run_tasks is None:
-        import importlib.util
-        try:
-            return importlib.util.find_spec("fastdrop._cython._kernels") is not None
-        except (ImportError, ValueError):  # pragma: no cover
-            return False
-    return bool(_run_tasks)
-
-
 def _task(kernel, st, ct):
     """Address of ``kernel``'s pool task for storage type ``st`` (compiled,
     or loaded from the disk cache, the first time; timed for
@@ -652,7 +639,7 @@ def compile_report():
     entries = [dict(r) for r in _records]
     return {
         "numba_version": version,
-        "runs_on": "pool" if _pool_state() else "numba",
+        "runs_on": "pool" if _pool() is not None else "numba",
         "threading_layer": _layer,
         "cache_dir": cache_dir,
         "entries": entries,
