@@ -56,7 +56,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="1e3,1e5,1e7")
     ap.add_argument("--backends", default="cython,numba")
-    ap.add_argument("--samples", type=int, default=7)
+    ap.add_argument("--samples", type=int, default=15)
     args = ap.parse_args(argv)
     sizes = [int(float(s)) for s in args.sizes.split(",")]
     backends = args.backends.split(",")

@@ -206,3 +206,49 @@ def test_run_tasks_bad_arguments_run_nothing():
         run_tasks(fn, 1, 1, (), (2**64,))
     run_tasks(fn, 0, 2, (a,), ())
     assert seen == []
+
+
+def test_stalled_worker_makes_small_jobs_serial_for_a_while():
+    """A worker that holds a task far longer than the caller ran its own (as a
+    worker the OS preempted on a busy machine does) makes the pool run jobs of
+    at most 16 tasks on the calling thread for the next 100 ms
+    (pool.h, FD_POOL_HOLD_*); after that, workers take tasks again."""
+    import ctypes
+    import time
+
+    from fastdrop._cython._kernels import run_tasks
+
+    main = threading.get_ident()
+    who = []
+
+    def make(caller_s, worker_s):
+        @ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64)
+        def task(ctx, t):
+            me = threading.get_ident()
+            who.append(me)
+            time.sleep(caller_s if me == main else worker_s)
+        return task, ctypes.cast(task, ctypes.c_void_p).value
+
+    # the caller's task takes 2 ms, long enough for the worker to claim the
+    # other, which takes 50 ms: a stall
+    stall, fn_stall = make(0.002, 0.05)
+    time.sleep(0.15)                       # no hold left by earlier tests
+    for _ in range(20):
+        who.clear()
+        run_tasks(fn_stall, 2, 2, (), ())
+        if set(who) != {main}:
+            break
+    assert set(who) != {main}, "no worker ever took a task"
+
+    even, fn_even = make(0.002, 0.002)
+    who.clear()
+    run_tasks(fn_even, 17, 2, (), ())      # more than 16 tasks: never held
+    assert len(who) == 17 and set(who) != {main}
+    who.clear()
+    run_tasks(fn_even, 8, 2, (), ())       # within the hold: the caller alone
+    assert who == [main] * 8
+
+    time.sleep(0.15)                       # the hold is over
+    who.clear()
+    run_tasks(fn_even, 8, 2, (), ())
+    assert len(who) == 8 and set(who) != {main}

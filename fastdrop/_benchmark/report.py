@@ -148,6 +148,15 @@ def table_rows(report):
     return out
 
 
+def machine_label(m):
+    """``"AMD EPYC, 2 cores, 2 threads, pool: POSIX threads"``: the machine
+    line of a report's metadata ``m`` (the pool runs OpenMP threads only in
+    Windows builds)."""
+    return (f"{m['cpu']}, {m['cores']} cores, {m['threads']} thread"
+            f"{'s' if m['threads'] != 1 else ''}, "
+            f"pool: {'OpenMP' if m['openmp'] else 'POSIX'} threads")
+
+
 def header_lines(report):
     """Machine and run description lines that head the table."""
     m = report["machine"]
@@ -157,8 +166,7 @@ def header_lines(report):
         libs.append(f"{k} {v.get(k) or 'not installed'}")
     cfg = report["config"]
     lines = [
-        f"fastdrop bench: {m['cpu']}, {m['cores']} cores, {m['threads']} thread"
-        f"{'s' if m['threads'] != 1 else ''}, OpenMP {'on' if m['openmp'] else 'off'}",
+        f"fastdrop bench: {machine_label(m)}",
         "  " + ", ".join(libs) + f", Python {v['python']}",
     ]
     la = m.get("load_average")
@@ -404,10 +412,7 @@ def _plot_line(ax, results, op, name, dt, p, colour, handles):
 
 def _finish_figure(fig, m, handles):
     """Title (machine ``m``), the one figure legend and the layout."""
-    fig.suptitle(f"fastdrop {m['versions']['fastdrop']}: {m['cpu']}, {m['cores']} cores, "
-                 f"{m['threads']} thread{'s' if m['threads'] != 1 else ''}, "
-                 f"OpenMP {'on' if m['openmp'] else 'off'}",
-                 fontsize=10)
+    fig.suptitle(f"fastdrop {m['versions']['fastdrop']}: {machine_label(m)}", fontsize=10)
     fig.legend(list(handles.values()), list(handles.keys()), loc="lower center",
                ncol=min(4, max(1, len(handles))), fontsize=8, frameon=False)
     nleg_rows = math.ceil(len(handles) / 4)
