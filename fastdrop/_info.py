@@ -163,6 +163,25 @@ def cpu_info(detailed=False):
     }
 
 
+def numba_runs_on(nb, cython_isa):
+    """Where the Numba backend's kernels run, in words: fastdrop's worker
+    pool when the compiled extension is built (``cython_isa``, its ISA leaf),
+    else Numba's threading layer (``nb``: :func:`numba_info`).
+
+    Examples
+    --------
+    >>> numba_runs_on({}, "avx2")
+    "kernels run on fastdrop's worker pool"
+    """
+    if cython_isa:
+        return "kernels run on fastdrop's worker pool"
+    layer = nb["threading_layer"] or (
+        f"not initialised yet (configured: {nb['threading_layer_config']})")
+    return (f"threading layer {layer}"
+            + (f", {nb['num_threads']} threads" if nb["num_threads"] else "")
+            + " (the compiled extension's worker pool is not built)")
+
+
 def threads_info():
     """The thread counts fastdrop uses and where the default comes from.
 
@@ -443,13 +462,7 @@ def format_info(info):
     if not nb["installed"]:
         lines.append(f"numba: not installed ({install_command('numba')})")
     else:
-        layer = nb["threading_layer"] or (
-            f"not initialised yet (configured: {nb['threading_layer_config']})")
-        lines.append("numba: kernels run on fastdrop's worker pool"
-                     if t.get("cython_isa") else
-                     f"numba: threading layer {layer}"
-                     + (f", {nb['num_threads']} threads" if nb["num_threads"] else "")
-                     + " (the compiled extension's worker pool is not built)")
+        lines.append("numba: " + numba_runs_on(nb, t.get("cython_isa")))
         lines.append(f"numba cache dir: {nb['cache_dir']}")
     c = info["cpu"]
     lines.append(f"cpu: {c['model']} ({c['arch']}), {c['usable_cpus']} usable of "

@@ -61,6 +61,10 @@ def test_bench_table():
     # the worker pool's threads: OpenMP's in Windows builds, POSIX threads elsewhere
     pool = "OpenMP" if fastdrop.openmp_enabled() else "POSIX"
     assert f"pool: {pool} threads" in lines[0] and "ceiling" in head
+    if "numba" in CPU_BACKENDS:   # where the Numba kernels run
+        where = ("kernels run on fastdrop's worker pool" if "cython" in CPU_BACKENDS
+                 else "threading layer")
+        assert f"numba: {where}" in head
     for name in CPU_BACKENDS:
         assert f"fastdrop[{name}]" in out
     for col in ("median", "GB/s", "% ceil", "vs NumPy"):

@@ -53,11 +53,13 @@ def build_report(cfg, threads, ops, ceiling, gpu_rt, journal, t_start):
     :func:`fastdrop._benchmark.run_bench`): ``ceiling`` is its description,
     ``journal`` holds the records, ``t_start`` is when the run began
     (``time.perf_counter()``)."""
-    from fastdrop._info import machine_info, numba_info
+    from fastdrop._info import machine_info, numba_info, numba_runs_on, threads_info
 
     machine = machine_info(threads=threads)
     nb = numba_info()
     machine["numba_threading_layer"] = nb["threading_layer"]
+    if nb["installed"]:
+        machine["numba_runs_on"] = numba_runs_on(nb, threads_info()["cython_isa"])
     if gpu_rt is not None:
         machine["gpu"] = gpu_rt.describe()
         machine["gpu_runtime"] = gpu_rt.name
@@ -174,8 +176,8 @@ def header_lines(report):
         lines.append(f"  WARNING: the machine was busy (load average {la:.2f} on "
                      f"{m['cores']} cores): times are slow and noisy, with more than one "
                      "thread above all")
-    if m.get("numba_threading_layer"):
-        lines.append(f"  numba threading layer: {m['numba_threading_layer']}")
+    if m.get("numba_runs_on"):
+        lines.append(f"  numba: {m['numba_runs_on']}")
     if m.get("gpu"):
         lines.append(f"  GPU: {m['gpu']} (via {m.get('gpu_runtime')}; times synchronised, "
                      "data already on the device)")
