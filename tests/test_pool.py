@@ -210,9 +210,10 @@ def test_run_tasks_bad_arguments_run_nothing():
 
 def test_stalled_worker_makes_small_jobs_serial_for_a_while():
     """A worker that holds a task far longer than the caller ran its own (as a
-    worker the OS preempted on a busy machine does) makes the pool run jobs of
-    at most 16 tasks on the calling thread for the next 100 ms
-    (pool.h, FD_POOL_HOLD_*); after that, workers take tasks again."""
+    worker the OS preempted on a busy machine does), twice within 100 ms,
+    makes the pool run jobs of at most 16 tasks on the calling thread for the
+    next 100 ms (pool.h, FD_POOL_HOLD_*); one such stall does not; after the
+    100 ms, workers take tasks again."""
     import ctypes
     import time
 
@@ -229,18 +230,26 @@ def test_stalled_worker_makes_small_jobs_serial_for_a_while():
             time.sleep(caller_s if me == main else worker_s)
         return task, ctypes.cast(task, ctypes.c_void_p).value
 
-    # the caller's task takes 2 ms, long enough for the worker to claim the
-    # other, which takes 50 ms: a stall
-    stall, fn_stall = make(0.002, 0.05)
-    time.sleep(0.15)                       # no hold left by earlier tests
-    for _ in range(20):
-        who.clear()
-        run_tasks(fn_stall, 2, 2, (), ())
-        if set(who) != {main}:
-            break
-    assert set(who) != {main}, "no worker ever took a task"
+    # the worker's task takes 40 ms, the caller's 1 ms: a stall, even when a
+    # busy machine delays the caller by a few ms
+    stall, fn_stall = make(0.001, 0.04)
+    even, fn_even = make(0.003, 0.003)
 
-    even, fn_even = make(0.002, 0.002)
+    def stalled():
+        for _ in range(20):
+            who.clear()
+            run_tasks(fn_stall, 2, 2, (), ())
+            if set(who) != {main}:
+                return
+        raise AssertionError("no worker ever took a task")
+
+    time.sleep(0.15)                       # no stall or hold left by earlier tests
+    stalled()
+    who.clear()
+    run_tasks(fn_even, 8, 2, (), ())       # one stall: no hold
+    assert len(who) == 8 and set(who) != {main}
+
+    stalled()                              # the second within 100 ms: a hold
     who.clear()
     run_tasks(fn_even, 17, 2, (), ())      # more than 16 tasks: never held
     assert len(who) == 17 and set(who) != {main}

@@ -65,9 +65,12 @@ typedef void (*fd_pool_fn)(const void *ctx, int64_t t);
  * of one).  No other thread may take such a task over (it may have written
  * part of an in-place output), so the pool learns instead: when the caller
  * waited for claimed tasks more than FD_POOL_STALL_X times as long as it
- * ran tasks itself (and over FD_POOL_STALL_MIN_NS), jobs of at most
- * FD_POOL_HOLD_TASKS tasks run on the calling thread alone for the next
- * FD_POOL_HOLD_NS; then the pool tries again.  Larger jobs stay parallel
+ * ran tasks itself (and over FD_POOL_STALL_MIN_NS), a stall, for the second
+ * time within FD_POOL_HOLD_NS (a busy machine, not one preemption on a
+ * quiet one), jobs of at most FD_POOL_HOLD_TASKS tasks run on the calling
+ * thread alone for the next FD_POOL_HOLD_NS; then the pool tries again
+ * (measured there: about one call in a hundred stalled, so two stalls come
+ * within milliseconds of each other).  Larger jobs stay parallel
  * (their share of a stall is smaller than what a second thread saves).
  * Results never depend on it. */
 #define FD_POOL_STALL_X 4
@@ -85,6 +88,7 @@ static struct {
     _Atomic(const void *) ctx;
     _Atomic int64_t ntasks;
     _Atomic int64_t hold_until;  /* CLOCK_MONOTONIC ns: small jobs serial until then */
+    _Atomic int64_t last_stall;  /* CLOCK_MONOTONIC ns of the last stall (0: none) */
     int started;                 /* workers running (guarded by busy) */
     int atfork;                  /* the fork handler is registered */
     pthread_mutex_t mu;
@@ -237,8 +241,13 @@ static void fd_pool_run(fd_pool_fn fn, const void *ctx, int64_t ntasks, int nthr
     for (int spins = 0; atomic_load_explicit(&fd_pool.done, memory_order_acquire) < ntasks;)
         FD_POOL_RELAX(++spins);
     const int64_t t2 = fd_pool_now(), wait = t2 - t1;
-    if (wait > FD_POOL_STALL_MIN_NS && wait > FD_POOL_STALL_X * (t1 - t0))
-        atomic_store_explicit(&fd_pool.hold_until, t2 + FD_POOL_HOLD_NS, memory_order_relaxed);
+    if (wait > FD_POOL_STALL_MIN_NS && wait > FD_POOL_STALL_X * (t1 - t0)) {
+        const int64_t last = atomic_exchange_explicit(&fd_pool.last_stall, t2,
+                                                      memory_order_relaxed);
+        if (last != 0 && t2 - last < FD_POOL_HOLD_NS)
+            atomic_store_explicit(&fd_pool.hold_until, t2 + FD_POOL_HOLD_NS,
+                                  memory_order_relaxed);
+    }
     pthread_mutex_unlock(&fd_pool.busy);
     fd_fpenv_leave(env);
 }
