@@ -69,8 +69,8 @@ typedef void (*fd_pool_fn)(const void *ctx, int64_t t);
  * time within FD_POOL_HOLD_NS (a busy machine, not one preemption on a
  * quiet one), jobs of at most FD_POOL_HOLD_TASKS tasks run on the calling
  * thread alone for the next FD_POOL_HOLD_NS; then the pool tries again
- * (measured there: about one call in a hundred stalled, so two stalls come
- * within milliseconds of each other).  Larger jobs stay parallel
+ * (measured there: up to about one call in a hundred stalled, so two
+ * stalls came within milliseconds of each other).  Larger jobs stay parallel
  * (their share of a stall is smaller than what a second thread saves).
  * Results never depend on it. */
 #define FD_POOL_STALL_X 4
