@@ -571,3 +571,41 @@ def test_noise_block_crossings_every_isa(off):
         finally:
             _kernels.set_max_isa(old)
         assert_same(out, ref, isa)
+
+
+@pytest.mark.parametrize("f", range(8))
+def test_block_unaligned_runs_every_isa(f):
+    """A contiguous run whose first stream position is inside a Philox block
+    (an offset, or the head the forward splits off to stream y with
+    non-temporal stores) and spans several of the leaf's batches is computed
+    from block-aligned windows, one ahead: sizes around batch ends (128 and
+    384 positions: the portable and AVX2 leaves; 512, 1024: wider), every
+    Cython ISA, forward with the bool and the packed mask, and a view of y
+    at every 4-byte phase of a 64-byte line; ties in the middle of a batch."""
+    _kernels = pytest.importorskip("fastdrop._cython._kernels")
+    seed = 77
+    sizes = [127, 129, 383, 385, 767 - f, 768 - f, 769 - f, 1024 + 3, 1543, 2 * 4096 + 11]
+    for isa in ISAS:
+        old = _kernels.set_max_isa(isa)
+        try:
+            for i, n in enumerate(sizes):
+                off = 8 * 1000 + f
+                p, at = T.tie(seed, off, (n,), ("tie-keep", "tie-drop")[i % 2],
+                              lambda M: M[0] // 2)
+                keep = R.keep_range(seed, off, n, R.threshold(p))
+                assert keep[at] == (i % 2 == 0)
+                x = np.random.default_rng(n).standard_normal(n).astype(np.float32)
+                want_y = np.where(keep, x * np.float32(1 / (1 - p)), np.float32(0))
+                buf = np.zeros(n + 16, np.float32)
+                out = buf[n % 16:n % 16 + n]
+                y, m = fastdrop.dropout(x, p, rng=fastdrop.Generator(seed, off), out=out,
+                                        return_mask="packed", backend="cython")
+                assert y is out
+                assert_array_equal(y.view(np.uint32), want_y.view(np.uint32), f"{isa} n={n}")
+                assert_array_equal(m, np.packbits(keep, bitorder="little"), f"{isa} n={n}")
+                yb, mb = fastdrop.dropout(x, p, rng=fastdrop.Generator(seed, off),
+                                          return_mask=True, backend="cython")
+                assert_array_equal(mb, keep, f"{isa} n={n}")
+                assert_array_equal(yb.view(np.uint32), want_y.view(np.uint32))
+        finally:
+            _kernels.set_max_isa(old)
