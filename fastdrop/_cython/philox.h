@@ -115,10 +115,30 @@ static inline int fd_ctz64(uint64_t t)
 #define FD_UNLIKELY(x) (x)
 #endif
 
+/* Marks the static (not inline) functions of these headers: a file that
+ * includes them and calls only some (a cimporter of api.pxd, one header on
+ * its own) must not get -Wunused-function.  No effect on the code made. */
+#if defined(__GNUC__)
+#define FD_MAYBE_UNUSED __attribute__((unused))
+#else
+#define FD_MAYBE_UNUSED
+#endif
+
+/* A function compiled once and called, never inlined (the normal-variate
+ * batch of each ISA, kernels.h: inlined, it was copied into every dtype's
+ * noise kernel). */
+#if defined(__GNUC__)
+#define FD_NOINLINE __attribute__((noinline))
+#elif defined(_MSC_VER)
+#define FD_NOINLINE __declspec(noinline)
+#else
+#define FD_NOINLINE
+#endif
+
 /* Resolve the ties flagged in t (bit e: position j + e) in the keep word w
- * with the low 16-bit lanes. */
-static inline uint64_t fd_fix_ties(uint64_t w, uint64_t t, uint64_t seed, uint64_t j,
-                                   uint32_t Tl)
+ * with the low 16-bit lanes (rare: out of line). */
+static FD_NOINLINE FD_MAYBE_UNUSED uint64_t fd_fix_ties(uint64_t w, uint64_t t, uint64_t seed,
+                                                       uint64_t j, uint32_t Tl)
 {
     while (t) {
         int e = fd_ctz64(t);
@@ -128,15 +148,6 @@ static inline uint64_t fd_fix_ties(uint64_t w, uint64_t t, uint64_t seed, uint64
     }
     return w;
 }
-
-/* Marks the static (not inline) functions of these headers: a file that
- * includes them and calls only some (a cimporter of api.pxd, one header on
- * its own) must not get -Wunused-function.  No effect on the code made. */
-#if defined(__GNUC__)
-#define FD_MAYBE_UNUSED __attribute__((unused))
-#else
-#define FD_MAYBE_UNUSED
-#endif
 
 /* Prefetch the cache line at p into L2 (a hint; nothing without GCC/Clang). */
 #if defined(__GNUC__)
@@ -153,15 +164,21 @@ static inline uint64_t fd_fix_ties(uint64_t w, uint64_t t, uint64_t seed, uint64
 #define FD_LEAF static inline
 #endif
 
-/* A function compiled once and called, never inlined (the normal-variate
- * batch of each ISA, kernels.h: inlined, it was copied into every dtype's
- * noise kernel). */
-#if defined(__GNUC__)
-#define FD_NOINLINE __attribute__((noinline))
-#elif defined(_MSC_VER)
-#define FD_NOINLINE __declspec(noinline)
-#else
-#define FD_NOINLINE
-#endif
+/* Keep (w) and tie (t) bits of the nb blocks from b on (8 per word, lane l
+ * of block i at bit 8 i + l), block by block: the SIMD leaves' rare cases
+ * (blocks crossing a multiple of 2^32, the extra block of a batch that
+ * starts inside one), out of line: inlined, they were 1-2 KB of each of
+ * the leaves' call sites. */
+static FD_NOINLINE FD_MAYBE_UNUSED void fd_blocks_bits(uint64_t b, int nb, uint64_t seed,
+                                                       uint32_t Th, uint64_t *w, uint64_t *t)
+{
+    for (int q = 0; 8 * q < nb; q++) w[q] = t[q] = 0;
+    for (int i = 0; i < nb; i++) {
+        uint64_t gw, ge;
+        fd_block_bits(b + (uint64_t)i, seed, Th, &gw, &ge);
+        w[i >> 3] |= gw << (8 * (i & 7));
+        t[i >> 3] |= ge << (8 * (i & 7));
+    }
+}
 
 #endif /* FASTDROP_PHILOX_H */
