@@ -63,8 +63,9 @@ def test_version_is_written_once():
 
 def test_license_is_an_spdx_expression_with_its_file():
     pp = _pyproject()
-    assert pp["project"]["license"] == "BSD-3-Clause"
-    assert pp["project"]["license-files"] == ["LICENSE"]
+    # BSD-3-Clause, and Apache-2.0 for the XLA FFI header compiled into the extension
+    assert pp["project"]["license"] == "BSD-3-Clause AND Apache-2.0"
+    assert pp["project"]["license-files"] == ["LICENSE", "LICENSES/Apache-2.0.txt"]
     # setuptools >= 77 reads SPDX expressions (older ones warn or fail)
     req = [r for r in pp["build-system"]["requires"] if r.startswith("setuptools")]
     assert req == ["setuptools>=77"]
@@ -76,12 +77,17 @@ def test_license_is_an_spdx_expression_with_its_file():
     assert text.startswith("BSD 3-Clause License")
     assert "Copyright (c)" in text and "the fastdrop developers" in text
     assert "Neither the name of the copyright holder" in text
+    apache = [f for f in md.files(DIST) or [] if f.name == "Apache-2.0.txt"]
+    assert apache, "the installed distribution lists no Apache-2.0 licence text"
+    text = apache[0].read_text(encoding="utf-8")
+    assert text.lstrip().startswith("Apache License\n") and "Version 2.0, January 2004" in text
+    assert text.rstrip().endswith("limitations under the License.")
 
 
 def test_installed_metadata_has_the_license_expression():
     meta = md.metadata(DIST)
-    assert meta["License-Expression"] == "BSD-3-Clause"
-    assert "LICENSE" in (meta.get_all("License-File") or [])
+    assert meta["License-Expression"] == "BSD-3-Clause AND Apache-2.0"
+    assert {"LICENSE", "LICENSES/Apache-2.0.txt"} <= set(meta.get_all("License-File") or [])
     assert not meta.get("License"), "the deprecated License field is set too"
 
 

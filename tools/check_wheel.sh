@@ -16,9 +16,10 @@
 #     generated C file and no compiled object;
 #  4. auditwheel show, auditwheel repair (manylinux tag); the wheel's file list
 #     and sizes; it must hold no .c file, no debug symbols (the extension is
-#     stripped), the C API's api.pxd and headers, py.typed, LICENSE, and none of
-#     the build-only sources (_kernels.pyx, the *.h.in templates, pool.h,
-#     threads.h, fpenv.h, xla_ffi.h, third_party/); auditwheel must vendor no
+#     stripped), the C API's api.pxd and headers, py.typed, LICENSE and
+#     LICENSES/Apache-2.0.txt, and none of the build-only sources
+#     (_kernels.pyx, the *.h.in templates, pool.h, threads.h, fpenv.h,
+#     xla_ffi.h, third_party/); auditwheel must vendor no
 #     library (no fastdrop_kernels.libs/: the extension links no OpenMP runtime);
 #     the repaired wheel, the file users download, must be under MAX_KB kB
 #     (default 600; kB = 1000 bytes);
@@ -74,8 +75,8 @@ echo "wheel: $(basename "$WHEEL") ($(stat -c %s "$WHEEL") bytes)"
 step "3. the sdist's contents"
 tar -tzf "$SDIST" > "$WORK/sdist.txt"
 for f in tests/conftest.py tests/cases.py tests/test_cimport.py conftest.py setup.py \
-         pyproject.toml MANIFEST.in LICENSE CHANGELOG.md README.md docs/spec.md \
-         fastdrop/py.typed fastdrop/_cython/_kernels.pyx fastdrop/_cython/api.pxd \
+         pyproject.toml MANIFEST.in LICENSE LICENSES/Apache-2.0.txt CHANGELOG.md README.md \
+         docs/spec.md fastdrop/py.typed fastdrop/_cython/_kernels.pyx fastdrop/_cython/api.pxd \
          fastdrop/_cython/kernels.h.in fastdrop/_cython/philox.h fastdrop/_cython/pool.h \
          fastdrop/_cython/threads.h fastdrop/_cython/fpenv.h fastdrop/_cython/xla_ffi.h \
          fastdrop/_cython/third_party/xla/ffi/api/c_api.h \
@@ -128,6 +129,8 @@ for need in ("fastdrop/py.typed", "fastdrop/_cython/api.pxd", "fastdrop/_cython/
         problems.append(f"the wheel lacks {need}")
 if not any(n.endswith("dist-info/licenses/LICENSE") for n in names):
     problems.append("the wheel lacks the LICENSE file")
+if not any(n.endswith("dist-info/licenses/LICENSES/Apache-2.0.txt") for n in names):
+    problems.append("the wheel lacks LICENSES/Apache-2.0.txt (the XLA FFI header's licence)")
 exts = [n for n in names if n.startswith("fastdrop/") and n.endswith(".so")]
 if not exts:
     problems.append("the wheel holds no compiled extension")
