@@ -578,8 +578,8 @@ def test_block_unaligned_runs_every_isa(f):
     """A contiguous run whose first stream position is inside a Philox block
     (an offset, or the head the forward splits off to stream y with
     non-temporal stores) and spans several of the leaf's batches is computed
-    from block-aligned windows, one ahead: sizes around batch ends (128 and
-    384 positions: the portable and AVX2 leaves; 512, 1024: wider), every
+    from block-aligned windows, one ahead: sizes around batch ends (128, 384
+    and 768 positions: one portable, one AVX2 and three AVX-512 batches), every
     Cython ISA, forward with the bool and the packed mask, and a view of y
     at every 4-byte phase of a 64-byte line; ties in the middle of a batch."""
     _kernels = pytest.importorskip("fastdrop._cython._kernels")
