@@ -151,6 +151,43 @@ def test_fast_path_with_out(dtype, threads):
             assert_same(y, want)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_fast_path_returns_the_mask(dtype, threads):
+    # return_mask True / "bool" / "packed" on the fast path: the general
+    # path's (reference backend's) values, mask, mask shape and Generator advance
+    for shape in [(), (7,), (31, 33), (2**17 + 3,)]:
+        x = values(shape, dtype, seed=len(shape))
+        for p in (0.5, 0.1, 3 / 65536):
+            for kind in (True, "bool", "packed"):
+                want_y, want_m = fastdrop.dropout(x, p, rng=fastdrop.Generator(4, 13),
+                                                  return_mask=kind, backend="reference")
+                for out in (None, np.full_like(x, 7)):
+                    g = fastdrop.Generator(4, 13)
+                    got = K.fast_dropout(x, p, g, out, return_mask=kind)
+                    assert got is not NotImplemented
+                    y, m = got
+                    if out is not None:
+                        assert y is out
+                    assert_same(y, want_y)
+                    assert m.dtype == want_m.dtype and m.shape == want_m.shape
+                    assert_array_equal(m, want_m)
+                    assert g.offset == 13 + (x.size + 7) // 8 * 8
+                    pub_y, pub_m = fastdrop.dropout(x, p, rng=fastdrop.Generator(4, 13),
+                                                    out=out, return_mask=kind)
+                    assert_same(pub_y, want_y)
+                    assert_array_equal(pub_m, want_m)
+    # what the fast path leaves to the general path (which validates)
+    x = np.ones(10, np.float32)
+    for kind in (np.True_, 1, "Bool", None, b"bool"):
+        g = fastdrop.Generator(5)
+        assert K.fast_dropout(x, 0.5, g, return_mask=kind) is NotImplemented
+        assert g.offset == 0
+    with pytest.raises(ValueError, match="return_mask"):
+        fastdrop.dropout(x, 0.5, rng=1, return_mask="Bool")
+    y, m = fastdrop.dropout(x, 0.5, rng=1, return_mask=np.True_)
+    assert_array_equal(m, fastdrop.dropout_mask(10, 0.5, rng=1))
+
+
 def test_fast_path_with_out_declines_untouched():
     x = np.ones(10, np.float32)
     unaligned = np.frombuffer(bytearray(41), np.float32, count=10, offset=1)

@@ -600,7 +600,10 @@ def fast_dropout(x, p, rng, out=None, training=True, mode="inverted", noise_shap
     (bfloat16 is declined: the general path runs it) with ``p`` a float
     strictly between 0 and 1 and ``rng`` an int seed or a
     :class:`fastdrop.Generator`, ``training`` True, ``mode="inverted"``, no
-    ``noise_shape`` or ``return_mask``, ``backend`` "auto" or "cython", and
+    ``noise_shape``, ``return_mask`` False, True, "bool" or "packed" (the
+    mask made by the same pass, as the general path returns it: a bool array
+    of ``x.shape`` or ``ceil(x.size / 8)`` packed bytes), ``backend`` "auto"
+    or "cython", and
     ``out`` either None or a writeable C-contiguous aligned ``numpy.ndarray``
     of the same shape and dtype that is ``x`` itself or does not overlap it.
     Returns ``NotImplemented`` for anything else, before touching ``rng`` or
@@ -619,6 +622,8 @@ def fast_dropout(x, p, rng, out=None, training=True, mode="inverted", noise_shap
     >>> y = np.zeros(8, np.float32)
     >>> _kernels.fast_dropout(np.ones(8, np.float32), 0.5, 0, y) is y
     True
+    >>> _kernels.fast_dropout(np.ones(8, np.float32), 0.5, 0, return_mask="packed")[1]
+    array([253], dtype=uint8)
     """
     pass  # (the generator objects are module globals, set by _import_generators)
     cdef cnp.ndarray xa, ya
@@ -630,9 +635,18 @@ def fast_dropout(x, p, rng, out=None, training=True, mode="inverted", noise_shap
         return NotImplemented
     # the admission test (pointer and exact-str compares): anything but the
     # plain call is the general path's, which validates and plans it
-    if not (training is True and noise_shape is None and return_mask is False
+    if not (training is True and noise_shape is None
             and type(mode) is str and mode == "inverted" and type(backend) is str
             and (backend == "auto" or backend == "cython")):
+        return NotImplemented
+    cdef int mkind  # the mask output: 0 none, 1 bool, 2 packed
+    if return_mask is False:
+        mkind = 0
+    elif return_mask is True:
+        mkind = 1
+    elif type(return_mask) is str and (return_mask == "bool" or return_mask == "packed"):
+        mkind = 1 if return_mask == "bool" else 2
+    else:
         return NotImplemented
     xa = <cnp.ndarray>x
     if not (cnp.PyArray_IS_C_CONTIGUOUS(xa) and _aligned(xa)):
@@ -696,6 +710,13 @@ def fast_dropout(x, p, rng, out=None, training=True, mode="inverted", noise_shap
         y0 = cnp.PyArray_BYTES(ya)
         if y0 != x0 and y0 < x0 + nbytes and x0 < y0 + nbytes:
             return NotImplemented  # partial overlap: the general path raises
+    cdef cnp.npy_intp nb
+    keep = packed = None
+    if mkind == 1:
+        keep = cnp.PyArray_EMPTY(cnp.PyArray_NDIM(xa), cnp.PyArray_DIMS(xa), cnp.NPY_BOOL, 0)
+    elif mkind == 2:
+        nb = (n + 7) // 8
+        packed = cnp.PyArray_EMPTY(1, &nb, cnp.NPY_UINT8, 0)
     if npgen is not None:  # one seed drawn from it (checks all passed: nothing declines now)
         seed = _numpy_seed(npgen)
         offset = 0
@@ -728,8 +749,14 @@ def fast_dropout(x, p, rng, out=None, training=True, mode="inverted", noise_shap
     g.x = cnp.PyArray_BYTES(xa)
     g.y = cnp.PyArray_BYTES(ya)
     g.cpr = (n + _CHUNK - 1) // _CHUNK
+    if keep is not None:
+        g.keep = <uint8_t *>cnp.PyArray_BYTES(<cnp.ndarray>keep)
+    if packed is not None:
+        g.packed = <uint8_t *>cnp.PyArray_BYTES(<cnp.ndarray>packed)
     _execute(&g, g.cpr, n)
-    return ya
+    if mkind == 0:
+        return ya
+    return ya, (keep if mkind == 1 else packed)
 
 
 ctypedef struct _stream_ctx:
