@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 __all__ = ["dropout", "dropout_mask", "unpack_mask", "apply_mask", "dropout_backward"]
 
 _fast_dropout = _dispatch.fast_path()  # the Cython backend's compiled common case, or None
+_fast_backward = _dispatch.fast_path("fast_backward")  # the same for the gradient
 
 
 def select_backend(backend: str, x: NDArray[Any]) -> tuple[str, ModuleType]:
@@ -446,6 +447,10 @@ def dropout_backward(grad: ArrayLike, p: Float, *, mask: ArrayLike | None = None
     >>> bool((gx == y).all())
     True
     """
+    if _fast_backward is not None:  # the compiled common case (it declines the rest)
+        g = _fast_backward(grad, p, mask, state, training, mode, noise_shape, out, backend)
+        if g is not NotImplemented:
+            return g
     return _backward(grad, p, mask, state, training, mode, noise_shape, out, backend, MODES)
 
 

@@ -252,20 +252,23 @@ def _choose(dtype: str, source: str,
     return "reference", _load("reference")[0]  # type: ignore[return-value]  # always loads
 
 
-def fast_path() -> Callable[..., Any] | None:
-    """The compiled fast path for the common ``dropout`` call, or None.
+def fast_path(name: str = "fast_dropout") -> Callable[..., Any] | None:
+    """A compiled fast path of the Cython backend, or None.
 
-    It belongs to the Cython backend (``fastdrop._cython._kernels.fast_dropout``):
-    it takes all of the call's arguments ``(x, p, rng, out, training, mode,
+    ``"fast_dropout"`` (``fastdrop._cython._kernels.fast_dropout``) takes all
+    of a ``dropout`` call's arguments ``(x, p, rng, out, training, mode,
     noise_shape, return_mask, backend)``, admits only training with
-    ``mode="inverted"``, no noise shape or mask output and backend "auto" or
-    "cython", handles only the plain select rule (``0 < p < 1``,
-    C-contiguous arrays, an int seed or a Generator) exactly as the plan
-    would, and returns ``NotImplemented``
-    for anything else, before anything is written or any generator moves.
+    ``mode="inverted"``, no noise shape and backend "auto" or "cython", and
+    handles only the plain select rule (``0 < p < 1``, C-contiguous arrays,
+    an int seed or a Generator; bool or packed mask outputs) exactly as the
+    plan would.  ``"fast_backward"`` takes a ``dropout_backward`` call's
+    ``(grad, p, mask, state, training, mode, noise_shape, out, backend)``
+    and handles the same select with the mask regenerated from an int seed
+    or a ``(seed, offset)`` state.  Both return ``NotImplemented`` for
+    anything else, before anything is written or any generator moves.
     """
     mod, _ = _load("cython")
-    return getattr(mod, "fast_dropout", None) if mod is not None else None
+    return getattr(mod, name, None) if mod is not None else None
 
 
 class HostOps:

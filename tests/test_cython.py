@@ -188,6 +188,74 @@ def test_fast_path_returns_the_mask(dtype, threads):
     assert_array_equal(m, fastdrop.dropout_mask(10, 0.5, rng=1))
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_fast_backward_equals_reference(dtype, threads):
+    # dropout_backward with the mask regenerated from an int seed, a (seed,
+    # offset) tuple or a saved Generator.state dict: the compiled fast path
+    # gives the reference backend's gradient, for a fresh out, a caller's out
+    # and in place; and it is the forward's select applied to grad
+    for shape in [(), (7,), (31, 33), (2**17 + 3,)]:
+        grad = values(shape, dtype, seed=len(shape) + 1)
+        for p in (0.5, 0.1, 3 / 65536):
+            gen = fastdrop.Generator(9, 2**40 + 24)
+            for state in (123, (5, 3), (5, 2**64 - grad.size), gen.state):
+                want = fastdrop.dropout_backward(grad, p, state=state, backend="reference")
+                got = K.fast_backward(grad, p, state=state)
+                assert got is not NotImplemented
+                assert_same(got, want)
+                out = np.full_like(grad, 7)
+                assert K.fast_backward(grad, p, state=state, out=out) is out
+                assert_same(out, want)
+                y = grad.copy()
+                assert K.fast_backward(y, p, state=state, out=y) is y
+                assert_same(y, want)
+                assert_same(fastdrop.dropout_backward(grad, p, state=state), want)
+            fwd = fastdrop.dropout(grad, p, rng=fastdrop.Generator(9, 2**40 + 24))
+            assert_same(K.fast_backward(grad, p, state=gen.state), fwd)
+
+
+def test_fast_backward_declines_and_errors_match():
+    g = np.ones(10, np.float32)
+    keep = fastdrop.dropout_mask(10, 0.5, rng=1)
+    declined = [
+        dict(state=1, mask=keep), dict(state=1, training=False), dict(state=1, mode="classic"),
+        dict(state=1, noise_shape=(10,)), dict(state=1, backend="numba"),
+        dict(state=np.int64(1)), dict(state=True), dict(state=-1), dict(state=2**64),
+        dict(state=(1, 2, 3)), dict(state=(1, -8)), dict(state=(1, 2**64 - 9)),
+        dict(state=(np.int64(1), 0)), dict(state=[1, 0]), dict(state=fastdrop.Generator(1)),
+        dict(state={"seed": 1}), dict(state={"seed": 1, "offset": 0, "extra": 0}),
+        dict(state={"seed": 1, "offset": 0, "version": 2}),
+        dict(state={"seed": 1, "offset": 0, "n_spawned": -1}),
+        dict(state={"seed": 1.0, "offset": 0}), dict(state=None, mask=keep),
+    ]
+    for kw in declined:
+        out = np.full(10, 7, np.float32)
+        assert K.fast_backward(g, 0.5, out=out, **kw) is NotImplemented, kw
+        assert_array_equal(out, np.full(10, 7, np.float32))
+    for args in [(g.tolist(), 0.5), (g[::2], 0.5), (g.astype(np.int32), 0.5), (g, 0.0),
+                 (g, 1.0), (g, 1), (g, np.nan), (np.empty(0, np.float32), 0.5)]:
+        assert K.fast_backward(*args, state=1) is NotImplemented
+    # the public call on a declined state: the general path's answer or error
+    for kw, exc in [(dict(state=(1, 2**64 - 9)), ValueError), (dict(state=-1), ValueError),
+                    (dict(state=fastdrop.Generator(1)), TypeError),
+                    (dict(state={"seed": 1}), ValueError),
+                    (dict(state={"seed": 1, "offset": 0, "version": 2}), ValueError)]:
+        with pytest.raises(exc):
+            fastdrop.dropout_backward(g, 0.5, **kw)
+    for kw in [dict(state=np.int64(1)), dict(state={"seed": 1, "offset": 0, "n_spawned": 3})]:
+        assert_array_equal(fastdrop.dropout_backward(g, 0.5, **kw),
+                           fastdrop.dropout_backward(g, 0.5, state=(1, 0), backend="reference"))
+
+
+def test_extension_docstring_examples():
+    # pytest's --doctest-modules reads .py files only: run the compiled
+    # extension's examples here
+    import doctest
+
+    result = doctest.testmod(K, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 100 and result.failed == 0
+
+
 def test_fast_path_with_out_declines_untouched():
     x = np.ones(10, np.float32)
     unaligned = np.frombuffer(bytearray(41), np.float32, count=10, offset=1)

@@ -588,6 +588,84 @@ def apply_mask(x, out, mstrides, scale, keep=None, packed=None, *, shift=-0.0, f
     _execute(&g, _ntasks(&g), xa.size)
 
 
+cdef int _fast_admit(cnp.ndarray xa, object p, int *dtype, double *pd):
+    """The fast paths' test of x (or grad) and p: C-contiguous, aligned,
+    native float16/32/64, not empty; p a float strictly between 0 and 1.
+    1 with the dtype code and p set, else 0."""
+    if not (cnp.PyArray_IS_C_CONTIGUOUS(xa) and _aligned(xa)):
+        return 0
+    tcode = cnp.PyArray_TYPE(xa)
+    if tcode == cnp.NPY_FLOAT:
+        dtype[0] = FD_F32
+    elif tcode == cnp.NPY_DOUBLE:
+        dtype[0] = FD_F64
+    elif tcode == cnp.NPY_FLOAT16:
+        dtype[0] = FD_F16
+    else:
+        return 0
+    if not isinstance(p, float):
+        return 0
+    pd[0] = p
+    if not (pd[0] > 0.0 and pd[0] < 1.0):
+        return 0  # p == 0, p == 1 and bad p: the plan's business
+    return 1 if cnp.PyArray_SIZE(xa) != 0 else 0
+
+
+cdef object _fast_out(cnp.ndarray xa, object out):
+    """The fast paths' output: a new array like x when out is None, out
+    itself when it is a writeable C-contiguous aligned ndarray of x's shape
+    and dtype that is x or does not overlap it, else None (declined)."""
+    cdef cnp.ndarray ya
+    cdef int k
+    cdef char *x0
+    cdef char *y0
+    cdef int64_t nbytes = cnp.PyArray_SIZE(xa) * cnp.PyArray_ITEMSIZE(xa)
+    tcode = cnp.PyArray_TYPE(xa)
+    if out is None:
+        return cnp.PyArray_EMPTY(cnp.PyArray_NDIM(xa), cnp.PyArray_DIMS(xa), tcode, 0)
+    if type(out) is not cnp.ndarray:
+        return None
+    ya = <cnp.ndarray>out
+    if not (cnp.PyArray_TYPE(ya) == tcode and cnp.PyArray_IS_C_CONTIGUOUS(ya)
+            and _aligned(ya) and cnp.PyArray_ISWRITEABLE(ya)
+            and cnp.PyArray_NDIM(ya) == cnp.PyArray_NDIM(xa)):
+        return None
+    for k in range(cnp.PyArray_NDIM(xa)):
+        if cnp.PyArray_DIMS(ya)[k] != cnp.PyArray_DIMS(xa)[k]:
+            return None
+    x0 = cnp.PyArray_BYTES(xa)
+    y0 = cnp.PyArray_BYTES(ya)
+    if y0 != x0 and y0 < x0 + nbytes and x0 < y0 + nbytes:
+        return None  # partial overlap: the general path raises
+    return ya
+
+
+cdef int _fast_select(cnp.ndarray xa, cnp.ndarray ya, int dtype, double pd, uint64_t seed,
+                      uint64_t offset, bint fresh, object keep, object packed) except -1:
+    """The plan's select rule of inverted dropout (kept x / (1 - p), dropped
+    +0.0; its gradient is the same select) over the whole of x, decisions
+    from the stream at (seed, offset), mask outputs keep / packed if given."""
+    cdef fd_task_t g
+    cdef int64_t n = cnp.PyArray_SIZE(xa)
+    _init_task(&g, FD_OP_FORWARD, dtype, seed, offset, fd_threshold(pd), 1.0 / (1.0 - pd),
+               -0.0, 0.0)
+    # non-temporal stores as in forward(): a caller's large out-of-place
+    # output, not a fresh one (see forward(fresh_out=True))
+    g.nt = (not fresh and n * cnp.PyArray_ITEMSIZE(xa) >= _NT_MIN_BYTES
+            and cnp.PyArray_BYTES(ya) != cnp.PyArray_BYTES(xa))
+    g.L = n
+    g.xs = g.ys = cnp.PyArray_ITEMSIZE(xa)
+    g.ms = 1
+    g.x = cnp.PyArray_BYTES(xa)
+    g.y = cnp.PyArray_BYTES(ya)
+    g.cpr = (n + _CHUNK - 1) // _CHUNK
+    if keep is not None:
+        g.keep = <uint8_t *>cnp.PyArray_BYTES(<cnp.ndarray>keep)
+    if packed is not None:
+        g.packed = <uint8_t *>cnp.PyArray_BYTES(<cnp.ndarray>packed)
+    return _execute(&g, g.cpr, n)
+
+
 def fast_dropout(x, p, rng, out=None, training=True, mode="inverted", noise_shape=None,
                  return_mask=False, backend="auto"):
     """Fast path of :func:`fastdrop.dropout` for the common case, given all
@@ -628,9 +706,9 @@ def fast_dropout(x, p, rng, out=None, training=True, mode="inverted", noise_shap
     pass  # (the generator objects are module globals, set by _import_generators)
     cdef cnp.ndarray xa, ya
     cdef double pd
+    cdef int dtype
     cdef int64_t n
     cdef uint64_t seed = 0, offset = 0
-    cdef fd_task_t g
     if type(x) is not cnp.ndarray:
         return NotImplemented
     # the admission test (pointer and exact-str compares): anything but the
@@ -649,26 +727,9 @@ def fast_dropout(x, p, rng, out=None, training=True, mode="inverted", noise_shap
     else:
         return NotImplemented
     xa = <cnp.ndarray>x
-    if not (cnp.PyArray_IS_C_CONTIGUOUS(xa) and _aligned(xa)):
+    if _fast_admit(xa, p, &dtype, &pd) == 0:
         return NotImplemented
-    cdef int dtype
-    tcode = cnp.PyArray_TYPE(xa)
-    if tcode == cnp.NPY_FLOAT:
-        dtype = FD_F32
-    elif tcode == cnp.NPY_DOUBLE:
-        dtype = FD_F64
-    elif tcode == cnp.NPY_FLOAT16:
-        dtype = FD_F16
-    else:
-        return NotImplemented
-    if not isinstance(p, float):
-        return NotImplemented
-    pd = p
-    if not (pd > 0.0 and pd < 1.0):
-        return NotImplemented  # p == 0, p == 1 and bad p: the plan's business
     n = cnp.PyArray_SIZE(xa)
-    if n == 0:
-        return NotImplemented
     npgen = None
     if type(rng) is int:
         if rng < 0 or rng >= 18446744073709551616:
@@ -688,28 +749,9 @@ def fast_dropout(x, p, rng, out=None, training=True, mode="inverted", noise_shap
             npgen = rng
         else:
             return NotImplemented
-    cdef bint fresh = out is None
-    cdef int k
-    cdef char *x0
-    cdef char *y0
-    cdef int64_t nbytes = n * cnp.PyArray_ITEMSIZE(xa)
-    if fresh:
-        ya = cnp.PyArray_EMPTY(cnp.PyArray_NDIM(xa), cnp.PyArray_DIMS(xa), tcode, 0)
-    else:
-        if type(out) is not cnp.ndarray:
-            return NotImplemented
-        ya = <cnp.ndarray>out
-        if not (cnp.PyArray_TYPE(ya) == tcode and cnp.PyArray_IS_C_CONTIGUOUS(ya)
-                and _aligned(ya) and cnp.PyArray_ISWRITEABLE(ya)
-                and cnp.PyArray_NDIM(ya) == cnp.PyArray_NDIM(xa)):
-            return NotImplemented
-        for k in range(cnp.PyArray_NDIM(xa)):
-            if cnp.PyArray_DIMS(ya)[k] != cnp.PyArray_DIMS(xa)[k]:
-                return NotImplemented
-        x0 = cnp.PyArray_BYTES(xa)
-        y0 = cnp.PyArray_BYTES(ya)
-        if y0 != x0 and y0 < x0 + nbytes and x0 < y0 + nbytes:
-            return NotImplemented  # partial overlap: the general path raises
+    ya = _fast_out(xa, out)
+    if ya is None:
+        return NotImplemented
     cdef cnp.npy_intp nb
     keep = packed = None
     if mkind == 1:
@@ -737,26 +779,79 @@ def fast_dropout(x, p, rng, out=None, training=True, mode="inverted", noise_shap
             offset = start
         finally:
             lock.release()
-    _init_task(&g, FD_OP_FORWARD, dtype, seed, offset, fd_threshold(pd), 1.0 / (1.0 - pd),
-               -0.0, 0.0)
-    # non-temporal stores as in forward(): a caller's large out-of-place
-    # output, not a fresh one (see forward(fresh_out=True))
-    g.nt = (not fresh and nbytes >= _NT_MIN_BYTES
-            and cnp.PyArray_BYTES(ya) != cnp.PyArray_BYTES(xa))
-    g.L = n
-    g.xs = g.ys = cnp.PyArray_ITEMSIZE(xa)
-    g.ms = 1
-    g.x = cnp.PyArray_BYTES(xa)
-    g.y = cnp.PyArray_BYTES(ya)
-    g.cpr = (n + _CHUNK - 1) // _CHUNK
-    if keep is not None:
-        g.keep = <uint8_t *>cnp.PyArray_BYTES(<cnp.ndarray>keep)
-    if packed is not None:
-        g.packed = <uint8_t *>cnp.PyArray_BYTES(<cnp.ndarray>packed)
-    _execute(&g, g.cpr, n)
+    _fast_select(xa, ya, dtype, pd, seed, offset, out is None, keep, packed)
     if mkind == 0:
         return ya
     return ya, (keep if mkind == 1 else packed)
+
+
+def fast_backward(grad, p, mask=None, state=None, training=True, mode="inverted",
+                  noise_shape=None, out=None, backend="auto"):
+    """Fast path of :func:`fastdrop.dropout_backward` for the common case,
+    given all of that call's arguments.
+
+    The gradient of inverted dropout with the mask regenerated from
+    ``state``: the plan's select (kept ``grad / (1 - p)``, dropped +0.0),
+    which is the forward's select on ``grad`` with the forward's decisions.
+    Handles ``grad`` and ``out`` as :func:`fast_dropout` handles ``x`` and
+    ``out``, ``state`` an int seed, a ``(seed, offset)`` tuple of ints or a
+    saved ``Generator.state`` dict (its ``seed`` and ``offset`` ints, version
+    1; ``offset + grad.size <= 2**64``), no ``mask`` or ``noise_shape``,
+    ``training`` True, ``mode="inverted"``, ``backend`` "auto" or "cython".
+    Returns ``NotImplemented`` for anything else, writing nothing, so the
+    caller falls back to the general path, which raises the proper errors.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastdrop._cython import _kernels
+    >>> _kernels.fast_backward(np.ones(8, np.float32), 0.5, state=0)
+    array([2., 0., 2., 2., 2., 2., 2., 2.], dtype=float32)
+    >>> _kernels.fast_backward(np.ones(8, np.float32), 0.5, state=(0, 8))
+    array([2., 2., 0., 0., 0., 2., 2., 0.], dtype=float32)
+    >>> _kernels.fast_backward(np.ones(8, np.float32), 0.5, state={"seed": 0, "offset": 8})
+    array([2., 2., 0., 0., 0., 2., 2., 0.], dtype=float32)
+    >>> _kernels.fast_backward(np.ones(8, np.float32), 0.5, state={"seed": 0})
+    NotImplemented
+    """
+    cdef cnp.ndarray xa, ya
+    cdef double pd
+    cdef int dtype
+    cdef uint64_t seed, offset
+    if type(grad) is not cnp.ndarray:
+        return NotImplemented
+    if not (mask is None and training is True and noise_shape is None
+            and type(mode) is str and mode == "inverted" and type(backend) is str
+            and (backend == "auto" or backend == "cython")):
+        return NotImplemented
+    if type(state) is int:
+        s, o = state, 0
+    elif (type(state) is tuple and len(<tuple>state) == 2 and type(state[0]) is int
+          and type(state[1]) is int):
+        s, o = state
+    elif type(state) is dict:
+        # a saved Generator.state as that getter makes it; any other dict is
+        # the general path's (Generator.state's setter validates it)
+        s, o = state.get("seed"), state.get("offset")
+        v, ns = state.get("version", 1), state.get("n_spawned", 0)
+        if not (type(s) is int and type(o) is int and type(v) is int and v == 1
+                and type(ns) is int and ns >= 0 and len(<dict>state) == 2
+                + ("version" in state) + ("n_spawned" in state)):
+            return NotImplemented
+    else:
+        return NotImplemented
+    xa = <cnp.ndarray>grad
+    if _fast_admit(xa, p, &dtype, &pd) == 0:
+        return NotImplemented
+    if not (0 <= s < _U64 and 0 <= o and o + cnp.PyArray_SIZE(xa) <= _U64):
+        return NotImplemented  # bad seeds and offsets: the general path's errors
+    seed = s
+    offset = o
+    ya = _fast_out(xa, out)
+    if ya is None:
+        return NotImplemented
+    _fast_select(xa, ya, dtype, pd, seed, offset, out is None, None, None)
+    return ya
 
 
 ctypedef struct _stream_ctx:

@@ -13,9 +13,10 @@ Examples
 
 from __future__ import annotations
 
-from ._kernels import apply_mask, fast_dropout, forward, mask, noise
+from ._kernels import apply_mask, fast_backward, fast_dropout, forward, mask, noise
 
-__all__ = ["forward", "mask", "apply_mask", "noise", "fast_dropout", "available", "DTYPES"]
+__all__ = ["forward", "mask", "apply_mask", "noise", "fast_dropout", "fast_backward", "available",
+           "DTYPES"]
 
 #: dtypes these kernels support.
 DTYPES = ("float16", "float32", "float64", "bfloat16")
