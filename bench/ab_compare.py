@@ -10,7 +10,9 @@ same machine conditions over the run; the order flips every round):
   thread count, 16 Mi float32 by default;
 - ``small``: the best of several timeit repeats of a 1000-element float32
   ``fastdrop.dropout`` with ``out=``, with an int seed and with a Generator
-  (the compiled fast path), and with ``return_mask=True`` (the general path).
+  (the compiled fast path), with ``return_mask=True`` (the fast path since
+  the 2026-12-03 fourth session, the general path before), and with a
+  ``noise_shape`` (the general path).
 
 Medians over the rounds are printed with new/old ratios (for ``stream``:
 new ratio-to-stream over old; for ``small``: new time over old)::
@@ -44,7 +46,8 @@ x = np.ones(1000, np.float32); out = np.empty_like(x); g = fastdrop.Generator(1)
 calls = {{
     "int seed, out=": lambda: fastdrop.dropout(x, 0.5, rng=7, out=out),
     "Generator, out=": lambda: fastdrop.dropout(x, 0.5, rng=g, out=out),
-    "return_mask (general path)": lambda: fastdrop.dropout(x, 0.5, rng=7, return_mask=True),
+    "return_mask=True": lambda: fastdrop.dropout(x, 0.5, rng=7, return_mask=True),
+    "noise_shape (general path)": lambda: fastdrop.dropout(x, 0.5, rng=7, noise_shape=(1000,)),
 }}
 res = {{}}
 for k, f in calls.items():

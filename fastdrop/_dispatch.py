@@ -6,8 +6,8 @@ rule into calls of a backend's primitives, through an *ops* object
 the stream).  The registry knows each backend's module, whether it runs
 here (and why not), its dtypes and whether it takes the fresh-output hint;
 :func:`choose_cpu_backend` is what ``backend="auto"`` uses for host arrays,
-and :func:`fast_path` gives the compiled fast path of the backend that
-has one (the Cython backend's ``fast_dropout``).
+and :func:`fast_path` gives the compiled fast paths of the backend that
+has them (the Cython backend's ``fast_dropout`` and ``fast_backward``).
 
 The kernel interface
 --------------------
@@ -263,8 +263,8 @@ def fast_path(name: str = "fast_dropout") -> Callable[..., Any] | None:
     an int seed or a Generator; bool or packed mask outputs) exactly as the
     plan would.  ``"fast_backward"`` takes a ``dropout_backward`` call's
     ``(grad, p, mask, state, training, mode, noise_shape, out, backend)``
-    and handles the same select with the mask regenerated from an int seed
-    or a ``(seed, offset)`` state.  Both return ``NotImplemented`` for
+    and handles the same select with the mask regenerated from an int seed,
+    a ``(seed, offset)`` tuple or a saved ``Generator.state`` dict.  Both return ``NotImplemented`` for
     anything else, before anything is written or any generator moves.
     """
     mod, _ = _load("cython")

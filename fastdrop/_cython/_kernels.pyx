@@ -19,7 +19,8 @@ from fastdrop._bfloat16 import is_bfloat16 as _is_bfloat16
 
 cnp.import_array()
 
-__all__ = ["forward", "mask", "apply_mask", "noise", "fast_dropout", "stream_scale", "isa",
+__all__ = ["forward", "mask", "apply_mask", "noise", "fast_dropout", "fast_backward",
+           "stream_scale", "isa",
            "openmp_enabled", "default_threads", "threadpool_limit", "CHUNK", "run_tasks",
            "TASK_SLOTS"]
 
@@ -588,6 +589,9 @@ def apply_mask(x, out, mstrides, scale, keep=None, packed=None, *, shift=-0.0, f
     _execute(&g, _ntasks(&g), xa.size)
 
 
+cdef object _np_float64 = np.float64
+
+
 cdef int _fast_admit(cnp.ndarray xa, object p, int *dtype, double *pd):
     """The fast paths' test of x (or grad) and p: C-contiguous, aligned,
     native float16/32/64, not empty; p a float strictly between 0 and 1.
@@ -603,8 +607,8 @@ cdef int _fast_admit(cnp.ndarray xa, object p, int *dtype, double *pd):
         dtype[0] = FD_F16
     else:
         return 0
-    if not isinstance(p, float):
-        return 0
+    if not (type(p) is float or type(p) is _np_float64):
+        return 0  # a float subclass may define its own __float__: check_p's business
     pd[0] = p
     if not (pd[0] > 0.0 and pd[0] < 1.0):
         return 0  # p == 0, p == 1 and bad p: the plan's business
