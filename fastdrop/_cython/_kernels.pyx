@@ -1,4 +1,4 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, autotestdict=False
 """Cython CPU kernels: drivers around the header-only C core (kernels.h).
 
 The drivers turn an array and its mask strides into "outer rows x inner
