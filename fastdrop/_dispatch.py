@@ -264,8 +264,9 @@ def fast_path(name: str = "fast_dropout") -> Callable[..., Any] | None:
     plan would.  ``"fast_backward"`` takes a ``dropout_backward`` call's
     ``(grad, p, mask, state, training, mode, noise_shape, out, backend)``
     and handles the same select with the mask regenerated from an int seed,
-    a ``(seed, offset)`` tuple or a saved ``Generator.state`` dict.  Both return ``NotImplemented`` for
-    anything else, before anything is written or any generator moves.
+    a ``(seed, offset)`` tuple or a saved ``Generator.state`` dict.  Both
+    return ``NotImplemented`` for anything else, before anything is written
+    or any generator moves.
     """
     mod, _ = _load("cython")
     return getattr(mod, name, None) if mod is not None else None
