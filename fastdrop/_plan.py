@@ -188,16 +188,18 @@ def _eval(geometry: FullGeometry, p: float, mode: str, mask_out: str | None,
 def _train(geometry: FullGeometry, p: float, mode: str, seed: int, offset: int,
            mask_out: str | None, fresh_out: bool, grad: bool = False) -> Plan:
     """Training with decisions from the stream at ``(seed, offset)``."""
-    common: dict[str, Any] = dict(mask_out=mask_out, fresh_out=fresh_out)
-    if geometry[3] == 0:
-        return Plan("none", None, *geometry, **common)  # empty: nothing drawn
+    shape, M, mstrides, n = geometry
+    if n == 0:  # empty: nothing drawn
+        return Plan("none", None, shape, M, mstrides, n, mask_out=mask_out,
+                    fresh_out=fresh_out)
     rule = rule_of(p, True, mode)
     if rule != "select":  # copy (all kept) or zero (all dropped): nothing to draw
-        return Plan(rule, None, *geometry, mask_fill=(rule == "copy") if mask_out else None,
-                    **common)
+        return Plan(rule, None, shape, M, mstrides, n, mask_out=mask_out,
+                    mask_fill=(rule == "copy") if mask_out else None, fresh_out=fresh_out)
     a, b, c = select_constants(p, mode, grad)
-    return Plan("select", "philox", *geometry, scale=a, shift=b, fill=c, seed=seed,
-                offset=offset, T=threshold(p), **common)
+    # positional (a small call builds one on every call): the fields in order
+    return Plan("select", "philox", shape, M, mstrides, n, a, b, c, seed, offset,
+                threshold(p), None, mask_out, None, fresh_out)
 
 
 def plan_dropout(shape: Sequence[int], p: float, *, training: bool, mode: str, rng: Any,
@@ -252,7 +254,8 @@ def plan_mask(shape: Sequence[int], p: float, *, rng: Any, mask_out: str | None)
     :func:`plan_dropout` (same p == 0 / p == 1 rules), mask outputs only."""
     geometry = (tuple(shape),) + mask_geometry(shape, None)
     seed, offset = resolve_rng(rng, geometry[3])
-    return _train(geometry, p, "inverted", seed, offset, mask_out, False)._replace(rule="none")
+    plan = _train(geometry, p, "inverted", seed, offset, mask_out, False)
+    return plan if plan.rule == "none" else Plan("none", *plan[1:])
 
 
 # ----------------------------------------------------------------------------

@@ -96,6 +96,8 @@ def check_noise_param(kind: str, param: Any) -> float:
 def check_mode(mode: Any, allowed: Sequence[str] = MODES) -> str:
     """``"inverted"`` or ``"classic"`` (the public modes); internal callers
     that also run the family's modes pass ``allowed=fastdrop._plan.MODES``."""
+    if type(mode) is str and mode in allowed:
+        return mode
     names = " or ".join(repr(m) for m in allowed) if len(allowed) == 2 else \
         ", ".join(repr(m) for m in allowed)
     if not isinstance(mode, str):
@@ -196,6 +198,8 @@ def _as_sequence(value: Any, name: str, what: str) -> tuple[Any, ...]:
 
 def normalize_shape(shape: Any, name: str = "shape") -> tuple[int, ...]:
     """An array shape: an int or a sequence of non-negative ints."""
+    if type(shape) is tuple and all(type(s) is int and s >= 0 for s in shape):
+        return shape  # the common spelling, already normal
     if isinstance(shape, numbers.Integral) and not isinstance(shape, (bool, np.bool_)):
         shape = (shape,)
     shape = tuple(_index(s, name) for s in _as_sequence(shape, name,
@@ -211,6 +215,8 @@ def check_noise_shape(noise_shape: Any,
     :func:`mask_geometry` for the shape rules)."""
     if noise_shape is None:
         return None
+    if type(noise_shape) is tuple and all(m is None or type(m) is int for m in noise_shape):
+        return noise_shape  # already normal
     ns = _as_sequence(noise_shape, name, "a tuple of ints (or None entries)")
     return tuple(None if m is None else _index(m, name) for m in ns)
 
@@ -231,6 +237,21 @@ def mask_geometry(shape: Sequence[int], noise_shape: Any) -> Geometry:
     """
     shape = tuple(shape)
     ns = check_noise_shape(noise_shape)
+    key = (shape, ns)
+    geometry = _GEOMETRIES.get(key)
+    if geometry is None:  # memoised: a small call would spend about 1 us here
+        geometry = _mask_geometry(shape, ns)
+        if len(_GEOMETRIES) >= 256:
+            _GEOMETRIES.clear()
+        _GEOMETRIES[key] = geometry
+    return geometry
+
+
+_GEOMETRIES: dict[tuple[Any, Any], Geometry] = {}
+
+
+def _mask_geometry(shape: tuple[int, ...], ns: tuple[int | None, ...] | None) -> Geometry:
+    """:func:`mask_geometry` of a checked ``noise_shape`` (not memoised)."""
     if ns is None:
         M = shape
     else:
@@ -352,22 +373,32 @@ def check_no_internal_overlap(shape: Sequence[int], strides: Sequence[int], item
 
 def prepare_out(x: NDArray[Any], out: Any, name: str = "out") -> NDArray[Any]:
     """Validate ``out`` against the host array ``x`` or allocate it (same
-    layout as ``x``)."""
+    layout as ``x``).
+
+    The cheap tests come first (a small call pays about 1 us here): a
+    contiguous ``out`` cannot overlap itself, and only an ``out`` whose
+    memory bounds meet ``x``'s needs the exact overlap test.
+    """
     if out is None:
         return np.empty_like(x)
-    if not isinstance(out, np.ndarray) or isinstance(out, np.ma.MaskedArray):
+    if type(out) is not np.ndarray and (not isinstance(out, np.ndarray)
+                                        or isinstance(out, np.ma.MaskedArray)):
         raise TypeError(f"{name} must be a numpy.ndarray, got {_tname(out)}")
     if out.shape != x.shape:
         raise ValueError(f"{name} has shape {out.shape}, expected {x.shape}")
     if out.dtype != x.dtype:
         raise TypeError(f"{name} has dtype {out.dtype}, expected {x.dtype}")
-    if not out.flags.writeable:
+    flags = out.flags
+    if not flags.writeable:
         raise ValueError(f"{name} is read-only")
-    check_no_internal_overlap(out.shape, out.strides, out.itemsize, name)
+    if not (flags.c_contiguous or flags.f_contiguous):
+        check_no_internal_overlap(out.shape, out.strides, out.itemsize, name)
+    if out is x or not np.may_share_memory(x, out):
+        return out
     identical = (out.__array_interface__["data"][0] == x.__array_interface__["data"][0]
                  and all(so == sx for so, sx, d in zip(out.strides, x.strides, x.shape)
                          if d > 1))
-    if not identical and np.may_share_memory(x, out) and np.shares_memory(x, out):
+    if not identical and np.shares_memory(x, out):
         raise ValueError(
             f"{name} partly overlaps x; pass out=x for in-place, or a separate array")
     return out

@@ -3,6 +3,8 @@ rule of §2, checked on every available CPU backend (the reference alone for
 §2) against independent NumPy formulas.  Parity of the backends with the
 reference (layouts, out=, in place) is table-driven in ``test_parity.py``."""
 
+import math
+
 import numpy as np
 import pytest
 from numpy.testing import assert_array_equal
@@ -306,3 +308,29 @@ def test_fresh_output_hint_reaches_the_backend(name, monkeypatch):
     fastdrop.dropout(x, 0.5, rng=1, out=out, return_mask=True, backend=name)
     assert_array_equal(bits(out), bits(want))
     assert calls == [True, True, False]
+
+
+def test_mask_geometry_memo_gives_the_logical_index():
+    """``mask_geometry`` is memoised per ``(shape, noise_shape)`` (a small
+    call would spend about 1 us computing it): whatever the spelling of the
+    noise shape and however many shapes went through the bounded memo, the
+    mask strides give every element the C-order index of its broadcast
+    position in the mask (docs/spec.md §2), computed here independently."""
+    from fastdrop import _validate
+
+    rng = np.random.default_rng(11)
+    for _ in range(700):
+        shape = tuple(int(d) for d in rng.integers(0, 4, int(rng.integers(0, 4))))
+        ns = tuple(None if rng.random() < 0.3 else (1 if rng.random() < 0.5 else d)
+                   for d in shape)
+        M = tuple(d if m is None else m for d, m in zip(shape, ns))
+        for spelling in (ns, list(ns), None):
+            want_M = shape if spelling is None else M
+            got = _validate.mask_geometry(shape, spelling)
+            assert got == _validate.mask_geometry(shape, spelling)
+            assert got[0] == want_M and got[2] == math.prod(want_M)
+            for idx in np.ndindex(*shape):
+                mi = tuple(0 if m == 1 else i for i, m in zip(idx, want_M))
+                want = int(np.ravel_multi_index(mi, want_M)) if want_M else 0
+                assert sum(i * s for i, s in zip(idx, got[1])) == want
+    assert 0 < len(_validate._GEOMETRIES) <= 256

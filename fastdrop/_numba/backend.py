@@ -278,10 +278,11 @@ def _select(dtype, scale, shift, fill):
     ct = np.float64 if dtype == np.float64 else np.float32
     if is_bfloat16(dtype):
         return (ct(scale), ct(shift), _bf16_bits(ct(fill)).view(np.int16)[()])
-    with np.errstate(over="ignore"):  # a large fill is inf in float16
-        c = np.dtype(dtype).type(ct(fill))
     if dtype == np.float16:
-        c = c.view(np.uint16)
+        with np.errstate(over="ignore"):  # a large fill is inf in float16
+            c = np.float16(ct(fill)).view(np.uint16)
+    else:  # float32 / float64: the compute type itself
+        c = ct(fill)
     return (ct(scale), ct(shift), c)
 
 
