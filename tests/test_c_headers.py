@@ -209,6 +209,7 @@ def test_cimporter_unused_kernels_do_not_warn(cc, tmp_path):
 OWN_USES = {
     "pool.h": r"""
     fd_pool_run(fd_test_task, &rc, (int64_t)4, 2);
+    fd_advise_output(&rc, (int64_t)sizeof rc);
 """,
     "threads.h": r"""
     fastdrop_threadpool_set_num_threads(3);

@@ -42,6 +42,7 @@ cdef extern from "threads.h" nogil:
 cdef extern from "pool.h" nogil:
     ctypedef void (*fd_pool_fn)(const void *ctx, int64_t t) noexcept nogil
     void fd_pool_run(fd_pool_fn fn, const void *ctx, int64_t ntasks, int nthreads)
+    void fd_advise_output(void *y, int64_t nbytes)
 
 cdef extern from "kernels.h" nogil:
     int FD_MAXDIM
@@ -944,6 +945,25 @@ def flat_forward(size_t xp, int64_t xs, size_t yp, int64_t ys, int64_t n, int dt
     g.chunk = _CHUNK
     g.cpr = (n + _CHUNK - 1) // _CHUNK
     _execute(&g, g.cpr, n)
+
+
+def advise_output(size_t p, int64_t nbytes):
+    """Ask for transparent huge pages on the ``nbytes`` of fresh, not yet
+    written output memory at address ``p`` (Linux; from 4 MiB on), as NumPy
+    does for its large arrays: ``fastdrop.torch`` calls it on the results
+    it allocates with ``torch.empty_like``, whose 4 KiB page faults would
+    otherwise take most of a large call.  A hint: no byte changes.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastdrop._cython import _kernels
+    >>> a = np.zeros(1 << 21, np.float32)
+    >>> _kernels.advise_output(a.ctypes.data, a.nbytes)
+    >>> bool((a == 0).all())
+    True
+    """
+    fd_advise_output(<void *>p, nbytes)
 
 
 # ----------------------------------------------------------------------------

@@ -283,4 +283,34 @@ static void fd_pool_run(fd_pool_fn fn, const void *ctx, int64_t ntasks, int nthr
 }
 #endif
 
+/* ------------------------------------------------------ output memory */
+/* A fresh large result from a plain aligned malloc (XLA's CPU buffers,
+ * torch.empty_like) is mmap memory faulted in 4 KiB pages as the tasks
+ * first write it (a 64 MiB result: 16384 page faults, most of a call's
+ * time in a VM).  NumPy asks the kernel for transparent huge pages on its
+ * large arrays (madvise MADV_HUGEPAGE from 4 MiB on, where THP is in
+ * "madvise" mode); fd_advise_output does the same for such a result before
+ * it is written: a hint about the backing of the pages of [y, y + nbytes)
+ * (only the whole 2 MiB pages inside it), which changes no byte. */
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+#define FD_HUGEPAGE_MIN (4 << 20)
+
+static void fd_advise_output(void *y, int64_t nbytes)
+{
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    if (nbytes < FD_HUGEPAGE_MIN)
+        return;
+    const uintptr_t huge = (uintptr_t)2 << 20;
+    const uintptr_t lo = ((uintptr_t)y + huge - 1) & ~(huge - 1);
+    const uintptr_t hi = ((uintptr_t)y + (uintptr_t)nbytes) & ~(huge - 1);
+    if (hi > lo)
+        (void)madvise((void *)lo, (size_t)(hi - lo), MADV_HUGEPAGE);  /* a hint: errors ignored */
+#else
+    (void)y;
+    (void)nbytes;
+#endif
+}
+
 #endif /* FASTDROP_POOL_H */

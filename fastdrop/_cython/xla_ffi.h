@@ -68,9 +68,6 @@
 #include "pool.h"
 #include "threads.h"
 #include "third_party/xla/ffi/api/c_api.h"
-#if defined(__linux__)
-#include <sys/mman.h>
-#endif
 
 /* Settings pushed from Python (_kernels.xla_configure). */
 static int fd_xla_threads = 0;           /* 0: the default (fd_xla_nthreads) */
@@ -88,31 +85,8 @@ static void fd_xla_configure(int threads, int64_t chunk, int64_t serial, int unl
 
 /* The floating-point environment: fpenv.h (the pool sets it for every task). */
 
-/* ------------------------------------------------------ output memory */
-/* XLA's CPU buffers come from plain aligned malloc: a large result is fresh
- * mmap memory, faulted in 4 KiB pages as the kernel first writes it (a
- * 64 MiB result: 16384 page faults, most of a call's time).  NumPy asks the
- * kernel for transparent huge pages on its large arrays (madvise
- * MADV_HUGEPAGE from 4 MiB on, where THP is in "madvise" mode); the
- * handlers do the same for their result before writing it: a hint about the
- * backing of the pages, which changes no byte. */
-#define FD_XLA_HUGEPAGE_MIN (4 << 20)
-
-static void fd_xla_advise_output(void *y, int64_t nbytes)
-{
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-    if (nbytes < FD_XLA_HUGEPAGE_MIN)
-        return;
-    const uintptr_t huge = (uintptr_t)2 << 20;
-    const uintptr_t lo = ((uintptr_t)y + huge - 1) & ~(huge - 1);
-    const uintptr_t hi = ((uintptr_t)y + (uintptr_t)nbytes) & ~(huge - 1);
-    if (hi > lo)
-        (void)madvise((void *)lo, (size_t)(hi - lo), MADV_HUGEPAGE);  /* a hint: errors ignored */
-#else
-    (void)y;
-    (void)nbytes;
-#endif
-}
+/* Output memory: fd_advise_output (pool.h) asks for transparent huge pages
+ * on a large result before the handlers write it. */
 
 /* ------------------------------------------------------------- errors */
 static XLA_FFI_Error *fd_xla_error(const XLA_FFI_Api *api, XLA_FFI_Error_Code code,
@@ -657,7 +631,7 @@ static XLA_FFI_Error *fd_xla_x_key(XLA_FFI_CallFrame *cf, const char *op, int no
     run.x0 = (char *)x->data;
     run.y0 = (char *)y->data;
     run.elems = elems;
-    fd_xla_advise_output(y->data, elems * item);
+    fd_advise_output(y->data, elems * item);
     fd_xla_execute(&run);
     return NULL;
 }
@@ -733,7 +707,7 @@ static XLA_FFI_Error *fd_xla_apply(XLA_FFI_CallFrame *cf)
     run.x0 = (char *)x->data;
     run.y0 = (char *)y->data;
     run.elems = elems;
-    fd_xla_advise_output(y->data, elems * item);
+    fd_advise_output(y->data, elems * item);
     fd_xla_execute(&run);
     return NULL;
 }
@@ -812,7 +786,7 @@ static XLA_FFI_Error *fd_xla_mask(XLA_FFI_CallFrame *cf)
     int64_t kc[FD_MAXDIM];
     fd_xla_cstrides(key->dims, m, kc);
     uint8_t *out = (uint8_t *)y->data;
-    fd_xla_advise_output(out, elems);
+    fd_advise_output(out, elems);
     fd_xla_mask_run_t mr = {isa, Th, Tl, n, chunk, cpr, m, y->dims, skip, kc, kw, out};
     fd_pool_run(fd_xla_mask_task, &mr, total, elems < fd_xla_serial ? 1 : fd_xla_nthreads());
     return NULL;
