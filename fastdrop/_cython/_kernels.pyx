@@ -227,10 +227,11 @@ cdef inline int _dtype_code(cnp.ndarray x) except -1:
 cdef int64_t _NT_MIN_BYTES = _config.NT_MIN_BYTES
 # row blocks of the stored-mask apply for transposed layouts (rows x inner chunk)
 cdef int64_t _RBLOCK = 64
-# rows of a full mask shorter than this go in blocks of rows (fd_run_rows_block;
-# measured, 2**20 float32 elements in rows of L of a wider array, 1 thread, Zen 4
-# VM: L = 3 7.1x, 64 2.9x, 256 1.1x faster than a task and a leaf batch per row;
-# L = 1024 and 4000 7-10% slower)
+# rows of a full mask shorter than this go in blocks of rows (fd_run_rows_block:
+# tiles, then one kernel call per row; measured against a task per row, 2**20
+# float32 elements in rows of L of a wider array, Zen 4 VM, 1 / 2 threads: L = 500
+# 1.04x / 1.64x, L = 1000 1.02x / 1.47x); longer rows keep a task each (at least
+# 1024 elements), not measured against blocks
 cdef int64_t _ROWS_MAX_L = 1024
 cdef int64_t _RBLOCK_CHUNK = 1024
 
@@ -489,8 +490,9 @@ def forward(x, out, seed, offset, T, scale, mstrides, keep_out=None, packed_out=
 
 cdef inline void _short_rows(fd_task_t *g) noexcept:
     """Blocks of rows per task for short rows of a full mask (a column slice
-    x[:, :3], a padded row pitch: nd == 1, ms == 1, oms[0] == L), run as
-    contiguous tiles (fd_run_rows_block); any op."""
+    x[:, :3], a padded row pitch: nd == 1, ms == 1, oms[0] == L): contiguous
+    tiles for the shortest, one kernel call per row above that
+    (fd_run_rows_block); any op."""
     if g.nd == 1 and g.ms == 1 and g.oms[0] == g.L and g.L < _ROWS_MAX_L:
         g.rows = _CHUNK // g.L
 
