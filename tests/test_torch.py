@@ -676,8 +676,10 @@ def _have_extension():
     return True
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux") or not _have_extension(),
-                    reason="MADV_HUGEPAGE is Linux's; the hint is the extension's")
+@pytest.mark.skipif(not sys.platform.startswith("linux") or not _have_extension()
+                    or not os.path.exists("/sys/kernel/mm/transparent_hugepage/enabled"),
+                    reason="MADV_HUGEPAGE is Linux's (a kernel with transparent huge "
+                    "pages); the hint is the extension's")
 @pytest.mark.parametrize("path", ["fast", "op", "grad"])
 def test_large_results_ask_for_huge_pages(path):
     """A large CPU result (4 MiB on) is advised MADV_HUGEPAGE before it is
