@@ -616,14 +616,14 @@ if _ck is not None:
 _ADVISE_MIN = 1 << 19
 
 
-def _empty_like(x, **kwargs):
-    """``torch.empty_like(x, **kwargs)`` for a kernel's result: a large CPU
+def _empty_like(x):
+    """``torch.empty_like(x)`` for a kernel's result: a large CPU
     result (4 MiB on) gets transparent huge pages asked for before it is
     written (:func:`fastdrop._cython._kernels.advise_output`; NumPy does the
     same for its arrays).  torch's allocator gives it fresh memory, faulted
     in 4 KiB pages otherwise: 16 Mi float32 elements of ``dropout`` took
     29-33 ms with them against 10-11 ms (2-core AMD EPYC VM, 2 threads)."""
-    out = torch.empty_like(x, **kwargs)
+    out = torch.empty_like(x)
     if _ck is not None and out.numel() >= _ADVISE_MIN and out.device.type == "cpu":
         _ck.advise_output(out.data_ptr(), out.numel() * out.element_size())
     return out
