@@ -28,7 +28,7 @@
 #  6. the test suite (tests/, bench/ and the installed package's doctests) from a
 #     copy of tests/ and the files they read, outside the source tree, with PATH
 #     reduced to the venv's bin folder (no gcc, cc, g++): the tests that build C
-#     or C++ code must skip, not fail;
+#     or C++ code must skip, not fail; a pytest-xdist worker per core (-n auto);
 #  7. the wheel with its test extra less numba and numba-cuda in another venv:
 #     `python -W error -c "import fastdrop"` prints nothing, `fastdrop info` says
 #     how to install Numba, and the packaging, dispatch, CLI, semantics and
@@ -198,7 +198,7 @@ set +e
 # the keras modules' doctests run in tests/test_keras.py, one subprocess per Keras
 # backend (importing keras here would pick the backend its config names), as the
 # root conftest.py arranges in the source tree
-"${NOCC[@]}" "$VPY" -m pytest -c "$SUITE/pyproject.toml" --rootdir "$SUITE" -q -rs \
+"${NOCC[@]}" "$VPY" -m pytest -c "$SUITE/pyproject.toml" --rootdir "$SUITE" -q -rs -n auto \
     -W ignore::DeprecationWarning tests bench "$SITE/fastdrop" \
     --ignore "$SITE/fastdrop/keras.py" --ignore "$SITE/fastdrop/adapters/keras.py" \
     2>&1 | tee "$WORK/pytest.log" |
