@@ -57,6 +57,11 @@ computed in float32 with docs/spec.md §4's conversions).  One that
 sets ``ACCEPTS_FRESH_OUT = True`` gets ``fresh_out=True`` in ``forward`` when
 the front end has just allocated ``out`` (untouched pages: non-temporal
 stores, which pay off on a caller's buffer, would then cost extra traffic).
+One that sets ``DRAWS_SPANS = True`` has a broadcast mask whose positions
+repeat along ``x`` (:func:`fastdrop._plan.repeat_span`) drawn once with
+``mask`` and applied with ``apply_mask`` by :func:`run`, instead of its
+``forward`` making each decision once per repeat (the reference backend,
+the definition, does not).
 """
 
 from __future__ import annotations
@@ -70,6 +75,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ._extras import install_command, is_installed
+from ._plan import repeat_span
 
 if TYPE_CHECKING:
     from ._plan import Plan
@@ -278,6 +284,7 @@ class HostOps:
     def __init__(self, kern: ModuleType) -> None:
         self.kern = kern
         self.fresh_ok = getattr(kern, "ACCEPTS_FRESH_OUT", False)
+        self.draws_spans = getattr(kern, "DRAWS_SPANS", False)
 
     def copy(self, x: NDArray[Any], out: NDArray[Any]) -> None:
         if out is not x:
@@ -311,6 +318,9 @@ class HostOps:
              packed_out: NDArray[np.uint8] | None) -> None:
         self.kern.mask(plan.n, plan.seed, plan.offset, plan.T, keep_out=keep_out,
                        packed_out=packed_out)
+
+    def packed_scratch(self, n: int) -> NDArray[np.uint8]:
+        return np.empty((n + 7) // 8, dtype=np.uint8)
 
     def noise(self, x: NDArray[Any], out: NDArray[Any], plan: Plan) -> None:
         self.kern.noise(x, out, plan.seed, plan.offset, plan.mstrides, plan.shift, plan.scale,
@@ -347,6 +357,14 @@ def run_host(plan: Plan, kern: ModuleType, x: NDArray[Any] | None,
     return out, (keep if kind == "bool" else packed)
 
 
+#: Values from which :func:`run` draws a mask whose positions repeat once
+#: (:func:`fastdrop._plan.repeat_span`) instead of where each is used.
+#: Measured, float32 with a noise shape (N, 1, 1, C), Cython, 1 thread,
+#: Zen 4 VM: 32 elements 9 us forward / 14 us drawn first, 256: 15 / 14,
+#: 1024: 12 / 10, 8192: 29 / 13, 131072: 196 / 55.
+_SPAN_MIN = 1 << 9
+
+
 def run(plan: Plan, ops: Any, x: Any, out: Any, keep_out: Any = None,
         packed_out: Any = None) -> None:
     """Carry out ``plan`` with a backend's primitives ``ops``.
@@ -366,8 +384,17 @@ def run(plan: Plan, ops: Any, x: Any, out: Any, keep_out: Any = None,
         ops.noise(x, out, plan)
     elif rule == "select" and plan.source != "philox":
         ops.apply(x, out, plan, plan.source, plan.stored)
-    elif rule == "select" and (plan.full_mask or (keep_out is None and packed_out is None)):
+    elif rule == "select" and plan.full_mask:
         ops.forward(x, out, plan, keep_out, packed_out)
+    elif rule == "select" and keep_out is None and packed_out is None:
+        span = repeat_span(x.shape, plan.mstrides) if ops.draws_spans else 0
+        if span and x.size >= _SPAN_MIN:
+            # the mask's positions repeat along x: draw them once, apply them
+            stored = ops.packed_scratch(span)
+            ops.mask(plan._replace(n=span), None, stored)
+            ops.apply(x, out, plan, "packed", stored)
+        else:
+            ops.forward(x, out, plan, None, None)
     elif rule == "select":  # a broadcast mask that is also returned: draw it, apply it
         ops.mask(plan, keep_out, packed_out)
         kind, stored = ("bool", keep_out) if keep_out is not None else ("packed", packed_out)

@@ -51,7 +51,7 @@ from ._validate import Geometry, mask_geometry
 from .reference import threshold
 
 __all__ = ["Plan", "ALPHA", "MODES", "NOISES", "scale_for", "alpha_constants",
-           "select_constants", "noise_constants", "noise_rule_of", "draws", "rule_of",
+           "select_constants", "noise_constants", "noise_rule_of", "draws", "rule_of", "repeat_span",
            "plan_dropout", "plan_backward", "plan_apply", "plan_mask", "plan_noise",
            "plan_noise_backward"]
 
@@ -151,6 +151,39 @@ def select_constants(p: float, mode: str, grad: bool = False) -> tuple[float, fl
     if mode == "alpha" and not grad:
         return alpha_constants(p)
     return scale_for(p, mode), -0.0, 0.0
+
+
+def repeat_span(shape: tuple[int, ...], mstrides: tuple[int, ...]) -> int:
+    """How many mask positions values of ``shape`` read, ``1 + sum((e - 1) *
+    s)`` over their extents ``e`` and mask strides ``s``, when they read
+    some of them repeatedly in their C order; else 0.
+
+    Positions repeat when an axis the mask is broadcast along (stride 0,
+    extent > 1) comes before one it varies along: a channels-last spatial
+    noise shape ``(N, 1, 1, C)``, a mask shared over a sequence ``(N, 1,
+    F)``.  A full mask, or one broadcast along trailing axes only (one
+    decision per row: DropPath, channels-first spatial dropout), reads each
+    position in one run.  A kernel that makes each element's decision
+    where it is used makes repeated ones once per repeat;
+    :func:`fastdrop._dispatch.run` draws the span once and applies it as a
+    stored mask instead (the same decisions: the span starts at the plan's
+    offset).
+
+    Examples
+    --------
+    >>> repeat_span((32, 56, 56, 64), (64, 0, 0, 1))
+    2048
+    >>> repeat_span((64, 256, 14, 14), (256, 1, 0, 0)), repeat_span((4, 5), (5, 1))
+    (0, 0)
+    """
+    broadcast = False
+    for e, s in zip(shape, mstrides):
+        if e > 1:
+            if s == 0:
+                broadcast = True
+            elif broadcast:
+                return 1 + sum((e - 1) * s for e, s in zip(shape, mstrides))
+    return 0
 
 
 def draws(training: bool) -> bool:

@@ -97,6 +97,39 @@ def _column_case(L, dtype, inner):
     return x, keep, np.packbits(keep.reshape(-1), bitorder="little")
 
 
+def _every_op(x, keep, packed, noise_shape=None):
+    """Each op of the family on x as a function of the backend (and out=):
+    dropout, alpha dropout, both stored-mask applies, Gaussian dropout and
+    noise (the noise with ``noise_shape``)."""
+    return {
+        "dropout": lambda be, **k: fastdrop.dropout(
+            x, 0.4, rng=fastdrop.Generator(9, 3), backend=be, **k),
+        "alpha": lambda be, **k: fastdrop.alpha_dropout(
+            x, 0.4, rng=fastdrop.Generator(9, 1), backend=be, **k),
+        "apply bool": lambda be, **k: fastdrop.apply_mask(x, keep, 0.4, backend=be, **k),
+        "apply packed": lambda be, **k: fastdrop.apply_mask(x, packed, 0.4, backend=be, **k),
+        "gaussian": lambda be, **k: fastdrop.gaussian_dropout(
+            x, 0.4, rng=fastdrop.Generator(9, 5), backend=be, **k),
+        "noise": lambda be, **k: fastdrop.gaussian_noise(
+            x, 0.7, rng=fastdrop.Generator(9, 6), noise_shape=noise_shape, backend=be, **k),
+    }
+
+
+def _check_ops(ops, case, strided_out):
+    """Each op on the Cython backend, into a fresh output and into
+    ``strided_out()``, equals the reference's result bit for bit (cached
+    per ``case`` and op: shared by ISAs and thread counts)."""
+    for name, op in ops.items():
+        key = case + (name,)
+        if key not in _REF:
+            _REF[key] = op("reference")
+        want = _REF[key]
+        assert_array_equal(bits(op("cython")), bits(want), err_msg=name)
+        out = strided_out()
+        op("cython", out=out)
+        assert_array_equal(bits(out), bits(want), err_msg=name)
+
+
 @pytest.mark.parametrize("inner", ["contiguous", "strided"])
 @pytest.mark.parametrize("L", COLUMN_L)
 @pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64, "bfloat16"])
@@ -110,24 +143,52 @@ def test_short_rows_of_a_full_mask(threads, L, dtype, inner):
         dtype = pytest.importorskip("ml_dtypes").bfloat16
     x, keep, packed = _column_case(L, dtype, inner)
     assert x.shape[1] == L
-    ops = {
-        "dropout": lambda be, **k: fastdrop.dropout(
-            x, 0.4, rng=fastdrop.Generator(9, 3), backend=be, **k),
-        "alpha": lambda be, **k: fastdrop.alpha_dropout(
-            x, 0.4, rng=fastdrop.Generator(9, 1), backend=be, **k),
-        "apply bool": lambda be, **k: fastdrop.apply_mask(x, keep, 0.4, backend=be, **k),
-        "apply packed": lambda be, **k: fastdrop.apply_mask(x, packed, 0.4, backend=be, **k),
-        "gaussian": lambda be, **k: fastdrop.gaussian_dropout(
-            x, 0.4, rng=fastdrop.Generator(9, 5), backend=be, **k),
-        "noise": lambda be, **k: fastdrop.gaussian_noise(
-            x, 0.7, rng=fastdrop.Generator(9, 6), backend=be, **k),
-    }
-    for name, op in ops.items():
-        key = (L, np.dtype(dtype).name, name, inner)
-        if key not in _REF:
-            _REF[key] = op("reference")
-        want = _REF[key]
-        assert_array_equal(bits(op("cython")), bits(want), err_msg=name)
-        out = np.full((x.shape[0], L + 3), 7, dtype)[:, 1:1 + L]
-        op("cython", out=out)
-        assert_array_equal(bits(out), bits(want), err_msg=name)
+    _check_ops(_every_op(x, keep, packed), (L, np.dtype(dtype).name, inner),
+               lambda: np.full((x.shape[0], L + 3), 7, dtype)[:, 1:1 + L])
+
+
+# short rows under two or more outer axes: blocks of 65536 // L whole rows per
+# task, one kernel call each (fd_run_rows_each), below L = 1024
+SEVERAL_L = [3, 64, 1023, 1024]
+
+
+def _several_case(L, dtype):
+    """Rows of L elements of a 3-D slice whose two outer axes do not merge
+    (padded rows, a skipped plane): enough rows for two tasks' blocks and a
+    partial third, and its stored masks."""
+    a = 3
+    b = (2 * (65536 // L) + 5) // a + 1
+    big = special_values((a, b + 1, L + 3), dtype, seed=L)
+    x = big[:, 1:, 2:2 + L]
+    keep = fastdrop.dropout_mask(x.shape, 0.4, rng=4)
+    return x, keep, np.packbits(keep.reshape(-1), bitorder="little")
+
+
+@pytest.mark.parametrize("L", SEVERAL_L)
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64, "bfloat16"])
+def test_short_rows_under_several_outer_axes(threads, L, dtype):
+    """Every op on the rows of a 3-D slice (a full mask, consecutive rows'
+    stream positions follow each other within a plane) and, with a noise
+    shape (A, 1, L), on rows that share their mask positions (the kernels'
+    forward called directly: the front end draws such a mask first, then
+    applies it); equal to the reference bit for bit, into a fresh output
+    and into a strided one, from an offset inside a Philox block."""
+    if dtype == "bfloat16":
+        dtype = pytest.importorskip("ml_dtypes").bfloat16
+    from fastdrop import reference
+    from fastdrop._cython import _kernels
+
+    x, keep, packed = _several_case(L, dtype)
+    shared = (x.shape[0], 1, L)
+    ops = _every_op(x, keep, packed, noise_shape=shared)
+    ops["dropout shared"] = lambda be, **k: fastdrop.dropout(
+        x, 0.4, rng=fastdrop.Generator(9, 3), noise_shape=shared, backend=be, **k)
+    _check_ops(ops, (L, np.dtype(dtype).name, "several"),
+               lambda: np.full(x.shape[:2] + (L + 3,), 7, dtype)[:, :, 1:1 + L])
+    T = fastdrop.reference.threshold(0.4)
+    ms = (L, 0, 1)
+    want = np.empty_like(x)
+    reference.forward(x, want, 9, 3, T, 2.5, ms, shift=1.0, fill=-3.0)
+    for out in (np.empty_like(x), np.full(x.shape[:2] + (L + 3,), 7, dtype)[:, :, 1:1 + L]):
+        _kernels.forward(x, out, 9, 3, T, 2.5, ms, shift=1.0, fill=-3.0)
+        assert_array_equal(bits(out), bits(want), err_msg="forward, shared positions")

@@ -92,6 +92,10 @@ class StoredView:
 class CudaOps:
     """The primitives :func:`fastdrop._dispatch.run` needs, on one stream."""
 
+    # A broadcast mask's decisions are made where they are used (no scratch
+    # mask and second launch; not measured against drawing first on a GPU).
+    draws_spans = False
+
     def __init__(self, kern, stream):
         self.kern, self.stream = kern, stream
 

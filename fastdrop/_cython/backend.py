@@ -24,6 +24,9 @@ DTYPES = ("float16", "float32", "float64", "bfloat16")
 #: forward() takes the ``fresh_out`` hint (see fastdrop._dispatch).
 ACCEPTS_FRESH_OUT = True
 
+#: A mask whose positions repeat is drawn once, then applied (fastdrop._dispatch.run).
+DRAWS_SPANS = True
+
 
 def available():
     """Whether the Cython backend can run here: ``(True, "")`` once the

@@ -87,6 +87,8 @@ __all__ = ["DTYPES", "available", "forward", "mask", "apply_mask", "noise", "str
 DTYPES = ("float16", "float32", "float64", "bfloat16")
 #: ``forward`` takes the ``fresh_out`` hint (see :mod:`fastdrop._dispatch`).
 ACCEPTS_FRESH_OUT = True
+#: A mask whose positions repeat is drawn once, then applied (:func:`fastdrop._dispatch.run`).
+DRAWS_SPANS = True
 #: Keep-decision sources the kernels read natively (see
 #: :func:`fastdrop._dispatch.capabilities`): the mask stream, stored bool
 #: and packed masks, and the normal-variate stream (:func:`noise`).
