@@ -105,6 +105,32 @@ def test_noise_shapes(dtype, shape, noise_shape):
                                    noise_shape=noise_shape, return_mask=True)[1])
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("shape,noise_shape", [
+    ((3, 2 * CHUNK // 24 + 5, 24), (3, 1, 24)), ((2, 40, 7, 7), (2, 40, 1, 1)),
+    ((2, 3 * CHUNK // 49, 49), (2, 1, 49))], ids=str)
+def test_short_rows_in_the_handlers(dtype, shape, noise_shape):
+    """The handlers walk short rows as the Cython backend does (blocks of
+    rows per task: one decision per row; rows sharing their mask positions,
+    a mask broadcast along a middle axis, one kernel call each), over more
+    than one task's block: every op of the family and a stored broadcast
+    mask, from an offset inside a Philox block, equal to NumPy's."""
+    with _x64(dtype):
+        x = _x(shape, dtype, seed=len(shape))
+        xj = _j(x)
+        _same(fdj.dropout(xj, 0.3, 7, offset=5, noise_shape=noise_shape),
+              fastdrop.dropout(x, 0.3, rng=fastdrop.Generator(7, 5), noise_shape=noise_shape))
+        _same(fdj.alpha_dropout(xj, 0.3, 7, offset=3, noise_shape=noise_shape),
+              fastdrop.alpha_dropout(x, 0.3, rng=fastdrop.Generator(7, 3),
+                                     noise_shape=noise_shape))
+        _same(fdj.gaussian_noise(xj, 0.5, 7, offset=1, noise_shape=noise_shape),
+              fastdrop.gaussian_noise(x, 0.5, rng=fastdrop.Generator(7, 1),
+                                      noise_shape=noise_shape))
+        keep = fastdrop.dropout_mask(noise_shape, 0.4, rng=2)
+        _same(fdj.apply_mask(xj, jnp.asarray(keep), 0.4),
+              fastdrop.apply_mask(x, keep, 0.4))
+
+
 @pytest.mark.parametrize("offset", [0, 1, 5, 8, 2 ** 35 - 3, 2 ** 64 - 40])
 def test_offsets(offset):
     x = _x((5, 8), np.float32, seed=2)

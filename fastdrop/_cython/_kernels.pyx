@@ -46,7 +46,6 @@ cdef extern from "pool.h" nogil:
 
 cdef extern from "kernels.h" nogil:
     int FD_MAXDIM
-    int FD_ROWS_MAX
     int FD_OP_FORWARD, FD_OP_APPLY, FD_OP_MASK, FD_OP_NOISE_MUL, FD_OP_NOISE_ADD
     int FD_F16, FD_F32, FD_F64, FD_BF16
     ctypedef struct fd_affine_t:
@@ -78,6 +77,8 @@ cdef extern from "kernels.h" nogil:
         int64_t rows
         int64_t rpt
     void fd_run_task(const fd_task_t *g, int64_t t)
+    void fd_task_rows(fd_task_t *g, int64_t item, int forward)
+    int64_t fd_task_count(const fd_task_t *g)
     const fd_isa_t *fd_isa()
     const fd_isa_t *fd_isa_select(int cap)
     const fd_isa_t *fd_isa_for(uint32_t Th)
@@ -240,12 +241,6 @@ cdef inline int _dtype_code(cnp.ndarray x) except -1:
 cdef int64_t _NT_MIN_BYTES = _config.NT_MIN_BYTES
 # row blocks of the stored-mask apply for transposed layouts (rows x inner chunk)
 cdef int64_t _RBLOCK = 64
-# rows of a full mask shorter than this go in blocks of rows (fd_run_rows_block:
-# tiles, then one kernel call per row; measured against a task per row, 2**20
-# float32 elements in rows of L of a wider array, Zen 4 VM, 1 / 2 threads: L = 500
-# 1.04x / 1.64x, L = 1000 1.02x / 1.47x); longer rows keep a task each (at least
-# 1024 elements), not measured against blocks
-cdef int64_t _ROWS_MAX_L = 1024
 cdef int64_t _RBLOCK_CHUNK = 1024
 
 
@@ -364,22 +359,6 @@ cdef bint _prefer_memory_order(cnp.ndarray x):
     return fast >= 0 and fast != last and shape[fast] >= 64
 
 
-cdef inline int64_t _ntasks(fd_task_t *g):
-    cdef int64_t rows = 1
-    cdef int i
-    if g.rblock > 0:
-        return (g.oshape[0] + g.rblock - 1) // g.rblock * g.cpr
-    if g.tshort > 0:
-        return g.cpr
-    if g.rows > 0:
-        return (g.oshape[0] + g.rows - 1) // g.rows
-    for i in range(g.nd):
-        rows *= g.oshape[i]
-    if g.rpt > 0:
-        return (rows + g.rpt - 1) // g.rpt
-    return rows * g.cpr
-
-
 cdef inline void _init_task(fd_task_t *g, int op, int dtype, uint64_t seed, uint64_t offset,
                             uint64_t T, double a, double b, double c) noexcept:
     """The scalar fields of a task (the geometry is _geometry's): the one
@@ -494,27 +473,9 @@ def forward(x, out, seed, offset, T, scale, mstrides, keep_out=None, packed_out=
         g.tshort = g.oshape[0]
         g.chunk = max(256, (_CHUNK // g.tshort) // 256 * 256)
         g.cpr = (g.L + g.chunk - 1) // g.chunk
-    elif (g.nd == 1 and g.ms == 0 and g.oms[0] == 1 and g.L < _CHUNK
-          and g.xs == xa.itemsize and g.ys == xa.itemsize):
-        # one decision per short contiguous row (DropPath, spatial dropout):
-        # blocks of rows per task, their decisions made together
-        g.rows = min(FD_ROWS_MAX, _CHUNK // g.L)
     else:
-        _short_rows(&g)
-    _execute(&g, _ntasks(&g), n)
-
-
-cdef inline void _short_rows(fd_task_t *g) noexcept:
-    """Blocks of rows per task for short rows of a full mask (a column slice
-    x[:, :3], a padded row pitch: nd == 1, ms == 1, oms[0] == L): contiguous
-    tiles for the shortest, one kernel call per row above that
-    (fd_run_rows_block); other short rows (several outer axes, shared mask
-    positions) one kernel call per row, a block of rows per task
-    (fd_run_rows_each); any op."""
-    if g.nd == 1 and g.ms == 1 and g.oms[0] == g.L and g.L < _ROWS_MAX_L:
-        g.rows = _CHUNK // g.L
-    elif g.nd >= 1 and g.L < _ROWS_MAX_L:
-        g.rpt = _CHUNK // g.L
+        fd_task_rows(&g, xa.itemsize, 1)
+    _execute(&g, fd_task_count(&g), n)
 
 
 cdef bint _is_tshort(fd_task_t *g, int64_t item):
@@ -560,8 +521,8 @@ def noise(x, out, seed, offset, mstrides, a, b, op):
     g.isa = fd_isa()
     if _geometry(&g, xa, ya, mstrides) == 0:
         return
-    _short_rows(&g)
-    _execute(&g, _ntasks(&g), xa.size)
+    fd_task_rows(&g, xa.itemsize, 0)
+    _execute(&g, fd_task_count(&g), xa.size)
 
 
 def mask(n, seed, offset, T, keep_out=None, packed_out=None):
@@ -636,8 +597,8 @@ def apply_mask(x, out, mstrides, scale, keep=None, packed=None, *, shift=-0.0, f
         g.chunk = _RBLOCK_CHUNK
         g.cpr = (g.L + g.chunk - 1) // g.chunk
     else:
-        _short_rows(&g)
-    _execute(&g, _ntasks(&g), xa.size)
+        fd_task_rows(&g, xa.itemsize, 0)
+    _execute(&g, fd_task_count(&g), xa.size)
 
 
 cdef object _np_float64 = np.float64

@@ -405,9 +405,8 @@ static void fd_xla_template(fd_xla_run_t *r, int rank, const int64_t *dims,
     }
     g->chunk = fd_xla_chunk;
     g->cpr = (g->L + g->chunk - 1) / g->chunk;
-    int64_t rows = 1;
-    for (int i = 0; i < g->nd; i++) rows *= g->oshape[i];
-    r->per = rows * g->cpr;
+    fd_task_rows(g, item, g->op == FD_OP_FORWARD);
+    r->per = fd_task_count(g);
 }
 
 /* The scalar fields of a task (as _kernels._init_task fills them). */
