@@ -386,19 +386,22 @@ def run(plan: Plan, ops: Any, x: Any, out: Any, keep_out: Any = None,
         ops.apply(x, out, plan, plan.source, plan.stored)
     elif rule == "select" and plan.full_mask:
         ops.forward(x, out, plan, keep_out, packed_out)
-    elif rule == "select" and keep_out is None and packed_out is None:
-        span = repeat_span(x.shape, plan.mstrides) if ops.draws_spans else 0
-        if span and x.size >= _SPAN_MIN:
-            # the mask's positions repeat along x: draw them once, apply them
-            stored = ops.packed_scratch(span)
-            ops.mask(plan._replace(n=span), None, stored)
-            ops.apply(x, out, plan, "packed", stored)
-        else:
+    elif rule == "select":
+        # A broadcast mask is drawn, then applied, when it is returned, or when
+        # its positions repeat along x (only the span x reads, into scratch);
+        # else the forward makes each decision where it is used.
+        returned = keep_out is not None or packed_out is not None
+        span = (repeat_span(x.shape, plan.mstrides)
+                if not returned and ops.draws_spans and x.size >= _SPAN_MIN else 0)
+        if not returned and not span:
             ops.forward(x, out, plan, None, None)
-    elif rule == "select":  # a broadcast mask that is also returned: draw it, apply it
-        ops.mask(plan, keep_out, packed_out)
-        kind, stored = ("bool", keep_out) if keep_out is not None else ("packed", packed_out)
-        ops.apply(x, out, plan, kind, stored)
+        else:
+            draw, keep, packed = plan, keep_out, packed_out
+            if span:
+                draw, packed = plan._replace(n=span), ops.packed_scratch(span)
+            ops.mask(draw, keep, packed)
+            kind, stored = ("bool", keep) if keep is not None else ("packed", packed)
+            ops.apply(x, out, plan, kind, stored)
     elif plan.source == "philox":  # rule "none": mask outputs only
         ops.mask(plan, keep_out, packed_out)
     if plan.mask_fill is not None:

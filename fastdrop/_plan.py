@@ -51,8 +51,8 @@ from ._validate import Geometry, mask_geometry
 from .reference import threshold
 
 __all__ = ["Plan", "ALPHA", "MODES", "NOISES", "scale_for", "alpha_constants",
-           "select_constants", "noise_constants", "noise_rule_of", "draws", "rule_of", "repeat_span",
-           "plan_dropout", "plan_backward", "plan_apply", "plan_mask", "plan_noise",
+           "select_constants", "noise_constants", "noise_rule_of", "draws", "rule_of",
+           "repeat_span", "plan_dropout", "plan_backward", "plan_apply", "plan_mask", "plan_noise",
            "plan_noise_backward"]
 
 RULES = ("select", "scale", "copy", "zero", "noise", "none")
