@@ -110,16 +110,18 @@ cdef int64_t _CHUNK = _config.CHUNK
 cdef object _Generator = None
 cdef object _NpGenerator = None
 cdef object _default_stream = None
+cdef list _default_slot = None  # fastdrop._generator._DEFAULT: [the default stream or None]
 cdef object _numpy_seed = None
 
 
 cdef _import_generators():
     """fastdrop's Generator, NumPy's, the default stream and the NumPy seed
     rule, looked up once (fastdrop._generator imports this module's users)."""
-    global _Generator, _NpGenerator, _default_stream, _numpy_seed
+    global _Generator, _NpGenerator, _default_stream, _default_slot, _numpy_seed
     from fastdrop import _generator
     _NpGenerator = np.random.Generator
     _default_stream = _generator.default_stream
+    _default_slot = _generator._DEFAULT
     _numpy_seed = _generator.numpy_seed
     _Generator = _generator.Generator
 cdef object _U64 = 1 << 64
@@ -756,8 +758,10 @@ def fast_dropout(x, p, rng, out=None, training=True, mode="inverted", noise_shap
     else:
         if _Generator is None:
             _import_generators()
-        if rng is None:
-            gen = _default_stream()  # the process's default stream (docs/spec.md §3)
+        if rng is None:  # the process's default stream (docs/spec.md §3), made on first use
+            gen = _default_slot[0]
+            if gen is None:
+                gen = _default_stream()
         elif type(rng) is _Generator:
             gen = rng
         elif type(rng) is _NpGenerator:
