@@ -58,7 +58,7 @@ sets ``ACCEPTS_FRESH_OUT = True`` gets ``fresh_out=True`` in ``forward`` when
 the front end has just allocated ``out`` (untouched pages: non-temporal
 stores, which pay off on a caller's buffer, would then cost extra traffic).
 One that sets ``DRAWS_SPANS = True`` has a broadcast mask whose positions
-repeat along ``x`` (:func:`fastdrop._plan.repeat_span`) drawn once with
+repeat along ``x`` (:func:`fastdrop._plan.span_to_draw`) drawn once with
 ``mask`` and applied with ``apply_mask`` by :func:`run`, instead of its
 ``forward`` making each decision once per repeat (the reference backend,
 the definition, does not).
@@ -75,7 +75,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ._extras import install_command, is_installed
-from ._plan import repeat_span
+from ._plan import span_to_draw
 
 if TYPE_CHECKING:
     from ._plan import Plan
@@ -357,14 +357,6 @@ def run_host(plan: Plan, kern: ModuleType, x: NDArray[Any] | None,
     return out, (keep if kind == "bool" else packed)
 
 
-#: Values from which :func:`run` draws a mask whose positions repeat once
-#: (:func:`fastdrop._plan.repeat_span`) instead of where each is used.
-#: Measured, float32 with a noise shape (N, 1, 1, C), Cython, 1 thread,
-#: Zen 4 VM: 32 elements 9 us forward / 14 us drawn first, 256: 15 / 14,
-#: 1024: 12 / 10, 8192: 29 / 13, 131072: 196 / 55.
-_SPAN_MIN = 1 << 9
-
-
 def run(plan: Plan, ops: Any, x: Any, out: Any, keep_out: Any = None,
         packed_out: Any = None) -> None:
     """Carry out ``plan`` with a backend's primitives ``ops``.
@@ -391,8 +383,7 @@ def run(plan: Plan, ops: Any, x: Any, out: Any, keep_out: Any = None,
         # its positions repeat along x (only the span x reads, into scratch);
         # else the forward makes each decision where it is used.
         returned = keep_out is not None or packed_out is not None
-        span = (repeat_span(x.shape, plan.mstrides)
-                if not returned and ops.draws_spans and x.size >= _SPAN_MIN else 0)
+        span = span_to_draw(plan) if not returned and ops.draws_spans else 0
         if not returned and not span:
             ops.forward(x, out, plan, None, None)
         else:

@@ -131,6 +131,51 @@ def test_short_rows_in_the_handlers(dtype, shape, noise_shape):
               fastdrop.apply_mask(x, keep, 0.4))
 
 
+def _draws_first(f, *args):
+    """The ``draw`` attribute of every fastdrop_select in ``f``'s lowering."""
+    text = jax.jit(f).lower(*args).as_text()
+    return [("draw = true" in ln) for ln in text.splitlines() if "fastdrop_select" in ln]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_repeated_positions_drawn_first_in_the_handler(dtype):
+    """A mask whose positions repeat along x (channels-last spatial dropout)
+    is drawn once per key by the handler, then applied (the plan's
+    span_to_draw decides; small arrays and channels-first do not): the
+    same bits as NumPy's, for the forward from an offset, classic mode,
+    alpha dropout, the gradient, vmap over x with one key (the batch axis
+    repeats the mask too) and vmap over keys (a drawn mask per key)."""
+    shape, ns = (3, 5, 7, 40), (3, 1, 1, 40)
+    with _x64(dtype):
+        x = _x(shape, dtype, seed=3)
+        xj = _j(x)
+        assert _draws_first(lambda x: fdj.dropout(x, 0.3, 7, noise_shape=ns), xj) == [True]
+        assert _draws_first(lambda x: fdj.dropout(x[:1, :2, :2], 0.3, 7,
+                                                  noise_shape=(1, 1, 1, 40)), xj) == [False]
+        assert _draws_first(lambda x: fdj.dropout(x, 0.3, 7, noise_shape=(3, 5, 1, 1)),
+                            xj) == [False]
+        _same(fdj.dropout(xj, 0.3, 7, offset=5, noise_shape=ns),
+              fastdrop.dropout(x, 0.3, rng=fastdrop.Generator(7, 5), noise_shape=ns))
+        _same(fdj.dropout(xj, 0.3, 7, mode="classic", noise_shape=ns),
+              fastdrop.dropout(x, 0.3, rng=7, mode="classic", noise_shape=ns))
+        _same(fdj.alpha_dropout(xj, 0.3, 7, offset=3, noise_shape=ns),
+              fastdrop.alpha_dropout(x, 0.3, rng=fastdrop.Generator(7, 3), noise_shape=ns))
+        g = np.ones(shape, dtype)
+        _same(jax.grad(lambda x: (fdj.dropout(x, 0.3, 7, noise_shape=ns) * _j(g))
+                       .astype(jnp.float32).sum())(xj),
+              fastdrop.dropout_backward(g, 0.3, state=7, noise_shape=ns))
+        xs = np.stack([x, x[::-1]])
+        y = jax.vmap(lambda x: fdj.dropout(x, 0.3, 7, noise_shape=ns))(_j(xs))
+        _same(y, np.stack([fastdrop.dropout(v, 0.3, rng=7, noise_shape=ns) for v in xs]))
+        keys = jnp.arange(4, dtype=jnp.uint32) * 3 + 1
+        y = jax.vmap(lambda k: fdj.dropout(xj, 0.3, k, noise_shape=ns))(keys)
+        _same(y, np.stack([fastdrop.dropout(x, 0.3, rng=int(k), noise_shape=ns)
+                           for k in np.asarray(keys)]))
+        y = jax.vmap(lambda v, k: fdj.dropout(v, 0.3, k, noise_shape=ns))(_j(xs), keys[:2])
+        _same(y, np.stack([fastdrop.dropout(v, 0.3, rng=int(k), noise_shape=ns)
+                           for v, k in zip(xs, np.asarray(keys[:2]))]))
+
+
 @pytest.mark.parametrize("offset", [0, 1, 5, 8, 2 ** 35 - 3, 2 ** 64 - 40])
 def test_offsets(offset):
     x = _x((5, 8), np.float32, seed=2)

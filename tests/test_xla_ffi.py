@@ -305,6 +305,26 @@ def test_execute_batch_axes():
                                                            rng=fastdrop.Generator(s, 3)))
 
 
+@pytest.mark.parametrize("draw", [0, 1])
+def test_execute_drawn_first(draw):
+    """The optional ``draw`` attribute (a mask whose positions repeat along
+    x, drawn once per key, then applied): keys batched along the first batch
+    axis, shared along the second (its two elements read the same mask),
+    the noise shape (4, 1, 40) over (4, 3, 40); equal to NumPy's either way."""
+    xla = FakeXla()
+    x = np.random.default_rng(2).standard_normal((3, 2, 4, 3, 40)).astype(np.float32)
+    keys = np.stack([_words(s, 5)[None] for s in (21, 22, 23)])  # (3, 1, 4)
+    y = np.empty_like(x)
+    cf = xla.frame([xla.buffer(x, F32), xla.buffer(keys, U32)], [xla.buffer(y, F32)],
+                   _select_attrs(xla, 0.4, (40, 0, 1), draw=xla.scalar(draw, PRED)))
+    assert _handler("fastdrop_select")(ctypes.byref(cf)) is None, xla.errors
+    for i, s in enumerate((21, 22, 23)):
+        for j in range(2):
+            ref = fastdrop.dropout(x[i, j], 0.4, rng=fastdrop.Generator(s, 5),
+                                   noise_shape=(4, 1, 40))
+            assert_array_equal(_bits(y[i, j]), _bits(ref))
+
+
 def _bad(xla, cf, name="fastdrop_select", code=INVALID_ARGUMENT):
     n = len(xla.errors)
     err = _handler(name)(ctypes.byref(cf))
@@ -335,6 +355,7 @@ def test_call_frame_errors_write_nothing():
         (dict(mstrides=xla.scalar(1, S64)), "'mstrides' must be an s64 array"),
         (dict(mstrides=xla.array([2])), "mstrides are not the strides of a mask shape"),
         (dict(mstrides=xla.array([1, 1])), "rank"),
+        (dict(draw=xla.scalar(1.0, F64)), "'draw' must be a pred scalar, got f64"),
         (dict(zzz=xla.scalar(1.0, F64)), "unexpected attribute 'zzz'"),
     ]:
         cf, y = case(**attrs)

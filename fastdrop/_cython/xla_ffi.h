@@ -63,6 +63,7 @@
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include "kernels.h"
 #include "pool.h"
@@ -253,7 +254,7 @@ enum { FD_ATTR_F64, FD_ATTR_THRESHOLD, FD_ATTR_PRED, FD_ATTR_I64_ARRAY };
 typedef struct {
     const char *name;
     int kind;
-    int found;
+    int found;           /* set 0 (required) or -1 (optional: u = 0 when absent); 1 found */
     double f;            /* FD_ATTR_F64 */
     uint64_t u;          /* FD_ATTR_THRESHOLD, FD_ATTR_PRED (0 / 1) */
     const int64_t *arr;  /* FD_ATTR_I64_ARRAY */
@@ -282,7 +283,7 @@ static XLA_FFI_Error *fd_xla_attrs(const XLA_FFI_CallFrame *cf, const char *op,
             return fd_xla_error(cf->api, FD_XLA_INVALID, "%s: unexpected attribute '%.*s'", op,
                                 nm ? (int)nm->len : 0, nm ? nm->ptr : "");
         fd_xla_attr_t *s = &spec[k];
-        if (s->found)
+        if (s->found > 0)
             return fd_xla_error(cf->api, FD_XLA_INVALID, "%s: attribute '%s' given twice", op,
                                 s->name);
         const XLA_FFI_AttrType type = at->types[i];
@@ -331,7 +332,7 @@ static XLA_FFI_Error *fd_xla_attrs(const XLA_FFI_CallFrame *cf, const char *op,
         s->found = 1;
     }
     for (int k = 0; k < nspec; k++)
-        if (!spec[k].found)
+        if (spec[k].found == 0)
             return fd_xla_error(cf->api, FD_XLA_INVALID, "%s: attribute '%s' missing", op,
                                 spec[k].name);
     return NULL;
@@ -347,6 +348,8 @@ typedef struct {
     int nkax;                             /* key-batched axes (outermost first) */
     int64_t kext[FD_MAXDIM], kks[FD_MAXDIM], kxs[FD_MAXDIM], kys[FD_MAXDIM];
     const uint32_t *key;                  /* NULL: no key (stored mask) */
+    const uint8_t *drawn;                 /* non-NULL: key kb's keep bytes at kb * span */
+    int64_t span;
     char *x0, *y0;
     int64_t elems;                        /* elements of y */
 } fd_xla_run_t;
@@ -443,6 +446,8 @@ static void fd_xla_at_key(const fd_xla_run_t *r, fd_task_t *g, int64_t kb)
     }
     g->x = r->x0 + dx;
     g->y = r->y0 + dy;
+    if (r->drawn != NULL)
+        g->mkeep = r->drawn + kb * r->span;
 }
 
 static int fd_xla_nthreads(void)
@@ -513,6 +518,8 @@ static XLA_FFI_Error *fd_xla_layout(const XLA_FFI_Api *api, const char *op, fd_x
     }
     r->nkax = 0;
     r->nk = 1;
+    r->drawn = NULL;
+    r->span = 0;
     for (int64_t a = R - 1; a >= 0; a--) {
         xs[a] = x == NULL ? 0 : (x->dims[a] == 1 ? 0 : xc[a] * item);
         ys[a] = yc[a] * item;
@@ -570,6 +577,35 @@ static XLA_FFI_Error *fd_xla_mask_strides(const XLA_FFI_Api *api, const char *op
     return NULL;
 }
 
+/* One task of fastdrop_mask: chunk t % cpr of batch element t / cpr. */
+typedef struct {
+    const fd_isa_t *isa;
+    uint32_t Th, Tl;
+    int64_t n, chunk, cpr, m;
+    const int64_t *dims;
+    const int *skip;
+    const int64_t *kc;
+    const uint32_t *kw;
+    uint8_t *out;
+} fd_xla_mask_run_t;
+
+static void fd_xla_mask_task(const void *ctx, int64_t t)
+{
+    const fd_xla_mask_run_t *r = (const fd_xla_mask_run_t *)ctx;
+    const int64_t b = t / r->cpr, start = (t % r->cpr) * r->chunk;
+    const int64_t len = r->n - start < r->chunk ? r->n - start : r->chunk;
+    int64_t q = b, kidx = 0;
+    for (int64_t a = r->m - 1; a >= 0; a--) {
+        const int64_t i = q % r->dims[a];
+        q /= r->dims[a];
+        if (r->skip[a]) kidx += i * r->kc[a];
+    }
+    const uint32_t *w = r->kw + 4 * kidx;
+    const uint64_t seed = (uint64_t)w[0] | ((uint64_t)w[1] << 32);
+    const uint64_t off = (uint64_t)w[2] | ((uint64_t)w[3] << 32);
+    r->isa->mask(len, off + (uint64_t)start, seed, r->Th, r->Tl, r->out + b * r->n + start, NULL);
+}
+
 /* -------------------------------------------------------------- handlers */
 /* fastdrop_select and fastdrop_noise: (x, key) -> y. */
 static XLA_FFI_Error *fd_xla_x_key(XLA_FFI_CallFrame *cf, const char *op, int noise)
@@ -578,17 +614,18 @@ static XLA_FFI_Error *fd_xla_x_key(XLA_FFI_CallFrame *cf, const char *op, int no
     if (fd_xla_prologue(cf, op, &err))
         return err;
     const XLA_FFI_Api *api = cf->api;
-    fd_xla_attr_t spec[5] = {
+    fd_xla_attr_t spec[6] = {
         {"a", FD_ATTR_F64, 0, 0, 0, NULL, 0},
         {"b", FD_ATTR_F64, 0, 0, 0, NULL, 0},
         {"mstrides", FD_ATTR_I64_ARRAY, 0, 0, 0, NULL, 0},
         {noise ? "add" : "c", noise ? FD_ATTR_PRED : FD_ATTR_F64, 0, 0, 0, NULL, 0},
         {"threshold", FD_ATTR_THRESHOLD, 0, 0, 0, NULL, 0},
+        {"draw", FD_ATTR_PRED, -1, 0, 0, NULL, 0},
     };
     XLA_FFI_Buffer *x = NULL, *key = NULL, *y = NULL;
     if ((err = fd_xla_counts(cf, op, 2, 1)) || (err = fd_xla_arg(cf, op, 0, "x", &x))
             || (err = fd_xla_arg(cf, op, 1, "key", &key)) || (err = fd_xla_ret(cf, op, 0, "y", &y))
-            || (err = fd_xla_attrs(cf, op, spec, noise ? 4 : 5)))
+            || (err = fd_xla_attrs(cf, op, spec, noise ? 4 : 6)))
         return err;
     const int dtype = fd_xla_float_code(x->dtype);
     if (dtype < 0)
@@ -620,18 +657,40 @@ static XLA_FFI_Error *fd_xla_x_key(XLA_FFI_CallFrame *cf, const char *op, int no
         return NULL;
     if (x->data == NULL || y->data == NULL || key->data == NULL)
         return fd_xla_error(api, FD_XLA_INVALID, "%s: missing buffer data", op);
-    if (noise)
+    uint8_t *drawn = NULL;
+    if (noise) {
         fd_xla_init_task(&run.g, spec[3].u ? FD_OP_NOISE_ADD : FD_OP_NOISE_MUL, dtype, 0,
                          spec[0].f, spec[1].f, 0.0);
-    else
+    } else if (spec[5].u) {
+        /* draw: the plan asks for the n positions each key's mask reads to be
+         * drawn once (they repeat along y: fastdrop._dispatch.draws_span), as
+         * keep bytes, key kb's at kb * n, then applied as a stored mask */
+        const uint32_t Th = (uint32_t)(spec[4].u >> 16), Tl = (uint32_t)(spec[4].u & 0xFFFFu);
+        int ones[FD_MAXDIM];
+        for (int a = 0; a < run.nkax; a++) ones[a] = 1;
+        if ((drawn = (uint8_t *)malloc((size_t)(run.nk * n))) == NULL)
+            return fd_xla_error(api, XLA_FFI_Error_Code_RESOURCE_EXHAUSTED,
+                                "%s: no memory for a mask of %lld bytes", op,
+                                (long long)(run.nk * n));
+        const int64_t cpr = (n + fd_xla_chunk - 1) / fd_xla_chunk;
+        fd_xla_mask_run_t mr = {fd_isa_for(Th), Th, Tl, n, fd_xla_chunk, cpr, run.nkax,
+                                run.kext, ones, run.kks, run.key, drawn};
+        fd_pool_run(fd_xla_mask_task, &mr, run.nk * cpr,
+                    run.nk * n < fd_xla_serial ? 1 : fd_xla_nthreads());
+        fd_xla_init_task(&run.g, FD_OP_APPLY, dtype, 0, spec[0].f, spec[1].f, spec[3].f);
+        run.drawn = drawn;
+        run.span = n;
+    } else {
         fd_xla_init_task(&run.g, FD_OP_FORWARD, dtype, spec[4].u, spec[0].f, spec[1].f,
                          spec[3].f);
+    }
     fd_xla_template(&run, (int)y->rank, y->dims, xs, ys, ms, skip, item);
     run.x0 = (char *)x->data;
     run.y0 = (char *)y->data;
     run.elems = elems;
     fd_advise_output(y->data, elems * item);
     fd_xla_execute(&run);
+    free(drawn);
     return NULL;
 }
 
@@ -709,35 +768,6 @@ static XLA_FFI_Error *fd_xla_apply(XLA_FFI_CallFrame *cf)
     fd_advise_output(y->data, elems * item);
     fd_xla_execute(&run);
     return NULL;
-}
-
-/* One task of fastdrop_mask: chunk t % cpr of batch element t / cpr. */
-typedef struct {
-    const fd_isa_t *isa;
-    uint32_t Th, Tl;
-    int64_t n, chunk, cpr, m;
-    const int64_t *dims;
-    const int *skip;
-    const int64_t *kc;
-    const uint32_t *kw;
-    uint8_t *out;
-} fd_xla_mask_run_t;
-
-static void fd_xla_mask_task(const void *ctx, int64_t t)
-{
-    const fd_xla_mask_run_t *r = (const fd_xla_mask_run_t *)ctx;
-    const int64_t b = t / r->cpr, start = (t % r->cpr) * r->chunk;
-    const int64_t len = r->n - start < r->chunk ? r->n - start : r->chunk;
-    int64_t q = b, kidx = 0;
-    for (int64_t a = r->m - 1; a >= 0; a--) {
-        const int64_t i = q % r->dims[a];
-        q /= r->dims[a];
-        if (r->skip[a]) kidx += i * r->kc[a];
-    }
-    const uint32_t *w = r->kw + 4 * kidx;
-    const uint64_t seed = (uint64_t)w[0] | ((uint64_t)w[1] << 32);
-    const uint64_t off = (uint64_t)w[2] | ((uint64_t)w[3] << 32);
-    r->isa->mask(len, off + (uint64_t)start, seed, r->Th, r->Tl, r->out + b * r->n + start, NULL);
 }
 
 /* fastdrop_mask: key [m batch axes..., 4] -> keep PRED [batch..., M...]:

@@ -104,8 +104,11 @@ a bool array.  Attributes (static, from :mod:`fastdrop._plan`, the planner
 the NumPy API uses, so every rule of p, mode and training is decided in one
 place): ``a``, ``b``, ``c`` (float64: kept ``x * a + b``, dropped ``c``; for
 the noise ``t = b * z + a``), ``threshold`` (``T = rint(p * 2**32)``,
-uint64), ``add`` (bool: ``x + t`` or ``x * t``) and ``mstrides`` (int64:
-the mask strides of x's axes, docs/spec.md §2).  The rules that need no
+uint64), ``add`` (bool: ``x + t`` or ``x * t``), ``mstrides`` (int64:
+the mask strides of x's axes, docs/spec.md §2) and, optional for
+``fastdrop_select``, ``draw`` (bool: the positions the mask reads repeat
+along ``x``, e.g. channels-last spatial dropout; the handler draws them
+once per key, then applies them as a stored mask).  The rules that need no
 kernel (``p == 0``, ``p == 1``, evaluation) are ``x`` itself or zeros.
 
 Devices
@@ -365,9 +368,10 @@ def _key_seed_words(key):
 # plans -> custom calls
 # ----------------------------------------------------------------------------
 # A *spec* is the static, hashable form of a plan's rule (fastdrop._plan):
-# ("copy",), ("zero",), ("select", a, b, c, T, mstrides) or ("noise", a, b,
-# add, mstrides), the float constants as float.hex() strings (so that -0.0
-# and +0.0 never compare equal in JAX's caches).
+# ("copy",), ("zero",), ("select", a, b, c, T, mstrides, draw) or ("noise",
+# a, b, add, mstrides), the float constants as float.hex() strings (so that
+# -0.0 and +0.0 never compare equal in JAX's caches); draw: the mask's
+# positions repeat along x and are drawn once first (_plan.span_to_draw).
 
 def _spec(plan):
     rule = plan.rule
@@ -378,7 +382,8 @@ def _spec(plan):
     if rule in ("select", "scale"):  # "scale": every element kept (T = 0)
         T = plan.T if rule == "select" else 0
         return ("select", float(plan.scale).hex(), float(plan.shift).hex(),
-                float(plan.fill).hex(), int(T), tuple(plan.mstrides))
+                float(plan.fill).hex(), int(T), tuple(plan.mstrides),
+                _plan.span_to_draw(plan) > 0)
     if rule == "noise":  # t = scale * z + shift; x op t
         return ("noise", float(plan.shift).hex(), float(plan.scale).hex(),
                 plan.noise == "add", tuple(plan.mstrides))
@@ -392,10 +397,10 @@ def _run(spec, x, key):
     if kind == "zero":
         return jnp.zeros_like(x)
     if kind == "select":
-        _, a, b, c, T, ms = spec
+        _, a, b, c, T, ms, draw = spec
         return _call("fastdrop_select", x.shape, x.dtype, x, key, a=float.fromhex(a),
                      b=float.fromhex(b), c=float.fromhex(c), threshold=np.uint64(T),
-                     mstrides=np.array(ms, dtype=np.int64))
+                     mstrides=np.array(ms, dtype=np.int64), draw=bool(draw))
     _, a, b, add, ms = spec
     return _call("fastdrop_noise", x.shape, x.dtype, x, key, a=float.fromhex(a),
                  b=float.fromhex(b), add=bool(add), mstrides=np.array(ms, dtype=np.int64))
@@ -426,7 +431,7 @@ def _run_stored(spec, x, mask):
     kind = spec[0]
     if kind != "select":
         return _run(spec, x, None)
-    _, a, b, c, _, _ = spec
+    _, a, b, c, _, _, _ = spec
     return _call("fastdrop_apply", x.shape, x.dtype, x, mask, a=float.fromhex(a),
                  b=float.fromhex(b), c=float.fromhex(c))
 
