@@ -663,7 +663,7 @@ static XLA_FFI_Error *fd_xla_x_key(XLA_FFI_CallFrame *cf, const char *op, int no
                          spec[0].f, spec[1].f, 0.0);
     } else if (spec[5].u) {
         /* draw: the plan asks for the n positions each key's mask reads to be
-         * drawn once (they repeat along y: fastdrop._dispatch.draws_span), as
+         * drawn once (they repeat along y: fastdrop._plan.span_to_draw), as
          * keep bytes, key kb's at kb * n, then applied as a stored mask */
         const uint32_t Th = (uint32_t)(spec[4].u >> 16), Tl = (uint32_t)(spec[4].u & 0xFFFFu);
         int ones[FD_MAXDIM];
