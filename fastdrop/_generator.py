@@ -54,6 +54,7 @@ def _fresh_seed() -> int:
 #: The process's default stream (``rng=None``): a Generator seeded once from
 #: fresh OS entropy on first use, advanced by every call (thread-safe through
 #: its lock), replaced in a forked child so two processes never share masks.
+#: Changed in place only, never rebound: the Cython fast path holds this list.
 _DEFAULT: list[Generator | None] = [None]
 
 

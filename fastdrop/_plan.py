@@ -52,8 +52,8 @@ from .reference import threshold
 
 __all__ = ["Plan", "ALPHA", "MODES", "NOISES", "scale_for", "alpha_constants",
            "select_constants", "noise_constants", "noise_rule_of", "draws", "rule_of",
-           "repeat_span", "SPAN_MIN", "span_to_draw", "plan_dropout", "plan_backward", "plan_apply", "plan_mask", "plan_noise",
-           "plan_noise_backward"]
+           "repeat_span", "SPAN_MIN", "span_to_draw", "plan_dropout", "plan_backward",
+           "plan_apply", "plan_mask", "plan_noise", "plan_noise_backward"]
 
 RULES = ("select", "scale", "copy", "zero", "noise", "none")
 SOURCES = ("philox", "bool", "packed", "normal", None)
@@ -164,10 +164,10 @@ def repeat_span(shape: tuple[int, ...], mstrides: tuple[int, ...]) -> int:
     F)``.  A full mask, or one broadcast along trailing axes only (one
     decision per row: DropPath, channels-first spatial dropout), reads each
     position in one run.  A kernel that makes each element's decision
-    where it is used makes repeated ones once per repeat;
-    :func:`fastdrop._dispatch.run` draws the span once and applies it as a
-    stored mask instead (the same decisions: the span starts at the plan's
-    offset).
+    where it is used makes repeated ones once per repeat; where
+    :func:`span_to_draw` says so, :func:`fastdrop._dispatch.run` and the
+    XLA handlers draw the span once and apply it as a stored mask instead
+    (the same decisions: the span starts at the plan's offset).
 
     Examples
     --------

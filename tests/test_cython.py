@@ -104,6 +104,22 @@ def test_fast_path_takes_the_default_stream_and_numpy_generators():
     assert_array_equal(y, fastdrop.dropout(x, 0.5, rng=b, backend="reference"))
 
 
+def test_fast_path_makes_the_default_stream_on_first_use():
+    # rng=None with no default stream yet (a fresh process, a forked child):
+    # the fast path makes it, in the slot default_stream() reads, and uses it
+    from fastdrop import _generator
+
+    x = np.ones(10, np.float32)
+    _generator._forget_default()
+    assert _generator._DEFAULT[0] is None
+    y = K.fast_dropout(x, 0.5, None)
+    g = _generator._DEFAULT[0]
+    assert y is not NotImplemented and g is not None and g is _generator.default_stream()
+    assert g.offset == 16
+    assert_array_equal(y, fastdrop.dropout(x, 0.5, rng=fastdrop.Generator(g.seed, 0),
+                                           backend="reference"))
+
+
 def test_fast_path_declines_and_errors_match():
     x = np.ones(10, np.float32)
     for args in [(x.tolist(), 0.5, 1), (x[::2], 0.5, 1), (x.astype(np.int32), 0.5, 1),

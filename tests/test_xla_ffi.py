@@ -306,22 +306,25 @@ def test_execute_batch_axes():
 
 
 @pytest.mark.parametrize("draw", [0, 1])
-def test_execute_drawn_first(draw):
+@pytest.mark.parametrize("F", [40, 20000])
+def test_execute_drawn_first(draw, F):
     """The optional ``draw`` attribute (a mask whose positions repeat along
     x, drawn once per key, then applied): keys batched along the first batch
     axis, shared along the second (its two elements read the same mask),
-    the noise shape (4, 1, 40) over (4, 3, 40); equal to NumPy's either way."""
+    the noise shape (4, 1, F) over (4, 3, F) (F = 20000: a key's draw spans
+    several chunks, and the call is large enough for the worker threads);
+    equal to NumPy's either way."""
     xla = FakeXla()
-    x = np.random.default_rng(2).standard_normal((3, 2, 4, 3, 40)).astype(np.float32)
+    x = np.random.default_rng(2).standard_normal((3, 2, 4, 3, F)).astype(np.float32)
     keys = np.stack([_words(s, 5)[None] for s in (21, 22, 23)])  # (3, 1, 4)
     y = np.empty_like(x)
     cf = xla.frame([xla.buffer(x, F32), xla.buffer(keys, U32)], [xla.buffer(y, F32)],
-                   _select_attrs(xla, 0.4, (40, 0, 1), draw=xla.scalar(draw, PRED)))
+                   _select_attrs(xla, 0.4, (F, 0, 1), draw=xla.scalar(draw, PRED)))
     assert _handler("fastdrop_select")(ctypes.byref(cf)) is None, xla.errors
     for i, s in enumerate((21, 22, 23)):
         for j in range(2):
             ref = fastdrop.dropout(x[i, j], 0.4, rng=fastdrop.Generator(s, 5),
-                                   noise_shape=(4, 1, 40))
+                                   noise_shape=(4, 1, F))
             assert_array_equal(_bits(y[i, j]), _bits(ref))
 
 

@@ -23,7 +23,9 @@
  *        so a new seed never means a new compilation.
  *   Attributes (static): a, b, c (F64 scalars), threshold (U64 or S64
  *   scalar, T = rint(p * 2**32) in [0, 2**32]), add (PRED scalar),
- *   mstrides (S64 array: the mask strides of x's own axes, docs/spec.md §2).
+ *   mstrides (S64 array: the mask strides of x's own axes, docs/spec.md §2),
+ *   draw (PRED scalar, fastdrop_select only, optional, 0 when absent: draw
+ *   each key's mask positions once, then apply them).
  *
  * Batching (jax.vmap with vmap_method="expand_dims"): x, y and key may carry
  * leading batch axes, the same number m on each (key has rank m + 1; x has
@@ -577,7 +579,8 @@ static XLA_FFI_Error *fd_xla_mask_strides(const XLA_FFI_Api *api, const char *op
     return NULL;
 }
 
-/* One task of fastdrop_mask: chunk t % cpr of batch element t / cpr. */
+/* One task of fastdrop_mask (and of fastdrop_select's draw): chunk t % cpr
+ * of batch element t / cpr. */
 typedef struct {
     const fd_isa_t *isa;
     uint32_t Th, Tl;
@@ -672,8 +675,8 @@ static XLA_FFI_Error *fd_xla_x_key(XLA_FFI_CallFrame *cf, const char *op, int no
             return fd_xla_error(api, XLA_FFI_Error_Code_RESOURCE_EXHAUSTED,
                                 "%s: no memory for a mask of %lld bytes", op,
                                 (long long)(run.nk * n));
-        const int64_t cpr = (n + fd_xla_chunk - 1) / fd_xla_chunk;
-        fd_xla_mask_run_t mr = {fd_isa_for(Th), Th, Tl, n, fd_xla_chunk, cpr, run.nkax,
+        const int64_t chunk = fd_xla_chunk, cpr = (n + chunk - 1) / chunk;
+        fd_xla_mask_run_t mr = {fd_isa_for(Th), Th, Tl, n, chunk, cpr, run.nkax,
                                 run.kext, ones, run.kks, run.key, drawn};
         fd_pool_run(fd_xla_mask_task, &mr, run.nk * cpr,
                     run.nk * n < fd_xla_serial ? 1 : fd_xla_nthreads());
