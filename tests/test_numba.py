@@ -897,3 +897,106 @@ def test_pool_tasks_leave_numba_threads_alone():
 def test_unknown_task_kernel():
     with pytest.raises(ValueError, match="unknown kernel"):
         B._kernels().task_cfunc("nope", np.float32, np.float32)
+
+
+# ---------------------------------------------------------------------------
+# the compiled fast paths with backend="numba": the Cython extension's
+# fast_dropout / fast_backward run the backend's registered forward_contig
+# task, skipping its Python-level call
+# ---------------------------------------------------------------------------
+
+def _registered(C, dtype):
+    """Make the backend register its forward_contig task for ``dtype`` (one
+    general-path call; idempotent) and return the task's address."""
+    st = np.uint16 if dtype == np.float16 else dtype
+    B.forward(np.ones(8, dtype), np.empty(8, dtype), 1, 0, R.threshold(0.5), 2.0, (1,))
+    return B._tasks[("forward_contig", np.dtype(st).char)].address
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("n", [1, 1000, 2**16, 3 * 2**16 + 77])
+def test_fast_path_runs_the_numba_task(dtype, n, threads, monkeypatch):
+    """Once the backend has its task, the public calls of the fast paths'
+    common case never reach its Python forward, and give the reference's
+    bits: int seed, Generator, default stream, out=, in place, bool and
+    packed masks, the gradient from a seed, an offset and a saved state."""
+    C = pytest.importorskip("fastdrop._cython._kernels")
+    _registered(C, dtype)
+
+    def general(*args, **kwargs):
+        raise AssertionError("the general path ran")
+
+    monkeypatch.setattr(B, "forward", general)
+    x = special_values((n,), dtype, seed=n)
+    p = 0.3
+    ref = fastdrop.dropout(x, p, rng=SEED, backend="reference")
+    keep, packed = fastdrop.dropout_mask(n, p, rng=SEED), fastdrop.dropout_mask(n, p, rng=SEED,
+                                                                                packed=True)
+    assert_same(fastdrop.dropout(x, p, rng=SEED, backend="numba"), ref)
+    out = np.full_like(x, 7)
+    assert fastdrop.dropout(x, p, rng=SEED, out=out, backend="numba") is out
+    assert_same(out, ref)
+    y = x.copy()
+    fastdrop.dropout(y, p, rng=SEED, out=y, backend="numba")
+    assert_same(y, ref)
+    r, k = fastdrop.dropout(x, p, rng=SEED, return_mask=True, backend="numba")
+    assert_same(r, ref)
+    assert_array_equal(k, keep)
+    r, k = fastdrop.dropout(x, p, rng=SEED, return_mask="packed", backend="numba")
+    assert_same(r, ref)
+    assert_array_equal(k, packed)
+    g = fastdrop.Generator(SEED, 5)
+    assert_same(fastdrop.dropout(x, p, rng=g, backend="numba"),
+                fastdrop.dropout(x, p, rng=fastdrop.Generator(SEED, 5), backend="reference"))
+    assert g.offset == 5 + ((n + 7) & -8)
+    fastdrop.dropout(x, p, backend="numba")  # the default stream: runs, advances
+    assert_same(fastdrop.dropout_backward(x, p, state=SEED, backend="numba"), ref)
+    state = {"seed": SEED, "offset": 13}
+    expect = fastdrop.dropout_backward(x, p, state=(SEED, 13), backend="reference")
+    assert_same(fastdrop.dropout_backward(x, p, state=(SEED, 13), backend="numba"), expect)
+    assert_same(fastdrop.dropout_backward(x, p, state=state, backend="numba"), expect)
+
+
+def test_fast_path_numba_nontemporal(threads, monkeypatch):
+    """A caller's output over ``NT_MIN_BYTES`` (non-temporal stores) on the
+    fast path, against the reference and a fresh output (ordinary stores)."""
+    C = pytest.importorskip("fastdrop._cython._kernels")
+    _registered(C, np.float32)
+    monkeypatch.setattr(B, "forward", None)  # the general path would fail
+    n = (8 << 20) // 4 + 61
+    x = special_values((n,), np.float32, seed=2)
+    out = np.full_like(x, 7)
+    fastdrop.dropout(x, 0.4, rng=SEED, out=out, backend="numba")
+    assert_same(out, fastdrop.dropout(x, 0.4, rng=SEED, backend="reference"))
+    assert_same(fastdrop.dropout(x, 0.4, rng=SEED, backend="numba"), out)
+
+
+def test_fast_path_declines_numba_without_its_task():
+    """Before the backend registers a dtype's task the fast paths decline
+    ``backend="numba"`` (the general path then compiles or loads it and
+    registers it); ``set_numba_forward`` takes the three fast dtypes only."""
+    C = pytest.importorskip("fastdrop._cython._kernels")
+    x = special_values((100,), np.float64, seed=1)
+    address = _registered(C, np.float64)
+    C.set_numba_forward("float64", 0)
+    try:
+        assert C.fast_dropout(x, 0.5, 1, backend="numba") is NotImplemented
+        assert C.fast_backward(x, 0.5, state=1, backend="numba") is NotImplemented
+        assert_same(fastdrop.dropout(x, 0.5, rng=1, backend="numba"),
+                    fastdrop.dropout(x, 0.5, rng=1, backend="reference"))
+    finally:
+        C.set_numba_forward("float64", address)
+    assert_same(C.fast_dropout(x, 0.5, 1, backend="numba"),
+                fastdrop.dropout(x, 0.5, rng=1, backend="reference"))
+    # what runs is the registered task: float32's on float64 data (half
+    # the bytes read as float32 elements) changes the result
+    C.set_numba_forward("float64", _registered(C, np.float32))
+    try:
+        wrong = C.fast_dropout(x, 0.5, 1, backend="numba")
+    finally:
+        C.set_numba_forward("float64", address)
+    assert not np.array_equal(bits(wrong), bits(fastdrop.dropout(x, 0.5, rng=1,
+                                                                 backend="reference")))
+    for bad in ("bfloat16", "int32", "f8"):
+        with pytest.raises(ValueError, match="set_numba_forward"):
+            C.set_numba_forward(bad, address)

@@ -659,18 +659,23 @@ cdef object _fast_out(cnp.ndarray xa, object out):
 
 
 cdef int _fast_select(cnp.ndarray xa, cnp.ndarray ya, int dtype, double pd, uint64_t seed,
-                      uint64_t offset, bint fresh, object keep, object packed) except -1:
+                      uint64_t offset, bint fresh, object keep, object packed,
+                      size_t numba_fn) except -1:
     """The plan's select rule of inverted dropout (kept x / (1 - p), dropped
     +0.0; its gradient is the same select) over the whole of x, decisions
-    from the stream at (seed, offset), mask outputs keep / packed if given."""
+    from the stream at (seed, offset), mask outputs keep / packed if given;
+    by the Numba backend's task numba_fn when not 0 (backend="numba")."""
     cdef fd_task_t g
     cdef int64_t n = cnp.PyArray_SIZE(xa)
-    _init_task(&g, FD_OP_FORWARD, dtype, seed, offset, fd_threshold(pd), 1.0 / (1.0 - pd),
-               -0.0, 0.0)
     # non-temporal stores as in forward(): a caller's large out-of-place
     # output, not a fresh one (see forward(fresh_out=True))
-    g.nt = (not fresh and n * cnp.PyArray_ITEMSIZE(xa) >= _NT_MIN_BYTES
-            and cnp.PyArray_BYTES(ya) != cnp.PyArray_BYTES(xa))
+    cdef bint nt = (not fresh and n * cnp.PyArray_ITEMSIZE(xa) >= _NT_MIN_BYTES
+                    and cnp.PyArray_BYTES(ya) != cnp.PyArray_BYTES(xa))
+    if numba_fn != 0:
+        return _numba_select(numba_fn, xa, ya, dtype, pd, seed, offset, nt, keep, packed)
+    _init_task(&g, FD_OP_FORWARD, dtype, seed, offset, fd_threshold(pd), 1.0 / (1.0 - pd),
+               -0.0, 0.0)
+    g.nt = nt
     g.L = n
     g.xs = g.ys = cnp.PyArray_ITEMSIZE(xa)
     g.ms = 1
@@ -682,6 +687,86 @@ cdef int _fast_select(cnp.ndarray xa, cnp.ndarray ya, int dtype, double pd, uint
     if packed is not None:
         g.packed = <uint8_t *>cnp.PyArray_BYTES(<cnp.ndarray>packed)
     return _execute(&g, g.cpr, n)
+
+
+# The Numba backend's pool tasks of its contiguous forward ("forward_contig"
+# of fastdrop._numba.kernels.task_cfunc) per dtype code FD_F16 / FD_F32 /
+# FD_F64, 0 until that backend has compiled or loaded one
+# (set_numba_forward): the fast paths then run backend="numba" calls of
+# their common case with it, the Numba backend's kernel without its
+# Python-level call (1000 float32 elements: about 12 us -> 1 us).
+cdef size_t _numba_forward[3]
+_numba_forward[:] = [0, 0, 0]
+
+
+def set_numba_forward(dtype, size_t fn):
+    """Register the Numba backend's ``forward_contig`` pool task ``fn`` (its
+    address) for the dtype named ``dtype`` ("float16", "float32" or
+    "float64"; the task of its storage type: uint16 for float16), called by
+    :mod:`fastdrop._numba.backend` when it has the task; 0 unregisters.
+    The caller keeps the task alive.
+
+    Examples
+    --------
+    >>> from fastdrop._cython import _kernels
+    >>> _kernels.set_numba_forward("bfloat16", 0)
+    Traceback (most recent call last):
+    ...
+    ValueError: set_numba_forward: dtype float16, float32 or float64, not 'bfloat16'
+    """
+    code = {"float16": FD_F16, "float32": FD_F32, "float64": FD_F64}.get(str(dtype))
+    if code is None:
+        raise ValueError(f"set_numba_forward: dtype float16, float32 or float64, not {dtype!r}")
+    _numba_forward[code] = fn
+
+
+cdef int _numba_select(size_t fn, cnp.ndarray xa, cnp.ndarray ya, int dtype, double pd,
+                       uint64_t seed, uint64_t offset, bint nt, object keep,
+                       object packed) except -1:
+    """_fast_select's rule run by the Numba backend's forward_contig task fn
+    with the context its general path gives run_tasks (arrays x, out,
+    keep_out, packed_out, (a, b) in the compute type, (c,) in the storage
+    type; integers seed, offset, T, nt), on as many threads as it chooses
+    (one below CHUNK elements, as _run in fastdrop._numba.backend)."""
+    cdef _task_args c
+    cdef double ab64[2]
+    cdef float ab32[2]
+    cdef uint64_t fill = 0  # c = +0.0: all bits 0 in every storage type
+    cdef uint8_t empty = 0  # the data of an absent mask output (size 0)
+    cdef int64_t n = cnp.PyArray_SIZE(xa)
+    cdef object ntset = _config._num_threads
+    cdef int nthreads = 1
+    memset(&c, 0, sizeof(c))
+    c.addr[0] = <int64_t><size_t>cnp.PyArray_DATA(xa)
+    c.addr[1] = <int64_t><size_t>cnp.PyArray_DATA(ya)
+    c.size[0] = c.size[1] = n
+    c.addr[2] = c.addr[3] = <int64_t><size_t>&empty
+    if keep is not None:
+        c.addr[2] = <int64_t><size_t>cnp.PyArray_DATA(<cnp.ndarray>keep)
+        c.size[2] = n
+    if packed is not None:
+        c.addr[3] = <int64_t><size_t>cnp.PyArray_DATA(<cnp.ndarray>packed)
+        c.size[3] = cnp.PyArray_SIZE(<cnp.ndarray>packed)
+    if dtype == FD_F64:
+        ab64[0] = 1.0 / (1.0 - pd)
+        ab64[1] = -0.0
+        c.addr[4] = <int64_t><size_t>ab64
+    else:  # float32 and float16 compute in float32: the scale rounded once
+        ab32[0] = <float>(1.0 / (1.0 - pd))
+        ab32[1] = -0.0
+        c.addr[4] = <int64_t><size_t>ab32
+    c.size[4] = 2
+    c.addr[5] = <int64_t><size_t>&fill
+    c.size[5] = 1
+    c.ints[0] = <int64_t>seed
+    c.ints[1] = <int64_t>offset
+    c.ints[2] = <int64_t>fd_threshold(pd)
+    c.ints[3] = nt
+    if n >= _SERIAL_MAX:
+        nthreads = fastdrop_threadpool_get_num_threads() if ntset is None else ntset
+    with nogil:
+        fd_pool_run(<fd_pool_fn>fn, &c, (n + _CHUNK - 1) // _CHUNK, nthreads)
+    return 0
 
 
 def fast_dropout(x, p, rng, out=None, training=True, mode="inverted", noise_shape=None,
@@ -699,7 +784,8 @@ def fast_dropout(x, p, rng, out=None, training=True, mode="inverted", noise_shap
     ``noise_shape``, ``return_mask`` False, True, "bool" or "packed" (the
     mask made by the same pass, as the general path returns it: a bool array
     of ``x.shape`` or ``ceil(x.size / 8)`` packed bytes), ``backend`` "auto"
-    or "cython", and
+    or "cython" (or "numba" once that backend has registered its task for
+    the dtype: :func:`set_numba_forward`; the task then runs the select), and
     ``out`` either None or a writeable C-contiguous aligned ``numpy.ndarray``
     of the same shape and dtype that is ``x`` itself or does not overlap it.
     Returns ``NotImplemented`` for anything else, before touching ``rng`` or
@@ -732,8 +818,10 @@ def fast_dropout(x, p, rng, out=None, training=True, mode="inverted", noise_shap
     # the admission test (pointer and exact-str compares): anything but the
     # plain call is the general path's, which validates and plans it
     if not (training is True and noise_shape is None
-            and type(mode) is str and mode == "inverted" and type(backend) is str
-            and (backend == "auto" or backend == "cython")):
+            and type(mode) is str and mode == "inverted" and type(backend) is str):
+        return NotImplemented
+    cdef bint numba = backend == "numba"
+    if not (numba or backend == "auto" or backend == "cython"):
         return NotImplemented
     cdef int mkind  # the mask output: 0 none, 1 bool, 2 packed
     if return_mask is False:
@@ -747,6 +835,9 @@ def fast_dropout(x, p, rng, out=None, training=True, mode="inverted", noise_shap
     xa = <cnp.ndarray>x
     if _fast_admit(xa, p, &dtype, &pd) == 0:
         return NotImplemented
+    cdef size_t numba_fn = _numba_forward[dtype] if numba else 0
+    if numba and numba_fn == 0:
+        return NotImplemented  # the Numba backend has no task for it yet
     n = cnp.PyArray_SIZE(xa)
     npgen = None
     if type(rng) is int:
@@ -799,7 +890,7 @@ def fast_dropout(x, p, rng, out=None, training=True, mode="inverted", noise_shap
             offset = start
         finally:
             lock.release()
-    _fast_select(xa, ya, dtype, pd, seed, offset, out is None, keep, packed)
+    _fast_select(xa, ya, dtype, pd, seed, offset, out is None, keep, packed, numba_fn)
     if mkind == 0:
         return ya
     return ya, (keep if mkind == 1 else packed)
@@ -817,7 +908,8 @@ def fast_backward(grad, p, mask=None, state=None, training=True, mode="inverted"
     ``out``, ``state`` an int seed, a ``(seed, offset)`` tuple of ints or a
     saved ``Generator.state`` dict (its ``seed`` and ``offset`` ints, version
     1; ``offset + grad.size <= 2**64``), no ``mask`` or ``noise_shape``,
-    ``training`` True, ``mode="inverted"``, ``backend`` "auto" or "cython".
+    ``training`` True, ``mode="inverted"``, ``backend`` "auto" or "cython"
+    (or "numba", as :func:`fast_dropout` takes it).
     Returns ``NotImplemented`` for anything else, writing nothing, so the
     caller falls back to the general path, which raises the proper errors.
 
@@ -841,8 +933,10 @@ def fast_backward(grad, p, mask=None, state=None, training=True, mode="inverted"
     if type(grad) is not cnp.ndarray:
         return NotImplemented
     if not (mask is None and training is True and noise_shape is None
-            and type(mode) is str and mode == "inverted" and type(backend) is str
-            and (backend == "auto" or backend == "cython")):
+            and type(mode) is str and mode == "inverted" and type(backend) is str):
+        return NotImplemented
+    cdef bint numba = backend == "numba"
+    if not (numba or backend == "auto" or backend == "cython"):
         return NotImplemented
     if type(state) is int:
         s, o = state, 0
@@ -865,12 +959,15 @@ def fast_backward(grad, p, mask=None, state=None, training=True, mode="inverted"
         return NotImplemented
     if not (0 <= s < _U64 and 0 <= o and o + cnp.PyArray_SIZE(xa) <= _U64):
         return NotImplemented  # bad seeds and offsets: the general path's errors
+    cdef size_t numba_fn = _numba_forward[dtype] if numba else 0
+    if numba and numba_fn == 0:
+        return NotImplemented
     seed = s
     offset = o
     ya = _fast_out(xa, out)
     if ya is None:
         return NotImplemented
-    _fast_select(xa, ya, dtype, pd, seed, offset, out is None, None, None)
+    _fast_select(xa, ya, dtype, pd, seed, offset, out is None, None, None, numba_fn)
     return ya
 
 
