@@ -266,7 +266,7 @@ def fast_path(name: str = "fast_dropout") -> Callable[..., Any] | None:
     noise_shape, return_mask, backend)``, admits only training with
     ``mode="inverted"``, no noise shape and backend "auto" or "cython" (or
     "numba" for a dtype whose ``forward_contig`` task the Numba backend has
-    registered with ``set_numba_forward``: that task then runs), and
+    written into the extension's ``NUMBA_FORWARD``: that task then runs), and
     handles only the plain select rule (``0 < p < 1``, C-contiguous arrays,
     an int seed or a Generator; bool or packed mask outputs) exactly as the
     plan would.  ``"fast_backward"`` takes a ``dropout_backward`` call's

@@ -974,29 +974,26 @@ def test_fast_path_numba_nontemporal(threads, monkeypatch):
 def test_fast_path_declines_numba_without_its_task():
     """Before the backend registers a dtype's task the fast paths decline
     ``backend="numba"`` (the general path then compiles or loads it and
-    registers it); ``set_numba_forward`` takes the three fast dtypes only."""
+    registers it)."""
     C = pytest.importorskip("fastdrop._cython._kernels")
     x = special_values((100,), np.float64, seed=1)
     address = _registered(C, np.float64)
-    C.set_numba_forward("float64", 0)
+    C.NUMBA_FORWARD[C.DTYPE_CODES["float64"]] = 0
     try:
         assert C.fast_dropout(x, 0.5, 1, backend="numba") is NotImplemented
         assert C.fast_backward(x, 0.5, state=1, backend="numba") is NotImplemented
         assert_same(fastdrop.dropout(x, 0.5, rng=1, backend="numba"),
                     fastdrop.dropout(x, 0.5, rng=1, backend="reference"))
     finally:
-        C.set_numba_forward("float64", address)
+        C.NUMBA_FORWARD[C.DTYPE_CODES["float64"]] = address
     assert_same(C.fast_dropout(x, 0.5, 1, backend="numba"),
                 fastdrop.dropout(x, 0.5, rng=1, backend="reference"))
     # what runs is the registered task: float32's on float64 data (half
     # the bytes read as float32 elements) changes the result
-    C.set_numba_forward("float64", _registered(C, np.float32))
+    C.NUMBA_FORWARD[C.DTYPE_CODES["float64"]] = _registered(C, np.float32)
     try:
         wrong = C.fast_dropout(x, 0.5, 1, backend="numba")
     finally:
-        C.set_numba_forward("float64", address)
+        C.NUMBA_FORWARD[C.DTYPE_CODES["float64"]] = address
     assert not np.array_equal(bits(wrong), bits(fastdrop.dropout(x, 0.5, rng=1,
                                                                  backend="reference")))
-    for bad in ("bfloat16", "int32", "f8"):
-        with pytest.raises(ValueError, match="set_numba_forward"):
-            C.set_numba_forward(bad, address)

@@ -253,6 +253,12 @@ cdef void _task_cb(const void *g, int64_t t) noexcept nogil:
 cdef int _execute(fd_task_t *g, int64_t ntasks, int64_t total) except -1:
     """Run tasks 0..ntasks-1, on the worker pool (pool.h) when there is
     enough work."""
+    return _run_pool(_task_cb, g, ntasks, total)
+
+
+cdef int _run_pool(fd_pool_fn fn, const void *ctx, int64_t ntasks, int64_t total) except -1:
+    """Run fn(ctx, t) for t = 0..ntasks-1 (total elements in all), on the
+    worker pool when there is enough work."""
     cdef object ntset = _config._num_threads
     cdef int nt = 1  # the calling thread alone, unless there is enough work
     if ntasks <= 0:
@@ -260,7 +266,7 @@ cdef int _execute(fd_task_t *g, int64_t ntasks, int64_t total) except -1:
     if ntasks > 1 and total >= _SERIAL_MAX:
         nt = fastdrop_threadpool_get_num_threads() if ntset is None else ntset
     with nogil:
-        fd_pool_run(_task_cb, g, ntasks, nt)
+        fd_pool_run(fn, ctx, ntasks, nt)
     return 0
 
 
@@ -690,34 +696,16 @@ cdef int _fast_select(cnp.ndarray xa, cnp.ndarray ya, int dtype, double pd, uint
 
 
 # The Numba backend's pool tasks of its contiguous forward ("forward_contig"
-# of fastdrop._numba.kernels.task_cfunc) per dtype code FD_F16 / FD_F32 /
-# FD_F64, 0 until that backend has compiled or loaded one
-# (set_numba_forward): the fast paths then run backend="numba" calls of
-# their common case with it, the Numba backend's kernel without its
-# Python-level call (1000 float32 elements: about 12 us -> 1 us).
-cdef size_t _numba_forward[3]
-_numba_forward[:] = [0, 0, 0]
-
-
-def set_numba_forward(dtype, size_t fn):
-    """Register the Numba backend's ``forward_contig`` pool task ``fn`` (its
-    address) for the dtype named ``dtype`` ("float16", "float32" or
-    "float64"; the task of its storage type: uint16 for float16), called by
-    :mod:`fastdrop._numba.backend` when it has the task; 0 unregisters.
-    The caller keeps the task alive.
-
-    Examples
-    --------
-    >>> from fastdrop._cython import _kernels
-    >>> _kernels.set_numba_forward("bfloat16", 0)
-    Traceback (most recent call last):
-    ...
-    ValueError: set_numba_forward: dtype float16, float32 or float64, not 'bfloat16'
-    """
-    code = {"float16": FD_F16, "float32": FD_F32, "float64": FD_F64}.get(str(dtype))
-    if code is None:
-        raise ValueError(f"set_numba_forward: dtype float16, float32 or float64, not {dtype!r}")
-    _numba_forward[code] = fn
+# of fastdrop._numba.kernels.task_cfunc; their addresses) by dtype code
+# (DTYPE_CODES: float16, float32, float64), 0 until that backend has
+# compiled or loaded one and written its address here (the backend keeps
+# the task alive): the fast paths then run backend="numba" calls of their
+# common case with it, without the backend's Python-level call (1000 float32
+# elements: about 12 us -> 1 us).  An array, not a setter function: less
+# code in the extension.
+NUMBA_FORWARD = np.zeros(3, np.uint64)
+cdef object _numba_forward_array = NUMBA_FORWARD  # held: the pointer below stays valid
+cdef uint64_t *_numba_forward = <uint64_t *>cnp.PyArray_DATA(<cnp.ndarray>_numba_forward_array)
 
 
 cdef int _numba_select(size_t fn, cnp.ndarray xa, cnp.ndarray ya, int dtype, double pd,
@@ -726,16 +714,13 @@ cdef int _numba_select(size_t fn, cnp.ndarray xa, cnp.ndarray ya, int dtype, dou
     """_fast_select's rule run by the Numba backend's forward_contig task fn
     with the context its general path gives run_tasks (arrays x, out,
     keep_out, packed_out, (a, b) in the compute type, (c,) in the storage
-    type; integers seed, offset, T, nt), on as many threads as it chooses
-    (one below CHUNK elements, as _run in fastdrop._numba.backend)."""
+    type; integers seed, offset, T, nt), on the threads _execute chooses."""
     cdef _task_args c
     cdef double ab64[2]
     cdef float ab32[2]
     cdef uint64_t fill = 0  # c = +0.0: all bits 0 in every storage type
     cdef uint8_t empty = 0  # the data of an absent mask output (size 0)
     cdef int64_t n = cnp.PyArray_SIZE(xa)
-    cdef object ntset = _config._num_threads
-    cdef int nthreads = 1
     memset(&c, 0, sizeof(c))
     c.addr[0] = <int64_t><size_t>cnp.PyArray_DATA(xa)
     c.addr[1] = <int64_t><size_t>cnp.PyArray_DATA(ya)
@@ -762,11 +747,7 @@ cdef int _numba_select(size_t fn, cnp.ndarray xa, cnp.ndarray ya, int dtype, dou
     c.ints[1] = <int64_t>offset
     c.ints[2] = <int64_t>fd_threshold(pd)
     c.ints[3] = nt
-    if n >= _SERIAL_MAX:
-        nthreads = fastdrop_threadpool_get_num_threads() if ntset is None else ntset
-    with nogil:
-        fd_pool_run(<fd_pool_fn>fn, &c, (n + _CHUNK - 1) // _CHUNK, nthreads)
-    return 0
+    return _run_pool(<fd_pool_fn>fn, &c, (n + _CHUNK - 1) // _CHUNK, n)
 
 
 def fast_dropout(x, p, rng, out=None, training=True, mode="inverted", noise_shape=None,
@@ -784,8 +765,8 @@ def fast_dropout(x, p, rng, out=None, training=True, mode="inverted", noise_shap
     ``noise_shape``, ``return_mask`` False, True, "bool" or "packed" (the
     mask made by the same pass, as the general path returns it: a bool array
     of ``x.shape`` or ``ceil(x.size / 8)`` packed bytes), ``backend`` "auto"
-    or "cython" (or "numba" once that backend has registered its task for
-    the dtype: :func:`set_numba_forward`; the task then runs the select), and
+    or "cython" (or "numba" once that backend has written its task for the
+    dtype into ``NUMBA_FORWARD``; the task then runs the select), and
     ``out`` either None or a writeable C-contiguous aligned ``numpy.ndarray``
     of the same shape and dtype that is ``x`` itself or does not overlap it.
     Returns ``NotImplemented`` for anything else, before touching ``rng`` or
@@ -835,7 +816,7 @@ def fast_dropout(x, p, rng, out=None, training=True, mode="inverted", noise_shap
     xa = <cnp.ndarray>x
     if _fast_admit(xa, p, &dtype, &pd) == 0:
         return NotImplemented
-    cdef size_t numba_fn = _numba_forward[dtype] if numba else 0
+    cdef size_t numba_fn = <size_t>_numba_forward[dtype] if numba else 0
     if numba and numba_fn == 0:
         return NotImplemented  # the Numba backend has no task for it yet
     n = cnp.PyArray_SIZE(xa)
@@ -959,7 +940,7 @@ def fast_backward(grad, p, mask=None, state=None, training=True, mode="inverted"
         return NotImplemented
     if not (0 <= s < _U64 and 0 <= o and o + cnp.PyArray_SIZE(xa) <= _U64):
         return NotImplemented  # bad seeds and offsets: the general path's errors
-    cdef size_t numba_fn = _numba_forward[dtype] if numba else 0
+    cdef size_t numba_fn = <size_t>_numba_forward[dtype] if numba else 0
     if numba and numba_fn == 0:
         return NotImplemented
     seed = s

@@ -50,8 +50,8 @@ Numba's thread settings are not touched.  Results never depend on the
 thread count.
 
 Once this backend has the ``forward_contig`` task of float16, float32 or
-float64 it registers it with the extension
-(:func:`fastdrop._cython._kernels.set_numba_forward`): the compiled fast
+float64 it writes its address into the extension's ``NUMBA_FORWARD``
+(:mod:`fastdrop._cython._kernels`): the compiled fast
 paths (:func:`fastdrop._dispatch.fast_path`) then run ``backend="numba"``
 calls of their common case with that task, without this module's
 Python-level call (a 1000-element float32 call: about 12 us -> 1 us).
@@ -258,7 +258,7 @@ def _task(kernel, st, ct):
                     # the compiled fast paths run backend="numba" calls of
                     # their common case with it (held alive in _tasks)
                     from .._cython import _kernels as C
-                    C.set_numba_forward(_FAST_DTYPES[key[1]], f.address)
+                    C.NUMBA_FORWARD[C.DTYPE_CODES[_FAST_DTYPES[key[1]]]] = f.address
     return f.address
 
 
