@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 __all__ = ["dropout", "dropout_mask", "unpack_mask", "apply_mask", "dropout_backward"]
 
-_fast_dropout = _dispatch.fast_path()  # the Cython backend's compiled common case, or None
+_fast_dropout = _dispatch.fast_path()  # the compiled common case (Cython or Numba kernels), or None
 _fast_backward = _dispatch.fast_path("fast_backward")  # the same for the gradient
 
 

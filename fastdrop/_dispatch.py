@@ -120,7 +120,8 @@ def capabilities(mod: ModuleType, name: str) -> dict[str, Any]:
     ``sources`` (keep-decision sources its kernels read natively: the
     stream, stored bool masks, stored packed bits), ``layouts`` (every
     backend takes any strides), ``fresh_out_hint`` and ``fast_path`` (a
-    compiled fast path for the common call).  The rules ``copy``, ``zero``
+    compiled fast path for the common call: its own, or the Cython
+    extension's running the backend's task).  The rules ``copy``, ``zero``
     and ``scale`` need no kernel (the runner's ops carry them out)."""
     return {
         "device": DEVICES[name],
@@ -128,7 +129,8 @@ def capabilities(mod: ModuleType, name: str) -> dict[str, Any]:
         "sources": tuple(getattr(mod, "SOURCES", ("philox", "bool", "packed", "normal"))),
         "layouts": "any strides",
         "fresh_out_hint": bool(getattr(mod, "ACCEPTS_FRESH_OUT", False)),
-        "fast_path": hasattr(mod, "fast_dropout"),
+        "fast_path": hasattr(mod, "fast_dropout") or (
+            getattr(mod, "USES_COMPILED_FAST_PATH", False) and _load("cython")[0] is not None),
     }
 
 

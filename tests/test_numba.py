@@ -918,8 +918,9 @@ def _registered(C, dtype):
 def test_fast_path_runs_the_numba_task(dtype, n, threads, monkeypatch):
     """Once the backend has its task, the public calls of the fast paths'
     common case never reach its Python forward, and give the reference's
-    bits: int seed, Generator, default stream, out=, in place, bool and
-    packed masks, the gradient from a seed, an offset and a saved state."""
+    bits: int seed, Generator, NumPy Generator, default stream, out=, in
+    place, bool and packed masks, the gradient from a seed, an offset and a
+    saved state."""
     C = pytest.importorskip("fastdrop._cython._kernels")
     _registered(C, dtype)
 
@@ -950,6 +951,8 @@ def test_fast_path_runs_the_numba_task(dtype, n, threads, monkeypatch):
                 fastdrop.dropout(x, p, rng=fastdrop.Generator(SEED, 5), backend="reference"))
     assert g.offset == 5 + ((n + 7) & -8)
     fastdrop.dropout(x, p, backend="numba")  # the default stream: runs, advances
+    assert_same(fastdrop.dropout(x, p, rng=np.random.default_rng(4), backend="numba"),
+                fastdrop.dropout(x, p, rng=np.random.default_rng(4), backend="reference"))
     assert_same(fastdrop.dropout_backward(x, p, state=SEED, backend="numba"), ref)
     state = {"seed": SEED, "offset": 13}
     expect = fastdrop.dropout_backward(x, p, state=(SEED, 13), backend="reference")
@@ -972,9 +975,9 @@ def test_fast_path_numba_nontemporal(threads, monkeypatch):
 
 
 def test_fast_path_declines_numba_without_its_task():
-    """Before the backend registers a dtype's task the fast paths decline
-    ``backend="numba"`` (the general path then compiles or loads it and
-    registers it)."""
+    """Without a dtype's task in ``NUMBA_FORWARD`` the fast paths decline
+    ``backend="numba"``; the general path then runs and writes the task's
+    address again."""
     C = pytest.importorskip("fastdrop._cython._kernels")
     x = special_values((100,), np.float64, seed=1)
     address = _registered(C, np.float64)
@@ -984,6 +987,7 @@ def test_fast_path_declines_numba_without_its_task():
         assert C.fast_backward(x, 0.5, state=1, backend="numba") is NotImplemented
         assert_same(fastdrop.dropout(x, 0.5, rng=1, backend="numba"),
                     fastdrop.dropout(x, 0.5, rng=1, backend="reference"))
+        assert C.NUMBA_FORWARD[C.DTYPE_CODES["float64"]] == address
     finally:
         C.NUMBA_FORWARD[C.DTYPE_CODES["float64"]] = address
     assert_same(C.fast_dropout(x, 0.5, 1, backend="numba"),
@@ -992,8 +996,34 @@ def test_fast_path_declines_numba_without_its_task():
     # the bytes read as float32 elements) changes the result
     C.NUMBA_FORWARD[C.DTYPE_CODES["float64"]] = _registered(C, np.float32)
     try:
-        wrong = C.fast_dropout(x, 0.5, 1, backend="numba")
+        wrong = C.fast_dropout(x, 0.5, 1, np.zeros_like(x), backend="numba")
     finally:
         C.NUMBA_FORWARD[C.DTYPE_CODES["float64"]] = address
     assert not np.array_equal(bits(wrong), bits(fastdrop.dropout(x, 0.5, rng=1,
                                                                  backend="reference")))
+
+
+@pytest.mark.parametrize("shape, noise", [
+    ((3125, 32), (3125, 1)),        # many rows per task: several tiles of rows
+    ((8, 64, 49), (8, 64, 1)),      # two outer axes, rows r have mask index r
+    ((3, 70001), (3, 1)),           # rows longer than CHUNK: segments of a row
+    ((4, 300, 40), (1, 300, 1)),    # rows whose mask indices repeat: one each
+    ((5, 3, 70001), (5, 1, 1)),
+], ids=lambda v: "x".join(map(str, v)))
+def test_one_decision_per_row(shape, noise, threads):
+    """The forward's rows with one decision each (mask stride 0 along the
+    inner axis: DropPath, spatial dropout), against the reference: offsets
+    inside and across Philox blocks, ties on a row of a later tile."""
+    x = special_values(shape, np.float32, seed=len(shape))
+    acc, ms = 1, []  # the mask strides: C order over the noise shape, 0 where shared
+    for n in reversed(noise):
+        ms.insert(0, 0 if n == 1 else acc)
+        acc *= n
+    rows = int(np.prod(noise))
+    for offset in (0, 5, 2**35 - 3):
+        for T in (R.threshold(0.4), *tie_thresholds(SEED, offset + min(rows - 1, 300))):
+            ref = np.empty_like(x)
+            R.forward(x, ref, SEED, offset, T, scale_of(T), ms)
+            out = np.full_like(x, 7)
+            B.forward(x, out, SEED, offset, T, scale_of(T), ms)
+            assert_same(out, ref)

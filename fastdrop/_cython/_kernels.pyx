@@ -702,7 +702,8 @@ cdef int _fast_select(cnp.ndarray xa, cnp.ndarray ya, int dtype, double pd, uint
 # the task alive): the fast paths then run backend="numba" calls of their
 # common case with it, without the backend's Python-level call (1000 float32
 # elements: about 12 us -> 1 us).  An array, not a setter function: less
-# code in the extension.
+# code in the extension.  Internal: its entries are called as functions, and
+# the extension reads the array it was created with (do not rebind it).
 NUMBA_FORWARD = np.zeros(3, np.uint64)
 cdef object _numba_forward_array = NUMBA_FORWARD  # held: the pointer below stays valid
 cdef uint64_t *_numba_forward = <uint64_t *>cnp.PyArray_DATA(<cnp.ndarray>_numba_forward_array)

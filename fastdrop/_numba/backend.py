@@ -104,6 +104,9 @@ DRAWS_SPANS = False
 #: :func:`fastdrop._dispatch.capabilities`): the mask stream, stored bool
 #: and packed masks, and the normal-variate stream (:func:`noise`).
 SOURCES = ("philox", "bool", "packed", "normal")
+#: The Cython extension's compiled fast paths run this backend's common case
+#: with its own task when the extension is built (see "Threads" above).
+USES_COMPILED_FAST_PATH = True
 
 _build_lock = threading.Lock()   # first import of the kernels / compilation records
 _call_lock = threading.Lock()    # serialises parallel calls under 'workqueue'
@@ -254,11 +257,14 @@ def _task(kernel, st, ct):
                                  "seconds": dt,
                                  "source": "cache" if f.cache_hits else "compiled"})
                 _tasks[key] = f
-                if kernel == "forward_contig" and key[1] in _FAST_DTYPES and _pool():
-                    # the compiled fast paths run backend="numba" calls of
-                    # their common case with it (held alive in _tasks)
-                    from .._cython import _kernels as C
-                    C.NUMBA_FORWARD[C.DTYPE_CODES[_FAST_DTYPES[key[1]]]] = f.address
+    if kernel == "forward_contig" and key[1] in _FAST_DTYPES and _pool():
+        # the compiled fast paths run backend="numba" calls of their common
+        # case with it (held alive in _tasks); written again if the slot
+        # was cleared
+        from .._cython import _kernels as C
+        code = C.DTYPE_CODES[_FAST_DTYPES[key[1]]]
+        if C.NUMBA_FORWARD[code] != f.address:
+            C.NUMBA_FORWARD[code] = f.address
     return f.address
 
 
@@ -332,7 +338,7 @@ def _is_full(shape, mstrides):
 def _flat_base(a, writeable):
     """(1-D contiguous array over ``a``'s memory from its lowest address,
     element offset of ``a[0, ..., 0]`` in it)."""
-    if a.flags.c_contiguous:  # a plain view (as_strided costs ~5 us a call)
+    if type(a) is np.ndarray and a.flags.c_contiguous:  # a plain view (as_strided: ~5 us)
         flat = a.reshape(-1)
         if not writeable:
             flat.flags.writeable = False

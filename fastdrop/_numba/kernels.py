@@ -727,11 +727,7 @@ def _row_keep(kbuf, words, mbase, n_t, sm, offset, k0, k1, th, tl, keep, packed)
                 kbuf[e] = (packed[i >> 3] >> (i & 7)) & 1 != 0
     elif sm == 1:
         keep_tile(kbuf, words, offset + np.uint64(mbase), n_t, k0, k1, th, tl)
-    elif sm == 0:
-        kb = keep_decision(offset + np.uint64(mbase), k0, k1, th, tl)
-        for e in range(n_t):
-            kbuf[e] = kb
-    else:
+    else:  # (sm == 0, one decision per row, is _fwd_nd_task's own path)
         for e in range(n_t):
             kbuf[e] = keep_decision(offset + np.uint64(mbase + e * sm), k0, k1, th, tl)
 
@@ -907,7 +903,7 @@ def _fwd_nd_task(g, xf, x0, of, o0, shape, xs, os, ms, seed, offset, T, sel, kee
         # a tile of rows' decisions at once (batched Philox), else one each
         # (a decision per row took 241 us for DropPath of (3125, 32) float32
         # against 28 us for the Cython backend: AMD EPYC Zen 4 VM)
-        lin = _rows_linear(shape, ms, nd)
+        lin = _rows_linear(shape, ms, nd) and r1 - r0 > 1
         for rt in range(r0, r1, TILE):
             nr = min(TILE, r1 - rt)
             if lin:
