@@ -72,6 +72,9 @@ def test_available_and_registered():
     info = fastdrop.get_backends()["numba"]
     assert info["available"] and set(info["dtypes"]) == {"float16", "float32", "float64",
                                                           "bfloat16"}
+    # the compiled fast paths run its common case when the extension is built
+    built = fastdrop.get_backends()["cython"]["available"]
+    assert info["capabilities"]["fast_path"] is built
 
 
 # ---------------------------------------------------------------------------
