@@ -256,7 +256,8 @@ cdef int _execute(fd_task_t *g, int64_t ntasks, int64_t total) except -1:
     return _run_pool(_task_cb, g, ntasks, total)
 
 
-cdef int _run_pool(fd_pool_fn fn, const void *ctx, int64_t ntasks, int64_t total) except -1:
+cdef inline int _run_pool(fd_pool_fn fn, const void *ctx, int64_t ntasks,
+                          int64_t total) except -1:
     """Run fn(ctx, t) for t = 0..ntasks-1 (total elements in all), on the
     worker pool when there is enough work."""
     cdef object ntset = _config._num_threads
@@ -673,14 +674,15 @@ cdef int _fast_select(cnp.ndarray xa, cnp.ndarray ya, int dtype, double pd, uint
     by the Numba backend's task numba_fn when not 0 (backend="numba")."""
     cdef fd_task_t g
     cdef int64_t n = cnp.PyArray_SIZE(xa)
+    cdef double scale = 1.0 / (1.0 - pd)
+    cdef uint64_t T = fd_threshold(pd)
     # non-temporal stores as in forward(): a caller's large out-of-place
     # output, not a fresh one (see forward(fresh_out=True))
     cdef bint nt = (not fresh and n * cnp.PyArray_ITEMSIZE(xa) >= _NT_MIN_BYTES
                     and cnp.PyArray_BYTES(ya) != cnp.PyArray_BYTES(xa))
     if numba_fn != 0:
-        return _numba_select(numba_fn, xa, ya, dtype, pd, seed, offset, nt, keep, packed)
-    _init_task(&g, FD_OP_FORWARD, dtype, seed, offset, fd_threshold(pd), 1.0 / (1.0 - pd),
-               -0.0, 0.0)
+        return _numba_select(numba_fn, xa, ya, dtype, scale, T, seed, offset, nt, keep, packed)
+    _init_task(&g, FD_OP_FORWARD, dtype, seed, offset, T, scale, -0.0, 0.0)
     g.nt = nt
     g.L = n
     g.xs = g.ys = cnp.PyArray_ITEMSIZE(xa)
@@ -709,11 +711,12 @@ cdef object _numba_forward_array = NUMBA_FORWARD  # held: the pointer below stay
 cdef uint64_t *_numba_forward = <uint64_t *>cnp.PyArray_DATA(<cnp.ndarray>_numba_forward_array)
 
 
-cdef int _numba_select(size_t fn, cnp.ndarray xa, cnp.ndarray ya, int dtype, double pd,
-                       uint64_t seed, uint64_t offset, bint nt, object keep,
+cdef int _numba_select(size_t fn, cnp.ndarray xa, cnp.ndarray ya, int dtype, double scale,
+                       uint64_t T, uint64_t seed, uint64_t offset, bint nt, object keep,
                        object packed) except -1:
-    """_fast_select's rule run by the Numba backend's forward_contig task fn
-    with the context its general path gives run_tasks (arrays x, out,
+    """_fast_select's select (its scale, threshold T and nt) run by the Numba
+    backend's forward_contig task fn with the context its general path gives
+    run_tasks (arrays x, out,
     keep_out, packed_out, (a, b) in the compute type, (c,) in the storage
     type; integers seed, offset, T, nt), on the threads _execute chooses."""
     cdef _task_args c
@@ -734,11 +737,11 @@ cdef int _numba_select(size_t fn, cnp.ndarray xa, cnp.ndarray ya, int dtype, dou
         c.addr[3] = <int64_t><size_t>cnp.PyArray_DATA(<cnp.ndarray>packed)
         c.size[3] = cnp.PyArray_SIZE(<cnp.ndarray>packed)
     if dtype == FD_F64:
-        ab64[0] = 1.0 / (1.0 - pd)
+        ab64[0] = scale
         ab64[1] = -0.0
         c.addr[4] = <int64_t><size_t>ab64
     else:  # float32 and float16 compute in float32: the scale rounded once
-        ab32[0] = <float>(1.0 / (1.0 - pd))
+        ab32[0] = <float>scale
         ab32[1] = -0.0
         c.addr[4] = <int64_t><size_t>ab32
     c.size[4] = 2
@@ -746,7 +749,7 @@ cdef int _numba_select(size_t fn, cnp.ndarray xa, cnp.ndarray ya, int dtype, dou
     c.size[5] = 1
     c.ints[0] = <int64_t>seed
     c.ints[1] = <int64_t>offset
-    c.ints[2] = <int64_t>fd_threshold(pd)
+    c.ints[2] = <int64_t>T
     c.ints[3] = nt
     return _run_pool(<fd_pool_fn>fn, &c, (n + _CHUNK - 1) // _CHUNK, n)
 
@@ -802,8 +805,8 @@ def fast_dropout(x, p, rng, out=None, training=True, mode="inverted", noise_shap
     if not (training is True and noise_shape is None
             and type(mode) is str and mode == "inverted" and type(backend) is str):
         return NotImplemented
-    cdef bint numba = backend == "numba"
-    if not (numba or backend == "auto" or backend == "cython"):
+    cdef bint numba = not (backend == "auto" or backend == "cython")
+    if numba and not backend == "numba":
         return NotImplemented
     cdef int mkind  # the mask output: 0 none, 1 bool, 2 packed
     if return_mask is False:
@@ -917,8 +920,8 @@ def fast_backward(grad, p, mask=None, state=None, training=True, mode="inverted"
     if not (mask is None and training is True and noise_shape is None
             and type(mode) is str and mode == "inverted" and type(backend) is str):
         return NotImplemented
-    cdef bint numba = backend == "numba"
-    if not (numba or backend == "auto" or backend == "cython"):
+    cdef bint numba = not (backend == "auto" or backend == "cython")
+    if numba and not backend == "numba":
         return NotImplemented
     if type(state) is int:
         s, o = state, 0
