@@ -27,6 +27,8 @@ import statistics
 import subprocess
 import sys
 
+from isa_env import ISAS, isa_env
+
 _STREAM = r"""
 import json, sys
 sys.path.insert(0, {tree!r} + "/bench")
@@ -92,12 +94,14 @@ def main(argv=None):
     ap.add_argument("--backends", default="cython,numba")
     ap.add_argument("--size", type=int, default=16 * 2**20)
     ap.add_argument("--samples", type=int, default=15)
-    ap.add_argument("--isa", default=None, help="FASTDROP_MAX_ISA for both trees")
+    ap.add_argument("--isa", default=None, choices=ISAS,
+                    help="run both trees at this ISA (bench/isa_env.py: the Cython cap and, "
+                         "for avx2, Numba's target CPU and features)")
     ap.add_argument("--what", default="stream,small")
     args = ap.parse_args(argv)
     env = dict(os.environ)
     if args.isa:
-        env["FASTDROP_MAX_ISA"] = args.isa
+        env.update(isa_env(args.isa))
     ncpu = len(os.sched_getaffinity(0))
     threads = sorted({1, ncpu})
     trees = {"old": args.old, "new": args.new}

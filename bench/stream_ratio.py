@@ -7,11 +7,17 @@ faster stream kernel ``y = x * s`` (NumPy's multiply and fastdrop's compiled
 medians over the samples are reported for 1 thread and for all threads::
 
     python bench/stream_ratio.py --backend cython --size 16777216
+    python bench/stream_ratio.py --backend numba --isa avx2   # AVX2 code
+
+``--isa`` runs the script again in a fresh process with the environment of
+``bench/isa_env.py`` (the Cython cap, and for ``avx2`` Numba's target CPU and
+features, which Numba reads when it is first imported).
 """
 
 import argparse
 import os
 import statistics
+import sys
 import time
 
 import numpy as np
@@ -65,7 +71,20 @@ def main(argv=None):
     ap.add_argument("--backend", default="cython")
     ap.add_argument("--size", type=int, default=16 * 2**20)
     ap.add_argument("--samples", type=int, default=25)
+    ap.add_argument("--isa", choices=("avx512", "avx2", "portable"), default=None,
+                    help="measure this ISA's code (bench/isa_env.py)")
     args = ap.parse_args(argv)
+    if args.isa and os.environ.get("_FASTDROP_ISA_ENV") != args.isa:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from isa_env import isa_env
+
+        env = dict(os.environ, _FASTDROP_ISA_ENV=args.isa, **isa_env(args.isa))
+        script = os.path.abspath(__file__)
+        rest = sys.argv[1:] if argv is None else list(argv)
+        os.execve(sys.executable, [sys.executable, script, *rest], env)
+    if args.isa:
+        print(f"# --isa {args.isa}: FASTDROP_MAX_ISA={os.environ.get('FASTDROP_MAX_ISA')}, "
+              f"NUMBA_CPU_NAME={os.environ.get('NUMBA_CPU_NAME', '(host)')}")
     ncpu = len(os.sched_getaffinity(0))
     for th in sorted({1, ncpu}):
         d, name, s = measure(args.backend, args.size, th, samples=args.samples)
