@@ -1030,3 +1030,45 @@ def test_one_decision_per_row(shape, noise, threads):
             out = np.full_like(x, 7)
             B.forward(x, out, SEED, offset, T, scale_of(T), ms)
             assert_same(out, ref)
+
+
+def test_geometry_memo_tells_layouts_apart():
+    """The N-d path's geometry is memoised by item size, shape and the
+    three stride tuples: arrays of one shape that differ only in x's
+    layout, out's layout, the mask strides or the item size (a float32
+    slice with a float64 array's byte strides), run in turn (each twice, so
+    a stale entry would be used), all match the reference."""
+    base = special_values((6, 10), np.float64, seed=3)
+    xs = [base, np.asfortranarray(base), base[::-1, ::-1].copy()[::-1, ::-1], base[:, ::-1],
+          special_values((6, 20), np.float64, seed=4)[:, ::2]]
+    xs += [x.astype(np.float32) for x in xs]
+    xs.append(special_values((6, 20), np.float32, seed=5)[:, ::2])  # strides (80, 8) as base's
+    outs = [lambda dt: np.full((6, 10), 7, dt),
+            lambda dt: np.full((6, 10), 7, dt, order="F"),
+            lambda dt: np.full((6, 10), 7, dt)[::-1, ::-1],
+            lambda dt: np.full((6, 20), 7, dt)[:, 1::2]]
+    masks = [(10, 1), (1, 6), (1, 0), (0, 1)]
+    T = R.threshold(0.3)
+    for _ in range(2):
+        for x in xs:
+            for make_out in outs:
+                for ms in masks:
+                    ref, out = np.empty(x.shape, x.dtype), make_out(x.dtype)
+                    R.forward(x, ref, SEED, 5, T, scale_of(T), ms)
+                    B.forward(x, out, SEED, 5, T, scale_of(T), ms)
+                    assert_same(out, ref)
+    assert 0 < len(B._GEOMETRY) <= B._GEOMETRY_MAX
+
+
+def test_geometry_memo_is_bounded():
+    x = np.ones(3, np.float32)
+    old = B._GEOMETRY_MAX
+    B._GEOMETRY_MAX = 4
+    try:
+        for n in range(1, 12):
+            y = np.ones((n, 3), np.float32)
+            B._geometry(y, y, (0, 1))
+            assert len(B._GEOMETRY) <= 4
+    finally:
+        B._GEOMETRY_MAX = old
+    assert B._geometry(x, x, (1,))[0][0].tolist() == [3]
