@@ -31,7 +31,7 @@ _NOT_AVX2 = ("avx512", "avx10", "amx", "evex512")
 def numba_avx2_features():
     """The host CPU's LLVM feature string with AVX-512, AVX10 and AMX off.
 
-    Needs llvmlite (Numba's LLVM binding); ``tests/test_bench_tools.py``
+    Needs llvmlite (Numba's LLVM binding); ``bench/test_isa_env.py``
     checks that Numba compiles and runs with the result.
     """
     from llvmlite import binding as ll

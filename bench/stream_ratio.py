@@ -23,6 +23,7 @@ import time
 import numpy as np
 
 import fastdrop
+from isa_env import ISAS, isa_env
 
 
 def _stream_kernels():
@@ -71,13 +72,10 @@ def main(argv=None):
     ap.add_argument("--backend", default="cython")
     ap.add_argument("--size", type=int, default=16 * 2**20)
     ap.add_argument("--samples", type=int, default=25)
-    ap.add_argument("--isa", choices=("avx512", "avx2", "portable"), default=None,
+    ap.add_argument("--isa", choices=ISAS, default=None,
                     help="measure this ISA's code (bench/isa_env.py)")
     args = ap.parse_args(argv)
     if args.isa and os.environ.get("_FASTDROP_ISA_ENV") != args.isa:
-        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-        from isa_env import isa_env
-
         env = dict(os.environ, _FASTDROP_ISA_ENV=args.isa, **isa_env(args.isa))
         script = os.path.abspath(__file__)
         rest = sys.argv[1:] if argv is None else list(argv)
