@@ -126,8 +126,11 @@ static inline int fd_ctz64(uint64_t t)
 
 /* A function compiled once and called, never inlined (the normal-variate
  * batch of each ISA, kernels.h: inlined, it was copied into every dtype's
- * noise kernel). */
-#if defined(__GNUC__)
+ * noise kernel) and, with GCC, never cloned either: GCC made a copy of the
+ * AVX2 keep bits per constant prefetch length (three, 15 KB). */
+#if defined(__GNUC__) && !defined(__clang__)
+#define FD_NOINLINE __attribute__((noinline, noclone))
+#elif defined(__GNUC__)
 #define FD_NOINLINE __attribute__((noinline))
 #elif defined(_MSC_VER)
 #define FD_NOINLINE __declspec(noinline)
@@ -148,6 +151,16 @@ static FD_NOINLINE FD_MAYBE_UNUSED uint64_t fd_fix_ties(uint64_t w, uint64_t t, 
     }
     return w;
 }
+
+/* The next loop unrolled 8 times (its trip count: whole), where the
+ * compiler has the pragma. */
+#if defined(__clang__)
+#define FD_UNROLL8 _Pragma("unroll 8")
+#elif defined(__GNUC__) && __GNUC__ >= 8
+#define FD_UNROLL8 _Pragma("GCC unroll 8")
+#else
+#define FD_UNROLL8
+#endif
 
 /* Prefetch the cache line at p into L2 (a hint; nothing without GCC/Clang). */
 #if defined(__GNUC__)
