@@ -3,10 +3,13 @@
 ``test_cython.py`` and ``test_cython_layouts.py`` run every test on each
 path this CPU has (AVX-512, AVX2, portable), in one process, through the
 ``cython_isa`` fixture (``_kernels.set_max_isa``).  Here: the cap itself,
-in-process and through ``FASTDROP_MAX_ISA`` at start-up.
+in-process and through ``FASTDROP_MAX_ISA`` at start-up, and the path chosen
+with no cap on a CPU without AVX-512 (Valgrind's).
 """
 
 import os
+import platform
+import shutil
 import subprocess
 import sys
 
@@ -51,3 +54,73 @@ def test_in_process_cap_rejects_unknown():
 def test_isa_paths_listed():
     paths = cython_isas()
     assert paths[0] == K.isa() and paths[-1] == "portable"
+
+
+#: Run under Valgrind: the extension picks its own path (no cap) and every op
+#: below must match the reference backend bit for bit.
+_NO_AVX512 = r"""
+import numpy as np, fastdrop
+from numpy.testing import assert_array_equal
+from fastdrop._cython import _kernels
+assert _kernels.isa() == "avx2", _kernels.isa()
+
+def same(a, b, what):
+    a, b = np.asarray(a), np.asarray(b)
+    if a.dtype.kind == "f":
+        a, b = a.view(f"u{a.itemsize}"), b.view(f"u{b.itemsize}")
+    assert_array_equal(a, b, what)
+
+rng = np.random.default_rng(5)
+runs = 0
+for dt in (np.float16, np.float32, np.float64):
+    for n, off in ((1, 0), (255, 3), (257, 0), (1000, 5), (300_000, 0), (300_001, 7)):
+        x = rng.standard_normal(n).astype(dt)
+        x[::97] = np.nan
+        want = {}
+        for be in ("reference", "cython"):
+            out = np.empty_like(x)  # large and aligned: the non-temporal stores
+            y, m = fastdrop.dropout(x, 0.3, rng=fastdrop.Generator(11, off), out=out,
+                                    return_mask="packed", backend=be)
+            g = fastdrop.gaussian_dropout(x, 0.3, rng=fastdrop.Generator(12, off), backend=be)
+            k = fastdrop.dropout_mask(x.shape, 0.7, rng=fastdrop.Generator(13, off), backend=be)
+            got = (y, m, g, k)
+            if be == "reference":
+                want = got
+            else:
+                for w, v, what in zip(want, got, ("dropout", "packed mask", "gaussian", "mask")):
+                    same(v, w, f"{what} {np.dtype(dt).name} n={n} offset={off}")
+                runs += 1
+    x = rng.standard_normal((64, 9, 40)).astype(dt)
+    for be in ("reference", "cython"):
+        got = (fastdrop.drop_path(x, 0.4, rng=3, backend=be),
+               fastdrop.dropout(x, 0.4, rng=4, noise_shape=(64, 1, 40), backend=be),
+               fastdrop.dropout(x[:, ::2, 3:], 0.4, rng=6, backend=be),
+               fastdrop.dropout_backward(x, 0.4, state=(7, 0), backend=be))
+        if be == "reference":
+            want = got
+        else:
+            for w, v in zip(want, got):
+                same(v, w, f"3-D {np.dtype(dt).name}")
+            runs += 1
+print("checked", runs)
+"""
+
+
+@pytest.mark.skipif(shutil.which("valgrind") is None or platform.machine() != "x86_64",
+                    reason="needs Valgrind on x86-64")
+def test_cpu_without_avx512_under_valgrind():
+    """Valgrind's virtual x86-64 CPU has AVX2 but no AVX-512 (its CPUID says
+    so, and it stops a program at an instruction it cannot run): a CPU that
+    lacks AVX-512, whatever this machine has.  There the extension must pick
+    the AVX2 leaf by itself, and the forward (non-temporal stores, offsets
+    inside a Philox block, batch ends), the mask, Gaussian dropout, DropPath,
+    a broadcast noise shape, a strided view and the backward must match the
+    reference backend bit for bit (NaNs included)."""
+    if K.isa() == "portable":
+        pytest.skip("this CPU has no AVX2: Valgrind's has none either")
+    env = {k: v for k, v in os.environ.items() if k != "FASTDROP_MAX_ISA"}
+    r = subprocess.run(["valgrind", "--tool=none", "-q", "--error-exitcode=3",
+                        os.path.realpath(sys.executable), "-c", _NO_AVX512],
+                       env=env, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
+    assert r.stdout.split()[-2:] == ["checked", "21"], r.stdout[-2000:]
