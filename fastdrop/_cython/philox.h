@@ -126,11 +126,8 @@ static inline int fd_ctz64(uint64_t t)
 
 /* A function compiled once and called, never inlined (the normal-variate
  * batch of each ISA, kernels.h: inlined, it was copied into every dtype's
- * noise kernel) and, with GCC, never cloned either: GCC made a copy of the
- * AVX2 keep bits per constant prefetch length (three, 15 KB). */
-#if defined(__GNUC__) && !defined(__clang__)
-#define FD_NOINLINE __attribute__((noinline, noclone))
-#elif defined(__GNUC__)
+ * noise kernel). */
+#if defined(__GNUC__)
 #define FD_NOINLINE __attribute__((noinline))
 #elif defined(_MSC_VER)
 #define FD_NOINLINE __declspec(noinline)
@@ -151,6 +148,15 @@ static FD_NOINLINE FD_MAYBE_UNUSED uint64_t fd_fix_ties(uint64_t w, uint64_t t, 
     }
     return w;
 }
+
+/* Not cloned by GCC's interprocedural constant propagation either (with
+ * FD_NOINLINE: one copy).  GCC made a copy of the AVX2 keep bits per
+ * constant prefetch length, three of 5 KB. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define FD_NOCLONE __attribute__((noclone))
+#else
+#define FD_NOCLONE
+#endif
 
 /* The next loop unrolled 8 times (its trip count: whole), where the
  * compiler has the pragma. */
