@@ -579,13 +579,14 @@ def test_block_unaligned_runs_every_isa(f):
     (an offset, or the head the forward splits off to stream y with
     non-temporal stores) and spans several of the leaf's batches is computed
     from block-aligned windows, one ahead: sizes around batch ends (128, 256,
-    384 and 768 positions: one portable batch, one, 1.5 and three AVX2 ones,
-    three AVX-512 ones), every
-    Cython ISA, forward with the bool and the packed mask, and a view of y
-    at every 4-byte phase of a 64-byte line; ties in the middle of a batch."""
+    384 and 768 positions: one portable batch; one, 1.5 and three AVX2 ones;
+    three AVX-512 ones), every Cython ISA, forward with the bool and the
+    packed mask, and a view of y at every 4-byte phase of a 64-byte line;
+    ties in the middle of a batch."""
     _kernels = pytest.importorskip("fastdrop._cython._kernels")
     seed = 77
-    sizes = [127, 129, 255, 257, 383, 385, 767 - f, 768 - f, 769 - f, 1024 + 3, 1543, 2 * 4096 + 11]
+    sizes = [127, 129, 255, 257, 383, 385, 767 - f, 768 - f, 769 - f, 1024 + 3, 1543,
+             2 * 4096 + 11]
     for isa in ISAS:
         old = _kernels.set_max_isa(isa)
         try:

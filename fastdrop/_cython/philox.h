@@ -158,7 +158,7 @@ static FD_NOINLINE FD_MAYBE_UNUSED uint64_t fd_fix_ties(uint64_t w, uint64_t t, 
 #define FD_NOCLONE
 #endif
 
-/* The next loop unrolled 8 times (its trip count: whole), where the
+/* Unroll the next loop by 8 (for an 8-trip loop: completely), where the
  * compiler has the pragma. */
 #if defined(__clang__)
 #define FD_UNROLL8 _Pragma("unroll 8")
