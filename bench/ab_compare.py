@@ -15,7 +15,9 @@ same machine conditions over the run; the order flips every round):
   ``noise_shape`` (the general path).
 
 Medians over the rounds are printed with new/old ratios (for ``stream``:
-new ratio-to-stream over old; for ``small``: new time over old)::
+new ratio-to-stream over old; for ``small``: new time over old), and each
+tree's range over the rounds (a change that makes some processes slow shows
+there first)::
 
     python bench/ab_compare.py --old /tmp/old --new . --rounds 5 --isa avx2
 """
@@ -125,10 +127,13 @@ def main(argv=None):
         unit = "ratio to stream" if k == "stream" else "seconds per call"
         print(f"## {k} ({unit}: median over rounds, then new/old)")
         for key in keys:
-            o = statistics.median(d[key] for d in results[k]["old"])
-            n = statistics.median(d[key] for d in results[k]["new"])
+            ov = [d[key] for d in results[k]["old"]]
+            nv = [d[key] for d in results[k]["new"]]
+            o, n = statistics.median(ov), statistics.median(nv)
             fmt = (lambda v: f"{v:.3f}") if k == "stream" else (lambda v: f"{v * 1e6:.2f} us")
-            print(f"{key:32s} old {fmt(o):>10s}  new {fmt(n):>10s}  new/old {n / o:.3f}")
+            print(f"{key:32s} old {fmt(o):>10s}  new {fmt(n):>10s}  new/old {n / o:.3f}"
+                  f"   (rounds: old {fmt(min(ov))}-{fmt(max(ov))}, "
+                  f"new {fmt(min(nv))}-{fmt(max(nv))})")
 
 
 if __name__ == "__main__":

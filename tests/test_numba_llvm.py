@@ -6,6 +6,7 @@ locator of fastdrop/_numba/_cache.py: registered, hashing llvm.py, and a
 loud RuntimeWarning when Numba's private caching API is not as expected."""
 
 import os
+import re
 import warnings
 
 import numpy as np
@@ -16,7 +17,7 @@ numba = pytest.importorskip("numba")
 
 from llvmlite import binding as llvm_binding  # noqa: E402
 from llvmlite import ir  # noqa: E402
-from numba import njit  # noqa: E402
+from numba import carray, njit  # noqa: E402
 
 from fastdrop._numba import _cache  # noqa: E402
 from fastdrop._numba import llvm as L  # noqa: E402
@@ -98,6 +99,93 @@ def test_addr_is_the_data_address():
     a = np.zeros(100, np.float64)
     assert _addr_of(a) == a.ctypes.data
     assert _addr_of(a[3:]) == a.ctypes.data + 3 * a.itemsize
+
+
+# ---------------------------------------------------------------------------
+# stack frames: stack_buffer, align_frame
+# ---------------------------------------------------------------------------
+
+def _make_scratch_sum(dtype):
+    @njit
+    def scratch_sum(n_used, v):
+        buf = carray(L.stack_buffer(40, dtype), 40)
+        for i in range(n_used):
+            buf[i] = v
+        s = 0.0
+        for i in range(n_used):
+            s += buf[i]
+        return s, L.addr(buf) % 64
+    return scratch_sum
+
+
+@pytest.mark.parametrize("dtype, lty", [(np.uint32, "i32"), (np.float64, "double"),
+                                        (np.bool_, "i8")])
+def test_stack_buffer_is_aligned_scratch_in_the_frame(dtype, lty):
+    fn = _make_scratch_sum(dtype)
+    s, misalign = fn(40, dtype(1))
+    assert s == 40 and misalign == 0
+    assert fn(7, dtype(1))[0] == 7
+    text = _ir(fn)
+    assert f"alloca [40 x {lty}], align 64" in text  # in the frame, not the heap
+    assert "NRT_MemInfo_alloc" not in text
+
+
+def test_stack_buffer_needs_a_constant_size():
+    @njit
+    def f(n):
+        return carray(L.stack_buffer(n, np.uint32), n)[0]
+    with pytest.raises(numba.core.errors.TypingError):
+        f(4)
+
+
+@njit
+def _framed(x):
+    L.align_frame()
+    return x.sum()
+
+
+def test_align_frame_gives_a_64_byte_aligned_frame():
+    assert _framed(np.ones(4)) == 4.0
+    assert re.search(r"alignstack[=(]64", _ir(_framed))
+    if X86:  # the prologue realigns the stack pointer
+        assert re.search(r"and[lq]?\s+\$-64, %rsp", _asm(_framed))
+
+
+_FRAMES_SCRIPT = r"""
+import json, re
+import numpy as np
+from fastdrop._numba import kernels as K
+found = {}
+for k in ("forward_contig", "mask", "apply_contig", "noise_nd"):
+    ir = K.task_cfunc(k, np.float32, np.float32).inspect_llvm()  # one module each
+    groups = dict(re.findall(r"^attributes #(\d+) = \{(.*)\}$", ir, re.M))
+    for name, group in re.findall(r"^define [^@]*@\"?([^\s(\"]+)\"?\(.*\) [^{]*#(\d+)",
+                                  ir, re.M):
+        found.setdefault(name, []).append("alignstack=64" in groups[group])
+print(json.dumps(found))
+"""
+
+
+def test_kernels_hot_functions_have_aligned_frames(tmp_path):
+    """The out-of-line functions of the Numba kernels that run the Philox
+    and select loops of contiguous data, the mask and the normal variates
+    are compiled with a 64-byte aligned frame (fastdrop/_numba/llvm.py,
+    "stack frames": unaligned vector spill slots made whole processes slow).
+    Read from the LLVM IR of the pool tasks, compiled afresh in a child
+    process with an empty cache (Numba does not keep the IR of cached code)."""
+    import json
+    import subprocess
+    import sys
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    r = subprocess.run([sys.executable, "-c", _FRAMES_SCRIPT], env=env, capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    found = json.loads(r.stdout.strip().splitlines()[-1])
+    names = ["_fill_lanes", "_fwd_contig_task", "_mask_task", "_apply_contig_task",
+             "normal_tile", "_noise_task"]
+    for name in names:
+        flags = [v for fn, vs in found.items() if re.search(rf"\d{name}B", fn) for v in vs]
+        assert flags and all(flags), (name, flags)
 
 
 @njit

@@ -93,8 +93,8 @@ from .._config import CHUNK, NT_MIN_BYTES
 from . import _cache
 from . import philox as _philox
 from .llvm import (
-    addr, apply_bits_line, bits_from_f32, f32_from_bits, f32_of_half_bits,
-    half_bits_of_f32, native_f16, nt_line, pack_lanes32, prefetch, store_fence,
+    addr, align_frame, apply_bits_line, bits_from_f32, f32_from_bits, f32_of_half_bits,
+    half_bits_of_f32, native_f16, nt_line, pack_lanes32, prefetch, stack_buffer, store_fence,
 )
 
 _cache.install()  # cached kernels are invalidated when philox.py or llvm.py change
@@ -349,6 +349,7 @@ def _fill_lanes(words, s0, b0, nb, k0, k1):
     those are computed one at a time (scalar code, several times the cost
     of a vector lane).
     """
+    align_frame()
     h = _NB4
     for q in range(h):
         _put_block(words, s0 + q, block_words(b0 + np.uint64(q), 0, k0, k1))
@@ -518,6 +519,7 @@ def _nt_tile_impl(x, a, out, lanes, lb, sel, th16):
 @njit(cache=True)
 def _fwd_contig_task(c, x, out, seed, offset, T, sel, keep_out, packed_out, nt):
     """Chunk ``c`` (elements ``c * CHUNK ..``) of :func:`forward_contig`."""
+    align_frame()
     n = x.shape[0]
     k0, k1, th, tl = _key(seed, T)
     th16 = np.uint16(min(th, _MAX16))  # the lanes path runs only for th <= 0xFFFF
@@ -534,7 +536,7 @@ def _fwd_contig_task(c, x, out, seed, offset, T, sel, keep_out, packed_out, nt):
         if want_packed and head % 8 != 0:  # tiles must start on mask bytes
             stream = False
             head = 0
-    words = np.empty(_TILE_WORDS, np.uint32)
+    words = carray(stack_buffer(_TILE_WORDS, np.uint32), _TILE_WORDS)
     lanes = words.view(np.uint16)
     start = c * CHUNK
     stop = min(n, start + CHUNK)
@@ -605,12 +607,13 @@ def forward_contig(x, out, seed, offset, T, sel, keep_out, packed_out, nt):
 @njit(cache=True)
 def _mask_task(c, n, seed, offset, T, keep_out, packed_out):
     """Chunk ``c`` of :func:`mask_kernel`."""
+    align_frame()
     k0, k1, th, tl = _key(seed, T)
     th16 = np.uint16(min(th, _MAX16))
     offset = np.uint64(offset)
     want_keep = keep_out.shape[0] > 0
     want_packed = packed_out.shape[0] > 0
-    words = np.empty(_TILE_WORDS, np.uint32)
+    words = carray(stack_buffer(_TILE_WORDS, np.uint32), _TILE_WORDS)
     lanes = words.view(np.uint16)
     start = c * CHUNK
     stop = min(n, start + CHUNK)
@@ -681,6 +684,7 @@ def _apply_packed_run_impl(x, out, packed, sel, start, stop):
 @njit(cache=True)
 def _apply_contig_task(c, x, out, sel, keep, packed):
     """Chunk ``c`` of :func:`apply_contig`."""
+    align_frame()
     start = c * CHUNK
     stop = min(x.shape[0], start + CHUNK)
     if packed.shape[0] == 0:  # unsigned indices: one vectorised select
@@ -947,6 +951,7 @@ def forward_nd(xf, x0, of, o0, shape, xs, os, ms, seed, offset, T, sel, keep, pa
 @njit(cache=True)
 def _stream_task(c, x, out, s):
     """Chunk ``c`` of :func:`stream_scale`."""
+    align_frame()
     start = c * CHUNK
     stop = min(x.shape[0], start + CHUNK)
     xa = x[start:stop]
@@ -1131,6 +1136,7 @@ def normal_tile(zbuf, words, j0, L, k0, k1):
     loop; measured: scalar ``vdivsd`` before, 8-wide ``vdivpd``/``vsqrtpd``
     after on AVX-512).  No divisor here is ever zero (``2 + f >= 1.4``,
     ``B(r)`` and ``D(r)`` are positive), so the values are the same."""
+    align_frame()
     j0 = np.uint64(j0)
     first = j0 & _U3
     _fill_normal(words, j0 >> _U2, np.int64((first + np.uint64(L) + _U3) >> _U2), k0, k1)
@@ -1143,6 +1149,7 @@ def normal_tile(zbuf, words, j0, L, k0, k1):
 def _row_normal(zbuf, words, mbase, n_t, sm, offset, k0, k1):
     """The variates of mask indices ``mbase + e * sm`` (``e < n_t``) into
     ``zbuf``."""
+    align_frame()
     if sm == 1:
         normal_tile(zbuf, words, offset + np.uint64(mbase), n_t, k0, k1)
     elif sm == 0:
@@ -1221,6 +1228,7 @@ def _noise_run(xf, xb, sx, of, ob, so, n, zbuf, a, b, mul):
 @njit(cache=True)
 def _noise_task(g, xf, x0, of, o0, shape, xs, os, ms, seed, offset, a, b, mul):
     """Task ``g`` of :func:`noise_nd`."""
+    align_frame()
     nd = shape.shape[0]
     L = shape[nd - 1]
     sx = xs[nd - 1]
@@ -1231,8 +1239,8 @@ def _noise_task(g, xf, x0, of, o0, shape, xs, os, ms, seed, offset, a, b, mul):
     k1 = np.uint64(seed >> _S32)
     offset = np.uint64(offset)
     R, nseg, rows_per, _ = _task_grid(shape, nd, L)
-    words = np.empty(_NORMAL_WORDS, np.uint32)
-    zbuf = np.empty(TILE, np.float64)
+    words = carray(stack_buffer(_NORMAL_WORDS, np.uint32), _NORMAL_WORDS)
+    zbuf = carray(stack_buffer(TILE, np.float64), TILE)
     r0, r1, e0, e1 = _task_bounds(g, R, nseg, rows_per, L)
     for r in range(r0, r1):
         xo, oo, mo = _outer_offsets(r, nd - 1, shape, xs, os, ms, x0, o0)
