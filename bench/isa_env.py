@@ -18,6 +18,7 @@ imported, so they must be in the environment before the process starts::
 the host CPU as usual).
 """
 
+import os
 import shlex
 import sys
 
@@ -67,6 +68,19 @@ def isa_env(isa):
         env["NUMBA_CPU_NAME"] = "haswell"
         env["NUMBA_CPU_FEATURES"] = features
     return env
+
+
+def rerun_under(isa, script, argv=None):
+    """Replace this process by ``script`` run again with ``argv`` (default:
+    this process's arguments) under :func:`isa_env` ``(isa)``, unless ``isa``
+    is None or this process already runs under it (the scripts' ``--isa``:
+    Numba reads its target when first imported, so it must be set before the
+    process starts)."""
+    if isa is None or os.environ.get("_FASTDROP_ISA_ENV") == isa:
+        return
+    env = dict(os.environ, _FASTDROP_ISA_ENV=isa, **isa_env(isa))
+    rest = sys.argv[1:] if argv is None else list(argv)
+    os.execve(sys.executable, [sys.executable, os.path.abspath(script), *rest], env)
 
 
 def main(argv=None):

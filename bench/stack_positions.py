@@ -21,14 +21,13 @@ import argparse
 import ctypes
 import os
 import subprocess
-import sys
 import tempfile
 import time
 
 import numpy as np
 
 import fastdrop
-from isa_env import ISAS, isa_env
+from isa_env import ISAS, rerun_under
 
 _SHIM = r"""
 #include <alloca.h>
@@ -91,13 +90,9 @@ def main(argv=None):
     ap.add_argument("--isa", choices=ISAS, default=None,
                     help="measure this ISA's code (bench/isa_env.py)")
     args = ap.parse_args(argv)
-    if args.isa and os.environ.get("_FASTDROP_ISA_ENV") != args.isa:
-        env = dict(os.environ, _FASTDROP_ISA_ENV=args.isa, **isa_env(args.isa))
-        sys.exit(subprocess.run([sys.executable, os.path.abspath(__file__)]
-                                + (argv if argv is not None else sys.argv[1:]),
-                                env=env).returncode)
     if args.step < 16 or args.step % 16:
         ap.error("--step must be a multiple of 16")
+    rerun_under(args.isa, __file__, argv)
     fastdrop.set_num_threads(args.threads)
     f = _op(args.op, args.backend, args.size)
     f()

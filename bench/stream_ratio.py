@@ -17,13 +17,12 @@ features, which Numba reads when it is first imported).
 import argparse
 import os
 import statistics
-import sys
 import time
 
 import numpy as np
 
 import fastdrop
-from isa_env import ISAS, isa_env
+from isa_env import ISAS, rerun_under
 
 
 def _stream_kernels():
@@ -75,11 +74,7 @@ def main(argv=None):
     ap.add_argument("--isa", choices=ISAS, default=None,
                     help="measure this ISA's code (bench/isa_env.py)")
     args = ap.parse_args(argv)
-    if args.isa and os.environ.get("_FASTDROP_ISA_ENV") != args.isa:
-        env = dict(os.environ, _FASTDROP_ISA_ENV=args.isa, **isa_env(args.isa))
-        script = os.path.abspath(__file__)
-        rest = sys.argv[1:] if argv is None else list(argv)
-        os.execve(sys.executable, [sys.executable, script, *rest], env)
+    rerun_under(args.isa, __file__, argv)
     if args.isa:
         print(f"# --isa {args.isa}: FASTDROP_MAX_ISA={os.environ.get('FASTDROP_MAX_ISA')}, "
               f"NUMBA_CPU_NAME={os.environ.get('NUMBA_CPU_NAME', '(host)')}")

@@ -63,3 +63,22 @@ def test_numba_compiles_avx2_code_under_the_avx2_environment():
     assert r.returncode == 0, r.stderr
     assert "vpmuludq" in r.stdout or "ymm" in r.stdout  # it did vectorise, with AVX2
     assert _EVEX.findall(r.stdout) == []
+
+
+def test_rerun_under_execs_once_with_the_environment(monkeypatch):
+    """The scripts' --isa: the script again with the same arguments, under
+    isa_env and the marker that stops a second re-run; nothing otherwise."""
+    import isa_env as mod
+    calls = []
+    monkeypatch.setattr(mod.os, "execve", lambda *a: calls.append(a))
+    monkeypatch.delenv("_FASTDROP_ISA_ENV", raising=False)
+    mod.rerun_under(None, "x.py", ["--a"])
+    assert calls == []
+    mod.rerun_under("portable", "x.py", ["--a", "1"])
+    (exe, args, env), = calls
+    assert exe == sys.executable
+    assert args == [sys.executable, os.path.abspath("x.py"), "--a", "1"]
+    assert env["_FASTDROP_ISA_ENV"] == "portable" and env["FASTDROP_MAX_ISA"] == "portable"
+    monkeypatch.setenv("_FASTDROP_ISA_ENV", "portable")
+    mod.rerun_under("portable", "x.py", ["--a"])
+    assert len(calls) == 1
