@@ -21,7 +21,9 @@ The per-dtype C kernels are written once, in Tempita templates next to their
 headers (``fastdrop/_cython/NAME.h.in``); every run of this script first
 generates ``NAME.h`` from each (when it is missing or older than its
 template), before cythonize, so the package data and ``get_include()`` have
-them.  The generated headers are not committed (.gitignore).
+them; ``tools/c_headers.py`` renders them, keeping of their comments only
+each file's leading block (the comments in the code stay in the templates).
+The generated headers are not committed (.gitignore).
 """
 
 import os
@@ -30,10 +32,12 @@ import sys
 import tempfile
 
 import numpy as np
-from Cython import Tempita
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "tools"))
+import c_headers  # noqa: E402 - tools/c_headers.py: the templates' rendering
 
 OMP_TEST = r"""
 #include <omp.h>
@@ -55,7 +59,8 @@ XLA_FFI_C_API = os.path.join("third_party", "xla", "ffi", "api", "c_api.h")
 
 def generate_headers(directory=CY_DIR, force=False):
     """Render each header template in ``directory`` to its header when the
-    header is missing or older than the template (or with ``force``)."""
+    header is missing or older than the template or tools/c_headers.py (or
+    with ``force``)."""
     for name in HEADER_TEMPLATES:
         src = os.path.join(directory, name)
         dst = src[:-len(".in")]
@@ -64,10 +69,10 @@ def generate_headers(directory=CY_DIR, force=False):
                 continue  # a tree with the generated header only
             raise FileNotFoundError(f"{src}: header template missing")
         if (not force and os.path.exists(dst)
-                and os.path.getmtime(dst) >= os.path.getmtime(src)):
+                and os.path.getmtime(dst) >= max(os.path.getmtime(src),
+                                                 os.path.getmtime(c_headers.__file__))):
             continue
-        with open(src, encoding="utf-8") as f:
-            text = Tempita.Template(f.read(), name=src).substitute()
+        text = c_headers.render(src)
         tmp = f"{dst}.{os.getpid()}.tmp"
         with open(tmp, "w", encoding="utf-8", newline="\n") as f:
             f.write(text)

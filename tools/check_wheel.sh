@@ -80,7 +80,7 @@ for f in tests/conftest.py tests/cases.py tests/test_cimport.py conftest.py setu
          fastdrop/_cython/kernels.h.in fastdrop/_cython/philox.h fastdrop/_cython/pool.h \
          fastdrop/_cython/threads.h fastdrop/_cython/fpenv.h fastdrop/_cython/xla_ffi.h \
          fastdrop/_cython/third_party/xla/ffi/api/c_api.h \
-         fastdrop/_cython/third_party/README.md bench/update_readme.py; do
+         fastdrop/_cython/third_party/README.md bench/update_readme.py tools/c_headers.py; do
     grep -q "^[^/]*/$f\$" "$WORK/sdist.txt" || fail "the sdist lacks $f"
 done
 # every file of tests/, bench/ and examples/ that git tracks (or would: untracked, not
