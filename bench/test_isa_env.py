@@ -82,3 +82,60 @@ def test_rerun_under_execs_once_with_the_environment(monkeypatch):
     monkeypatch.setenv("_FASTDROP_ISA_ENV", "portable")
     mod.rerun_under("portable", "x.py", ["--a"])
     assert len(calls) == 1
+
+
+_LANES_PARITY = r"""
+import numpy as np
+import fastdrop
+from fastdrop._numba import kernels as K
+assert K._PHILOX_LANES, "philox_blocks not chosen for an AVX2 target"
+rng = np.random.default_rng(3)
+bad = []
+for n in (1, 7, 255, 256, 257, 4099, 70000):
+    x = rng.standard_normal(n).astype(np.float32)
+    for seed in (0, 12345, 2**63 + 5):
+        for p in (0.1, 0.5, 0.9):
+            a = fastdrop.dropout(x, p, rng=seed, backend="numba")
+            b = fastdrop.dropout(x, p, rng=seed, backend="reference")
+            if not np.array_equal(a.view(np.uint32), b.view(np.uint32)):
+                bad.append(("dropout", n, seed, p))
+            ma = fastdrop.dropout_mask((n,), p, rng=seed, backend="numba")
+            mb = fastdrop.dropout_mask((n,), p, rng=seed, backend="reference")
+            if not np.array_equal(ma, mb):
+                bad.append(("mask", n, seed, p))
+# calls that start inside a Philox block (a Generator's offsets), a caller's
+# out= (non-temporal stores), a strided view
+for seed in (7, 8):
+    g1, g2 = fastdrop.Generator(seed), fastdrop.Generator(seed)
+    x = rng.standard_normal(300001).astype(np.float32)
+    for _ in range(3):
+        a = fastdrop.dropout(x, 0.3, rng=g1, backend="numba")
+        b = fastdrop.dropout(x, 0.3, rng=g2, backend="reference")
+        if not np.array_equal(a.view(np.uint32), b.view(np.uint32)):
+            bad.append(("generator", seed))
+x = rng.standard_normal(2**20 + 3).astype(np.float32)
+out = np.empty_like(x)
+fastdrop.dropout(x, 0.5, rng=11, out=out, backend="numba")
+if not np.array_equal(out.view(np.uint32),
+                      fastdrop.dropout(x, 0.5, rng=11, backend="reference").view(np.uint32)):
+    bad.append(("out=",))
+x2 = rng.standard_normal((40, 700)).astype(np.float32)[:, 1::3]
+if not np.array_equal(fastdrop.dropout(x2, 0.5, rng=4, backend="numba"),
+                      fastdrop.dropout(x2, 0.5, rng=4, backend="reference")):
+    bad.append(("strided",))
+print("BAD", bad)
+"""
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="x86-64 only")
+def test_numba_philox_lanes_bit_exact_under_the_avx2_environment(tmp_path):
+    """The Numba kernels' AVX2-only Philox (fastdrop/_numba/llvm.py's
+    philox_blocks, chosen for targets with AVX2 and without AVX-512) against
+    the reference, on any x86-64 machine: the AVX2 environment makes Numba
+    compile for such a target here too (fresh cache)."""
+    pytest.importorskip("numba")
+    env = dict(os.environ, **isa_env("avx2"), NUMBA_CACHE_DIR=str(tmp_path))
+    r = subprocess.run([sys.executable, "-c", _LANES_PARITY], capture_output=True, text=True,
+                       env=env, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.strip().splitlines()[-1] == "BAD []"

@@ -188,6 +188,68 @@ def test_kernels_hot_functions_have_aligned_frames(tmp_path):
         assert flags and all(flags), (name, flags)
 
 
+# ---------------------------------------------------------------------------
+# philox_blocks, target_features
+# ---------------------------------------------------------------------------
+
+def _make_philox_blocks(n):
+    @njit
+    def run(words, slot, b0, c2, k0, k1):
+        L.philox_blocks(words, slot, b0, c2, k0, k1, n)
+    return run
+
+
+@pytest.mark.parametrize("n", [8, 16, 32])
+def test_philox_blocks_is_philox4x32_10(n):
+    """Every block against the plain-Python Philox (fastdrop/_numba/philox.py),
+    block after block from word ``4 * slot``, nothing written outside;
+    counters whose low word wraps inside the run, every c2 the kernels use."""
+    from fastdrop._numba.philox import py
+    run = _make_philox_blocks(n)
+    rng = np.random.default_rng(n)
+    starts = [0, 2**32 - 3, 2**32 * 7 + 2**32 - n // 2, int(rng.integers(0, 2**62))]
+    for b0 in starts:
+        for c2 in (0, 1, 2):
+            k0, k1 = (int(v) for v in rng.integers(0, 2**32, 2))
+            words = np.full(4 * n + 12, 0xA5A5A5A5, np.uint32)
+            run(words, 2, np.uint64(b0), np.uint64(c2), np.uint64(k0), np.uint64(k1))
+            want = words.copy()
+            for i in range(n):
+                b = b0 + i
+                want[8 + 4 * i: 12 + 4 * i] = py.philox4x32_10(b & 0xFFFFFFFF, b >> 32, c2, 0,
+                                                                k0, k1)
+            want[:8] = want[8 + 4 * n:] = 0xA5A5A5A5
+            assert_array_equal(words, want)
+
+
+def test_philox_blocks_needs_a_constant_multiple_of_8():
+    @njit
+    def f(words, n):
+        L.philox_blocks(words, 0, np.uint64(0), np.uint64(0), np.uint64(0), np.uint64(0), n)
+    with pytest.raises(numba.core.errors.TypingError):
+        f(np.zeros(64, np.uint32), 8)
+    bad = _make_philox_blocks(12)
+    with pytest.raises(numba.core.errors.TypingError):
+        bad(np.zeros(64, np.uint32), 0, np.uint64(0), np.uint64(0), np.uint64(0), np.uint64(0))
+
+
+def test_target_features_follow_numba_cpu_features():
+    """What the kernels choose their Philox by: NUMBA_CPU_FEATURES when set
+    (as Numba compiles for it), else the host's features."""
+    import subprocess
+    import sys
+    code = ("from fastdrop._numba import llvm, kernels; f = llvm.target_features(); "
+            "print('+avx2' in f, '+avx512f' in f, kernels._PHILOX_LANES)")
+    env = dict(os.environ, NUMBA_CPU_FEATURES="+64bit,+avx,+avx2,+fma,+sse4.2,-avx512f")
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split() == ["True", "False", str(X86)]
+    host = set(llvm_binding.get_host_cpu_features().flatten().split(","))
+    if not numba.core.config.CPU_FEATURES:
+        assert L.target_features() == host
+
+
 @njit
 def _write_then_fence(out, v):
     for i in range(out.shape[0]):

@@ -93,8 +93,9 @@ from .._config import CHUNK, NT_MIN_BYTES
 from . import _cache
 from . import philox as _philox
 from .llvm import (
-    addr, align_frame, apply_bits_line, bits_from_f32, f32_from_bits, f32_of_half_bits,
-    half_bits_of_f32, native_f16, nt_line, pack_lanes32, prefetch, stack_buffer, store_fence,
+    X86, addr, align_frame, apply_bits_line, bits_from_f32, f32_from_bits, f32_of_half_bits,
+    half_bits_of_f32, native_f16, nt_line, pack_lanes32, philox_blocks, prefetch, stack_buffer,
+    store_fence, target_features,
 )
 
 _cache.install()  # cached kernels are invalidated when philox.py or llvm.py change
@@ -115,6 +116,11 @@ __all__ = [
 TILE = 256
 _TILE_WORDS = 4 * (TILE // 8 + 2)
 _NB4 = TILE // 32  # blocks per Philox chain in _fill_lanes
+_TILE_BLOCKS = TILE // 8  # Philox blocks per tile
+#: Whether _fill_lanes uses philox_blocks: x86 with AVX2, without AVX-512.
+_F = target_features()
+_PHILOX_LANES = X86 and "+avx2" in _F and "+avx512f" not in _F
+del _F
 # What the kernels rely on: four whole Philox chains per tile, packed-mask
 # bytes and 32-bit pack groups never straddling tiles or chunks, and whole
 # tiles covering whole 64-byte lines of float32 (so an aligned first tile
@@ -341,7 +347,8 @@ def _fill_lanes(words, s0, b0, nb, k0, k1):
     are in stream order).
 
     The first ``TILE // 8`` blocks are always computed (``words`` has room
-    for ``s0 <= 1``), as four interleaved chains: with constant trip counts
+    for ``s0 <= 1``): for AVX2 targets by :func:`philox_blocks`, elsewhere
+    as four interleaved chains: with constant trip counts
     LLVM vectorises the four in one loop iteration, which gives the
     out-of-order core independent multiply chains (one chain of 8 blocks is
     latency-bound: measured 16 Mi float32 forward 13.9 -> 12.1 ms on 1
@@ -350,13 +357,18 @@ def _fill_lanes(words, s0, b0, nb, k0, k1):
     of a vector lane).
     """
     align_frame()
-    h = _NB4
-    for q in range(h):
-        _put_block(words, s0 + q, block_words(b0 + np.uint64(q), 0, k0, k1))
-        _put_block(words, s0 + q + h, block_words(b0 + np.uint64(q + h), 0, k0, k1))
-        _put_block(words, s0 + q + 2 * h, block_words(b0 + np.uint64(q + 2 * h), 0, k0, k1))
-        _put_block(words, s0 + q + 3 * h, block_words(b0 + np.uint64(q + 3 * h), 0, k0, k1))
-    for q in range(4 * h, nb):
+    if _PHILOX_LANES:
+        philox_blocks(words, s0, b0, _U0, k0, k1, _TILE_BLOCKS)
+    else:
+        h = _NB4
+        for q in range(h):
+            _put_block(words, s0 + q, block_words(b0 + np.uint64(q), 0, k0, k1))
+            _put_block(words, s0 + q + h, block_words(b0 + np.uint64(q + h), 0, k0, k1))
+            _put_block(words, s0 + q + 2 * h,
+                       block_words(b0 + np.uint64(q + 2 * h), 0, k0, k1))
+            _put_block(words, s0 + q + 3 * h,
+                       block_words(b0 + np.uint64(q + 3 * h), 0, k0, k1))
+    for q in range(TILE // 8, nb):
         _put_block(words, s0 + q, block_words(b0 + np.uint64(q), 0, k0, k1))
 
 

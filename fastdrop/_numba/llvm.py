@@ -14,6 +14,9 @@ passed, so their names are mangled to match the pointers llvmlite emits
 - :func:`addr`: an array's data address, for alignment checks.
 - :func:`stack_buffer`, :func:`align_frame`: scratch arrays in the calling
   function's stack frame, and a 64-byte aligned frame (aligned spill slots).
+- :func:`philox_blocks`: Philox of a tile's blocks eight per vector in
+  32-bit lanes (for targets :func:`target_features` says have AVX2, not
+  AVX-512).
 - :func:`nt_line`, :func:`store_fence`: the affine select of one 64-byte
   line stored non-temporally (``!nontemporal``), and the ``sfence`` that orders
   such stores.
@@ -35,7 +38,7 @@ from numba.extending import intrinsic
 
 __all__ = [
     "X86", "native_f16", "declare_prefetch", "prefetch", "addr", "stack_buffer",
-    "align_frame", "store_fence", "nt_line",
+    "align_frame", "target_features", "philox_blocks", "store_fence", "nt_line",
     "pack_lanes32", "apply_bits_line", "f32_from_bits", "bits_from_f32",
     "f32_of_half_bits", "half_bits_of_f32",
 ]
@@ -125,24 +128,11 @@ def prefetch(typingctx, arr, idx):
 
 
 # ---------------------------------------------------------------------------
-# stack frames: LLVM gives a Numba function a 16-byte aligned frame, so its
-# 32-byte vector spill slots (the Philox round keys of _fill_lanes, reloaded
-# every round) sit at 16 mod 32 and, for some positions of the stack in its
-# 4 KiB page, one straddles a page boundary (an access split across two pages
-# is slow on x86 cores), reloaded every round.  The position is set by where
-# the process's stack begins (random per process), so whole processes ran the
-# kernels slow.  Measured on the 2-core
-# Intel Xeon VM, AVX2 code, 16 Mi float32 forward on 1 thread, the calling
-# stack moved in 16-byte steps over a 4 KiB page: 37 of 256 positions took
-# 10.4-16.8 ms, the others 9.1-10.4 ms.  :func:`align_frame` (a 64-byte aligned
-# frame, so LLVM aligns the slots) and :func:`stack_buffer` (the lane scratch
-# in that frame instead of a heap block of its own) make it 9.4-10.2 ms at all
-# 256.  Used by the Philox, contiguous select, mask and normal-variate
-# functions.  Not by the strided per-row select (_fwd_nd_task and the
-# functions it calls per row): aligned, a (64, 512) float32 view took 1.1x as
-# long (1 thread, AVX2 code), and unaligned its time did not depend on the
-# stack.  DropPath's rows (one decision per row) do depend on it, aligned or
-# not: 1-3 of 32 positions up to 1.2x slower, not solved.
+# stack frames: LLVM gives a Numba function a 16-byte aligned frame, so a
+# 32-byte spill slot may straddle a 4 KiB page, depending on where the
+# process's stack begins: whole processes ran slow (docs/performance.md, the
+# Numba backend).  Used by the Philox, contiguous select, mask and normal
+# variate functions, not by the strided per-row select (slower aligned).
 # ---------------------------------------------------------------------------
 
 @intrinsic
@@ -208,6 +198,96 @@ def addr(typingctx, arr):
     def codegen(context, builder, signature, args):
         ary = context.make_array(signature.args[0])(context, builder, args[0])
         return builder.ptrtoint(ary.data, ir.IntType(64))
+
+    return sig, codegen
+
+
+def target_features():
+    """The CPU features Numba compiles for: ``NUMBA_CPU_FEATURES`` when set,
+    else the host's (as Numba itself decides; a CPU name alone keeps the
+    host's features), as a set of ``+name`` / ``-name`` strings."""
+    from numba.core import config
+    feats = config.CPU_FEATURES or _llvm.get_host_cpu_features().flatten()
+    return set(feats.split(","))
+
+
+@intrinsic
+def philox_blocks(typingctx, words, slot, b0, c2, k0, k1, n):
+    """Philox4x32-10 of the ``n`` blocks ``b0 ..`` (counter ``(b & 0xFFFFFFFF,
+    b >> 32, c2, 0)``, key ``(k0, k1)``; ``n`` a constant multiple of 8) into
+    ``words[4 * slot ..]``, block after block (no bounds check): eight
+    blocks in the 32-bit lanes of a vector, the groups' rounds interleaved,
+    each multiply two 64-bit-lane multiplies of the even and the odd lanes
+    (``vpmuludq``); for AVX2 targets (docs/performance.md)."""
+    if not (isinstance(words, types.Array) and words.dtype == types.uint32
+            and all(isinstance(t, types.Integer) for t in (slot, b0, c2, k0, k1))
+            and isinstance(n, types.IntegerLiteral) and n.literal_value % 8 == 0):
+        return None
+    sig = types.void(words, slot, b0, c2, k0, k1, n)
+    nb, L = n.literal_value, 8
+
+    def codegen(context, builder, signature, args):
+        wt, st, bt, c2t, k0t, k1t, _ = signature.args
+        i32, i64 = ir.IntType(32), ir.IntType(64)
+        vw, vd = ir.VectorType(i32, L), ir.VectorType(i64, L // 2)
+
+        def u64(v, t):
+            return context.cast(builder, v, t, types.uint64)
+
+        def cd(v):
+            return ir.Constant(vd, [ir.Constant(i64, v)] * (L // 2))
+
+        def cw(v):
+            return ir.Constant(vw, [_I32(v)] * L)
+
+        lo_mask, hi_mask, s32 = cd(0xFFFFFFFF), cd(0xFFFFFFFF00000000), cd(32)
+
+        def mulhilo(x, m):  # (hi, lo) of x * m, lane by lane
+            xd = builder.bitcast(x, vd)
+            pe = builder.mul(builder.and_(xd, lo_mask), cd(m))
+            po = builder.mul(builder.lshr(xd, s32), cd(m))
+            hi = builder.or_(builder.lshr(pe, s32), builder.and_(po, hi_mask))
+            lo = builder.or_(builder.and_(pe, lo_mask), builder.shl(po, s32))
+            return builder.bitcast(hi, vw), builder.bitcast(lo, vw)
+
+        b = u64(args[2], bt)
+        x2 = _splat(builder, builder.trunc(u64(args[3], c2t), i32), vw)
+        state = []
+        for g in range(nb // L):
+            x0 = ir.Constant(vw, ir.Undefined)
+            x1 = ir.Constant(vw, ir.Undefined)
+            for i in range(L):
+                v = builder.add(b, ir.Constant(i64, L * g + i))
+                x0 = builder.insert_element(x0, builder.trunc(v, i32), _I32(i))
+                x1 = builder.insert_element(
+                    x1, builder.trunc(builder.lshr(v, ir.Constant(i64, 32)), i32), _I32(i))
+            state.append((x0, x1, x2, cw(0)))
+        k0 = _splat(builder, builder.trunc(u64(args[4], k0t), i32), vw)
+        k1 = _splat(builder, builder.trunc(u64(args[5], k1t), i32), vw)
+        for r in range(10):
+            if r:
+                k0 = builder.add(k0, cw(0x9E3779B9))
+                k1 = builder.add(k1, cw(0xBB67AE85))
+            for g, (x0, x1, x2_, x3) in enumerate(state):
+                hi0, lo0 = mulhilo(x0, 0xD2511F53)
+                hi1, lo1 = mulhilo(x2_, 0xCD9E8D57)
+                state[g] = (builder.xor(builder.xor(hi1, x1), k0), lo1,
+                            builder.xor(builder.xor(hi0, x3), k1), lo0)
+        # block-major: words (b, w0), (b, w1), (b, w2), (b, w3), (b + 1, w0), ...
+        zip2 = ir.Constant(ir.VectorType(i32, 2 * L),
+                           [_I32(v) for i in range(L) for v in (i, i + L)])
+        zip4 = ir.Constant(ir.VectorType(i32, 4 * L), [
+            _I32(v) for i in range(L) for v in (2 * i, 2 * i + 1, 2 * i + 2 * L, 2 * i + 2 * L + 1)])
+        q = builder.mul(context.cast(builder, args[1], st, types.intp),
+                        ir.Constant(context.get_value_type(types.intp), 4))
+        for g, (x0, x1, x2_, x3) in enumerate(state):
+            out = builder.shuffle_vector(builder.shuffle_vector(x0, x1, zip2),
+                                         builder.shuffle_vector(x2_, x3, zip2), zip4)
+            ptr = _elem_ptr(context, builder, wt, args[0],
+                            builder.add(q, ir.Constant(q.type, 4 * L * g)), types.intp,
+                            ir.VectorType(i32, 4 * L))
+            builder.store(out, ptr, align=4)
+        return context.get_dummy_value()
 
     return sig, codegen
 
