@@ -2,8 +2,9 @@
 stream (the issue targets' ratio), robust to a noisy shared machine.
 
 Each sample times ``fastdrop.dropout(x, p, rng=seed, out=out)`` and then the
-faster stream kernel ``y = x * s`` (NumPy's multiply and fastdrop's compiled
-``stream_scale``), back to back, so both see the same machine conditions;
+faster stream kernel ``out = x * s`` over the same arrays (NumPy's multiply
+and fastdrop's compiled ``stream_scale``), back to back, so both see the
+same machine conditions and the same pages;
 medians over the samples are reported for 1 thread and for all threads::
 
     python bench/stream_ratio.py --backend cython --size 16777216
@@ -36,18 +37,39 @@ def _stream_kernels():
     return ks
 
 
+#: What the last :func:`measure` saw: ``huge_page_mib``, the process's MiB on
+#: huge pages once its arrays were touched.
+LAST: dict = {}
+
+
+def huge_page_mib():
+    """MiB of this process's memory on transparent huge pages (Linux), else
+    None."""
+    try:
+        with open("/proc/self/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("AnonHugePages:"):
+                    return int(line.split()[1]) // 1024
+    except OSError:
+        pass
+    return None
+
+
 def measure(backend, n, threads, p=0.5, samples=25, seed=12345):
-    """Median seconds of dropout and of the best stream, interleaved."""
+    """Median seconds of dropout and of the best stream, interleaved.
+
+    The stream reads ``x`` and writes ``out``, the dropout's own arrays: the
+    same pages, so the same TLB reach (transparent huge pages are granted per
+    allocation, and dropout over 4 KiB pages against a stream over huge pages
+    measured 0.83-0.90x the ratio of both on huge pages; Xeon VM, 16 Mi)."""
     x = np.random.default_rng(seed).standard_normal(n, dtype=np.float32)
     out = np.empty_like(x)
     out.fill(0)
-    xs = np.ones(n, np.float32)
-    ys = np.empty(n, np.float32)
-    ys.fill(0)
+    LAST["huge_page_mib"] = huge_page_mib()
     old = fastdrop.set_num_threads(threads)
     try:
         drop = lambda: fastdrop.dropout(x, p, rng=seed, out=out, backend=backend)  # noqa: E731
-        streams = [(name, lambda f=f: f(xs, ys, 1.5)) for name, f in _stream_kernels()]
+        streams = [(name, lambda f=f: f(x, out, 1.5)) for name, f in _stream_kernels()]
         drop()
         for _, f in streams:
             f()
@@ -81,8 +103,11 @@ def main(argv=None):
     ncpu = len(os.sched_getaffinity(0))
     for th in sorted({1, ncpu}):
         d, name, s = measure(args.backend, args.size, th, samples=args.samples)
+        mib = LAST["huge_page_mib"]
+        huge = "" if mib is None else (f" (huge pages: {mib} MiB of the process, x and out "
+                                       f"{2 * 4 * args.size / 2**20:.0f} MiB)")
         print(f"{args.backend} {args.size} float32, {th} thread(s): dropout {d * 1e3:.2f} ms, "
-              f"stream ({name}) {s * 1e3:.2f} ms, ratio {s / d:.2f}")
+              f"stream ({name}) {s * 1e3:.2f} ms, ratio {s / d:.2f}{huge}")
 
 
 if __name__ == "__main__":
