@@ -13,6 +13,8 @@ is kept.
 import importlib.util
 import os
 import re
+import shutil
+import subprocess
 
 import pytest
 
@@ -81,7 +83,6 @@ def _c_headers():
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "tools")
     if not os.path.isfile(os.path.join(path, "c_headers.py")):
         pytest.skip("tools/c_headers.py not here (tests run outside the source tree)")
-    pytest.importorskip("Cython.Tempita")
     spec = importlib.util.spec_from_file_location(
         "c_headers", os.path.join(path, "c_headers.py"))
     module = importlib.util.module_from_spec(spec)
@@ -92,6 +93,7 @@ def _c_headers():
 @pytest.mark.parametrize("template", TEMPLATES)
 def test_generated_header_matches_template(template):
     c_headers = _c_headers()
+    pytest.importorskip("Cython.Tempita")
     src = os.path.join(INC, template)
     dst = src[:-len(".in")]
     if not os.path.exists(src):
@@ -131,7 +133,7 @@ def test_strip_comments_keeps_code_and_literals():
            "char q = '\\''; char d = '/'; /* x */ int e;\n"
            "\n\n\n/* gone */\n\nint f;\n")
     assert strip(src, "/* note */\n") == (
-        "/* file */\n// more\n\n/* note */\n"
+        "/* file */\n// more\n/* note */\n"
         "#define A(x) \\\n"
         "    (x)   + 1\n"
         "int a b; int c = 4 / 2;\n"
@@ -143,3 +145,33 @@ def test_strip_comments_keeps_code_and_literals():
         strip("int a; /* open\n")
     with pytest.raises(ValueError, match="unterminated literal"):
         strip('int a; const char *s = "open\n";\n')
+    # stripping would change the tokens: refused
+    with pytest.raises(ValueError, match="continued on the next line"):
+        strip("int a;\n#define X(a) (a) // c \\\n  + 1\n")
+    with pytest.raises(ValueError, match="a backslash before the comment"):
+        strip("int a;\n#define X a \\ /* c */\nint b;\n")
+
+
+@pytest.mark.parametrize("template", TEMPLATES)
+def test_stripped_header_has_the_templates_tokens(template):
+    """GCC's comment removal alone (``-fpreprocessed``: no macro expansion, no
+    includes) gives the same tokens for the template rendered with and without
+    its comments."""
+    c_headers = _c_headers()
+    Tempita = pytest.importorskip("Cython.Tempita")
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        pytest.skip("no gcc on PATH")
+    src = os.path.join(INC, template)
+    if not os.path.exists(src):
+        pytest.skip(f"{template} not installed")
+    with open(src, encoding="utf-8") as f:
+        full = Tempita.Template(f.read(), name=src).substitute()
+    tokens = []
+    for text in (full, c_headers.render(src)):
+        r = subprocess.run([gcc, "-fpreprocessed", "-dD", "-E", "-P", "-x", "c", "-"],
+                           input=text, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr[-2000:]
+        tokens.append(r.stdout.split())
+    assert len(tokens[0]) > 500 and "/*" not in tokens[0]
+    assert tokens[0] == tokens[1]

@@ -234,19 +234,27 @@ def test_philox_blocks_needs_a_constant_multiple_of_8():
 
 
 def test_target_features_follow_numba_cpu_features():
-    """What the kernels choose their Philox by: NUMBA_CPU_FEATURES when set
-    (as Numba compiles for it), else the host's features."""
+    """What the kernels choose their Philox by: the features Numba's CPU
+    codegen compiles for -- NUMBA_CPU_FEATURES when set, none for
+    NUMBA_CPU_NAME=generic (Numba sets the features empty), else the host's."""
     import subprocess
     import sys
     code = ("from fastdrop._numba import llvm, kernels; f = llvm.target_features(); "
-            "print('+avx2' in f, '+avx512f' in f, kernels._PHILOX_LANES)")
-    env = dict(os.environ, NUMBA_CPU_FEATURES="+64bit,+avx,+avx2,+fma,+sse4.2,-avx512f")
-    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                       timeout=300)
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert r.stdout.split() == ["True", "False", str(X86)]
-    host = set(llvm_binding.get_host_cpu_features().flatten().split(","))
-    if not numba.core.config.CPU_FEATURES:
+            "print('+avx2' in f, '+avx512f' in f, len(f) > 0, kernels._PHILOX_LANES)")
+    cases = [({"NUMBA_CPU_FEATURES": "+64bit,+avx,+avx2,+fma,+sse4.2,-avx512f"},
+              ["True", "False", "True", str(X86)]),
+             ({"NUMBA_CPU_FEATURES": "+64bit,+avx,+avx2,+avx512f"},
+              ["True", "True", "True", "False"]),
+             ({"NUMBA_CPU_NAME": "generic"}, ["False", "False", "False", "False"])]
+    for extra, want in cases:
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("NUMBA_CPU_NAME", "NUMBA_CPU_FEATURES")}
+        r = subprocess.run([sys.executable, "-c", code], env=dict(env, **extra),
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert r.stdout.split() == want, extra
+    if numba.core.config.CPU_FEATURES is None and numba.core.config.ENABLE_AVX:
+        host = set(llvm_binding.get_host_cpu_features().flatten().split(",")) - {""}
         assert L.target_features() == host
 
 

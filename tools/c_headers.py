@@ -15,11 +15,20 @@ whose limit is 600 kB; tools/check_wheel.sh.)
 import re
 
 #: The leading comment block: blank space and comments before the first code.
-_HEAD = re.compile(r"(?:\s*(?:/\*.*?\*/|//[^\n]*))*\s*", re.S)
+_HEAD = re.compile(r"(?:\s*(?:/\*.*?\*/|//[^\n]*))*[ \t]*\n?", re.S)
 
 #: Where the comments went, after the leading block of each generated header.
 NOTE = ("/* (The template's other comments are left out of this generated file; "
         "they are in {template}, in fastdrop's source distribution.) */\n")
+
+
+def _last_char(pieces):
+    """The last character of the joined ``pieces`` that is not a blank."""
+    for piece in reversed(pieces):
+        piece = piece.rstrip(" \t")
+        if piece:
+            return piece[-1]
+    return ""
 
 
 def strip_comments(text, note=""):
@@ -29,7 +38,10 @@ def strip_comments(text, note=""):
     either side stay apart and a comment spanning lines inside a ``#define``
     ends the same way), string and character literals are copied as they
     are, trailing blanks are removed and runs of blank lines become one.
-    ``note`` is inserted after the leading block.
+    ``note`` is inserted after the leading block.  Raises ValueError where
+    stripping could change the tokens: a ``//`` comment continued by a
+    backslash, a backslash just before a comment (which the stripping would
+    turn into a line continuation), an unterminated comment or literal.
     """
     head = _HEAD.match(text)
     out = [text[:head.end()], note]
@@ -44,15 +56,20 @@ def strip_comments(text, note=""):
                 j += 2 if text[j] == "\\" else 1
             out.append(text[i:j + 1])
             i = j + 1
-        elif text.startswith("//", i):
-            j = text.find("\n", i)
-            i = n if j < 0 else j
-            out.append(" ")
-        elif text.startswith("/*", i):
-            j = text.find("*/", i + 2)
-            if j < 0:
-                raise ValueError(f"unterminated comment at offset {i}")
-            i = j + 2
+        elif text.startswith(("//", "/*"), i):
+            if _last_char(out[2:]) == "\\":
+                raise ValueError(f"a backslash before the comment at offset {i}")
+            if text[i + 1] == "/":
+                j = text.find("\n", i)
+                j = n if j < 0 else j
+                if text[i:j].rstrip(" \t\r").endswith("\\"):
+                    raise ValueError(f"a // comment continued on the next line at offset {i}")
+            else:
+                j = text.find("*/", i + 2)
+                if j < 0:
+                    raise ValueError(f"unterminated comment at offset {i}")
+                j += 2
+            i = j
             out.append(" ")
         else:
             j = i + 1  # plain text up to the next literal or slash ('/' alone: division)

@@ -59,7 +59,8 @@ them from float16's ``uint16``) and converted in integer code
 
 This module holds the kernels only.  The LLVM intrinsics they call (the
 prefetch, the non-temporal line stores and their ``sfence``, the packed-mask
-helpers, the float16 bit conversions) are in :mod:`fastdrop._numba.llvm`,
+helpers, the float16 bit conversions, the aligned stack frames and scratch,
+the AVX2 Philox ``philox_blocks``) are in :mod:`fastdrop._numba.llvm`,
 each with the measurements that justify it; the tuning constants
 (:data:`CHUNK`, :data:`TILE`, :data:`PREFETCH_BYTES`, :data:`NT_MIN_BYTES`,
 :data:`PBLOCK`) and the other tuning notes (four Philox chains,
@@ -117,10 +118,16 @@ TILE = 256
 _TILE_WORDS = 4 * (TILE // 8 + 2)
 _NB4 = TILE // 32  # blocks per Philox chain in _fill_lanes
 _TILE_BLOCKS = TILE // 8  # Philox blocks per tile
-#: Whether _fill_lanes uses philox_blocks: x86 with AVX2, without AVX-512.
-_F = target_features()
-_PHILOX_LANES = X86 and "+avx2" in _F and "+avx512f" not in _F
-del _F
+
+
+def _avx2_not_avx512():
+    f = target_features()
+    return "+avx2" in f and "+avx512f" not in f
+
+
+#: Whether _fill_lanes uses philox_blocks: Numba's target is x86 with AVX2,
+#: without AVX-512 (checked on x86 only).
+_PHILOX_LANES = X86 and _avx2_not_avx512()
 # What the kernels rely on: four whole Philox chains per tile, packed-mask
 # bytes and 32-bit pack groups never straddling tiles or chunks, and whole
 # tiles covering whole 64-byte lines of float32 (so an aligned first tile

@@ -203,12 +203,16 @@ def addr(typingctx, arr):
 
 
 def target_features():
-    """The CPU features Numba compiles for: ``NUMBA_CPU_FEATURES`` when set,
-    else the host's (as Numba itself decides; a CPU name alone keeps the
-    host's features), as a set of ``+name`` / ``-name`` strings."""
-    from numba.core import config
-    feats = config.CPU_FEATURES or _llvm.get_host_cpu_features().flatten()
-    return set(feats.split(","))
+    """The CPU features Numba compiles for, as Numba's CPU codegen decides
+    them: ``NUMBA_CPU_FEATURES`` when set (empty for ``NUMBA_CPU_NAME=generic``),
+    else the host's (none where LLVM cannot read them, the AVX ones off with
+    ``NUMBA_ENABLE_AVX=0``), as a set of ``+name`` / ``-name`` strings.
+    Features a CPU name implies are not in it (``NUMBA_CPU_NAME`` alone keeps
+    the host's features; bench/isa_env.py sets both)."""
+    from numba.core import codegen, config
+    feats = (config.CPU_FEATURES if config.CPU_FEATURES is not None
+             else codegen.get_host_cpu_features())
+    return {f for f in feats.split(",") if f}
 
 
 @intrinsic
@@ -220,6 +224,7 @@ def philox_blocks(typingctx, words, slot, b0, c2, k0, k1, n):
     each multiply two 64-bit-lane multiplies of the even and the odd lanes
     (``vpmuludq``); for AVX2 targets (docs/performance.md)."""
     if not (isinstance(words, types.Array) and words.dtype == types.uint32
+            and words.layout == "C" and words.mutable
             and all(isinstance(t, types.Integer) for t in (slot, b0, c2, k0, k1))
             and isinstance(n, types.IntegerLiteral) and n.literal_value % 8 == 0):
         return None
