@@ -396,8 +396,10 @@ def apply_mask(x: ArrayLike, mask: ArrayLike, p: Float, *, mode: Mode = "inverte
     x = as_float_array(x)
     stored = _stored_mask(x.shape, mask, noise_shape)
     _, kern = select_backend(backend, x)
+    fresh = out is None
     out = prepare_out(x, out)
-    return _dispatch.run_host(_plan.plan_apply(x.shape, p, mode, stored), kern, x, out)
+    return _dispatch.run_host(_plan.plan_apply(x.shape, p, mode, stored, fresh_out=fresh),
+                              kern, x, out)
 
 
 @overload

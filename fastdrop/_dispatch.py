@@ -54,9 +54,10 @@ A backend module may also define ``available() -> (bool, reason)`` and
 ``DTYPES`` (the dtype names it supports; default float16/32/64; every
 built-in backend also lists ``"bfloat16"``: ``ml_dtypes.bfloat16`` arrays,
 computed in float32 with docs/spec.md §4's conversions).  One that
-sets ``ACCEPTS_FRESH_OUT = True`` gets ``fresh_out=True`` in ``forward`` when
-the front end has just allocated ``out`` (untouched pages: non-temporal
-stores, which pay off on a caller's buffer, would then cost extra traffic).
+sets ``ACCEPTS_FRESH_OUT = True`` gets ``fresh_out=True`` in ``forward`` and
+``apply_mask`` when the front end has just allocated ``out`` (untouched
+pages: non-temporal stores, which pay off on a caller's buffer, would then
+cost extra traffic).
 One that sets ``DRAWS_SPANS = True`` has a broadcast mask whose positions
 repeat along ``x`` (:func:`fastdrop._plan.span_to_draw`) drawn once with
 ``mask`` and applied with ``apply_mask`` by :func:`run`, instead of its
@@ -333,10 +334,11 @@ class HostOps:
     def apply(self, x: NDArray[Any], out: NDArray[Any], plan: Plan, kind: str,
               stored: Any) -> None:
         if x.size:
+            hint = {"fresh_out": True} if plan.fresh_out and self.fresh_ok else {}
             self.kern.apply_mask(x, out, plan.mstrides, plan.scale,
                                  keep=stored if kind == "bool" else None,
                                  packed=stored if kind == "packed" else None,
-                                 shift=plan.shift, fill=plan.fill)
+                                 shift=plan.shift, fill=plan.fill, **hint)
 
 
 _host_ops: dict[ModuleType, HostOps] = {}  # kernel module -> its HostOps (made once)

@@ -41,6 +41,41 @@ def test_large_out_nontemporal_stores(threads, dtype):
                     assert_array_equal(r[1], packed)
 
 
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64, "bfloat16"])
+def test_large_out_apply_mask_nontemporal_stores(threads, dtype):
+    """A stored mask applied into a big caller-provided output (non-temporal
+    stores after a head to the first 64-byte line; a fresh output, ordinary
+    stores): bool and packed masks, the mask's bits starting anywhere in a
+    byte (a packed noise shape's rows), against the reference bit for bit."""
+    if dtype == "bfloat16":
+        dtype = pytest.importorskip("ml_dtypes").bfloat16
+    n = (8 << 20) // np.dtype(dtype).itemsize + 37   # over the 8 MiB threshold
+    x = special_values((n,), dtype, seed=5)
+    keep = np.random.default_rng(9).random(n) < 0.6
+    packed = np.packbits(keep, bitorder="little")
+    want = fastdrop.apply_mask(x, keep, 0.3, backend="reference")
+    assert_array_equal(bits(fastdrop.apply_mask(x, packed, 0.3, backend="cython")), bits(want))
+    buf = np.empty(n + 64, dtype)
+    base = (-(buf.ctypes.data // buf.itemsize)) % (64 // buf.itemsize)
+    for shift in (0, 1, 3):  # output start 0, 1, 3 elements past a 64-byte line
+        out = buf[base + shift:base + shift + n]
+        for mask in (keep, packed):
+            out.fill(7)
+            r = fastdrop.apply_mask(x, mask, 0.3, out=out, backend="cython")
+            assert r is out
+            assert_array_equal(bits(out), bits(want))
+    # rows of a packed (rows, 1, L) mask on (rows, 3, L): each row's bits start mid-byte
+    rows, L = 4, n // 12 - (n // 12 % 8 == 0)  # 8 MiB or more, L not a multiple of 8
+    x3 = x[:rows * 3 * L].reshape(rows, 3, L)
+    assert x3.nbytes >= 8 << 20 and L % 8
+    m3 = np.random.default_rng(4).random((rows, 1, L)) < 0.5
+    p3 = np.packbits(m3.reshape(-1), bitorder="little")
+    want3 = fastdrop.apply_mask(x3, m3, 0.3, backend="reference")
+    out3 = np.empty_like(x3)
+    fastdrop.apply_mask(x3, p3, 0.3, noise_shape=(rows, 1, L), out=out3, backend="cython")
+    assert_array_equal(bits(out3), bits(want3))
+
+
 # (rows, row length): one task's block of rows is min(4096, 65536 // L)
 # (FD_ROWS_MAX, CHUNK): several blocks and a partial last one, a row
 # length that leaves a block under 4096 rows, rows of 2 elements, rows

@@ -455,7 +455,8 @@ def forward(x, out, seed, offset, T, scale, mstrides, keep_out=None, packed_out=
             n += (cnp.PyArray_DIMS(xa)[a] - 1) * <int64_t>mstrides[a]
         full = keep_out if keep_out is not None else np.empty(n, dtype=bool)
         mask(n, seed, offset, T, keep_out=full, packed_out=packed_out)
-        apply_mask(x, out, mstrides, scale, keep=full, shift=shift, fill=fill)
+        apply_mask(x, out, mstrides, scale, keep=full, shift=shift, fill=fill,
+                   fresh_out=fresh_out)
         return
     _init_task(&g, FD_OP_FORWARD, _dtype_code(xa), seed, offset, T, scale, shift, fill)
     if _geometry(&g, xa, ya, mstrides) == 0:
@@ -470,7 +471,8 @@ def forward(x, out, seed, offset, T, scale, mstrides, keep_out=None, packed_out=
             # strided layout: make the mask first, then apply it
             full = keep_out if keep_out is not None else np.empty(n, dtype=bool)
             mask(n, seed, offset, T, keep_out=full, packed_out=packed_out)
-            apply_mask(x, out, mstrides, scale, keep=full, shift=shift, fill=fill)
+            apply_mask(x, out, mstrides, scale, keep=full, shift=shift, fill=fill,
+                       fresh_out=fresh_out)
             return
         if keep_out is not None:
             g.keep = <uint8_t *>cnp.PyArray_BYTES(<cnp.ndarray>keep_out)
@@ -569,12 +571,15 @@ def mask(n, seed, offset, T, keep_out=None, packed_out=None):
     _execute(&g, g.cpr, n)
 
 
-def apply_mask(x, out, mstrides, scale, keep=None, packed=None, *, shift=-0.0, fill=0.0):
+def apply_mask(x, out, mstrides, scale, keep=None, packed=None, *, shift=-0.0, fill=0.0,
+               fresh_out=False):
     """The affine select with a stored mask (kernel interface).
 
     ``out[idx] = keep[i(idx)] ? x[idx] * scale + shift : fill``; ``keep`` is a
     C-contiguous bool array over the logical mask index, or ``packed`` its
-    little-endian packed bits (exactly one is given).
+    little-endian packed bits (exactly one is given).  A large out-of-place
+    ``out`` is written with non-temporal stores unless ``fresh_out`` (see
+    :func:`forward`).
 
     Examples
     --------
@@ -595,6 +600,10 @@ def apply_mask(x, out, mstrides, scale, keep=None, packed=None, *, shift=-0.0, f
     _init_task(&g, FD_OP_APPLY, _dtype_code(xa), 0, 0, 0, scale, shift, fill)
     if _geometry(&g, xa, ya, mstrides, _prefer_memory_order(xa)) == 0:
         return
+    # large out-of-place outputs: non-temporal stores, as in forward()
+    if (not fresh_out and ya.nbytes >= _NT_MIN_BYTES
+            and cnp.PyArray_BYTES(ya) != cnp.PyArray_BYTES(xa)):
+        g.nt = 1
     g.mkeep = <const uint8_t *>cnp.PyArray_BYTES(<cnp.ndarray>keep) if keep is not None else NULL
     g.mpacked = <const uint8_t *>cnp.PyArray_BYTES(<cnp.ndarray>packed) if packed is not None else NULL
     if g.mkeep == NULL and g.mpacked == NULL:

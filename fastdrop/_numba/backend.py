@@ -519,9 +519,11 @@ def mask(n, seed, offset, T, keep_out=None, packed_out=None):
           n=n)
 
 
-def apply_mask(x, out, mstrides, scale, keep=None, packed=None, *, shift=-0.0, fill=0.0):
+def apply_mask(x, out, mstrides, scale, keep=None, packed=None, *, shift=-0.0, fill=0.0,
+               fresh_out=False):
     """The affine select ``keep ? x * scale + shift : fill`` with a stored
-    bool or packed mask.
+    bool or packed mask.  ``fresh_out`` (the fresh-output hint) changes
+    nothing here: this select writes with ordinary stores.
 
     Examples
     --------
