@@ -239,8 +239,18 @@ cdef inline int _dtype_code(cnp.ndarray x) except -1:
     raise TypeError(f"unsupported dtype {x.dtype}")
 
 
-# outputs at least this large are written with non-temporal stores (forward)
+# outputs at least this large are written with non-temporal stores (forward, apply)
 cdef int64_t _NT_MIN_BYTES = _config.NT_MIN_BYTES
+
+
+cdef inline bint _nontemporal(cnp.ndarray xa, cnp.ndarray ya, bint fresh) noexcept:
+    """Whether out ``ya`` is written with non-temporal stores: a caller's
+    large out-of-place output (they skip the read-for-ownership), not a fresh
+    one (its untouched pages would be zeroed first, then written again)."""
+    return (not fresh and cnp.PyArray_NBYTES(ya) >= _NT_MIN_BYTES
+            and cnp.PyArray_BYTES(ya) != cnp.PyArray_BYTES(xa))
+
+
 # row blocks of the stored-mask apply for transposed layouts (rows x inner chunk)
 cdef int64_t _RBLOCK = 64
 cdef int64_t _RBLOCK_CHUNK = 1024
@@ -462,10 +472,7 @@ def forward(x, out, seed, offset, T, scale, mstrides, keep_out=None, packed_out=
     if _geometry(&g, xa, ya, mstrides) == 0:
         return
     n = xa.size
-    # large out-of-place outputs: non-temporal stores skip the read-for-ownership
-    if (not fresh_out and ya.nbytes >= _NT_MIN_BYTES
-            and cnp.PyArray_BYTES(ya) != cnp.PyArray_BYTES(xa)):
-        g.nt = 1
+    g.nt = _nontemporal(xa, ya, fresh_out)
     if keep_out is not None or packed_out is not None:
         if g.nd != 0 or g.ms != 1:
             # strided layout: make the mask first, then apply it
@@ -600,10 +607,7 @@ def apply_mask(x, out, mstrides, scale, keep=None, packed=None, *, shift=-0.0, f
     _init_task(&g, FD_OP_APPLY, _dtype_code(xa), 0, 0, 0, scale, shift, fill)
     if _geometry(&g, xa, ya, mstrides, _prefer_memory_order(xa)) == 0:
         return
-    # large out-of-place outputs: non-temporal stores, as in forward()
-    if (not fresh_out and ya.nbytes >= _NT_MIN_BYTES
-            and cnp.PyArray_BYTES(ya) != cnp.PyArray_BYTES(xa)):
-        g.nt = 1
+    g.nt = _nontemporal(xa, ya, fresh_out)
     g.mkeep = <const uint8_t *>cnp.PyArray_BYTES(<cnp.ndarray>keep) if keep is not None else NULL
     g.mpacked = <const uint8_t *>cnp.PyArray_BYTES(<cnp.ndarray>packed) if packed is not None else NULL
     if g.mkeep == NULL and g.mpacked == NULL:
@@ -685,10 +689,7 @@ cdef int _fast_select(cnp.ndarray xa, cnp.ndarray ya, int dtype, double pd, uint
     cdef int64_t n = cnp.PyArray_SIZE(xa)
     cdef double scale = 1.0 / (1.0 - pd)
     cdef uint64_t T = fd_threshold(pd)
-    # non-temporal stores as in forward(): a caller's large out-of-place
-    # output, not a fresh one (see forward(fresh_out=True))
-    cdef bint nt = (not fresh and n * cnp.PyArray_ITEMSIZE(xa) >= _NT_MIN_BYTES
-                    and cnp.PyArray_BYTES(ya) != cnp.PyArray_BYTES(xa))
+    cdef bint nt = _nontemporal(xa, ya, fresh)
     if numba_fn != 0:
         return _numba_select(numba_fn, xa, ya, dtype, scale, T, seed, offset, nt, keep, packed)
     _init_task(&g, FD_OP_FORWARD, dtype, seed, offset, T, scale, -0.0, 0.0)

@@ -375,7 +375,7 @@ def _fill_lanes(words, s0, b0, nb, k0, k1):
                        block_words(b0 + np.uint64(q + 2 * h), 0, k0, k1))
             _put_block(words, s0 + q + 3 * h,
                        block_words(b0 + np.uint64(q + 3 * h), 0, k0, k1))
-    for q in range(TILE // 8, nb):
+    for q in range(_TILE_BLOCKS, nb):
         _put_block(words, s0 + q, block_words(b0 + np.uint64(q), 0, k0, k1))
 
 

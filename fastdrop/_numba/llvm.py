@@ -36,6 +36,8 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
+from . import philox as _philox  # the Philox constants: one definition
+
 __all__ = [
     "X86", "native_f16", "declare_prefetch", "prefetch", "addr", "stack_buffer",
     "align_frame", "target_features", "philox_blocks", "store_fence", "nt_line",
@@ -271,11 +273,11 @@ def philox_blocks(typingctx, words, slot, b0, c2, k0, k1, n):
         k1 = _splat(builder, builder.trunc(u64(args[5], k1t), i32), vw)
         for r in range(10):
             if r:
-                k0 = builder.add(k0, cw(0x9E3779B9))
-                k1 = builder.add(k1, cw(0xBB67AE85))
+                k0 = builder.add(k0, cw(int(_philox.W0)))
+                k1 = builder.add(k1, cw(int(_philox.W1)))
             for g, (x0, x1, x2_, x3) in enumerate(state):
-                hi0, lo0 = mulhilo(x0, 0xD2511F53)
-                hi1, lo1 = mulhilo(x2_, 0xCD9E8D57)
+                hi0, lo0 = mulhilo(x0, int(_philox.M0))
+                hi1, lo1 = mulhilo(x2_, int(_philox.M1))
                 state[g] = (builder.xor(builder.xor(hi1, x1), k0), lo1,
                             builder.xor(builder.xor(hi0, x3), k1), lo0)
         # block-major: words (b, w0), (b, w1), (b, w2), (b, w3), (b + 1, w0), ...
