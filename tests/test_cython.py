@@ -65,6 +65,31 @@ def test_large_forward_thread_independent():
             fastdrop.set_num_threads(old)
 
 
+# ------------------------------------------------------ the select's constants
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shift, fill", [(-0.0, 0.0), (0.0, 0.0), (-0.0, -0.0), (0.0, -0.0),
+                                         (-0.0, 1.5), (0.25, 0.0)])
+def test_select_constants_signed_zeros(dtype, shift, fill):
+    """Plain dropout's constants (shift -0.0, which adds nothing, and fill
+    +0.0) take a shorter select in the AVX2 path; a +0.0 shift (which turns
+    -0.0 to +0.0) or a -0.0 fill must not: forward (several batches and a
+    tail, a Philox block boundary or not) and stored masks, bit for bit."""
+    x = values((2000,), dtype, seed=4)
+    x[::7] = -0.0
+    T, s = R.threshold(0.3), 1 / 0.7
+    for off in (0, 5):
+        want, got = np.empty_like(x), np.full_like(x, 7)
+        R.forward(x, want, SEED, off, T, s, (1,), shift=shift, fill=fill)
+        K.forward(x, got, SEED, off, T, s, (1,), shift=shift, fill=fill)
+        assert_same(got, want)
+    keep = np.random.default_rng(2).random(x.shape) < 0.5
+    want, got = np.empty_like(x), np.full_like(x, 7)
+    R.apply_mask(x, want, (1,), s, keep, shift=shift, fill=fill)
+    K.apply_mask(x, got, (1,), s, keep, shift=shift, fill=fill)
+    assert_same(got, want)
+
+
 # ----------------------------------------------------------------- fast path
 
 @pytest.mark.parametrize("dtype", DTYPES)
