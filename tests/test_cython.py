@@ -90,6 +90,26 @@ def test_select_constants_signed_zeros(dtype, shift, fill):
     assert_same(got, want)
 
 
+@pytest.mark.parametrize("off", [0, 1, 5, 2**35 - 703, 2**35 - 1000, 2**35 - 515, 2**40 + 3])
+def test_forward_batch_boundaries(off):
+    """The forward's batches (256 positions on AVX2, whose float32 run selects
+    a batch inside the rounds of the next): lengths at and around batch
+    multiples (the last window of 1 position), offsets inside a Philox block,
+    and Philox counter word 1 changing (2**35 - 703: inside a step that
+    selects a batch, with the offset inside a block), keep and packed mask
+    outputs, against the reference bit for bit."""
+    T, s = R.threshold(0.3), 1 / 0.7
+    for n in (255, 256, 257, 511, 512, 513, 767, 768, 769, 1025, 4099):
+        x = values((n,), np.float32, seed=n)
+        want, wkeep, wpk = np.empty_like(x), np.empty(n, bool), np.empty((n + 7) // 8, np.uint8)
+        R.forward(x, want, SEED, off, T, s, (1,), wkeep, wpk)
+        got, keep, pk = np.full_like(x, 7), np.empty(n, bool), np.empty((n + 7) // 8, np.uint8)
+        K.forward(x, got, SEED, off, T, s, (1,), keep, pk)
+        assert_same(got, want)
+        assert_array_equal(keep, wkeep)
+        assert_array_equal(pk, wpk)
+
+
 # ----------------------------------------------------------------- fast path
 
 @pytest.mark.parametrize("dtype", DTYPES)
