@@ -76,6 +76,33 @@ def test_large_out_apply_mask_nontemporal_stores(threads, dtype):
     assert_array_equal(bits(out3), bits(want3))
 
 
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_large_out_one_decision_per_row(threads, dtype):
+    """DropPath (one decision per row) into a big caller-provided output
+    (float32 on AVX2 / AVX-512: each row streamed after a head to its first
+    64-byte line): rows starting anywhere in a line (a row length not a
+    multiple of 64 elements, the output 0, 1 or 3 elements past a line),
+    rows padded into a wider array, against the reference bit for bit."""
+    L = 4099
+    rows = (8 << 20) // (L * np.dtype(dtype).itemsize) + 3   # over the 8 MiB threshold
+    x = special_values((rows, L), dtype, seed=6)
+    want = fastdrop.drop_path(x, 0.4, rng=fastdrop.Generator(5, 3), backend="reference")
+    buf = np.empty(rows * L + 64, dtype)
+    base = (-(buf.ctypes.data // buf.itemsize)) % (64 // buf.itemsize)
+    for shift in (0, 1, 3):
+        out = buf[base + shift:base + shift + rows * L].reshape(rows, L)
+        out.fill(7)
+        r = fastdrop.drop_path(x, 0.4, rng=fastdrop.Generator(5, 3), out=out, backend="cython")
+        assert r is out
+        assert_array_equal(bits(out), bits(want))
+    wide = np.full((rows, L + 5), 7, dtype)
+    out = wide[:, 2:L + 2]
+    fastdrop.drop_path(x, 0.4, rng=fastdrop.Generator(5, 3), out=out, backend="cython")
+    assert_array_equal(bits(out), bits(want))
+    assert_array_equal(bits(wide[:, :2]), bits(np.full((rows, 2), 7, dtype)))
+    assert_array_equal(bits(wide[:, L + 2:]), bits(np.full((rows, 3), 7, dtype)))
+
+
 # (rows, row length): one task's block of rows is min(4096, 65536 // L)
 # (FD_ROWS_MAX, CHUNK): several blocks and a partial last one, a row
 # length that leaves a block under 4096 rows, rows of 2 elements, rows
