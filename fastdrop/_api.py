@@ -381,6 +381,10 @@ def apply_mask(x: ArrayLike, mask: ArrayLike, p: Float, *, mode: Mode = "inverte
     >>> fastdrop.apply_mask(x, np.array([True, False, True, True]), 0.5)
     array([0., 0., 4., 6.], dtype=float32)
     """
+    if _fast_backward is not None:  # the compiled common case: the backward's select
+        y = _fast_backward(x, p, mask, None, True, mode, noise_shape, out, backend)
+        if y is not NotImplemented:
+            return y
     where = _arrays.kind(x)
     if where == "gpu":
         return _device("apply_mask")(x, mask, p, mode=mode, noise_shape=noise_shape,

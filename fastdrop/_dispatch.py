@@ -275,7 +275,9 @@ def fast_path(name: str = "fast_dropout") -> Callable[..., Any] | None:
     plan would.  ``"fast_backward"`` takes a ``dropout_backward`` call's
     ``(grad, p, mask, state, training, mode, noise_shape, out, backend)``
     and handles the same select with the mask regenerated from an int seed,
-    a ``(seed, offset)`` tuple or a saved ``Generator.state`` dict.  Both
+    a ``(seed, offset)`` tuple or a saved ``Generator.state`` dict, or read
+    from a stored bool mask of the gradient's shape or its packed bytes
+    (``apply_mask`` calls it for that case too).  Both
     return ``NotImplemented`` for anything else, before anything is written
     or any generator moves.
     """

@@ -275,6 +275,96 @@ def test_fast_backward_equals_reference(dtype, threads):
             assert_same(K.fast_backward(grad, p, state=gen.state), fwd)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_fast_backward_stored_mask_equals_reference(dtype, threads):
+    # dropout_backward(mask=...) and apply_mask with a bool mask of grad's
+    # shape or its packed bytes: the compiled fast path gives the reference
+    # backend's answer (a fresh out, a caller's out, in place) and the
+    # forward of the seed the mask was drawn with
+    for shape in [(), (7,), (31, 33), (2**17 + 3,)]:
+        grad = values(shape, dtype, seed=len(shape) + 3)
+        for p in (0.5, 0.1, 3 / 65536):
+            keep = fastdrop.dropout_mask(shape, p, rng=11)
+            packed = fastdrop.dropout_mask(shape, p, rng=11, packed=True)
+            fwd = fastdrop.dropout(grad, p, rng=11, backend="reference")
+            for m in (keep, packed):
+                want = fastdrop.dropout_backward(grad, p, mask=m, backend="reference")
+                assert_same(want, fwd)
+                got = K.fast_backward(grad, p, m)
+                assert got is not NotImplemented
+                assert_same(got, want)
+                out = np.full_like(grad, 7)
+                assert K.fast_backward(grad, p, m, out=out) is out
+                assert_same(out, want)
+                y = grad.copy()
+                assert K.fast_backward(y, p, m, out=y) is y
+                assert_same(y, want)
+                assert_same(fastdrop.dropout_backward(grad, p, mask=m), want)
+                assert_same(fastdrop.apply_mask(grad, m, p), want)
+                out = np.full_like(grad, 7)
+                assert fastdrop.apply_mask(grad, m, p, out=out) is out
+                assert_same(out, want)
+
+
+def test_fast_backward_stored_mask_large_out():
+    # a caller's output of 8 MiB or more (non-temporal stores, as the
+    # general path): the general Cython path's answer, bool and packed
+    from fastdrop._api import MODES, _backward
+    n = 2**21 + 37
+    grad = values((n,), np.float32, seed=5)
+    keep = fastdrop.dropout_mask(n, 0.3, rng=4)
+    for m in (keep, np.packbits(keep, bitorder="little")):
+        want = _backward(grad, 0.3, m, None, True, "inverted", None, None, "cython", MODES)
+        out = np.full_like(grad, 7)
+        assert K.fast_backward(grad, 0.3, m, out=out) is out
+        assert_same(out, want)
+        assert_same(fastdrop.dropout(grad, 0.3, rng=4), want)
+
+
+def test_fast_backward_stored_mask_declines_untouched():
+    # what the fast path leaves to the general path: declined before
+    # anything is written, and the public calls give the general path's
+    # answer or error
+    g = np.ones((4, 10), np.float32)
+    keep = fastdrop.dropout_mask((4, 10), 0.5, rng=1)
+    packed = np.packbits(keep.reshape(-1), bitorder="little")
+    wide = np.zeros((4, 20), bool)
+    wide[:, ::2] = keep
+    declined = [
+        dict(mask=keep, state=1), dict(mask=keep, backend="numba"),
+        dict(mask=keep, backend="reference"), dict(mask=keep, mode="classic"),
+        dict(mask=keep, training=False), dict(mask=keep.tolist()),
+        dict(mask=wide[:, ::2]), dict(mask=keep[:1]), dict(mask=keep.reshape(-1)),
+        dict(mask=keep.reshape(4, 10, 1)), dict(mask=keep.astype(np.int8)),
+        dict(mask=packed[:-1]), dict(mask=np.append(packed, 0)), dict(mask=packed.reshape(5, 1)),
+        dict(mask=packed, noise_shape=(4, 10)), dict(mask=packed.astype(np.int8)),
+    ]
+    for kw in declined:
+        out = np.full((4, 10), 7, np.float32)
+        assert K.fast_backward(g, 0.5, out=out, **kw) is NotImplemented, kw
+        assert_array_equal(out, np.full((4, 10), 7, np.float32))
+    # an output over the mask's own bytes: declined, nothing written
+    buf = np.zeros(48, np.float32)
+    m = buf.view(bool)[:40].reshape(4, 10)
+    m[...] = keep
+    before = buf.copy()
+    assert K.fast_backward(g, 0.5, m, out=buf[8:].reshape(4, 10)) is NotImplemented
+    assert_array_equal(buf, before)
+    # the public calls on declined masks: the general path's answers
+    want = fastdrop.apply_mask(g, keep, 0.5, backend="reference")
+    for m in (keep[:1], wide[:, ::2], keep.tolist()):
+        got = fastdrop.apply_mask(g, m, 0.5)
+        ref = fastdrop.apply_mask(g, m, 0.5, backend="reference")
+        assert_same(got, ref)
+    assert_same(fastdrop.apply_mask(g, wide[:, ::2], 0.5), want)
+    for m, exc in [(keep.reshape(-1), ValueError), (keep.astype(np.int8), TypeError),
+                   (packed[:-1], ValueError)]:
+        with pytest.raises(exc):
+            fastdrop.apply_mask(g, m, 0.5)
+        with pytest.raises(exc):
+            fastdrop.dropout_backward(g, 0.5, mask=m)
+
+
 class _OddFloat(float):
     """A float whose __float__ disagrees with its stored value."""
 
@@ -310,7 +400,7 @@ def test_fast_backward_declines_and_errors_match():
         dict(state={"seed": 1}), dict(state={"seed": 1, "offset": 0, "extra": 0}),
         dict(state={"seed": 1, "offset": 0, "version": 2}),
         dict(state={"seed": 1, "offset": 0, "n_spawned": -1}),
-        dict(state={"seed": 1.0, "offset": 0}), dict(state=None, mask=keep),
+        dict(state={"seed": 1.0, "offset": 0}),
     ]
     for kw in declined:
         out = np.full(10, 7, np.float32)

@@ -680,19 +680,30 @@ cdef object _fast_out(cnp.ndarray xa, object out):
 
 cdef int _fast_select(cnp.ndarray xa, cnp.ndarray ya, int dtype, double pd, uint64_t seed,
                       uint64_t offset, bint fresh, object keep, object packed,
-                      size_t numba_fn) except -1:
+                      size_t numba_fn, const uint8_t *stored=NULL,
+                      bint stored_packed=False) except -1:
     """The plan's select rule of inverted dropout (kept x / (1 - p), dropped
     +0.0; its gradient is the same select) over the whole of x, decisions
     from the stream at (seed, offset), mask outputs keep / packed if given;
-    by the Numba backend's task numba_fn when not 0 (backend="numba")."""
+    by the Numba backend's task numba_fn when not 0 (backend="numba").
+    With ``stored`` (a flat bool mask of x's size, or its packed bits if
+    ``stored_packed``) the decisions are read from it instead: the plan's
+    apply (seed, offset, keep, packed and numba_fn unused)."""
     cdef fd_task_t g
     cdef int64_t n = cnp.PyArray_SIZE(xa)
     cdef double scale = 1.0 / (1.0 - pd)
     cdef uint64_t T = fd_threshold(pd)
     cdef bint nt = _nontemporal(xa, ya, fresh)
-    if numba_fn != 0:
+    if stored != NULL:
+        _init_task(&g, FD_OP_APPLY, dtype, 0, 0, 0, scale, -0.0, 0.0)
+        if stored_packed:
+            g.mpacked = stored
+        else:
+            g.mkeep = stored
+    elif numba_fn != 0:
         return _numba_select(numba_fn, xa, ya, dtype, scale, T, seed, offset, nt, keep, packed)
-    _init_task(&g, FD_OP_FORWARD, dtype, seed, offset, T, scale, -0.0, 0.0)
+    else:
+        _init_task(&g, FD_OP_FORWARD, dtype, seed, offset, T, scale, -0.0, 0.0)
     g.nt = nt
     g.L = n
     g.xs = g.ys = cnp.PyArray_ITEMSIZE(xa)
@@ -902,9 +913,13 @@ def fast_backward(grad, p, mask=None, state=None, training=True, mode="inverted"
     Handles ``grad`` and ``out`` as :func:`fast_dropout` handles ``x`` and
     ``out``, ``state`` an int seed, a ``(seed, offset)`` tuple of ints or a
     saved ``Generator.state`` dict (its ``seed`` and ``offset`` ints, version
-    1; ``offset + grad.size <= 2**64``), no ``mask`` or ``noise_shape``,
-    ``training`` True, ``mode="inverted"``, ``backend`` "auto" or "cython"
-    (or "numba", as :func:`fast_dropout` takes it).
+    1; ``offset + grad.size <= 2**64``), no ``noise_shape``, ``training``
+    True, ``mode="inverted"``, ``backend`` "auto" or "cython" (or "numba",
+    as :func:`fast_dropout` takes it).  Or, with ``state`` None, the
+    forward's stored ``mask``: a C-contiguous bool ``numpy.ndarray`` of
+    ``grad``'s shape or its ``ceil(grad.size / 8)`` packed bytes (1-D
+    uint8), not overlapping ``out``; ``backend`` "auto" or "cython".  That
+    is also :func:`fastdrop.apply_mask`'s common case (the same select).
     Returns ``NotImplemented`` for anything else, writing nothing, so the
     caller falls back to the general path, which raises the proper errors.
 
@@ -920,19 +935,59 @@ def fast_backward(grad, p, mask=None, state=None, training=True, mode="inverted"
     array([2., 2., 0., 0., 0., 2., 2., 0.], dtype=float32)
     >>> _kernels.fast_backward(np.ones(8, np.float32), 0.5, state={"seed": 0})
     NotImplemented
+    >>> _kernels.fast_backward(np.ones(4, np.float32), 0.5, np.array([1, 0, 1, 1], bool))
+    array([2., 0., 2., 2.], dtype=float32)
+    >>> _kernels.fast_backward(np.ones(8, np.float32), 0.5, np.array([253], np.uint8))
+    array([2., 0., 2., 2., 2., 2., 2., 2.], dtype=float32)
     """
-    cdef cnp.ndarray xa, ya
+    cdef cnp.ndarray xa, ya, ma
     cdef double pd
-    cdef int dtype
-    cdef uint64_t seed, offset
+    cdef int dtype, k
+    cdef uint64_t seed = 0, offset = 0
+    cdef int64_t n
+    cdef char *m0
+    cdef char *y0
     if type(grad) is not cnp.ndarray:
         return NotImplemented
-    if not (mask is None and training is True and noise_shape is None
+    if not (training is True and noise_shape is None
             and type(mode) is str and mode == "inverted" and type(backend) is str):
         return NotImplemented
     cdef bint numba = not (backend == "auto" or backend == "cython")
     if numba and not backend == "numba":
         return NotImplemented
+    xa = <cnp.ndarray>grad
+    if mask is not None:
+        # a stored mask: the plan's apply (no Numba task runs it)
+        if state is not None or numba or type(mask) is not cnp.ndarray:
+            return NotImplemented
+        if _fast_admit(xa, p, &dtype, &pd) == 0:
+            return NotImplemented
+        ma = <cnp.ndarray>mask
+        n = cnp.PyArray_SIZE(xa)
+        if not cnp.PyArray_IS_C_CONTIGUOUS(ma):
+            return NotImplemented
+        if cnp.PyArray_TYPE(ma) == cnp.NPY_UINT8:  # packed bits over the flat index
+            if not (cnp.PyArray_NDIM(ma) == 1 and cnp.PyArray_SIZE(ma) == (n + 7) // 8):
+                return NotImplemented
+        elif cnp.PyArray_TYPE(ma) == cnp.NPY_BOOL:  # grad's shape (no broadcasting)
+            if cnp.PyArray_NDIM(ma) != cnp.PyArray_NDIM(xa):
+                return NotImplemented
+            for k in range(cnp.PyArray_NDIM(xa)):
+                if cnp.PyArray_DIMS(ma)[k] != cnp.PyArray_DIMS(xa)[k]:
+                    return NotImplemented
+        else:
+            return NotImplemented
+        ya = _fast_out(xa, out)
+        if ya is None:
+            return NotImplemented
+        m0 = cnp.PyArray_BYTES(ma)
+        y0 = cnp.PyArray_BYTES(ya)
+        if (m0 < y0 + n * cnp.PyArray_ITEMSIZE(xa)
+                and y0 < m0 + cnp.PyArray_SIZE(ma)):
+            return NotImplemented  # out would overwrite the mask it reads
+        _fast_select(xa, ya, dtype, pd, 0, 0, out is None, None, None, 0, <const uint8_t *>m0,
+                     cnp.PyArray_TYPE(ma) == cnp.NPY_UINT8)
+        return ya
     if type(state) is int:
         s, o = state, 0
     elif (type(state) is tuple and len(<tuple>state) == 2 and type(state[0]) is int
@@ -949,7 +1004,6 @@ def fast_backward(grad, p, mask=None, state=None, training=True, mode="inverted"
             return NotImplemented
     else:
         return NotImplemented
-    xa = <cnp.ndarray>grad
     if _fast_admit(xa, p, &dtype, &pd) == 0:
         return NotImplemented
     if not (0 <= s < _U64 and 0 <= o and o + cnp.PyArray_SIZE(xa) <= _U64):
