@@ -81,7 +81,7 @@ for dt in (np.float16, np.float32, np.float64):
         x[::97] = np.nan
         want = {}
         for be in ("reference", "cython"):
-            out = np.empty_like(x)  # large: the non-temporal stores (after a head)
+            out = np.empty_like(x)
             y, m = fastdrop.dropout(x, 0.3, rng=fastdrop.Generator(11, off), out=out,
                                     return_mask="packed", backend=be)
             g = fastdrop.gaussian_dropout(x, 0.3, rng=fastdrop.Generator(12, off), backend=be)
@@ -105,6 +105,21 @@ for dt in (np.float16, np.float32, np.float64):
             for w, v in zip(want, got):
                 same(v, w, f"3-D {np.dtype(dt).name}")
             runs += 1
+# a caller's output of 8 MiB or more: the non-temporal stores (after a
+# head to a 64-byte line) of the forward, DropPath's rows and a stored mask
+x = rng.standard_normal(2**21 + 2**13 + 5).astype(np.float32)
+xr = x[1:1 + 256 * 8200].reshape(256, 8200)
+for be in ("reference", "cython"):
+    y, m = fastdrop.dropout(x, 0.3, rng=fastdrop.Generator(14, 3), out=np.empty_like(x),
+                            return_mask=True, backend=be)
+    got = (y, m, fastdrop.drop_path(xr, 0.4, rng=5, out=np.empty_like(xr), backend=be),
+           fastdrop.apply_mask(x, m, 0.3, out=np.empty_like(x), backend=be))
+    if be == "reference":
+        want = got
+    else:
+        for w, v, what in zip(want, got, ("dropout", "mask", "drop_path", "apply_mask")):
+            same(v, w, f"{what} into a large out")
+        runs += 1
 print("checked", runs)
 """
 
@@ -115,10 +130,11 @@ def test_cpu_without_avx512_under_valgrind():
     """Valgrind's virtual x86-64 CPU has AVX2 but no AVX-512 (its CPUID says
     so, and it stops a program at an instruction it cannot run): a CPU that
     lacks AVX-512, whatever this machine has.  There the extension must pick
-    the AVX2 leaf by itself, and the forward (non-temporal stores, offsets
-    inside a Philox block, batch ends), the mask, Gaussian dropout, DropPath,
-    a broadcast noise shape, a strided view and the backward must match the
-    reference backend bit for bit (NaNs included)."""
+    the AVX2 leaf by itself, and the forward (offsets inside a Philox block,
+    batch ends), the mask, Gaussian dropout, DropPath, a broadcast noise
+    shape, a strided view, the backward, and the non-temporal stores into a
+    large output (forward, DropPath, stored mask) must match the reference
+    backend bit for bit (NaNs included)."""
     try:
         with open("/proc/cpuinfo") as f:
             flags = f.read().split()
@@ -133,4 +149,4 @@ def test_cpu_without_avx512_under_valgrind():
     r = subprocess.run(["valgrind", "--tool=none", "-q", sys.executable, "-c", _NO_AVX512],
                        env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
-    assert r.stdout.split()[-2:] == ["checked", "21"], r.stdout[-2000:]
+    assert r.stdout.split()[-2:] == ["checked", "22"], r.stdout[-2000:]
