@@ -81,6 +81,22 @@ def test_available_and_registered():
 # raw kernels: non-temporal stores, float16
 # ---------------------------------------------------------------------------
 
+def _nt_case(dtype, seed):
+    """``(n, x, per_line, buf, base, unaligned)`` of the non-temporal store
+    tests: n special values (several chunks), elements per 64-byte line, a
+    buffer whose element ``base`` starts a line (outputs at ``base + shift``
+    start off a line by ``shift`` elements) and an output whose address is
+    not a multiple of the item size."""
+    n = 2**17 + 1001
+    x = special_values((n,), dtype, seed=seed)
+    per_line = 64 // x.itemsize
+    buf = np.empty(n + 2 * per_line, dtype)
+    base = (-(buf.ctypes.data // buf.itemsize)) % per_line
+    raw = bytearray((n + 1) * x.itemsize)
+    unaligned = np.frombuffer(raw, dtype, count=n, offset=1)
+    return n, x, per_line, buf, base, unaligned
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 def test_forward_nontemporal_stores(dtype, threads, monkeypatch):
     """Caller-provided outputs that are not ``x`` take the non-temporal
@@ -93,13 +109,7 @@ def test_forward_nontemporal_stores(dtype, threads, monkeypatch):
     from fastdrop._numba import kernels as K
 
     monkeypatch.setattr(K, "NT_MIN_BYTES", 0)
-    n = 2**17 + 1001
-    x = special_values((n,), dtype, seed=6)
-    per_line = 64 // x.itemsize
-    buf = np.empty(n + 2 * per_line, dtype)
-    base = (-(buf.ctypes.data // buf.itemsize)) % per_line
-    raw = bytearray((n + 1) * x.itemsize)
-    unaligned = np.frombuffer(raw, dtype, count=n, offset=1)  # address not a multiple
+    n, x, per_line, buf, base, unaligned = _nt_case(dtype, seed=6)
     for offset in (0, 3, 2**35 - 101):
         # with out one element past a line, chunk 1's second whole tile
         # starts at 2**16 + (per_line - 1) + 256: a tie there sits in the
@@ -153,6 +163,58 @@ def test_forward_nontemporal_over_threshold(threads):
     r = fastdrop.dropout(x, 0.3, rng=fastdrop.Generator(7, 3), out=out, backend="numba")
     assert r is out
     assert_same(out, want)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_apply_nontemporal_stores(dtype, threads, monkeypatch):
+    """A stored mask (bool or packed) into a caller-provided output that is
+    not ``x`` takes the non-temporal store path (threshold lowered): starts
+    of ``out`` across a 64-byte line (each chunk's head up to its first line;
+    with packed bits a head that is not whole mask bytes keeps ordinary
+    stores), plain and affine selects; fresh, in-place and unaligned outputs
+    (ordinary stores) agree too."""
+    from fastdrop._numba import kernels as K
+
+    monkeypatch.setattr(K, "NT_MIN_BYTES", 0)
+    n, x, per_line, buf, base, unaligned = _nt_case(dtype, seed=9)
+    keep = R.keep_range(SEED, 5, n, R.threshold(0.3))
+    packed = np.packbits(keep, bitorder="little")
+    for a, b, c in [(1 / 0.7, -0.0, 0.0), *SELECTS]:
+        for kw in ({"keep": keep}, {"packed": packed}):
+            ref = np.empty_like(x)
+            R.apply_mask(x, ref, (1,), a, shift=b, fill=c, **kw)
+            for shift in (0, 1, 8 % per_line, per_line - 1):
+                out = buf[base + shift:base + shift + n]
+                out.fill(7)
+                B.apply_mask(x, out, (1,), a, shift=b, fill=c, **kw)
+                assert_same(out, ref, f"{list(kw)} line+{shift}")
+            out = np.empty_like(x)
+            B.apply_mask(x, out, (1,), a, shift=b, fill=c, fresh_out=True, **kw)
+            assert_same(out, ref)
+            y = x.copy()
+            B.apply_mask(y, y, (1,), a, shift=b, fill=c, **kw)
+            assert_same(y, ref)
+            unaligned.fill(7)
+            B.apply_mask(x, unaligned, (1,), a, shift=b, fill=c, **kw)
+            assert_same(unaligned, ref)
+
+
+def test_apply_nontemporal_over_threshold(threads):
+    """A stored mask into an output over ``NT_MIN_BYTES`` through the public
+    API, unaligned and aligned, bool and packed: the reference's answer."""
+    n = (8 << 20) // 4 + 37
+    x = special_values((n,), np.float32, seed=10)
+    keep = fastdrop.dropout_mask(n, 0.3, rng=2)
+    buf = np.empty(n + 16, np.float32)
+    for m in (keep, np.packbits(keep, bitorder="little")):
+        want = fastdrop.apply_mask(x, m, 0.3, backend="reference")
+        for s in (1, (-(buf.ctypes.data // 4)) % 16):
+            out = buf[s:s + n]
+            assert fastdrop.apply_mask(x, m, 0.3, out=out, backend="numba") is out
+            assert_same(out, want)
+            out.fill(7)
+            assert fastdrop.dropout_backward(x, 0.3, mask=m, out=out, backend="numba") is out
+            assert_same(out, want)
 
 
 @pytest.mark.parametrize("s", [1.0, 1.0 / 0.9, 10.0, 1.0 / (1 - 1 / 3)])

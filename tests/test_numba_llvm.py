@@ -374,29 +374,39 @@ def test_pack_lanes32_packs_little_bit_order(tie):
 
 
 @njit
-def _apply_line(x, k, out, packed, a, b, c):
-    L.apply_bits_line(x, k, out, packed, a, b, c)
+def _apply_line(x, k, out, mask, a, b, c, nt):
+    L.apply_line(x, k, out, mask, a, b, c, nt)
 
 
+@pytest.mark.parametrize("nt", [False, True], ids=["cached", "streamed"])
+@pytest.mark.parametrize("kind", ["packed", "bool"])
+@pytest.mark.parametrize("first", [0, 3, 7])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("sel", SELECTS, ids=["plain", "affine1", "affine2"])
-def test_apply_bits_line_selects_from_packed_bits(dtype, sel):
+def test_apply_line_selects_from_the_mask(dtype, sel, first, kind, nt):
+    # one 64-byte line of the select from packed bits (starting on a mask
+    # byte or inside one: first) or bool bytes, stored in the cache or
+    # non-temporally (the line then starts on a 64-byte boundary); the
+    # elements around it untouched; the packed read ends inside the array
     vl = 64 // np.dtype(dtype).itemsize
-    n = 3 * vl
-    rng = np.random.default_rng(7)
+    k = vl + first
+    n = k + 2 * vl - first if kind == "packed" else k + vl
+    rng = np.random.default_rng(7 + first)
     x = rng.standard_normal(n).astype(dtype)
-    x[vl + 1] = -0.0
-    packed = rng.integers(0, 256, n // 8, dtype=np.uint8)
-    out = np.full(n, 7.0, dtype)
-    k = vl  # the second line (a multiple of 8)
+    x[k + 1] = -0.0
+    kept_all = rng.integers(0, 2, n).astype(bool)
+    mask = np.packbits(kept_all, bitorder="little") if kind == "packed" else kept_all
+    buf = np.full(n + vl, 7.0, dtype)
+    base = (-(buf.ctypes.data // buf.itemsize) - k) % vl  # out[k] on a 64-byte line
+    out = buf[base:base + n]
     a, b, c = (dtype(v) for v in sel)
-    _apply_line(x, k, out, packed, a, b, c)
-    kept = np.unpackbits(packed, bitorder="little").astype(bool)[k:k + vl]
-    want = _affine(x[k:k + vl], a, b, c, kept)
+    _apply_line(x, k, out, mask, a, b, c, nt)
+    want = _affine(x[k:k + vl], a, b, c, kept_all[k:k + vl])
     bits = {4: np.uint32, 8: np.uint64}[np.dtype(dtype).itemsize]
     assert_array_equal(out[k:k + vl].view(bits), want.view(bits))
     assert (out[:k] == 7.0).all() and (out[k + vl:] == 7.0).all()
     _no_fma(_apply_line)
+    assert "!nontemporal" in _ir(_apply_line)
 
 
 # ---------------------------------------------------------------------------

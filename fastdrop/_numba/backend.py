@@ -24,7 +24,8 @@ Layouts
   that better).
 - ``apply_mask`` on C-contiguous ``x``/``out`` with a full stored mask runs
   :func:`~fastdrop._numba.kernels.apply_contig` (float32/float64 packed
-  bits a 64-byte line at a time).
+  bits a 64-byte line at a time), with non-temporal stores on the same
+  terms as ``forward``.
 - Anything else (strides, Fortran order, reversed or transposed views, noise
   shapes, other stored masks) runs :func:`~fastdrop._numba.kernels.forward_nd`:
   length-1 axes are dropped, an inner axis is chosen (mask stride 1, or the
@@ -522,8 +523,10 @@ def mask(n, seed, offset, T, keep_out=None, packed_out=None):
 def apply_mask(x, out, mstrides, scale, keep=None, packed=None, *, shift=-0.0, fill=0.0,
                fresh_out=False):
     """The affine select ``keep ? x * scale + shift : fill`` with a stored
-    bool or packed mask.  ``fresh_out`` (the fresh-output hint) changes
-    nothing here: this select writes with ordinary stores.
+    bool or packed mask.  A C-contiguous float32/float64 output of
+    ``kernels.NT_MIN_BYTES`` or more that is not ``x`` and not
+    ``fresh_out`` (the fresh-output hint) is written with non-temporal
+    stores, as in :func:`forward`.
 
     Examples
     --------
@@ -550,15 +553,17 @@ def apply_mask(x, out, mstrides, scale, keep=None, packed=None, *, shift=-0.0, f
         K = _kernels()
         xs = _readonly(_storage(x).reshape(-1))
         os_ = _storage(out).reshape(-1)
+        nt = (not fresh_out and out.nbytes >= K.NT_MIN_BYTES
+              and out.__array_interface__["data"][0] != x.__array_interface__["data"][0])
         keep = keep if keep is not None else K.NO_BOOL
         packed = packed if packed is not None else K.NO_BYTES
         if _pooled(xs, os_):
             ab, c = _sel_arrays(sel, xs.dtype)
             _run("apply_contig", xs.dtype, (x.size + CHUNK - 1) // CHUNK, x.size,
-                 (xs, os_, keep, packed, ab, c), (), ab.dtype)
+                 (xs, os_, keep, packed, ab, c), (int(nt),), ab.dtype)
             return
         _call(K.apply_contig, (x.dtype.char, xs.flags.aligned, os_.flags.aligned),
-              xs, os_, sel, keep, packed, n=x.size)
+              xs, os_, sel, keep, packed, nt, n=x.size)
         return
     _nd(x, out, mstrides, 0, 0, 0, sel, keep, packed)
 

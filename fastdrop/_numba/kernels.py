@@ -94,7 +94,7 @@ from .._config import CHUNK, NT_MIN_BYTES
 from . import _cache
 from . import philox as _philox
 from .llvm import (
-    X86, addr, align_frame, apply_bits_line, bits_from_f32, f32_from_bits, f32_of_half_bits,
+    X86, addr, align_frame, apply_line, bits_from_f32, f32_from_bits, f32_of_half_bits,
     half_bits_of_f32, native_f16, nt_line, pack_lanes32, philox_blocks, prefetch, stack_buffer,
     store_fence, target_features,
 )
@@ -663,8 +663,7 @@ def mask_kernel(n, seed, offset, T, keep_out, packed_out):
 
 def _apply_packed_run(x, out, packed, sel, start, stop):
     """``out[e] = x[e] * a + b`` where bit ``e`` of ``packed`` is set, else
-    ``c`` (``sel = (a, b, c)``), for ``start <= e < stop`` (``start`` a
-    multiple of 8)."""
+    ``c`` (``sel = (a, b, c)``), for ``start <= e < stop``."""
     raise NotImplementedError  # pragma: no cover - replaced by the overload
 
 
@@ -689,11 +688,11 @@ def _apply_packed_run_impl(x, out, packed, sel, start, stop):
     vl = 512 // x.dtype.bitwidth  # elements per 64-byte line
 
     def impl(x, out, packed, sel, start, stop):
-        a = start  # lines start on mask bytes: start and vl are multiples of 8
-        while a + vl <= stop:
+        a = start  # apply_line reads 2 * vl bits from a's mask byte
+        while a + 2 * vl <= stop:
             if (a - start) % TILE == 0:
                 _prefetch_tile(x, a, TILE)
-            apply_bits_line(x, a, out, packed, sel[0], sel[1], sel[2])
+            apply_line(x, a, out, packed, sel[0], sel[1], sel[2], False)
             a += vl
         for e in range(a, stop):
             out[e] = affine_select(x[e], sel, (packed[e >> 3] >> (e & 7)) & 1 != 0)
@@ -701,11 +700,9 @@ def _apply_packed_run_impl(x, out, packed, sel, start, stop):
 
 
 @njit(cache=True)
-def _apply_contig_task(c, x, out, sel, keep, packed):
-    """Chunk ``c`` of :func:`apply_contig`."""
+def _apply_span(x, out, sel, keep, packed, start, stop):
+    """The select of elements ``start .. stop - 1`` with ordinary stores."""
     align_frame()
-    start = c * CHUNK
-    stop = min(x.shape[0], start + CHUNK)
     if packed.shape[0] == 0:  # unsigned indices: one vectorised select
         us = np.uint64(start)
         for e in range(stop - start):
@@ -715,15 +712,70 @@ def _apply_contig_task(c, x, out, sel, keep, packed):
         _apply_packed_run(x, out, packed, sel, start, stop)
 
 
+def _apply_lines_nt(x, out, sel, keep, packed, a, stop):
+    """The select of the whole 64-byte lines from ``a`` (aligned in ``out``)
+    before ``stop``, stored non-temporally (:func:`fastdrop._numba.llvm.
+    apply_line`); returns where they end."""
+    raise NotImplementedError  # pragma: no cover - replaced by the overload
+
+
+@overload(_apply_lines_nt)
+def _apply_lines_nt_impl(x, out, sel, keep, packed, a, stop):
+    if not isinstance(x.dtype, types.Float):
+        # float16 bits never stream (_apply_contig_task checks _nt_capable)
+        return lambda x, out, sel, keep, packed, a, stop: a
+    vl = 512 // x.dtype.bitwidth  # elements per 64-byte line
+
+    def impl(x, out, sel, keep, packed, a, stop):
+        b = a
+        bits = packed.shape[0] > 0
+        # packed: apply_line reads 2 * vl bits from the line's first mask byte
+        while a + (2 * vl if bits else vl) <= stop:
+            if (a - b) % TILE == 0:
+                _prefetch_tile(x, a, TILE)
+            if bits:
+                apply_line(x, a, out, packed, sel[0], sel[1], sel[2], True)
+            else:
+                apply_line(x, a, out, keep, sel[0], sel[1], sel[2], True)
+            a += vl
+        return a
+    return impl
+
+
+@njit(cache=True)
+def _apply_contig_task(c, x, out, sel, keep, packed, nt):
+    """Chunk ``c`` of :func:`apply_contig`."""
+    align_frame()
+    start = c * CHUNK
+    stop = min(x.shape[0], start + CHUNK)
+    isz = np.uint64(out.itemsize)
+    stream = (nt and _nt_capable(x) and addr(out) % isz == _U0
+              and addr(x) % isz == _U0)
+    head = 0
+    if stream:  # elements before the chunk's first 64-byte line of out
+        head = np.int64((np.uint64(64) - ((addr(out) + np.uint64(start) * isz)
+                                          & np.uint64(63))) & np.uint64(63)) // out.itemsize
+    if not stream:
+        _apply_span(x, out, sel, keep, packed, start, stop)
+        return
+    a = min(start + head, stop)
+    _apply_span(x, out, sel, keep, packed, start, a)
+    a = _apply_lines_nt(x, out, sel, keep, packed, a, stop)
+    _apply_span(x, out, sel, keep, packed, a, stop)
+    store_fence()
+
+
 @njit(cache=True, parallel=True)
-def apply_contig(x, out, sel, keep, packed):
+def apply_contig(x, out, sel, keep, packed, nt):
     """The affine select (:func:`affine_select`, ``sel = (a, b, c)``) of 1-D
     contiguous ``x`` -> ``out`` (float32/float64, or uint16 bits of
     float16) with a stored full mask: ``keep`` (bool, when non-empty) or
     the bits of ``packed`` (little bit order; float32 and float64 a 64-byte
-    line per step)."""
+    line per step).  ``nt`` asks for non-temporal stores (a large output
+    that is not ``x``; taken by float32/float64): each chunk's whole lines
+    after a head to its first line."""
     for c in prange((x.shape[0] + CHUNK - 1) // CHUNK):
-        _apply_contig_task(c, x, out, sel, keep, packed)
+        _apply_contig_task(c, x, out, sel, keep, packed, nt)
 
 
 @njit(cache=True)
@@ -1359,7 +1411,7 @@ def task_cfunc(kernel, st, ct):
     - forward_contig: A x, out, keep_out, packed_out, ab, c; I seed,
       offset, T, nt
     - mask: A keep_out, packed_out; I n, seed, offset, T
-    - apply_contig: A x, out, keep, packed, ab, c
+    - apply_contig: A x, out, keep, packed, ab, c; I nt
     - forward_nd: A xf, of, shape, xs, os, ms, keep, packed, ab, c; I x0,
       o0, seed, offset, T, blocked
     - noise_nd: A xf, of, shape, xs, os, ms, ab (the float64 ``a``, ``b``);
@@ -1386,7 +1438,8 @@ def task_cfunc(kernel, st, ct):
         def run(ctx, t):
             ip = _context(ctx)
             _apply_contig_task(t, _array(ip, 0, st), _array(ip, 1, st), _sel(ip, 4, ct, st),
-                               _array(ip, 2, np.bool_), _array(ip, 3, np.uint8))
+                               _array(ip, 2, np.bool_), _array(ip, 3, np.uint8),
+                               ip[_INT] != 0)
     elif kernel == "forward_nd":
         def run(ctx, t):
             ip = _context(ctx)

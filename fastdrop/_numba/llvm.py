@@ -20,8 +20,9 @@ passed, so their names are mangled to match the pointers llvmlite emits
 - :func:`nt_line`, :func:`store_fence`: the affine select of one 64-byte
   line stored non-temporally (``!nontemporal``), and the ``sfence`` that orders
   such stores.
-- :func:`pack_lanes32`, :func:`apply_bits_line`: 32 keep bits packed by one
-  vector compare; one line of the select read from packed bits.
+- :func:`pack_lanes32`, :func:`apply_line`: 32 keep bits packed by one
+  vector compare; one line of the select read from a stored bool or packed
+  mask, optionally stored non-temporally.
 - :func:`f32_from_bits`, :func:`bits_from_f32`, :func:`f32_of_half_bits`,
   :func:`half_bits_of_f32`: float32/float16 bit reinterpretations and
   conversions (the latter two where :func:`native_f16`).
@@ -41,7 +42,7 @@ from . import philox as _philox  # the Philox constants: one definition
 __all__ = [
     "X86", "native_f16", "declare_prefetch", "prefetch", "addr", "stack_buffer",
     "align_frame", "target_features", "philox_blocks", "store_fence", "nt_line",
-    "pack_lanes32", "apply_bits_line", "f32_from_bits", "bits_from_f32",
+    "pack_lanes32", "apply_line", "f32_from_bits", "bits_from_f32",
     "f32_of_half_bits", "half_bits_of_f32",
 ]
 
@@ -390,37 +391,57 @@ def pack_lanes32(typingctx, lanes, lb, th16, packed, byte):
 
 
 @intrinsic
-def apply_bits_line(typingctx, x, k, out, packed, a, b, c):
-    """One 64-byte line of ``vl = 64 // itemsize`` elements from ``k`` (a
-    multiple of 8): ``out = x * a + b`` where the element's bit in ``packed``
-    is set, else ``c`` (``a``, ``b``, ``c`` of x's dtype; two rounded
-    operations, :func:`_affine`); the line's ``vl`` bits are the ``vl // 8``
-    bytes from ``packed[k >> 3]``, read as one integer.  float32/float64
-    only."""
+def apply_line(typingctx, x, k, out, mask, a, b, c, nt):
+    """One 64-byte line of ``vl = 64 // itemsize`` elements from ``k``:
+    ``out = x * a + b`` where the element is kept, else ``c`` (``a``, ``b``,
+    ``c`` of x's dtype; two rounded operations, :func:`_affine`).  ``mask``
+    is the bool keep array (the line's ``vl`` bytes from ``k``) or packed
+    bits (uint8: the ``2 * vl // 8`` bytes from ``mask[k >> 3]``, which must
+    exist, read as one integer and shifted right by ``k & 7``, so a line
+    need not start on a mask byte).  ``nt``: the
+    line is stored non-temporally (``out + k`` must be 64-byte aligned;
+    the caller fences, :func:`store_fence`).  float32/float64 only."""
     if not (_is_float_array(x) and isinstance(out, types.Array) and out.dtype == x.dtype
-            and isinstance(packed, types.Array) and packed.dtype == types.uint8
-            and a == x.dtype and b == x.dtype and c == x.dtype):
+            and isinstance(mask, types.Array) and mask.dtype in (types.uint8, types.boolean)
+            and a == x.dtype and b == x.dtype and c == x.dtype
+            and isinstance(nt, types.Boolean)):
         return None
-    sig = types.void(x, k, out, packed, a, b, c)
+    sig = types.void(x, k, out, mask, a, b, c, nt)
 
     def codegen(context, builder, signature, args):
-        xt, kt, ot, pt = signature.args[:4]
+        xt, kt, ot, mt = signature.args[:4]
         size = xt.dtype.bitwidth // 8
         vl = 64 // size
         vty = ir.VectorType(context.get_value_type(xt.dtype), vl)
         k = context.cast(builder, args[1], kt, types.intp)
-        byte = builder.lshr(k, k.type(3))
-        bits = builder.load(_elem_ptr(context, builder, pt, args[3], byte, types.intp,
-                                      ir.IntType(vl)), align=1)
-        if sys.byteorder == "big" and vl > 8:  # pragma: no cover - byte 0 first
-            bits = builder.bswap(bits)
-        kept = builder.bitcast(bits, ir.VectorType(ir.IntType(1), vl))
+        if mt.dtype == types.uint8:
+            wty = ir.IntType(2 * vl)
+            byte = builder.lshr(k, k.type(3))
+            bits = builder.load(_elem_ptr(context, builder, mt, args[3], byte, types.intp,
+                                          wty), align=1)
+            if sys.byteorder == "big":  # pragma: no cover - byte 0 first
+                bits = builder.bswap(bits)
+            bits = builder.lshr(bits, builder.zext(builder.trunc(
+                builder.and_(k, k.type(7)), ir.IntType(8)), wty))
+            kept = builder.bitcast(builder.trunc(bits, ir.IntType(vl)),
+                                   ir.VectorType(ir.IntType(1), vl))
+        else:  # bool bytes, 0 or 1
+            bty = ir.VectorType(ir.IntType(8), vl)
+            kept = builder.icmp_unsigned("!=", builder.load(
+                _elem_ptr(context, builder, mt, args[3], k, types.intp, bty), align=1),
+                bty(None))
         xv = builder.load(_elem_ptr(context, builder, xt, args[0], k, types.intp, vty),
                           align=size)
         res = builder.select(kept, _affine(builder, xv, args[4], args[5], vty),
                              _splat(builder, args[6], vty))
-        builder.store(res, _elem_ptr(context, builder, ot, args[2], k, types.intp, vty),
-                      align=size)
+        ptr = _elem_ptr(context, builder, ot, args[2], k, types.intp, vty)
+        nt_flag = context.cast(builder, args[7], signature.args[7], types.boolean)
+        with builder.if_else(nt_flag) as (streamed, ordinary):
+            with streamed:
+                st = builder.store(res, ptr, align=64)
+                st.set_metadata("nontemporal", builder.module.add_metadata([_I32(1)]))
+            with ordinary:
+                builder.store(res, ptr, align=size)
         return context.get_dummy_value()
 
     return sig, codegen
