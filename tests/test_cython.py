@@ -287,7 +287,15 @@ def test_fast_backward_stored_mask_equals_reference(dtype, threads):
             keep = fastdrop.dropout_mask(shape, p, rng=11)
             packed = fastdrop.dropout_mask(shape, p, rng=11, packed=True)
             fwd = fastdrop.dropout(grad, p, rng=11, backend="reference")
-            for m in (keep, packed):
+            # the same decisions from bool bytes other than 1 and from packed
+            # bits past the end set
+            keep3 = keep.view(np.uint8).copy()
+            keep3 *= np.uint8(3)  # in place: a 0-d array stays an array
+            keep3 = keep3.view(bool)
+            ragged = packed.copy()
+            if grad.size % 8:
+                ragged[-1] |= np.uint8(0xFF << (grad.size % 8) & 0xFF)
+            for m in (keep, packed, keep3, ragged):
                 want = fastdrop.dropout_backward(grad, p, mask=m, backend="reference")
                 assert_same(want, fwd)
                 got = K.fast_backward(grad, p, m)

@@ -165,17 +165,20 @@ def test_forward_nontemporal_over_threshold(threads):
     assert_same(out, want)
 
 
+@pytest.mark.parametrize("pool", [True, False], ids=["pool", "prange"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
-def test_apply_nontemporal_stores(dtype, threads, monkeypatch):
+def test_apply_nontemporal_stores(dtype, pool, threads, monkeypatch):
     """A stored mask (bool or packed) into a caller-provided output that is
     not ``x`` takes the non-temporal store path (threshold lowered): starts
     of ``out`` across a 64-byte line (each chunk's head up to its first line;
-    with packed bits a head that is not whole mask bytes keeps ordinary
-    stores), plain and affine selects; fresh, in-place and unaligned outputs
-    (ordinary stores) agree too."""
+    packed lines then start inside a mask byte), plain and affine selects,
+    on the pool's tasks and the prange kernel; fresh, in-place and unaligned
+    outputs (ordinary stores) agree too."""
     from fastdrop._numba import kernels as K
 
     monkeypatch.setattr(K, "NT_MIN_BYTES", 0)
+    if not pool:
+        monkeypatch.setattr(B, "_run_tasks", False)
     n, x, per_line, buf, base, unaligned = _nt_case(dtype, seed=9)
     keep = R.keep_range(SEED, 5, n, R.threshold(0.3))
     packed = np.packbits(keep, bitorder="little")
@@ -197,6 +200,56 @@ def test_apply_nontemporal_stores(dtype, threads, monkeypatch):
             unaligned.fill(7)
             B.apply_mask(x, unaligned, (1,), a, shift=b, fill=c, **kw)
             assert_same(unaligned, ref)
+
+
+def _guarded(nbytes):
+    """A writable uint8 array of ``nbytes`` that ends where an inaccessible
+    page begins (a read past its end faults), and the mapping holding it."""
+    import ctypes
+    import mmap
+    page = mmap.PAGESIZE
+    pages = (nbytes + page - 1) // page
+    mm = mmap.mmap(-1, (pages + 1) * page)
+    start = ctypes.addressof(ctypes.c_char.from_buffer(mm))
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    assert libc.mprotect(start + pages * page, page, 0) == 0, ctypes.get_errno()
+    return np.frombuffer(mm, np.uint8, count=pages * page)[pages * page - nbytes:], mm
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mprotect through libc")
+@pytest.mark.parametrize("pool", [True, False], ids=["pool", "prange"])
+def test_apply_reads_no_mask_byte_past_the_end(pool, monkeypatch):
+    """The vector lines' wide reads of packed bits (two lines' worth from a
+    line's first mask byte) and of bool bytes stay inside the mask: masks
+    that end against an inaccessible page, lengths ending inside and at a
+    chunk and a mask byte, streamed and cached outputs."""
+    from fastdrop._numba import kernels as K
+
+    if not pool:
+        monkeypatch.setattr(B, "_run_tasks", False)
+    maps = []
+    for nt_min in (0, 2**62):
+        monkeypatch.setattr(K, "NT_MIN_BYTES", nt_min)
+        for dt in (np.float32, np.float64, np.float16):
+            for n in (5, 47, 2**16 + 1001, 2**17 - 3, 2**17, 2**17 + 33):
+                x = values((n,), dt, seed=n % 97)
+                keep = R.keep_range(SEED, 1, n, R.threshold(0.4))
+                pk = np.packbits(keep, bitorder="little")
+                packed, m1 = _guarded(pk.size)
+                packed[:] = pk
+                kb, m2 = _guarded(n)
+                kb = kb.view(bool)
+                kb[:] = keep
+                maps += [m1, m2]
+                for kw in ({"packed": packed}, {"keep": kb}):
+                    ref = np.empty_like(x)
+                    R.apply_mask(x, ref, (1,), 2.5, **kw)
+                    buf = np.empty(n + 16, dt)
+                    for s in (0, 3):
+                        out = buf[s:s + n]
+                        B.apply_mask(x, out, (1,), 2.5, **kw)
+                        assert_same(out, ref, f"{np.dtype(dt).name} n={n} {list(kw)} +{s}")
 
 
 def test_apply_nontemporal_over_threshold(threads):

@@ -182,7 +182,7 @@ def test_kernels_hot_functions_have_aligned_frames(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     found = json.loads(r.stdout.strip().splitlines()[-1])
     names = ["_fill_lanes", "_fwd_contig_task", "_mask_task", "_apply_contig_task",
-             "normal_tile", "_noise_task"]
+             "_apply_span", "normal_tile", "_noise_task"]
     for name in names:
         flags = [v for fn, vs in found.items() if re.search(rf"\d{name}B", fn) for v in vs]
         assert flags and all(flags), (name, flags)

@@ -523,10 +523,12 @@ def mask(n, seed, offset, T, keep_out=None, packed_out=None):
 def apply_mask(x, out, mstrides, scale, keep=None, packed=None, *, shift=-0.0, fill=0.0,
                fresh_out=False):
     """The affine select ``keep ? x * scale + shift : fill`` with a stored
-    bool or packed mask.  A C-contiguous float32/float64 output of
-    ``kernels.NT_MIN_BYTES`` or more that is not ``x`` and not
-    ``fresh_out`` (the fresh-output hint) is written with non-temporal
-    stores, as in :func:`forward`.
+    bool or packed mask.  With a full mask over C-contiguous ``x`` and
+    ``out`` (:func:`~fastdrop._numba.kernels.apply_contig`), a float32/float64
+    output of ``kernels.NT_MIN_BYTES`` or more that is not ``x``, not
+    ``fresh_out`` (the fresh-output hint) and item-aligned as ``x`` is, is
+    written with non-temporal stores, as in :func:`forward`; other layouts
+    use ordinary stores.
 
     Examples
     --------

@@ -688,8 +688,8 @@ def _apply_packed_run_impl(x, out, packed, sel, start, stop):
     vl = 512 // x.dtype.bitwidth  # elements per 64-byte line
 
     def impl(x, out, packed, sel, start, stop):
-        a = start  # apply_line reads 2 * vl bits from a's mask byte
-        while a + 2 * vl <= stop:
+        a = start  # apply_line reads the vl // 4 bytes from a's mask byte
+        while a + vl <= stop and (a >> 3) + vl // 4 <= packed.shape[0]:
             if (a - start) % TILE == 0:
                 _prefetch_tile(x, a, TILE)
             apply_line(x, a, out, packed, sel[0], sel[1], sel[2], False)
@@ -729,8 +729,8 @@ def _apply_lines_nt_impl(x, out, sel, keep, packed, a, stop):
     def impl(x, out, sel, keep, packed, a, stop):
         b = a
         bits = packed.shape[0] > 0
-        # packed: apply_line reads 2 * vl bits from the line's first mask byte
-        while a + (2 * vl if bits else vl) <= stop:
+        # packed: apply_line reads the vl // 4 bytes from the line's first mask byte
+        while a + vl <= stop and (not bits or (a >> 3) + vl // 4 <= packed.shape[0]):
             if (a - b) % TILE == 0:
                 _prefetch_tile(x, a, TILE)
             if bits:

@@ -425,7 +425,7 @@ def apply_line(typingctx, x, k, out, mask, a, b, c, nt):
                 builder.and_(k, k.type(7)), ir.IntType(8)), wty))
             kept = builder.bitcast(builder.trunc(bits, ir.IntType(vl)),
                                    ir.VectorType(ir.IntType(1), vl))
-        else:  # bool bytes, 0 or 1
+        else:  # bool bytes: any nonzero byte is kept (as Numba's own bool loads)
             bty = ir.VectorType(ir.IntType(8), vl)
             kept = builder.icmp_unsigned("!=", builder.load(
                 _elem_ptr(context, builder, mt, args[3], k, types.intp, bty), align=1),
