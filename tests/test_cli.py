@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -216,6 +217,25 @@ def test_time_call_and_formatting():
     assert [_report._fmt_size(n) for n in (12, 1000, 25000, 10 ** 8)] == \
         ["12", "1e3", "2.5e4", "1e8"]
     assert _report._fmt_time(1.5e-6) == "1.5 us"
+
+
+def test_time_call_calibrates_past_a_slow_first_call():
+    # the calibration call of a fast function took far longer than the
+    # rest (a worker thread waking, a cold cache): the loop count comes
+    # from back-to-back calls, so a sample still lasts about min_time
+    # (sized from the slow call alone, it held a few calls: microseconds)
+    def slow_first():
+        calls = []
+
+        def fn():
+            if not calls:
+                time.sleep(0.005)
+            calls.append(1)
+        return fn
+
+    r = _benchmark.time_call(slow_first(), repeat=3, min_time=0.01, partner=slow_first())
+    assert r["number"] > 100 and r["number"] * r["median_s"] > 0.0025, r
+    assert r["partner_median_s"] > 0
 
 
 def test_bench_module_re_exports_the_engine():

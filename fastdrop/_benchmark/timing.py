@@ -25,10 +25,13 @@ def time_call(fn, repeat=7, min_time=0.01, max_time=5.0, sync=_noop, partner=Non
 
     A calibration call picks the inner loop count ``number`` so that a
     sample lasts at least ``min_time`` (when one call already does, the
-    calibration call is the first sample); then up to ``repeat`` samples of
-    ``number`` calls are taken (stopping early, after at least three, once
-    ``max_time`` is spent).  ``sync()`` is called before each clock
-    read (GPU work is asynchronous).
+    calibration call is the first sample; else back-to-back calls, doubling
+    their count until they last a tenth of ``min_time``, set the rate: one
+    call alone can take many times the rest, e.g. while a worker thread
+    wakes, and would leave samples far shorter than ``min_time``); then up
+    to ``repeat`` samples of ``number`` calls are taken (stopping early,
+    after at least three, once ``max_time`` is spent).  ``sync()`` is
+    called before each clock read (GPU work is asynchronous).
 
     Returns
     -------
@@ -47,7 +50,7 @@ def time_call(fn, repeat=7, min_time=0.01, max_time=5.0, sync=_noop, partner=Non
     samples = []
     spent = 0.0
     if first < min_time:
-        number = _loop_count(first, min_time)
+        number = _loop_count(_rate(fn, min_time, sync), min_time)
     else:  # a long call: the calibration run is the first sample
         samples.append(first)
         spent = first
@@ -56,7 +59,7 @@ def time_call(fn, repeat=7, min_time=0.01, max_time=5.0, sync=_noop, partner=Non
     if partner is not None:
         pfirst = _first_call(partner, sync)
         if pfirst < min_time:
-            pnumber = _loop_count(pfirst, min_time)
+            pnumber = _loop_count(_rate(partner, min_time, sync), min_time)
         if samples:  # keep the samples paired
             psamples.append(pfirst if pnumber == 1 else _per_call(partner, pnumber, sync))
     while len(samples) < max(1, repeat):
@@ -72,6 +75,17 @@ def time_call(fn, repeat=7, min_time=0.01, max_time=5.0, sync=_noop, partner=Non
     if partner is not None:
         out["partner_median_s"] = statistics.median(psamples)
     return out
+
+
+def _rate(fn, min_time, sync=_noop):
+    """Seconds per call of ``fn()``: back-to-back calls, doubling their
+    count until they last ``min_time / 10``."""
+    number = 1
+    while True:
+        t = _per_call(fn, number, sync)
+        if t * number >= min_time / 10 or number >= 10 ** 6:
+            return t
+        number *= 2
 
 
 def _loop_count(first, min_time):
@@ -91,11 +105,12 @@ def _per_call(fn, number, sync=_noop):
 
 
 def per_call(fn, budget):
-    """Seconds per call of ``fn()``: one call to warm up, one to size the
-    loop, then back-to-back calls filling about ``budget`` seconds (the
-    sample of ``fastdrop bench-torch`` and ``bench/busy_threads.py``)."""
+    """Seconds per call of ``fn()``: one call to warm up, back-to-back calls
+    to size the loop (:func:`_rate`), then back-to-back calls filling about
+    ``budget`` seconds (the sample of ``fastdrop bench-torch`` and
+    ``bench/busy_threads.py``)."""
     fn()
-    return _per_call(fn, _loop_count(_first_call(fn), budget))
+    return _per_call(fn, _loop_count(_rate(fn, budget), budget))
 
 
 def _first_call(fn, sync=_noop):
