@@ -199,7 +199,7 @@ def test_import_fastdrop_does_not_import_dask():
 
 
 def test_docs_example():
-    # the Dask example of README's "Use inside other frameworks"
+    # the Dask example of docs/frameworks.rst (also run by test_doc_examples)
     import dask.array as da
     import numpy as np
     import fastdrop

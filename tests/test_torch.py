@@ -419,7 +419,7 @@ def test_cuda_matches_cpu():
 
 
 def test_docs_example():
-    # the PyTorch example of README's "Use inside other frameworks"
+    # the PyTorch example of docs/frameworks.rst (also run by test_doc_examples)
     import numpy as np
     import torch
     import fastdrop

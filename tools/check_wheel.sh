@@ -76,7 +76,8 @@ step "3. the sdist's contents"
 tar -tzf "$SDIST" > "$WORK/sdist.txt"
 for f in tests/conftest.py tests/cases.py tests/test_cimport.py conftest.py setup.py \
          pyproject.toml MANIFEST.in LICENSE LICENSES/Apache-2.0.txt CHANGELOG.md README.md \
-         docs/spec.md fastdrop/py.typed fastdrop/_cython/_kernels.pyx fastdrop/_cython/api.pxd \
+         docs/spec.md docs/frameworks.rst fastdrop/py.typed fastdrop/_cython/_kernels.pyx \
+         fastdrop/_cython/api.pxd \
          fastdrop/_cython/kernels.h.in fastdrop/_cython/philox.h fastdrop/_cython/pool.h \
          fastdrop/_cython/threads.h fastdrop/_cython/fpenv.h fastdrop/_cython/xla_ffi.h \
          fastdrop/_cython/third_party/xla/ffi/api/c_api.h \

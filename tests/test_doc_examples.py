@@ -1,24 +1,29 @@
-"""The examples of README's "Use inside other frameworks" section run as
-written (each block's own asserts check it against fastdrop.dropout)."""
+"""The examples of "Use inside other frameworks" (docs/frameworks.rst, which
+README's section of that name points to) run as written (each block's own
+asserts check it against fastdrop.dropout), and README's quick start."""
 
 import os
 import pathlib
 import re
 import subprocess
 import sys
+import textwrap
 
 import pytest
 
-README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+FRAMEWORKS = ROOT / "docs" / "frameworks.rst"
 
 
 def _section_blocks():
-    text = README.read_text()
-    sec = text.split("## Use inside other frameworks", 1)[1].split("\n## ", 1)[0]
+    """{section's first word: [(language, code), ...]} of docs/frameworks.rst."""
+    text = FRAMEWORKS.read_text()
     out = {}
-    for part in re.split(r"\n### ", sec)[1:]:
-        title = part.split("\n", 1)[0].strip()
-        out[title] = re.findall(r"```(\w+)\n(.*?)```", part, re.S)
+    for part in re.split(r"\n(?=[^\n]+\n-{3,}\n)", text)[1:]:
+        title = part.split("\n", 1)[0].split()[0]
+        blocks = re.findall(r"\.\. code-block:: (\w+)\n\n((?:   .*\n|\n)+)", part)
+        out[title] = [(lang, textwrap.dedent(code)) for lang, code in blocks]
     return out
 
 
@@ -35,7 +40,7 @@ def test_python_example_runs(title, needs):
     pytest.importorskip(needs)
     (lang, code), = BLOCKS[title]
     assert lang == "python"
-    exec(compile(code, f"README:{title}", "exec"), {"__name__": "readme_example"})
+    exec(compile(code, f"frameworks.rst:{title}", "exec"), {"__name__": "readme_example"})
 
 
 @pytest.mark.parametrize("backend", ["jax", "torch"])
@@ -67,7 +72,7 @@ def test_cython_example_builds_and_runs(tmp_path, c_compiler):
     sys.path.insert(0, str(tmp_path))
     sys.modules.pop("fd_user", None)
     try:
-        exec(compile(use, "README:Cython", "exec"), {"__name__": "readme_example"})
+        exec(compile(use, "frameworks.rst:Cython", "exec"), {"__name__": "readme_example"})
     finally:
         sys.path.remove(str(tmp_path))
         sys.modules.pop("fd_user", None)
