@@ -1,9 +1,12 @@
 """fastdrop's mask stream as functions for your own ``@numba.njit`` code.
 
-Importing this module imports Numba but compiles nothing: the functions are
-Numba dispatchers, compiled (or loaded from Numba's disk cache) for the
-argument types of their first call, from inside ``@njit`` code or from
-Python.  ``import fastdrop`` does not import this module.
+Importing this module imports Numba but compiles nothing: each function is
+compiled (or loaded from Numba's disk cache) for the argument types of its
+first call, from inside ``@njit`` code or from Python.  Called from Python,
+an ``int`` seed, position or offset is passed on as a ``numpy.uint64``:
+Numba types a Python int as int64 once a function has been compiled for one,
+and would then refuse a seed of ``2**63`` or more (``OverflowError``).
+``import fastdrop`` does not import this module.
 
 The mask is fastdrop's mask stream v1 (docs/spec.md §1), bit for bit:
 ``keep(seed, j, p)`` is the decision for stream position ``j``, which is what
@@ -36,10 +39,19 @@ from ._extras import require
 require("numba", "numba", "fastdrop.numba")
 
 from numba import njit  # noqa: E402
+from numba.extending import overload  # noqa: E402
 
 from ._numba import kernels as _k  # noqa: E402
 
 __all__ = ["threshold", "keep", "keep_threshold", "fill_mask", "dropout_inplace"]
+
+
+def _u64(v):
+    """A Python int in [0, 2**64) as numpy.uint64 (see the module docstring);
+    anything else as given."""
+    if type(v) is int and 0 <= v < 18446744073709551616:
+        return np.uint64(v)
+    return v
 
 
 @njit(cache=True)
@@ -66,6 +78,12 @@ def threshold(p):
 
 
 @njit(cache=True)
+def _keep_threshold(seed, position, T):
+    """The compiled keep_threshold (see :func:`keep_threshold`)."""
+    k0, k1, th, tl = _k._key(seed, T)
+    return _k.keep_decision(np.uint64(position), k0, k1, th, tl)
+
+
 def keep_threshold(seed, position, T):
     """Keep decision for one stream position, with an integer threshold.
 
@@ -89,11 +107,20 @@ def keep_threshold(seed, position, T):
     >>> [int(fdn.keep_threshold(0, j, 2**31)) for j in range(8)]
     [1, 0, 1, 1, 1, 1, 1, 1]
     """
-    k0, k1, th, tl = _k._key(seed, T)
-    return _k.keep_decision(np.uint64(position), k0, k1, th, tl)
+    return _keep_threshold(_u64(seed), _u64(position), T)
+
+
+@overload(keep_threshold)
+def _keep_threshold_in_njit(seed, position, T):
+    return lambda seed, position, T: _keep_threshold(seed, position, T)
 
 
 @njit(cache=True)
+def _keep(seed, position, p):
+    """The compiled keep (see :func:`keep`)."""
+    return _keep_threshold(seed, position, threshold(p))
+
+
 def keep(seed, position, p):
     """Keep decision for one stream position (True = kept).
 
@@ -120,10 +147,32 @@ def keep(seed, position, p):
     >>> [int(fdn.keep(42, j, 0.1)) for j in range(5, 11)]
     [0, 1, 1, 1, 1, 1]
     """
-    return keep_threshold(seed, position, threshold(p))
+    return _keep(_u64(seed), _u64(position), p)
+
+
+@overload(keep)
+def _keep_in_njit(seed, position, p):
+    return lambda seed, position, p: _keep(seed, position, p)
 
 
 @njit(cache=True)
+def _fill_mask(out, seed, offset, p):
+    """The compiled fill_mask (see :func:`fill_mask`)."""
+    if not (p >= 0.0 and p <= 1.0):
+        raise ValueError("p must be in [0, 1]")
+    offset = np.uint64(offset)
+    k0, k1, th, tl = _k._key(seed, threshold(p))
+    words = np.empty(_k._TILE_WORDS, np.uint32)
+    kbuf = np.empty(_k.TILE, np.bool_)
+    n = out.shape[0]
+    for a in range(0, n, _k.TILE):
+        L = min(_k.TILE, n - a)
+        _k.keep_tile(kbuf, words, offset + np.uint64(a), L, k0, k1, th, tl)
+        oa = out[a:a + L]
+        for e in range(L):
+            oa[e] = kbuf[e]
+
+
 def fill_mask(out, seed, offset, p):
     """Write the keep mask of positions ``offset`` to ``offset + len(out) - 1``.
 
@@ -150,22 +199,33 @@ def fill_mask(out, seed, offset, p):
     >>> m.astype(int).tolist()
     [1, 0, 1, 1, 1, 1, 1, 1]
     """
-    if not (p >= 0.0 and p <= 1.0):
-        raise ValueError("p must be in [0, 1]")
-    offset = np.uint64(offset)
-    k0, k1, th, tl = _k._key(seed, threshold(p))
-    words = np.empty(_k._TILE_WORDS, np.uint32)
-    kbuf = np.empty(_k.TILE, np.bool_)
-    n = out.shape[0]
-    for a in range(0, n, _k.TILE):
-        L = min(_k.TILE, n - a)
-        _k.keep_tile(kbuf, words, offset + np.uint64(a), L, k0, k1, th, tl)
-        oa = out[a:a + L]
-        for e in range(L):
-            oa[e] = kbuf[e]
+    return _fill_mask(out, _u64(seed), _u64(offset), p)
+
+
+@overload(fill_mask)
+def _fill_mask_in_njit(out, seed, offset, p):
+    return lambda out, seed, offset, p: _fill_mask(out, seed, offset, p)
 
 
 @njit(cache=True, error_model="numpy")
+def _dropout_inplace(x, seed, offset, p):
+    """The compiled dropout_inplace (see :func:`dropout_inplace`)."""
+    if not (p >= 0.0 and p <= 1.0):
+        raise ValueError("p must be in [0, 1]")
+    # p = 1: 1 / 0.0 is inf under error_model="numpy" (no ZeroDivisionError)
+    sel = _k.select_constants(x, 1.0 / (1.0 - np.float64(p)), -0.0, 0.0)
+    offset = np.uint64(offset)
+    kbuf = np.empty(_k.TILE, np.bool_)
+    n = x.shape[0]
+    for a in range(0, n, _k.TILE):  # a tile of keep bits, then the select
+        L = min(_k.TILE, n - a)
+        _fill_mask(kbuf[:L], seed, offset + np.uint64(a), p)
+        xa = x[a:a + L]
+        for e in range(L):
+            xa[e] = _k.affine_select(xa[e], sel, kbuf[e])
+
+
+
 def dropout_inplace(x, seed, offset, p):
     """Dropout of a 1-D float32/float64 array, in place (inverted scaling).
 
@@ -204,16 +264,9 @@ def dropout_inplace(x, seed, offset, p):
     >>> x.tolist()
     [0.0, 0.0, 0.0]
     """
-    if not (p >= 0.0 and p <= 1.0):
-        raise ValueError("p must be in [0, 1]")
-    # p = 1: 1 / 0.0 is inf under error_model="numpy" (no ZeroDivisionError)
-    sel = _k.select_constants(x, 1.0 / (1.0 - np.float64(p)), -0.0, 0.0)
-    offset = np.uint64(offset)
-    kbuf = np.empty(_k.TILE, np.bool_)
-    n = x.shape[0]
-    for a in range(0, n, _k.TILE):  # a tile of keep bits, then the select
-        L = min(_k.TILE, n - a)
-        fill_mask(kbuf[:L], seed, offset + np.uint64(a), p)
-        xa = x[a:a + L]
-        for e in range(L):
-            xa[e] = _k.affine_select(xa[e], sel, kbuf[e])
+    return _dropout_inplace(x, _u64(seed), _u64(offset), p)
+
+
+@overload(dropout_inplace)
+def _dropout_inplace_in_njit(x, seed, offset, p):
+    return lambda x, seed, offset, p: _dropout_inplace(x, seed, offset, p)

@@ -543,6 +543,38 @@ def test_plain_select_is_the_old_formula():
         assert_same(out, want)
 
 
+def test_public_functions_mix_small_and_large_python_int_seeds():
+    """Numba types a Python int as int64 once a function has been compiled
+    for one and then refuses 2**63 or more (OverflowError): the public
+    functions pass Python ints on as uint64, so small and large seeds and
+    positions mix in any order, and njit code still calls them with int64
+    or uint64 values."""
+    import fastdrop.numba as fdn
+
+    @numba.njit
+    def inside(x, seed, offset, p):
+        fdn.dropout_inplace(x, seed, offset, p)
+        return fdn.keep(seed, offset, p), fdn.keep_threshold(seed, offset, fdn.threshold(p))
+
+    big = 2**63 + 12345
+    T = R.threshold(0.3)
+    for seed, offset in ((7, 3), (big, 2**63 + 3), (7, 2**64 - 200), (big, 5)):
+        want = R.keep_range(seed, offset, 100, T)
+        x = np.ones(100, np.float32)
+        fdn.dropout_inplace(x, seed, offset, 0.3)
+        assert_array_equal(x != 0, want)
+        m = np.empty(100, bool)
+        fdn.fill_mask(m, seed, offset, 0.3)
+        assert_array_equal(m, want)
+        assert fdn.keep(seed, offset, 0.3) == want[0]
+        assert fdn.keep_threshold(seed, offset, T) == want[0]
+        for s, o in ((np.int64(seed), np.int64(offset)) if seed < 2**63 and offset < 2**63
+                     else (np.uint64(seed), np.uint64(offset)),):
+            y = np.ones(100, np.float32)
+            assert inside(y, s, o, 0.3) == (want[0], want[0])
+            assert_array_equal(y, x)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
 def test_dropout_inplace_p0_p1(dtype):
     """``fastdrop.numba.dropout_inplace`` has no p = 0 / p = 1 branch: at
