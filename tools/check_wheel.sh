@@ -174,7 +174,7 @@ SUITE="$WORK/suite"
 mkdir -p "$SUITE/docs"
 cp -r "$ROOT/tests" "$ROOT/bench" "$ROOT/examples" "$SUITE/"
 cp "$ROOT/README.md" "$ROOT/pyproject.toml" "$ROOT/conftest.py" "$SUITE/"
-cp "$ROOT/docs/spec.md" "$SUITE/docs/"
+cp "$ROOT/docs/spec.md" "$ROOT/docs/frameworks.rst" "$SUITE/docs/"
 find "$SUITE" -name __pycache__ -prune -exec rm -rf {} +
 [ -e "$SUITE/fastdrop" ] && fail "the copied suite has a fastdrop/ folder"
 SITE="$("$VPY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
