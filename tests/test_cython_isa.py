@@ -73,53 +73,45 @@ def same(a, b, what):
         a, b = a.view(f"u{a.itemsize}"), b.view(f"u{b.itemsize}")
     assert_array_equal(a, b, what)
 
-rng = np.random.default_rng(5)
 runs = 0
+def check(calls, names):
+    # calls(backend) -> a tuple of results: the Cython backend's, bit for
+    # bit the reference backend's
+    global runs
+    for w, v, what in zip(calls("reference"), calls("cython"), names):
+        same(v, w, what)
+    runs += 1
+
+rng = np.random.default_rng(5)
 for dt in (np.float16, np.float32, np.float64):
     for n, off in ((1, 0), (255, 3), (257, 0), (1000, 5), (300_000, 0), (300_001, 7)):
         x = rng.standard_normal(n).astype(dt)
         x[::97] = np.nan
-        want = {}
-        for be in ("reference", "cython"):
-            out = np.empty_like(x)
-            y, m = fastdrop.dropout(x, 0.3, rng=fastdrop.Generator(11, off), out=out,
+        def calls(be):
+            y, m = fastdrop.dropout(x, 0.3, rng=fastdrop.Generator(11, off), out=np.empty_like(x),
                                     return_mask="packed", backend=be)
-            g = fastdrop.gaussian_dropout(x, 0.3, rng=fastdrop.Generator(12, off), backend=be)
-            k = fastdrop.dropout_mask(x.shape, 0.7, rng=fastdrop.Generator(13, off), backend=be)
-            got = (y, m, g, k)
-            if be == "reference":
-                want = got
-            else:
-                for w, v, what in zip(want, got, ("dropout", "packed mask", "gaussian", "mask")):
-                    same(v, w, f"{what} {np.dtype(dt).name} n={n} offset={off}")
-                runs += 1
+            return (y, m,
+                    fastdrop.gaussian_dropout(x, 0.3, rng=fastdrop.Generator(12, off), backend=be),
+                    fastdrop.dropout_mask(x.shape, 0.7, rng=fastdrop.Generator(13, off), backend=be))
+        label = f"{np.dtype(dt).name} n={n} offset={off}"
+        check(calls, [f"{w} {label}" for w in ("dropout", "packed mask", "gaussian", "mask")])
     x = rng.standard_normal((64, 9, 40)).astype(dt)
-    for be in ("reference", "cython"):
-        got = (fastdrop.drop_path(x, 0.4, rng=3, backend=be),
-               fastdrop.dropout(x, 0.4, rng=4, noise_shape=(64, 1, 40), backend=be),
-               fastdrop.dropout(x[:, ::2, 3:], 0.4, rng=6, backend=be),
-               fastdrop.dropout_backward(x, 0.4, state=(7, 0), backend=be))
-        if be == "reference":
-            want = got
-        else:
-            for w, v in zip(want, got):
-                same(v, w, f"3-D {np.dtype(dt).name}")
-            runs += 1
+    check(lambda be: (fastdrop.drop_path(x, 0.4, rng=3, backend=be),
+                      fastdrop.dropout(x, 0.4, rng=4, noise_shape=(64, 1, 40), backend=be),
+                      fastdrop.dropout(x[:, ::2, 3:], 0.4, rng=6, backend=be),
+                      fastdrop.dropout_backward(x, 0.4, state=(7, 0), backend=be)),
+          [f"{w} 3-D {np.dtype(dt).name}" for w in ("drop_path", "noise shape", "strided",
+                                                     "backward")])
 # a caller's output of 8 MiB or more: the non-temporal stores (after a
 # head to a 64-byte line) of the forward, DropPath's rows and a stored mask
 x = rng.standard_normal(2**21 + 2**13 + 5).astype(np.float32)
 xr = x[1:1 + 256 * 8200].reshape(256, 8200)
-for be in ("reference", "cython"):
+def large(be):
     y, m = fastdrop.dropout(x, 0.3, rng=fastdrop.Generator(14, 3), out=np.empty_like(x),
                             return_mask=True, backend=be)
-    got = (y, m, fastdrop.drop_path(xr, 0.4, rng=5, out=np.empty_like(xr), backend=be),
-           fastdrop.apply_mask(x, m, 0.3, out=np.empty_like(x), backend=be))
-    if be == "reference":
-        want = got
-    else:
-        for w, v, what in zip(want, got, ("dropout", "mask", "drop_path", "apply_mask")):
-            same(v, w, f"{what} into a large out")
-        runs += 1
+    return (y, m, fastdrop.drop_path(xr, 0.4, rng=5, out=np.empty_like(xr), backend=be),
+            fastdrop.apply_mask(x, m, 0.3, out=np.empty_like(x), backend=be))
+check(large, [f"{w} into a large out" for w in ("dropout", "mask", "drop_path", "apply_mask")])
 print("checked", runs)
 """
 

@@ -649,6 +649,11 @@ cdef int _fast_admit(cnp.ndarray xa, object p, int *dtype, double *pd):
     return 1 if cnp.PyArray_SIZE(xa) != 0 else 0
 
 
+cdef inline bint _overlap(char *a, int64_t an, char *b, int64_t bn) noexcept:
+    """Whether the bytes [a, a + an) and [b, b + bn) share one."""
+    return a < b + bn and b < a + an
+
+
 cdef object _fast_out(cnp.ndarray xa, object out):
     """The fast paths' output: a new array like x when out is None, out
     itself when it is a writeable C-contiguous aligned ndarray of x's shape
@@ -673,7 +678,7 @@ cdef object _fast_out(cnp.ndarray xa, object out):
             return None
     x0 = cnp.PyArray_BYTES(xa)
     y0 = cnp.PyArray_BYTES(ya)
-    if y0 != x0 and y0 < x0 + nbytes and x0 < y0 + nbytes:
+    if y0 != x0 and _overlap(x0, nbytes, y0, nbytes):
         return None  # partial overlap: the general path raises
     return ya
 
@@ -982,8 +987,7 @@ def fast_backward(grad, p, mask=None, state=None, training=True, mode="inverted"
             return NotImplemented
         m0 = cnp.PyArray_BYTES(ma)
         y0 = cnp.PyArray_BYTES(ya)
-        if (m0 < y0 + n * cnp.PyArray_ITEMSIZE(xa)
-                and y0 < m0 + cnp.PyArray_SIZE(ma)):
+        if _overlap(m0, cnp.PyArray_SIZE(ma), y0, n * cnp.PyArray_ITEMSIZE(xa)):
             return NotImplemented  # out would overwrite the mask it reads
         _fast_select(xa, ya, dtype, pd, 0, 0, out is None, None, None, 0, <const uint8_t *>m0,
                      cnp.PyArray_TYPE(ma) == cnp.NPY_UINT8)

@@ -531,6 +531,18 @@ def _nt_tile_impl(x, a, out, lanes, lb, sel, th16):
     return impl
 
 
+@njit(inline="always")
+def _nt_head(x, out, nt, start):
+    """Where a chunk from element ``start`` streams (``nt`` asked, a dtype
+    :func:`_nt_tile` streams, ``x`` and ``out`` item-aligned): the elements
+    of ``out`` from ``start`` to its next 64-byte line; else -1."""
+    isz = np.uint64(out.itemsize)
+    if not (nt and _nt_capable(x) and addr(out) % isz == _U0 and addr(x) % isz == _U0):
+        return np.int64(-1)
+    return np.int64((np.uint64(64) - ((addr(out) + np.uint64(start) * isz) & np.uint64(63)))
+                    & np.uint64(63)) // out.itemsize
+
+
 # ---------------------------------------------------------------------------
 # kernels
 # ---------------------------------------------------------------------------
@@ -545,16 +557,10 @@ def _fwd_contig_task(c, x, out, seed, offset, T, sel, keep_out, packed_out, nt):
     offset = np.uint64(offset)
     want_keep = keep_out.shape[0] > 0
     want_packed = packed_out.shape[0] > 0
-    isz = np.uint64(out.itemsize)
-    stream = (nt and _nt_capable(x) and addr(out) % isz == _U0
-              and addr(x) % isz == _U0)
-    head = 0
-    if stream:  # elements before the first 64-byte line boundary of a chunk
-        head = np.int64((np.uint64(64) - (addr(out) & np.uint64(63)))
-                        & np.uint64(63)) // out.itemsize
-        if want_packed and head % 8 != 0:  # tiles must start on mask bytes
-            stream = False
-            head = 0
+    head = _nt_head(x, out, nt, c * CHUNK)
+    stream = head >= 0 and not (want_packed and head % 8 != 0)  # tiles start on mask bytes
+    if not stream:
+        head = 0
     words = carray(stack_buffer(_TILE_WORDS, np.uint32), _TILE_WORDS)
     lanes = words.view(np.uint16)
     start = c * CHUNK
@@ -748,14 +754,8 @@ def _apply_contig_task(c, x, out, sel, keep, packed, nt):
     align_frame()
     start = c * CHUNK
     stop = min(x.shape[0], start + CHUNK)
-    isz = np.uint64(out.itemsize)
-    stream = (nt and _nt_capable(x) and addr(out) % isz == _U0
-              and addr(x) % isz == _U0)
-    head = 0
-    if stream:  # elements before the chunk's first 64-byte line of out
-        head = np.int64((np.uint64(64) - ((addr(out) + np.uint64(start) * isz)
-                                          & np.uint64(63))) & np.uint64(63)) // out.itemsize
-    if not stream:
+    head = _nt_head(x, out, nt, start)
+    if head < 0:
         _apply_span(x, out, sel, keep, packed, start, stop)
         return
     a = min(start + head, stop)
